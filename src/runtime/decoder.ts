@@ -1,0 +1,33 @@
+/**
+ * The boundary between generation logic (sampling, stopping, streaming) and the thing that computes logits
+ * (an ORT session over a decoder graph, or a fake in tests).
+ */
+import type { Tensor } from '../util/tensor.js';
+
+/** The packed steer inputs of the graph (docs/ARCHITECTURE.md, "The steer in the graph"). */
+export interface SteerInputs {
+  p1: Tensor; // [d, K]
+  p2t: Tensor; // [K, d]
+  scale: Tensor; // [batch, K]
+}
+
+export interface StepOutput {
+  /** Next-token logits of each row, [batch, vocab]. */
+  logits: Tensor;
+}
+
+/** A running batch: each row has its own KV cache inside. */
+export interface DecoderBatch {
+  readonly batchSize: number;
+  /** Append one token per row (rows that are done still get a token, e.g. EOS) and return the next logits. */
+  step(nextTokens: number[]): Promise<StepOutput>;
+  /** Free the KV cache. */
+  dispose(): void;
+}
+
+export interface Decoder {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  /** Prefill prompts of different lengths (left-padded inside); returns the batch and each prompt's next-token logits. */
+  start(prompts: number[][], steer?: SteerInputs): Promise<{ batch: DecoderBatch; out: StepOutput }>;
+}
