@@ -1,0 +1,48 @@
+/**
+ * The normalized decoder config every architecture module works from, parsed from a Hugging Face
+ * config.json (llama2.c checkpoints are given an equivalent config.json-shaped object on load).
+ */
+export type Arch = 'gpt2' | 'llama' | 'gpt_neox';
+
+export interface RopeScaling {
+  type: 'linear' | 'llama3' | 'dynamic' | 'yarn';
+  factor: number;
+  // llama3
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositions?: number;
+  // yarn
+  betaFast?: number;
+  betaSlow?: number;
+}
+
+export interface DecoderConfig {
+  arch: Arch;
+  /** model_type as written in config.json (llama, mistral, qwen2, gpt2, gpt_neox). */
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  maxPositions: number;
+  norm: 'layernorm' | 'rmsnorm';
+  normEps: number;
+  /** MLP activation: gelu_new (tanh approximation, GPT-2), gelu (exact erf, Pythia), silu (SwiGLU, Llama). */
+  activation: 'gelu_new' | 'gelu' | 'silu' | 'relu';
+  position: 'learned' | 'rope';
+  /** Present when position === 'rope'. rotaryDim ≤ headDim (partial rotary in gpt_neox). HF rotate_half layout. */
+  rope?: { theta: number; rotaryDim: number; scaling?: RopeScaling };
+  /** gpt_neox use_parallel_residual: x + attn(ln1(x)) + mlp(ln2(x)). */
+  parallelResidual: boolean;
+  /** Biases on q/k/v projections (qwen2, llama attention_bias, gpt2, gpt_neox). */
+  qkvBias: boolean;
+  /** Bias on the attention output projection and the MLP (gpt2, gpt_neox; llama mlp_bias). */
+  outBias: boolean;
+  mlpBias: boolean;
+  tiedEmbeddings: boolean;
+  bosTokenId?: number;
+  eosTokenIds: number[];
+}
