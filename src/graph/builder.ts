@@ -32,11 +32,10 @@ export class GraphBuilder {
 
   constructor(readonly name: string) {}
 
-  /** A fresh, unique value name with a readable prefix. */
+  /** A fresh value name with a readable prefix (registered when a node or initializer takes it). */
   fresh(prefix: string): string {
     let n = `${prefix}_${this.counter++}`;
     while (this.names.has(n)) n = `${prefix}_${this.counter++}`;
-    this.names.add(n);
     return n;
   }
 

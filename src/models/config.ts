@@ -43,6 +43,8 @@ export interface DecoderConfig {
   outBias: boolean;
   mlpBias: boolean;
   tiedEmbeddings: boolean;
+  /** Mistral/Qwen2 sliding-window attention: each token attends to at most this many previous tokens. */
+  slidingWindow?: number;
   bosTokenId?: number;
   eosTokenIds: number[];
 }

@@ -28,6 +28,9 @@ export interface DecoderBatch {
 export interface Decoder {
   readonly vocabSize: number;
   readonly hiddenSize: number;
-  /** Prefill prompts of different lengths (left-padded inside); returns the batch and each prompt's next-token logits. */
-  start(prompts: number[][], steer?: SteerInputs): Promise<{ batch: DecoderBatch; out: StepOutput }>;
+  /**
+   * Prefill prompts of different lengths; returns the batch and each prompt's next-token logits.
+   * `maxNewTokens` sizes the KV cache up front (it grows if exceeded).
+   */
+  start(prompts: number[][], steer?: SteerInputs, opts?: { maxNewTokens?: number }): Promise<{ batch: DecoderBatch; out: StepOutput }>;
 }

@@ -1,0 +1,81 @@
+/** `lmsteer generate`: sample continuations of a prompt, optionally steered; streams text or prints JSON. */
+import { Command } from 'commander';
+import { generate } from '../runtime/generate.js';
+import { steerDirections } from '../steer/active.js';
+import { LmSteerError } from '../util/errors.js';
+import { addModelFlags, addSteerFlags, openModel, openSteers, type ModelFlags, type SteerFlags } from './common.js';
+import { collect, floatOption, intOption, parseIds } from './options.js';
+
+interface GenerateFlags extends ModelFlags, SteerFlags {
+  prompt?: string;
+  ids?: string;
+  maxNewTokens: number;
+  minNewTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  numSamples: number;
+  stop: string[];
+  json?: boolean;
+}
+
+export function generateCommand(): Command {
+  const cmd = new Command('generate').description('generate text from a prompt, optionally steered (--steer DIR --value name=v)');
+  addModelFlags(cmd);
+  addSteerFlags(cmd);
+  return cmd
+    .option('-p, --prompt <text>', 'the prompt')
+    .option('--ids <ids>', 'the prompt as comma-separated token ids instead of text')
+    .option('-n, --max-new-tokens <n>', 'new tokens per sample', intOption('--max-new-tokens', 1, 1_000_000), 64)
+    .option('--min-new-tokens <n>', 'no EOS before this many new tokens', intOption('--min-new-tokens', 0, 1_000_000), 0)
+    .option('-t, --temperature <t>', 'sampling temperature; 0 = greedy', floatOption('--temperature', 0, 100), 1)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', intOption('--top-k', 0, 10_000_000), 0)
+    .option('--top-p <p>', 'nucleus sampling: keep the smallest set with this much probability (1 = off)', floatOption('--top-p', Number.MIN_VALUE, 1), 1)
+    .option('-s, --seed <s>', 'random seed (runs with the same seed are identical)', intOption('--seed', 0, 2 ** 32 - 1), 0)
+    .option('--num-samples <n>', 'samples of the prompt', intOption('--num-samples', 1, 10_000), 1)
+    .option('--stop <text>', 'stop when this text appears (repeatable)', collect, [])
+    .option('--json', 'print {"model", "samples": [{"text", "token_ids"}]} instead of streaming text')
+    .action(async (flags: GenerateFlags) => run(flags));
+}
+
+async function run(flags: GenerateFlags): Promise<void> {
+  if (flags.prompt === undefined && flags.ids === undefined) {
+    throw new LmSteerError('BAD_ARGUMENT', 'give --prompt TEXT (or --ids 1,2,3)', 'e.g. lmsteer generate --prompt "Once upon a time"');
+  }
+  if (flags.prompt !== undefined && flags.ids !== undefined) throw new LmSteerError('BAD_ARGUMENT', '--prompt and --ids exclude each other');
+  if (flags.prompt === '') throw new LmSteerError('BAD_ARGUMENT', '--prompt is empty', 'give some text, or --ids with the start token (e.g. --ids 1)');
+  const model = await openModel(flags);
+  try {
+    const { active, scale } = openSteers(model, flags);
+    const stream = !flags.json && flags.numSamples === 1;
+    const prompt = flags.ids !== undefined ? { ids: parseIds(flags.ids) } : flags.prompt!;
+    if (stream) process.stdout.write(typeof prompt === 'string' ? prompt : model.tokenizer.decode(prompt.ids, { skipSpecialTokens: true }));
+    const [result] = await generate(
+      model.decoder,
+      model.tokenizer,
+      [{ prompt, numSamples: flags.numSamples, steerScale: scale }],
+      {
+        maxNewTokens: flags.maxNewTokens,
+        minNewTokens: flags.minNewTokens,
+        temperature: flags.temperature,
+        topK: flags.topK,
+        topP: flags.topP,
+        seed: flags.seed,
+        stop: flags.stop,
+        maxPositions: model.cfg.maxPositions,
+        steer: steerDirections(active),
+      },
+      stream ? { onToken: (_row, delta) => process.stdout.write(delta) } : {},
+    );
+    if (stream) process.stdout.write('\n');
+    else if (flags.json) {
+      const samples = result.samples.map((s) => ({ text: s.text, token_ids: s.tokenIds, finish_reason: s.finishReason }));
+      process.stdout.write(JSON.stringify({ model: model.id, prompt_tokens: result.promptTokens, samples }) + '\n');
+    } else {
+      result.samples.forEach((s, i) => process.stdout.write(`--- sample ${i + 1} ---\n${flags.prompt ?? ''}${s.text}\n`));
+    }
+  } finally {
+    model.close();
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The `lmsteer` command line: one file per command beside this one; this file wires them and turns errors
+ * into messages. User errors (LmSteerError) print message + hint and exit 2; anything else is a bug: exit 1.
+ */
+import { Command } from 'commander';
+import { LmSteerError } from '../util/errors.js';
+import { generateCommand } from './generate.js';
+import { inspectCommand } from './inspect.js';
+
+const program = new Command('lmsteer')
+  .description('Steer language models with LM-Steer (Han et al., ACL 2024) on ONNX Runtime.')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (str, write) => write(str) });
+
+program.addCommand(generateCommand());
+program.addCommand(inspectCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof LmSteerError) {
+    process.stderr.write(`lmsteer: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    process.exit(2);
+  }
+  if ((err as { code?: string }).code?.startsWith('commander.')) process.exit(2);
+  process.stderr.write(`lmsteer: internal error (please report): ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+}

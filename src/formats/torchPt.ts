@@ -1,0 +1,337 @@
+/**
+ * Reading PyTorch `.pt` files (torch.save's zip container, torch ≥ 1.6) into plain values and Tensors, and
+ * importing the reference LM-Steer checkpoints (github.com/Glaciohound/LM-Steer, experiments/training/train.py:
+ * `torch.save([args, model.state_dict(), n_steps], ckpt_name)`, state = {projector1, projector2} : [S, d, r]).
+ * Container: `<prefix>/data.pkl` (the pickle), `<prefix>/data/<key>` (raw storage bytes), `<prefix>/version`,
+ * optionally `<prefix>/byteorder`. The pickle is decoded by ./pickle.ts, which executes nothing; only the
+ * tensor-rebuilding functions below are interpreted.
+ */
+import { readFileSync } from 'node:fs';
+import { unzipSync } from 'fflate';
+import { LmSteerError } from '../util/errors.js';
+import type { Tensor } from '../util/tensor.js';
+import { DEFAULT_EPS, DUMMY_SLOT, validateSteer, type BaseModelInfo, type Steer } from '../steer/steer.js';
+import { bf16ToF32, f16ToF32 } from './halfFloat.js';
+import { PyGlobal, PyObject, setOwn, unpickle, type PyClassHandler } from './pickle.js';
+
+/** Storage classes torch.save names in persistent ids, and how their elements are stored. */
+const STORAGE_DTYPES: Record<string, { bytes: number; kind: 'f32' | 'f16' | 'bf16' | 'f64' | 'i64' | 'i32' }> = {
+  FloatStorage: { bytes: 4, kind: 'f32' },
+  HalfStorage: { bytes: 2, kind: 'f16' },
+  BFloat16Storage: { bytes: 2, kind: 'bf16' },
+  DoubleStorage: { bytes: 8, kind: 'f64' },
+  LongStorage: { bytes: 8, kind: 'i64' },
+  IntStorage: { bytes: 4, kind: 'i32' },
+};
+
+/** A storage named by a persistent id; its bytes are read from the zip when a tensor is rebuilt on it. */
+interface StorageRef {
+  storageClass: string;
+  key: string;
+  numel: number;
+}
+
+export type TorchTensor = Tensor<'float32'> | Tensor<'int64'> | Tensor<'int32'>;
+
+/**
+ * Load a torch.save file into plain values: dicts → Map, lists/tuples → arrays, argparse.Namespace → plain
+ * object, tensors (and nn.Parameters) → Tensor (fp16/bf16/fp64 widened or narrowed to float32), any other
+ * object → an inert PyObject.
+ */
+export function loadTorchFile(path: string): unknown {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new LmSteerError('NOT_FOUND', `cannot read ${path}: ${(e as Error).message}`, 'check the path to the .pt file');
+  }
+  return loadTorchBytes(bytes, path);
+}
+
+export function loadTorchBytes(bytes: Uint8Array, source = '.pt file'): unknown {
+  if (bytes[0] === 0x80 && bytes[1] !== undefined && bytes[1] <= 5) {
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${source} is in PyTorch's legacy (pre-1.6) serialization format, not the zip container`,
+      'load it once with torch >= 1.6 and torch.save it again: torch.save(torch.load(p), p)',
+    );
+  }
+  if (!(bytes[0] === 0x50 && bytes[1] === 0x4b)) {
+    throw new LmSteerError('BAD_FILE', `${source} is not a PyTorch checkpoint (no zip signature)`, 'pass a file written by torch.save');
+  }
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(bytes);
+  } catch (e) {
+    throw new LmSteerError('BAD_FILE', `${source}: cannot read its zip container (${(e as Error).message})`, 'the file is truncated or damaged; copy it again');
+  }
+  const pklName = Object.keys(entries).find((n) => /^[^/]+\/data\.pkl$/.test(n)) ?? Object.keys(entries).find((n) => n.endsWith('data.pkl'));
+  if (!pklName) {
+    throw new LmSteerError('BAD_FILE', `${source}: the zip holds no data.pkl (entries: ${Object.keys(entries).slice(0, 8).join(', ') || 'none'})`, 'this zip was not written by torch.save');
+  }
+  const prefix = pklName.slice(0, -'data.pkl'.length);
+  const order = entries[`${prefix}byteorder`];
+  const bigEndian = order !== undefined && new TextDecoder().decode(order).trim() === 'big';
+
+  const persistentLoad = (pid: unknown): StorageRef => {
+    // ('storage', storage_type, key, location, numel): torch/serialization.py, persistent_id in _save
+    if (!Array.isArray(pid) || pid[0] !== 'storage' || !(pid[1] instanceof PyGlobal)) {
+      throw new LmSteerError('BAD_FILE', `${source}: unexpected persistent id ${describe(pid)}`);
+    }
+    return { storageClass: pid[1].name, key: String(pid[2]), numel: Number(pid[4]) };
+  };
+
+  const rebuild = (storage: unknown, offset: unknown, size: unknown, stride: unknown): TorchTensor => {
+    if (!isStorageRef(storage) || !Array.isArray(size) || !Array.isArray(stride) || typeof offset !== 'number') {
+      throw new LmSteerError('BAD_FILE', `${source}: malformed tensor record`);
+    }
+    const dt = STORAGE_DTYPES[storage.storageClass];
+    if (!dt) throw new LmSteerError('UNSUPPORTED', `${source}: tensors of torch.${storage.storageClass} are not supported`, 'only float, half, bfloat16, double, int and long tensors can be read');
+    const raw = entries[`${prefix}data/${storage.key}`];
+    if (!raw) throw new LmSteerError('BAD_FILE', `${source}: storage data/${storage.key} is missing from the zip`, 'the file is truncated or damaged');
+    if (raw.length < storage.numel * dt.bytes) {
+      throw new LmSteerError('BAD_FILE', `${source}: storage data/${storage.key} has ${raw.length} bytes, needs ${storage.numel * dt.bytes}`);
+    }
+    return gather(readStorage(raw, dt.kind, dt.bytes, bigEndian), size as number[], stride as number[], offset, source, dt.kind);
+  };
+
+  const classes: Record<string, PyClassHandler> = {
+    // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+    'torch._utils._rebuild_tensor_v2': { reduce: ([s, o, size, stride]) => rebuild(s, o, size, stride) },
+    'torch._utils._rebuild_tensor': { reduce: ([s, o, size, stride]) => rebuild(s, o, size, stride) },
+    // nn.Parameter(data, requires_grad, hooks[, state]): the reference's state_dict() returns Parameters
+    'torch._utils._rebuild_parameter': { reduce: ([data]) => data },
+    'torch._utils._rebuild_parameter_with_state': { reduce: ([data]) => data },
+  };
+  return unpickle(entries[pklName]!, { classes, persistentLoad, source: `${source} (${pklName})` });
+}
+
+function isStorageRef(x: unknown): x is StorageRef {
+  return typeof x === 'object' && x !== null && 'storageClass' in x && 'key' in x;
+}
+
+type Flat = Float32Array | BigInt64Array | Int32Array;
+
+function readStorage(raw: Uint8Array, kind: string, width: number, bigEndian: boolean): Flat {
+  const copy = raw.slice(); // aligned, and safe to byte-swap
+  if (bigEndian && width > 1) {
+    for (let i = 0; i < copy.length; i += width) copy.subarray(i, i + width).reverse();
+  }
+  const buf = copy.buffer;
+  switch (kind) {
+    case 'f32':
+      return new Float32Array(buf, 0, copy.length >> 2);
+    case 'f64':
+      return Float32Array.from(new Float64Array(buf, 0, copy.length >> 3));
+    case 'f16':
+      return f16ToF32(new Uint16Array(buf, 0, copy.length >> 1));
+    case 'bf16':
+      return bf16ToF32(new Uint16Array(buf, 0, copy.length >> 1));
+    case 'i64':
+      return new BigInt64Array(buf, 0, copy.length >> 3);
+    case 'i32':
+      return new Int32Array(buf, 0, copy.length >> 2);
+  }
+  throw new Error(`unhandled storage kind ${kind}`);
+}
+
+/** Copy the (possibly strided, offset) view into a contiguous row-major tensor. */
+function gather(flat: Flat, size: number[], stride: number[], offset: number, source: string, kind: string): TorchTensor {
+  if (size.length !== stride.length || ![...size, ...stride].every((v) => Number.isInteger(v) && v >= 0)) {
+    throw new LmSteerError('BAD_FILE', `${source}: tensor size ${describe(size)} / stride ${describe(stride)} are malformed`);
+  }
+  const n = size.reduce((a, b) => a * b, 1);
+  let maxIndex = offset;
+  size.forEach((s, i) => (maxIndex += s > 0 ? (s - 1) * stride[i]! : 0));
+  if (n > 0 && maxIndex >= flat.length) {
+    throw new LmSteerError('BAD_FILE', `${source}: tensor of size [${size}] reads past its storage of ${flat.length} elements`);
+  }
+  const contiguous = size.every((_, i) => stride[i] === size.slice(i + 1).reduce((a, b) => a * b, 1) || size[i] === 1);
+  let data: Flat;
+  if (contiguous) data = flat.slice(offset, offset + n);
+  else {
+    data = new (flat.constructor as { new (n: number): Flat })(n);
+    const idx = new Array(size.length).fill(0);
+    for (let o = 0; o < n; o++) {
+      let src = offset;
+      for (let i = 0; i < size.length; i++) src += idx[i] * stride[i]!;
+      data[o] = flat[src]!;
+      for (let i = size.length - 1; i >= 0; i--) {
+        if (++idx[i] < size[i]!) break;
+        idx[i] = 0;
+      }
+    }
+  }
+  const dtype = kind === 'i64' ? 'int64' : kind === 'i32' ? 'int32' : 'float32';
+  return { dtype, shape: [...size], data } as TorchTensor;
+}
+
+function describe(x: unknown): string {
+  try {
+    return JSON.stringify(x, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof PyGlobal ? v.fullName : v))?.slice(0, 120) ?? String(x);
+  } catch {
+    return String(x);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The reference LM-Steer checkpoint
+
+export interface ReferenceCheckpoint {
+  /** The training flags (argparse.Namespace of lm_steer/arguments.py): epsilon, rank, num_steers, dummy_steer, … */
+  args: Record<string, unknown>;
+  projector1: Tensor<'float32'>; // [S, d, r]
+  projector2: Tensor<'float32'>; // [S, d, r]
+  steps: number;
+  /** The file it came from. */
+  path: string;
+}
+
+/** Read a reference checkpoint `[args, {projector1, projector2}, n_steps]` (a bare state dict is accepted too). */
+export function importReferenceCheckpoint(path: string): ReferenceCheckpoint {
+  const value = loadTorchFile(path);
+  const hint = 'expected a checkpoint saved by LM-Steer\'s experiments/training/train.py: [args, {"projector1", "projector2"}, n_steps]';
+  let argsValue: unknown = {};
+  let state: unknown;
+  let steps: unknown = 0;
+  if (Array.isArray(value) && value.length === 3) [argsValue, state, steps] = value;
+  else if (value instanceof Map) state = value;
+  else throw new LmSteerError('BAD_FILE', `${path}: holds ${kindOf(value)}, not an LM-Steer checkpoint`, hint);
+
+  const args = toArgs(argsValue, path, hint);
+  if (!(state instanceof Map)) throw new LmSteerError('BAD_FILE', `${path}: the steer state is ${kindOf(state)}, expected a dict`, hint);
+  if (!state.has('projector1') && (state.has('add_vec') || state.has('offset_vec'))) {
+    throw new LmSteerError('UNSUPPORTED', `${path}: holds an "${state.has('add_vec') ? 'add' : 'offset'}" adaptor, not LM-Steer's "multiply" steer`, 'only checkpoints trained with --adaptor_class multiply (the default) can be imported');
+  }
+  const p1 = state.get('projector1');
+  const p2 = state.get('projector2');
+  for (const [name, t] of [['projector1', p1], ['projector2', p2]] as const) {
+    if (!isFloatTensor(t)) throw new LmSteerError('BAD_FILE', `${path}: "${name}" is ${t === undefined ? 'missing' : kindOf(t)}, expected a float tensor`, hint);
+    if (t.shape.length !== 3) throw new LmSteerError('SHAPE_MISMATCH', `${path}: "${name}" has shape [${t.shape}], expected [slots, hidden, rank]`, hint);
+  }
+  const t1 = p1 as Tensor<'float32'>;
+  const t2 = p2 as Tensor<'float32'>;
+  if (t1.shape.join() !== t2.shape.join()) {
+    throw new LmSteerError('SHAPE_MISMATCH', `${path}: projector1 is [${t1.shape}] but projector2 is [${t2.shape}]`, hint);
+  }
+  const n = typeof steps === 'bigint' ? Number(steps) : steps;
+  return { args, projector1: t1, projector2: t2, steps: typeof n === 'number' && Number.isFinite(n) ? n : 0, path };
+}
+
+function toArgs(v: unknown, path: string, hint: string): Record<string, unknown> {
+  if (v instanceof Map) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of v) setOwn(o, String(k), x);
+    return o;
+  }
+  if (v instanceof PyObject && v.state instanceof Map) return toArgs(v.state, path, hint);
+  if (v === null || v instanceof PyObject || typeof v !== 'object' || Array.isArray(v)) {
+    throw new LmSteerError('BAD_FILE', `${path}: the training args are ${kindOf(v)}, expected an argparse.Namespace`, hint);
+  }
+  return v as Record<string, unknown>;
+}
+
+function isFloatTensor(x: unknown): x is Tensor<'float32'> {
+  return typeof x === 'object' && x !== null && (x as Tensor).dtype === 'float32' && (x as Tensor).data instanceof Float32Array;
+}
+
+function kindOf(x: unknown): string {
+  if (x === null || x === undefined) return 'None';
+  if (x instanceof PyObject) return `a ${x.className} object`;
+  if (x instanceof Map) return 'a dict';
+  if (Array.isArray(x)) return `a sequence of ${x.length}`;
+  return `a ${typeof x}`;
+}
+
+export interface ReferenceImportOptions {
+  /** The steer's name (the `steer` in `steer.slot` value names). */
+  name?: string;
+  /** Names for the settable slots in slot order (default `slot0`, `slot1`, … by their index in the file). */
+  slotNames?: string[];
+}
+
+/**
+ * A reference checkpoint as a Steer for `baseModel`. Read from the reference's flags (lm_steer/arguments.py):
+ * `epsilon` (default 1e-3), `dummy_steer` (index of the slot held at 1 in training and generation, or None),
+ * `adaptor_class` (only "multiply" is LM-Steer), `adapted_component` (only "final_layer": the LM head).
+ * Rank and slot count come from the tensors' shape, which is what the reference's forward actually uses.
+ */
+export function referenceCheckpointToSteer(ckpt: ReferenceCheckpoint, baseModel: BaseModelInfo, opts: ReferenceImportOptions = {}): Steer {
+  const { args, path } = ckpt;
+  const [S, d, r] = ckpt.projector1.shape as [number, number, number];
+  const trainedOn = typeof args.model_name === 'string' ? ` (trained on ${args.model_name})` : '';
+  if (d !== baseModel.hiddenSize) {
+    throw new LmSteerError(
+      'MODEL_MISMATCH',
+      `${path}: the steer${trainedOn} has hidden size ${d}, but ${baseModel.id} has hidden size ${baseModel.hiddenSize}`,
+      'import it for the model it was trained on',
+    );
+  }
+  if (args.adaptor_class !== undefined && args.adaptor_class !== 'multiply') {
+    throw new LmSteerError('UNSUPPORTED', `${path}: adaptor_class is "${String(args.adaptor_class)}", only LM-Steer's "multiply" is supported`);
+  }
+  if (args.adapted_component !== undefined && args.adapted_component !== 'final_layer') {
+    throw new LmSteerError('UNSUPPORTED', `${path}: adapted_component is "${String(args.adapted_component)}"; only "final_layer" (the output embeddings) is supported`);
+  }
+  const eps = args.epsilon === undefined || args.epsilon === null ? DEFAULT_EPS : args.epsilon;
+  if (typeof eps !== 'number' || !Number.isFinite(eps)) throw new LmSteerError('BAD_FILE', `${path}: args.epsilon is ${String(eps)}, not a number`);
+  const dummy = args.dummy_steer ?? null;
+  if (dummy !== null && !(typeof dummy === 'number' && Number.isInteger(dummy) && dummy >= 0 && dummy < S)) {
+    throw new LmSteerError('BAD_FILE', `${path}: args.dummy_steer is ${String(dummy)}, but the steer has ${S} slots`);
+  }
+  const settable = S - (dummy === null ? 0 : 1);
+  if (opts.slotNames && opts.slotNames.length !== settable) {
+    throw new LmSteerError('BAD_ARGUMENT', `${opts.slotNames.length} slot names given, but ${path} has ${settable} settable slots`);
+  }
+  let u = 0;
+  const slots = Array.from({ length: S }, (_, i) =>
+    i === dummy ? { name: DUMMY_SLOT, defaultValue: 1 } : { name: opts.slotNames?.[u++] ?? `slot${i}`, defaultValue: 0 },
+  );
+  const num = (k: string) => (typeof args[k] === 'number' ? (args[k] as number) : undefined);
+  const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);
+  const steer: Steer = {
+    config: {
+      formatVersion: 1,
+      ...(opts.name ? { name: opts.name } : {}),
+      baseModel,
+      eps,
+      rank: r,
+      slots,
+      training: dropUndefined({
+        dataset: str('dataset_name'),
+        steps: ckpt.steps,
+        lr: num('lr'),
+        batchSize: num('batch_size'),
+        regularization: num('regularization'),
+        seed: num('seed'),
+        trainingSlot: num('training_steer'),
+      }),
+      source: { kind: 'reference-pt', path, referenceArgs: jsonSafe(args) },
+    },
+    p1: ckpt.projector1,
+    p2: ckpt.projector2,
+  };
+  validateSteer(steer, path);
+  return steer;
+}
+
+function dropUndefined<T extends Record<string, unknown>>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** The args as JSON (steer.json keeps them for provenance): numbers, strings, bools, null and lists of them. */
+function jsonSafe(args: Record<string, unknown>): Record<string, unknown> {
+  const conv = (v: unknown): unknown =>
+    v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))
+      ? v
+      : typeof v === 'bigint'
+        ? v.toString()
+        : Array.isArray(v)
+          ? v.map(conv)
+          : v instanceof PyObject
+            ? `<${v.className}>`
+            : String(v);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(args)) setOwn(out, k, conv(v));
+  return out;
+}

@@ -1,0 +1,148 @@
+/**
+ * Reading a Hugging Face config.json and checking a checkpoint against it. Shared by the per-architecture
+ * config parsers (llama/config.ts, gpt2/config.ts, gptNeox/config.ts); every error names the file and field.
+ */
+import { LmSteerError } from '../util/errors.js';
+import type { WeightStore } from '../formats/weights.js';
+
+const FIX_HINT = 'fix config.json (or re-download the model): it must be the config.json saved with these weights';
+
+/**
+ * Typed access to config.json fields. `null` counts as absent: transformers passes it as None, which its config
+ * classes replace by the derived default (head_dim, num_key_value_heads, rope_scaling, …).
+ */
+export class ConfigReader {
+  constructor(
+    readonly raw: Record<string, unknown>,
+    readonly source: string,
+    /** Prefix for field names in messages, e.g. "rope_scaling." for a nested object. */
+    readonly prefix = '',
+  ) {}
+
+  has(field: string): boolean {
+    return this.raw[field] !== undefined && this.raw[field] !== null;
+  }
+
+  fail(field: string, why: string): never {
+    const got = this.has(field) ? ` (got ${JSON.stringify(this.raw[field])})` : '';
+    throw new LmSteerError('BAD_FILE', `${this.source}: config field "${this.prefix}${field}" ${why}${got}`, FIX_HINT);
+  }
+
+  /** A positive integer; required unless a fallback is given. */
+  int(field: string, fallback?: number): number {
+    if (!this.has(field)) {
+      if (fallback === undefined) this.fail(field, 'is missing; it is required');
+      return fallback;
+    }
+    const v = this.raw[field];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) this.fail(field, 'must be a positive integer');
+    return v;
+  }
+
+  /** A finite number > 0; required unless a fallback is given. */
+  positive(field: string, fallback?: number): number {
+    if (!this.has(field)) {
+      if (fallback === undefined) this.fail(field, 'is missing; it is required');
+      return fallback;
+    }
+    const v = this.raw[field];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) this.fail(field, 'must be a number > 0');
+    return v;
+  }
+
+  /** A finite number in [lo, hi]. */
+  numberIn(field: string, lo: number, hi: number, fallback: number): number {
+    if (!this.has(field)) return fallback;
+    const v = this.raw[field];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) this.fail(field, `must be a number in [${lo}, ${hi}]`);
+    return v;
+  }
+
+  bool(field: string, fallback: boolean): boolean {
+    if (!this.has(field)) return fallback;
+    const v = this.raw[field];
+    if (typeof v !== 'boolean') this.fail(field, 'must be true or false');
+    return v;
+  }
+
+  str(field: string, fallback: string): string {
+    if (!this.has(field)) return fallback;
+    const v = this.raw[field];
+    if (typeof v !== 'string') this.fail(field, 'must be a string');
+    return v;
+  }
+
+  /** A reader over a nested JSON object (e.g. rope_scaling), or undefined when absent. */
+  object(field: string): ConfigReader | undefined {
+    if (!this.has(field)) return undefined;
+    const v = this.raw[field];
+    if (typeof v !== 'object' || Array.isArray(v)) this.fail(field, 'must be a JSON object');
+    return new ConfigReader(v as Record<string, unknown>, this.source, `${this.prefix}${field}.`);
+  }
+
+  /** A token id (integer ≥ 0), or undefined when absent. */
+  tokenId(field: string, fallback?: number): number | undefined {
+    if (!this.has(field)) return fallback;
+    const v = this.raw[field];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) this.fail(field, 'must be a token id (an integer ≥ 0)');
+    return v;
+  }
+
+  /** eos_token_id may be one id or a list of ids (llama 3, qwen2 chat models). */
+  tokenIds(field: string, fallback: number[]): number[] {
+    if (!this.has(field)) return fallback;
+    const v = this.raw[field];
+    const list = Array.isArray(v) ? v : [v];
+    if (!list.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) this.fail(field, 'must be a token id or a list of token ids');
+    return list as number[];
+  }
+
+  /** One of `allowed`, mapped through `map` (aliases such as swish → silu). */
+  oneOf<T extends string>(field: string, map: Record<string, T>, fallback: T): T {
+    if (!this.has(field)) return fallback;
+    const v = this.raw[field];
+    if (typeof v !== 'string' || !Object.hasOwn(map, v)) {
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${this.source}: config field "${this.prefix}${field}" is ${JSON.stringify(v)}, which lmsteer does not support`,
+        `supported values: ${Object.keys(map).join(', ')}`,
+      );
+    }
+    return map[v];
+  }
+}
+
+/** Coerce the parsed JSON of a config.json into an object, or fail naming the file. */
+export function configObject(raw: unknown, source: string): Record<string, unknown> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new LmSteerError('BAD_FILE', `${source}: config.json must hold a JSON object`, FIX_HINT);
+  }
+  return raw as Record<string, unknown>;
+}
+
+/** A tensor a checkpoint must hold, with the shape config.json implies. */
+export interface ExpectedWeight {
+  name: string;
+  shape: number[];
+}
+
+/**
+ * Every expected tensor must be present with exactly the expected shape; extra tensors are ignored (old GPT-2 and
+ * GPT-NeoX checkpoints carry attention-mask buffers and rotary caches).
+ */
+export function checkExpectedWeights(expected: ExpectedWeight[], weights: WeightStore): void {
+  const hint = 'config.json does not match the weights: use the config.json saved with this checkpoint';
+  for (const { name, shape } of expected) {
+    if (!weights.has(name)) {
+      throw new LmSteerError('NOT_FOUND', `config.json does not match the weights: tensor "${name}" (expected shape [${shape}]) is missing from ${weights.source}`, hint);
+    }
+    const actual = weights.shape(name);
+    if (actual.length !== shape.length || actual.some((s, i) => s !== shape[i])) {
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `config.json does not match the weights: tensor "${name}" in ${weights.source} has shape [${actual}], config.json implies [${shape}]`,
+        hint,
+      );
+    }
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * config.json → DecoderConfig for the Llama family (model_type llama, mistral, qwen2), with transformers'
+ * defaults for absent fields, and the tensors such a checkpoint must hold.
+ */
+import type { WeightStore } from '../../formats/weights.js';
+import type { Tensor } from '../../util/tensor.js';
+import type { DecoderConfig } from '../config.js';
+import { ConfigReader, checkExpectedWeights, type ExpectedWeight } from '../configFields.js';
+import { parseRope, ropeMaxPositions } from '../rope.js';
+
+export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+type LlamaType = (typeof LLAMA_MODEL_TYPES)[number];
+
+/** The defaults of LlamaConfig, MistralConfig and Qwen2Config for fields a config.json may leave out. */
+const DEFAULTS: Record<LlamaType, { maxPositions: number; kvHeads?: number; bos?: number; eos: number[] }> = {
+  llama: { maxPositions: 2048, bos: 1, eos: [2] }, // kv heads default to the query heads
+  mistral: { maxPositions: 4096 * 32, kvHeads: 8, bos: 1, eos: [2] },
+  qwen2: { maxPositions: 32768, kvHeads: 32, eos: [] },
+};
+
+const ACTIVATIONS = { silu: 'silu', swish: 'silu', gelu: 'gelu', gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', relu: 'relu' } as const;
+
+export function parseConfig(raw: Record<string, unknown>, source: string): DecoderConfig {
+  const r = new ConfigReader(raw, source);
+  const modelType = r.str('model_type', 'llama') as LlamaType;
+  if (!Object.hasOwn(DEFAULTS, modelType)) r.fail('model_type', `must be one of ${LLAMA_MODEL_TYPES.join(', ')}`);
+  const defaults = DEFAULTS[modelType];
+
+  const hiddenSize = r.int('hidden_size');
+  const numHeads = r.int('num_attention_heads');
+  // Absent: the class default (8 for mistral, 32 for qwen2); null: transformers falls back to the query heads.
+  const kvDefault = 'num_key_value_heads' in raw ? numHeads : (defaults.kvHeads ?? numHeads);
+  const numKvHeads = r.int('num_key_value_heads', kvDefault);
+  if (numHeads % numKvHeads !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
+  if (!r.has('head_dim') && hiddenSize % numHeads !== 0) r.fail('num_attention_heads', `must divide hidden_size (${hiddenSize}) when head_dim is absent`);
+  const headDim = r.int('head_dim', hiddenSize / numHeads);
+  if (headDim % 2 !== 0) r.fail('head_dim', 'must be even for rotary embeddings');
+  const maxPositionEmbeddings = r.int('max_position_embeddings', defaults.maxPositions);
+  const rope = parseRope(r, 10000, maxPositionEmbeddings);
+
+  // attention_bias (llama only) puts biases on q, k, v and o_proj; qwen2 always has q/k/v biases and none on
+  // o_proj; mistral has none (its attention ignores attention_bias).
+  const attentionBias = modelType === 'llama' && r.bool('attention_bias', false);
+  const qkvBias = modelType === 'qwen2' || attentionBias;
+
+  return {
+    arch: 'llama',
+    modelType,
+    vocabSize: r.int('vocab_size'),
+    hiddenSize,
+    numLayers: r.int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    intermediateSize: r.int('intermediate_size'),
+    maxPositions: Math.min(ropeMaxPositions(maxPositionEmbeddings, rope.scaling), slidingWindow(r, modelType) ?? Infinity),
+    norm: 'rmsnorm',
+    normEps: r.numberIn('rms_norm_eps', 0, 1, 1e-6),
+    activation: r.oneOf('hidden_act', ACTIVATIONS, 'silu'),
+    position: 'rope',
+    rope: { theta: rope.theta, rotaryDim: headDim, scaling: rope.scaling },
+    parallelResidual: false,
+    qkvBias,
+    outBias: attentionBias,
+    mlpBias: modelType === 'llama' && r.bool('mlp_bias', false),
+    tiedEmbeddings: r.bool('tie_word_embeddings', false),
+    bosTokenId: r.tokenId('bos_token_id', defaults.bos),
+    eosTokenIds: r.tokenIds('eos_token_id', defaults.eos),
+  };
+}
+
+/**
+ * The attention window of mistral / qwen2 (use_sliding_window, for layers ≥ max_window_layers), if any layer
+ * uses one. A key s is visible from query t when t − s < window (transformers' sliding_window_overlay), so on
+ * sequences no longer than the window, windowed attention is full causal attention: the config caps
+ * maxPositions at the window instead of masking, and every length lmsteer accepts is computed exactly.
+ */
+function slidingWindow(r: ConfigReader, modelType: LlamaType): number | undefined {
+  if (modelType === 'mistral') {
+    if (!('sliding_window' in r.raw)) return 4096; // MistralConfig's default
+    return r.has('sliding_window') ? r.int('sliding_window') : undefined; // null: no window (Mistral ≥ v0.2)
+  }
+  if (modelType === 'qwen2' && r.bool('use_sliding_window', false)) {
+    const layers = r.int('num_hidden_layers');
+    if (r.int('max_window_layers', 28) < layers) return r.int('sliding_window', 4096);
+  }
+  return undefined;
+}
+
+/** Every tensor the checkpoint must hold, with its shape (HF names, nn.Linear weights [out, in]). */
+export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
+  const { vocabSize: V, hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd, intermediateSize: I } = cfg;
+  const w: ExpectedWeight[] = [{ name: 'model.embed_tokens.weight', shape: [V, d] }];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    w.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
+    w.push({ name: `${p}.self_attn.q_proj.weight`, shape: [H * hd, d] });
+    w.push({ name: `${p}.self_attn.k_proj.weight`, shape: [kvH * hd, d] });
+    w.push({ name: `${p}.self_attn.v_proj.weight`, shape: [kvH * hd, d] });
+    if (cfg.qkvBias) {
+      w.push({ name: `${p}.self_attn.q_proj.bias`, shape: [H * hd] });
+      w.push({ name: `${p}.self_attn.k_proj.bias`, shape: [kvH * hd] });
+      w.push({ name: `${p}.self_attn.v_proj.bias`, shape: [kvH * hd] });
+    }
+    w.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, H * hd] });
+    if (cfg.outBias) w.push({ name: `${p}.self_attn.o_proj.bias`, shape: [d] });
+    w.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
+    w.push({ name: `${p}.mlp.gate_proj.weight`, shape: [I, d] });
+    w.push({ name: `${p}.mlp.up_proj.weight`, shape: [I, d] });
+    w.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, I] });
+    if (cfg.mlpBias) {
+      w.push({ name: `${p}.mlp.gate_proj.bias`, shape: [I] });
+      w.push({ name: `${p}.mlp.up_proj.bias`, shape: [I] });
+      w.push({ name: `${p}.mlp.down_proj.bias`, shape: [d] });
+    }
+  }
+  w.push({ name: 'model.norm.weight', shape: [d] });
+  // Tied checkpoints saved by transformers carry no lm_head.weight: the head is the token embedding.
+  if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
+  return w;
+}
+
+export function weightNames(cfg: DecoderConfig): string[] {
+  return expectedWeights(cfg).map((w) => w.name);
+}
+
+/** Throws NOT_FOUND / SHAPE_MISMATCH ("config.json does not match the weights") naming the tensor. */
+export function checkWeights(cfg: DecoderConfig, weights: WeightStore): void {
+  checkExpectedWeights(expectedWeights(cfg), weights);
+}
+
+/** The LM head [V, d]: lm_head.weight, or the token embedding when tied. */
+export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
+  return weights.get(cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+}

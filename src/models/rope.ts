@@ -1,0 +1,169 @@
+/**
+ * Rotary position embeddings, exactly as transformers' modeling_rope_utils.py computes them (default, linear,
+ * dynamic NTK, llama3, yarn), in float64, and the config.json fields that choose them.
+ *
+ * Layout is HF's rotate_half: channel i pairs with channel i + rotaryDim/2 (not llama2.c's interleaved pairs),
+ * and both halves share frequency i:  out_i = x_i·cos θ_i − x_{i+h}·sin θ_i,  out_{i+h} = x_{i+h}·cos θ_i + x_i·sin θ_i.
+ */
+import { LmSteerError } from '../util/errors.js';
+import type { DecoderConfig, RopeScaling } from './config.js';
+import type { ConfigReader } from './configFields.js';
+
+export const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'dynamic', 'llama3', 'yarn'] as const;
+
+/**
+ * rope_theta and the scaling from config.json. Older files write `rope_theta` + `rope_scaling` (`rope_type`, or the
+ * legacy `type`); transformers ≥ 5 writes one `rope_parameters` object holding both. `thetaAliases` are older
+ * names of rope_theta (GPT-NeoX: rotary_emb_base). `maxPositions` is the config's max_position_embeddings.
+ */
+export function parseRope(r: ConfigReader, defaultTheta: number, maxPositions: number, thetaAliases: string[] = []): { theta: number; scaling?: RopeScaling } {
+  const params = r.object('rope_parameters');
+  const thetaField = ['rope_theta', ...thetaAliases].find((f) => r.has(f));
+  const theta = params?.has('rope_theta') ? params.positive('rope_theta') : thetaField ? r.positive(thetaField) : defaultTheta;
+  const s = r.object('rope_scaling') ?? params;
+  return { theta, scaling: s ? parseScaling(s, maxPositions) : undefined };
+}
+
+/**
+ * The longest sequence a RoPE model is meant for. Dynamic NTK configs keep the original context in
+ * max_position_embeddings and grow the base past it, up to the `factor`-times longer context they were set for.
+ */
+export function ropeMaxPositions(maxPositionEmbeddings: number, scaling: RopeScaling | undefined): number {
+  return scaling?.type === 'dynamic' ? Math.floor(maxPositionEmbeddings * scaling.factor) : maxPositionEmbeddings;
+}
+
+function parseScaling(s: ConfigReader, maxPositions: number): RopeScaling | undefined {
+  const type = s.has('rope_type') ? s.str('rope_type', 'default') : s.str('type', 'default');
+  switch (type) {
+    case 'default':
+      return undefined;
+    case 'linear':
+      return { type, factor: s.positive('factor') };
+    case 'dynamic':
+      // transformers grows the base once the sequence outgrows max_position_embeddings (the original context).
+      return { type, factor: s.positive('factor'), originalMaxPositions: maxPositions };
+    case 'llama3':
+      return {
+        type,
+        factor: s.positive('factor'),
+        lowFreqFactor: s.positive('low_freq_factor'),
+        highFreqFactor: s.positive('high_freq_factor'),
+        originalMaxPositions: s.int('original_max_position_embeddings'),
+      };
+    case 'yarn': {
+      // These change yarn's cos/sin scale or ramp; DecoderConfig has no field to carry them yet.
+      for (const f of ['attention_factor', 'mscale', 'mscale_all_dim']) {
+        if (s.has(f)) throw new LmSteerError('UNSUPPORTED', `${s.source}: config field "${s.prefix}${f}" (yarn) is not supported yet`, 'only yarn with factor, original_max_position_embeddings, beta_fast and beta_slow is supported');
+      }
+      if (!s.bool('truncate', true)) throw new LmSteerError('UNSUPPORTED', `${s.source}: config field "${s.prefix}truncate": false (yarn) is not supported yet`, 'only the default truncate: true is supported');
+      const original = s.int('original_max_position_embeddings', maxPositions);
+      return {
+        type,
+        // transformers ≥ 4.5x: an explicit factor wins; without one it is the context-extension ratio.
+        factor: s.positive('factor', maxPositions / original),
+        originalMaxPositions: original,
+        betaFast: s.positive('beta_fast', 32),
+        betaSlow: s.positive('beta_slow', 1),
+      };
+    }
+    default:
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${s.source}: config field "${s.prefix}${s.has('rope_type') ? 'rope_type' : 'type'}" is "${type}", a RoPE scaling lmsteer does not support`,
+        `supported RoPE types: ${SUPPORTED_ROPE_TYPES.join(', ')}`,
+      );
+  }
+}
+
+function ropeOf(cfg: DecoderConfig): NonNullable<DecoderConfig['rope']> {
+  if (!cfg.rope) throw new Error(`ropeInvFreq: ${cfg.modelType} has no rotary embedding`);
+  return cfg.rope;
+}
+
+/** Plain RoPE: θ_i = base^(−2i/dim), i < dim/2. */
+function defaultInvFreq(base: number, dim: number): Float64Array {
+  const inv = new Float64Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) inv[i] = 1 / Math.pow(base, (2 * i) / dim);
+  return inv;
+}
+
+/**
+ * Inverse frequencies [rotaryDim/2]. `seqLen` (max position + 1 of the current call) only matters for dynamic
+ * NTK, which transformers recomputes once seqLen exceeds max_position_embeddings; below that it is plain RoPE.
+ */
+export function ropeInvFreq(cfg: DecoderConfig, seqLen?: number): Float64Array {
+  const { theta, rotaryDim: dim, scaling } = ropeOf(cfg);
+  if (!scaling) return defaultInvFreq(theta, dim);
+  const factor = scaling.factor;
+  const original = scaling.originalMaxPositions ?? cfg.maxPositions;
+  switch (scaling.type) {
+    case 'linear':
+      // Dividing the frequencies = dividing the positions by `factor` (position interpolation).
+      return defaultInvFreq(theta, dim).map((f) => f / factor);
+
+    case 'dynamic': {
+      const L = Math.max(seqLen ?? original, original);
+      const base = theta * Math.pow((factor * L) / original - (factor - 1), dim / (dim - 2));
+      return defaultInvFreq(base, dim);
+    }
+
+    case 'llama3': {
+      // Llama 3.1: long wavelengths are interpolated by `factor`, short ones kept, the band between smoothed.
+      const low = scaling.lowFreqFactor!;
+      const high = scaling.highFreqFactor!;
+      const lowFreqWavelen = original / low;
+      const highFreqWavelen = original / high;
+      return defaultInvFreq(theta, dim).map((f) => {
+        const wavelen = (2 * Math.PI) / f;
+        if (wavelen < highFreqWavelen) return f;
+        if (wavelen > lowFreqWavelen) return f / factor;
+        const smooth = (original / wavelen - low) / (high - low);
+        return (1 - smooth) * (f / factor) + smooth * f;
+      });
+    }
+
+    case 'yarn': {
+      // YaRN: a linear ramp between extrapolation (high-frequency dims) and interpolation (low-frequency dims).
+      const correctionDim = (rotations: number) => (dim * Math.log(original / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+      const lo = Math.max(Math.floor(correctionDim(scaling.betaFast ?? 32)), 0);
+      let hi = Math.min(Math.ceil(correctionDim(scaling.betaSlow ?? 1)), dim - 1);
+      if (lo === hi) hi += 0.001; // as transformers: avoid a zero-width ramp
+      return defaultInvFreq(theta, dim).map((extrapolation, i) => {
+        const ramp = Math.min(Math.max((i - lo) / (hi - lo), 0), 1);
+        const extrapolationFactor = 1 - ramp;
+        return (extrapolation / factor) * (1 - extrapolationFactor) + extrapolation * extrapolationFactor;
+      });
+    }
+  }
+}
+
+/** transformers' `attention_scaling`: multiplies cos and sin. 1 except yarn (0.1·ln(factor) + 1). */
+export function ropeAttentionScaling(cfg: DecoderConfig): number {
+  const s = ropeOf(cfg).scaling;
+  if (s?.type !== 'yarn') return 1;
+  return s.factor <= 1 ? 1 : 0.1 * Math.log(s.factor) + 1;
+}
+
+/** cos and sin [positions.length, rotaryDim/2] (row-major), attention scaling applied. */
+export interface CosSin {
+  shape: [number, number];
+  cos: Float64Array;
+  sin: Float64Array;
+}
+
+/** The rotation angles for `positions`; dynamic NTK sees seqLen = max position + 1, as transformers does. */
+export function ropeCosSin(cfg: DecoderConfig, positions: readonly number[]): CosSin {
+  const seqLen = positions.reduce((m, p) => Math.max(m, p + 1), 0);
+  const inv = ropeInvFreq(cfg, seqLen);
+  const scale = ropeAttentionScaling(cfg);
+  const half = inv.length;
+  const cos = new Float64Array(positions.length * half);
+  const sin = new Float64Array(positions.length * half);
+  positions.forEach((p, t) => {
+    for (let i = 0; i < half; i++) {
+      cos[t * half + i] = Math.cos(p * inv[i]) * scale;
+      sin[t * half + i] = Math.sin(p * inv[i]) * scale;
+    }
+  });
+  return { shape: [positions.length, half], cos, sin };
+}

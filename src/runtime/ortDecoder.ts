@@ -1,0 +1,215 @@
+/**
+ * The Decoder over an ORT session of a decoder graph (docs/ARCHITECTURE.md contract). Rows are right-padded;
+ * each row's KV cache lives in preallocated buffers [B, kvH, capacity, hd] that are bound as both `past.*`
+ * inputs and `present.*` outputs, so GroupQueryAttention appends each row's new keys at that row's own
+ * length in place. Nothing is copied per step but the new token's logits.
+ */
+import ort from 'onnxruntime-node';
+import type { DecoderConfig } from '../models/config.js';
+import { LmSteerError } from '../util/errors.js';
+import type { Tensor } from '../util/tensor.js';
+import type { Decoder, DecoderBatch, SteerInputs, StepOutput } from './decoder.js';
+
+type Feeds = Record<string, ort.Tensor>;
+
+const i64 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(Array.from(values), (v) => BigInt(v)), dims);
+const i32 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int32', Int32Array.from(values), dims);
+const f32 = (t: Tensor) => new ort.Tensor('float32', t.data as Float32Array, t.shape);
+
+/** Zero steer: K = 1 column of zeros, so the graph adds exactly 0 (docs/ARCHITECTURE.md). */
+export function zeroSteer(d: number, batch: number): SteerInputs {
+  return {
+    p1: { dtype: 'float32', shape: [d, 1], data: new Float32Array(d) },
+    p2t: { dtype: 'float32', shape: [1, d], data: new Float32Array(d) },
+    scale: { dtype: 'float32', shape: [batch, 1], data: new Float32Array(batch) },
+  };
+}
+
+export interface ForwardResult {
+  /** [B, T, V]: logits at every position of each row (rows shorter than T repeat their last position). */
+  logits: Tensor;
+  /** [B, T, d]: final hidden states (valid up to each row's length). */
+  hidden: Tensor;
+  lengths: number[];
+}
+
+/** The per-row KV buffers of one batch. */
+class KvCache {
+  key: ort.Tensor[] = [];
+  value: ort.Tensor[] = [];
+  constructor(
+    private readonly cfg: DecoderConfig,
+    readonly batch: number,
+    public capacity: number,
+  ) {
+    for (let i = 0; i < cfg.numLayers; i++) {
+      this.key.push(this.alloc(capacity));
+      this.value.push(this.alloc(capacity));
+    }
+  }
+  private alloc(cap: number): ort.Tensor {
+    const { numKvHeads: kvH, headDim: hd } = this.cfg;
+    return new ort.Tensor('float32', new Float32Array(this.batch * kvH * cap * hd), [this.batch, kvH, cap, hd]);
+  }
+  /** Reallocate to a larger capacity, copying each (row, head) block. */
+  grow(cap: number): void {
+    const { numKvHeads: kvH, headDim: hd } = this.cfg;
+    const move = (old: ort.Tensor) => {
+      const t = this.alloc(cap);
+      const src = old.data as Float32Array;
+      const dst = t.data as Float32Array;
+      for (let bh = 0; bh < this.batch * kvH; bh++) dst.set(src.subarray(bh * this.capacity * hd, (bh + 1) * this.capacity * hd), bh * cap * hd);
+      return t;
+    };
+    this.key = this.key.map(move);
+    this.value = this.value.map(move);
+    this.capacity = cap;
+  }
+  bind(feeds: Feeds, fetches: Record<string, ort.Tensor | null>): void {
+    for (let i = 0; i < this.key.length; i++) {
+      feeds[`past.${i}.key`] = fetches[`present.${i}.key`] = this.key[i];
+      feeds[`past.${i}.value`] = fetches[`present.${i}.value`] = this.value[i];
+    }
+  }
+}
+
+export class OrtDecoder implements Decoder {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  constructor(
+    readonly session: ort.InferenceSession,
+    readonly cfg: DecoderConfig,
+  ) {
+    this.vocabSize = cfg.vocabSize;
+    this.hiddenSize = cfg.hiddenSize;
+  }
+
+  private checkRows(rows: number[][]): void {
+    if (rows.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'no prompts were given');
+    rows.forEach((r, i) => {
+      if (r.length === 0) throw new LmSteerError('BAD_ARGUMENT', `prompt ${i} has no tokens`, 'give a non-empty prompt');
+      if (r.length > this.cfg.maxPositions) {
+        throw new LmSteerError('LIMIT', `prompt ${i} has ${r.length} tokens, more than the model's ${this.cfg.maxPositions} positions`, 'shorten the prompt');
+      }
+      for (const id of r) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+          throw new LmSteerError('BAD_ARGUMENT', `token id ${id} in prompt ${i} is outside the vocabulary (0..${this.vocabSize - 1})`);
+        }
+      }
+    });
+  }
+
+  /** Feeds for a first call over right-padded rows; `logitsIndex` gives each row's positions to score. */
+  private prefillFeeds(rows: number[][], logitsIndex: number[][], steer: SteerInputs | undefined): Feeds {
+    const B = rows.length;
+    const T = Math.max(...rows.map((r) => r.length));
+    const ids = new Array<number>(B * T).fill(0);
+    const pos = new Array<number>(B * T);
+    rows.forEach((r, b) => {
+      for (let t = 0; t < T; t++) {
+        if (t < r.length) ids[b * T + t] = r[t];
+        pos[b * T + t] = Math.min(t, this.cfg.maxPositions - 1);
+      }
+    });
+    const s = steer ?? zeroSteer(this.hiddenSize, B);
+    return {
+      input_ids: i64(ids, [B, T]),
+      position_ids: i64(pos, [B, T]),
+      seqlens_k: i32(rows.map((r) => r.length - 1), [B]),
+      total_sequence_length: i32([T], []),
+      logits_index: i64(logitsIndex.flat(), [B, logitsIndex[0].length]),
+      steer_p1: f32(s.p1),
+      steer_p2t: f32(s.p2t),
+      steer_scale: f32(s.scale),
+    };
+  }
+
+  /**
+   * One full forward pass over rows of different lengths (no cache kept): logits at every position and the
+   * final hidden states. Used by `inspect`, perplexity and hidden-state extraction.
+   */
+  async forward(rows: number[][], opts: { steer?: SteerInputs } = {}): Promise<ForwardResult> {
+    this.checkRows(rows);
+    const T = Math.max(...rows.map((r) => r.length));
+    const index = rows.map((r) => Array.from({ length: T }, (_, t) => Math.min(t, r.length - 1)));
+    const feeds = this.prefillFeeds(rows, index, opts.steer);
+    const fetches: Record<string, ort.Tensor | null> = { logits: null, hidden: null };
+    new KvCache(this.cfg, rows.length, T).bind(feeds, fetches);
+    const out = await this.session.run(feeds, fetches);
+    return { logits: toTensor(out.logits), hidden: toTensor(out.hidden), lengths: rows.map((r) => r.length) };
+  }
+
+  async start(prompts: number[][], steer?: SteerInputs, opts: { maxNewTokens?: number } = {}): Promise<{ batch: DecoderBatch; out: StepOutput }> {
+    this.checkRows(prompts);
+    const T = Math.max(...prompts.map((r) => r.length));
+    const cache = new KvCache(this.cfg, prompts.length, Math.min(this.cfg.maxPositions, T + (opts.maxNewTokens ?? 128)));
+    const feeds = this.prefillFeeds(
+      prompts,
+      prompts.map((r) => [r.length - 1]),
+      steer,
+    );
+    const fetches: Record<string, ort.Tensor | null> = { logits: null };
+    cache.bind(feeds, fetches);
+    const out = await this.session.run(feeds, fetches);
+    const batch = new OrtBatch(this, cache, feeds, prompts.map((r) => r.length));
+    return { batch, out: { logits: lastLogits(out.logits) } };
+  }
+}
+
+class OrtBatch implements DecoderBatch {
+  readonly batchSize: number;
+  private disposed = false;
+  private readonly steerFeeds: Feeds;
+
+  constructor(
+    private readonly dec: OrtDecoder,
+    private readonly cache: KvCache,
+    prefill: Feeds,
+    private lengths: number[],
+  ) {
+    this.batchSize = lengths.length;
+    this.steerFeeds = { steer_p1: prefill.steer_p1, steer_p2t: prefill.steer_p2t, steer_scale: prefill.steer_scale };
+  }
+
+  async step(nextTokens: number[]): Promise<StepOutput> {
+    if (this.disposed) throw new Error('internal: step() on a disposed batch');
+    if (nextTokens.length !== this.batchSize) throw new Error(`internal: step() got ${nextTokens.length} tokens for ${this.batchSize} rows`);
+    const maxPos = this.dec.cfg.maxPositions;
+    const longest = Math.max(...this.lengths) + 1;
+    if (longest > maxPos) {
+      throw new LmSteerError('LIMIT', `generation reached the model's ${maxPos} positions`, 'ask for fewer new tokens or a shorter prompt');
+    }
+    if (longest > this.cache.capacity) this.cache.grow(Math.min(maxPos, Math.max(longest, this.cache.capacity * 2)));
+    const B = this.batchSize;
+    const feeds: Feeds = {
+      ...this.steerFeeds,
+      input_ids: i64(nextTokens, [B, 1]),
+      position_ids: i64(this.lengths, [B, 1]),
+      seqlens_k: i32(this.lengths, [B]), // new length − 1 = old length
+      total_sequence_length: i32([longest], []),
+      logits_index: i64(new Array(B).fill(0), [B, 1]),
+    };
+    const fetches: Record<string, ort.Tensor | null> = { logits: null };
+    this.cache.bind(feeds, fetches);
+    const out = await this.dec.session.run(feeds, fetches);
+    this.lengths = this.lengths.map((n) => n + 1);
+    return { logits: lastLogits(out.logits) };
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.cache.key = [];
+    this.cache.value = [];
+  }
+}
+
+function toTensor(t: ort.OnnxValue): Tensor {
+  const x = t as ort.Tensor;
+  return { dtype: 'float32', shape: [...x.dims], data: x.data as Float32Array };
+}
+
+/** logits [B, 1, V] → [B, V] (same buffer). */
+function lastLogits(t: ort.OnnxValue): Tensor {
+  const x = t as ort.Tensor;
+  return { dtype: 'float32', shape: [x.dims[0], x.dims[2]], data: x.data as Float32Array };
+}

@@ -1,0 +1,84 @@
+/**
+ * Steers → the decoder graph's three steer inputs (docs/ARCHITECTURE.md, "The steer in the graph").
+ * All slots of all steers are laid side by side along one axis of size K = Σ_k S_k·r_k, so the graph computes
+ *   h' = h + ((h · steer_p1) ⊙ steer_scale) · steer_p2t
+ * with steer_p1[:, c] = P1[k][s][:, j], steer_p2t[c, :] = P2[k][s][:, j], steer_scale[b, c] = eps_k·v[b,k,s].
+ * p1/p2t depend only on the loaded steers (build once); scale is rebuilt whenever values change.
+ */
+import type { SteerInputs } from '../runtime/decoder.js';
+import { LmSteerError } from '../util/errors.js';
+import { tensor, type Tensor } from '../util/tensor.js';
+import { checkRowValues, type RowValues } from './math.js';
+import type { Steer } from './steer.js';
+
+export interface PackedSteers {
+  p1: Tensor; // [d, K]
+  p2t: Tensor; // [K, d]
+  /** Column c of p1 (row c of p2t) belongs to steer `steer`, slot `slot`. */
+  columns: { steer: number; slot: number }[];
+  /** eps of each steer, folded into the scale. */
+  eps: number[];
+  /** Slots per steer, to check the values given to packScale. */
+  slotCounts: number[];
+}
+
+export function packSteers(steers: readonly Steer[]): PackedSteers {
+  if (steers.length === 0) {
+    throw new LmSteerError('BAD_ARGUMENT', 'packSteers needs at least one steer', 'use noSteer(d, batch) to run the base model');
+  }
+  const d = steers[0]!.p1.shape[1]!;
+  steers.forEach((s, k) => {
+    if (s.p1.shape[1] !== d || s.p2.shape[1] !== d) {
+      throw new LmSteerError('SHAPE_MISMATCH', `steer ${s.config.name ?? k + 1} has hidden size ${s.p1.shape[1]}, but steer ${steers[0]!.config.name ?? 1} has ${d}`, 'steers used together must be for the same base model');
+    }
+  });
+  const K = steers.reduce((acc, s) => acc + s.config.slots.length * s.config.rank, 0);
+  const p1 = new Float32Array(d * K);
+  const p2t = new Float32Array(K * d);
+  const columns: PackedSteers['columns'] = [];
+  let c = 0;
+  steers.forEach((steer, k) => {
+    const r = steer.config.rank;
+    for (let s = 0; s < steer.config.slots.length; s++) {
+      const base = s * d * r;
+      for (let j = 0; j < r; j++, c++) {
+        for (let i = 0; i < d; i++) {
+          p1[i * K + c] = steer.p1.data[base + i * r + j]!;
+          p2t[c * d + i] = steer.p2.data[base + i * r + j]!;
+        }
+        columns.push({ steer: k, slot: s });
+      }
+    }
+  });
+  return {
+    p1: tensor([d, K], p1),
+    p2t: tensor([K, d], p2t),
+    columns,
+    eps: steers.map((s) => s.config.eps),
+    slotCounts: steers.map((s) => s.config.slots.length),
+  };
+}
+
+/** steer_scale [batch, K]: eps_k·v[b,k,s] for every column. `rowValues` has one row per batch row (or one, broadcast). */
+export function packScale(packed: PackedSteers, rowValues: RowValues, batch = rowValues.length): Tensor {
+  checkRowValues(packed.slotCounts, rowValues, batch);
+  const K = packed.columns.length;
+  const scale = new Float32Array(batch * K);
+  for (let b = 0; b < batch; b++) {
+    const values = rowValues.length === 1 ? rowValues[0]! : rowValues[b]!;
+    packed.columns.forEach(({ steer, slot }, c) => {
+      scale[b * K + c] = packed.eps[steer]! * values[steer]![slot]!;
+    });
+  }
+  return tensor([batch, K], scale);
+}
+
+/** The three graph inputs for these values. */
+export function steerInputs(packed: PackedSteers, rowValues: RowValues, batch = rowValues.length): SteerInputs {
+  return { p1: packed.p1, p2t: packed.p2t, scale: packScale(packed, rowValues, batch) };
+}
+
+/** No steer: K = 1 of zeros, so the graph's h + 0 is h bit for bit. */
+export function noSteer(d: number, batch: number): SteerInputs {
+  return { p1: tensor([d, 1]), p2t: tensor([1, d]), scale: tensor([batch, 1]) };
+}

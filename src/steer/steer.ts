@@ -1,0 +1,252 @@
+/**
+ * What a steer is: its config (which base model, eps, rank, named slots) and its two projector tensors
+ * P1, P2 : [S, d, r]. Also the embedding fingerprint that ties a steer to its base model, and the mapping of
+ * user-facing value names (`slot`, `steer`, `steer.slot`) onto per-steer, per-slot values.
+ */
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { f32ToF16 } from '../formats/halfFloat.js';
+import { LmSteerError, type ErrorCode } from '../util/errors.js';
+import type { Tensor } from '../util/tensor.js';
+
+/**
+ * The reference code trains with one slot held at 1 (`--dummy_steer`) so that slot soaks up the dataset's
+ * general style and the trained slot learns only the label's direction; it stays 1 at inference.
+ */
+export const DUMMY_SLOT = '__dummy__';
+export const DEFAULT_EPS = 1e-3;
+export const STEER_FORMAT_VERSION = 1;
+
+export interface SteerSlot {
+  name: string;
+  /** Used when the user gives no value for this slot (0 for ordinary slots, 1 for the dummy slot). */
+  defaultValue: number;
+}
+
+export interface BaseModelInfo {
+  /** A hub id or a local path, for messages. */
+  id: string;
+  /** `embeddingFingerprint(E)` of the model's output embeddings; what compatibility is checked on. */
+  embeddingFingerprint: string;
+  vocabSize: number;
+  hiddenSize: number;
+}
+
+/** How the steer was trained (filled by src/train/); open so new fields need no format bump. */
+export interface SteerTrainingInfo {
+  dataset?: string;
+  steps?: number;
+  lr?: number;
+  batchSize?: number;
+  regularization?: number;
+  seed?: number;
+  [key: string]: unknown;
+}
+
+/** Where the steer came from: trained here, imported from a reference .pt, transferred from another model. */
+export interface SteerSourceInfo {
+  kind?: 'trained' | 'reference-pt' | 'transfer' | string;
+  path?: string;
+  [key: string]: unknown;
+}
+
+export interface SteerConfig {
+  formatVersion: 1;
+  /** Used as the `steer` part of `steer.slot` value names; loadSteer falls back to the folder name. */
+  name?: string;
+  baseModel: BaseModelInfo;
+  eps: number;
+  rank: number;
+  slots: SteerSlot[];
+  training?: SteerTrainingInfo;
+  metrics?: Record<string, unknown>;
+  source?: SteerSourceInfo;
+}
+
+export interface Steer {
+  config: SteerConfig;
+  p1: Tensor; // [S, d, r]
+  p2: Tensor; // [S, d, r]
+}
+
+const finite = z.number().refine(Number.isFinite, 'must be a finite number');
+const posInt = z.number().int().positive();
+
+/** The schema of steer.json; `z.ZodType<SteerConfig>` keeps it in step with the interface above. */
+export const steerConfigSchema: z.ZodType<SteerConfig> = z.object({
+  formatVersion: z.literal(1),
+  name: z.string().min(1).optional(),
+  baseModel: z.object({
+    id: z.string(),
+    embeddingFingerprint: z.string().min(1),
+    vocabSize: posInt,
+    hiddenSize: posInt,
+  }),
+  eps: finite,
+  rank: posInt,
+  slots: z
+    .array(z.object({ name: z.string().min(1), defaultValue: finite }))
+    .min(1)
+    .refine((s) => new Set(s.map((x) => x.name)).size === s.length, 'slot names must be unique'),
+  training: z.looseObject({}).optional(),
+  metrics: z.record(z.string(), z.unknown()).optional(),
+  source: z.looseObject({}).optional(),
+});
+
+/** Turn zod issues into one readable line: `slots.1.name: Too small…; eps: must be a finite number`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}
+
+/**
+ * Check that a steer is usable: its config is well formed, P1/P2 are [S, d, r] as the config says, and no
+ * value is NaN/Inf (a diverged training run would otherwise silently produce garbage text).
+ * `source` names the file for messages; config errors then read as BAD_FILE rather than BAD_ARGUMENT.
+ */
+export function validateSteer(steer: Steer, source?: string): void {
+  const where = source ?? 'steer';
+  const code: ErrorCode = source ? 'BAD_FILE' : 'BAD_ARGUMENT';
+  const parsed = steerConfigSchema.safeParse(steer.config);
+  if (!parsed.success) {
+    throw new LmSteerError(code, `${where}: invalid steer config: ${describeIssues(parsed.error)}`, 'fix the config (steer.json) or re-create the steer');
+  }
+  const { slots, baseModel, rank } = steer.config;
+  const want = [slots.length, baseModel.hiddenSize, rank];
+  for (const [label, t] of [['projector1', steer.p1], ['projector2', steer.p2]] as const) {
+    if (t.dtype !== 'float32') throw new LmSteerError(code, `${where}: ${label} is ${t.dtype}, expected float32`);
+    const ok = t.shape.length === 3 && t.shape.every((s, i) => s === want[i]);
+    if (!ok) {
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `${where}: ${label} has shape [${t.shape}], but the config says [slots=${want[0]}, hiddenSize=${want[1]}, rank=${want[2]}]`,
+        'the tensors and steer.json disagree; the steer folder was edited or mixed with another steer',
+      );
+    }
+    if (t.data.length !== want[0] * want[1] * want[2]) throw new Error(`${label}: data length ${t.data.length} does not match shape [${t.shape}]`);
+    const bad = firstNonFinite(t.data);
+    if (bad >= 0) {
+      throw new LmSteerError(code, `${where}: ${label} holds ${t.data[bad]} at flat index ${bad}`, 'the steer diverged during training; retrain with a lower learning rate');
+    }
+  }
+}
+
+function firstNonFinite(a: Float32Array): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
+  return -1;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Embedding fingerprint
+
+const FINGERPRINT_SAMPLES = 4096;
+
+/**
+ * A stable id of the output-embedding matrix E [vocab, d]: sha256 over its shape and a fixed strided sample
+ * of its values, each rounded to fp16 first. Why fp16: the same model is shipped as fp32 and fp16 files, and
+ * a steer trained on one must load on the other; rounding fp32 values to fp16 (round-to-nearest-even, as
+ * torch/numpy convert) gives exactly the values an fp16 copy holds. bf16 copies round differently and will
+ * not match (use --force). Sampling keeps it cheap on 50k×4k matrices while any retrained/other model
+ * still differs in practically every sampled value.
+ */
+export function embeddingFingerprint(E: Tensor): string {
+  if (E.shape.length !== 2) throw new LmSteerError('SHAPE_MISMATCH', `output embeddings have shape [${E.shape}], expected [vocab, hidden]`);
+  const n = E.data.length;
+  const count = Math.min(FINGERPRINT_SAMPLES, n);
+  const sample = new Float32Array(count);
+  for (let i = 0; i < count; i++) sample[i] = E.data[Math.floor((i * n) / count)] as number;
+  const halves = f32ToF16(sample);
+  const hash = createHash('sha256');
+  hash.update(`lmsteer-embedding-v1:${E.shape[0]}x${E.shape[1]}:`);
+  hash.update(new Uint8Array(halves.buffer));
+  return `emb1-${hash.digest('hex').slice(0, 32)}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Value names → per-steer, per-slot values
+
+/** The name a steer answers to in `steer.slot` value names. */
+export function steerName(steer: Steer, index: number): string {
+  return steer.config.name ?? `steer${index + 1}`;
+}
+
+/** Slots a user may set (everything but the dummy slot). */
+export function userSlots(steer: Steer): SteerSlot[] {
+  return steer.config.slots.filter((s) => s.name !== DUMMY_SLOT);
+}
+
+/** Every value name that `resolveValues` accepts for these steers, fully qualified (`steer.slot`). */
+export function knownValueNames(steers: readonly Steer[], names?: readonly string[]): string[] {
+  return steers.flatMap((s, k) => userSlots(s).map((slot) => `${names?.[k] ?? steerName(s, k)}.${slot.name}`));
+}
+
+/**
+ * Map user values onto `values[k][s]` (steer k, slot s), defaults applied. A name may be
+ *   `steer.slot` always; `slot` when exactly one steer has that slot; `steer` when that steer has exactly one
+ *   settable slot (so `--value detox=-5` works for the common one-slot steer).
+ * Unknown or ambiguous names, the dummy slot, and NaN/±Infinity are refused, naming the known names.
+ * `names` overrides the steer names (e.g. folder names given on the command line).
+ */
+export function resolveValues(
+  steers: readonly Steer[],
+  values: Record<string, number> | ReadonlyMap<string, number>,
+  names?: readonly string[],
+): number[][] {
+  const sNames = steers.map((s, k) => names?.[k] ?? steerName(s, k));
+  const dup = sNames.find((n, i) => sNames.indexOf(n) !== i);
+  if (dup !== undefined) {
+    throw new LmSteerError('BAD_ARGUMENT', `two steers are both named "${dup}"`, 'give each steer a distinct name (e.g. load them from differently named folders)');
+  }
+  const out = steers.map((s) => s.config.slots.map((slot) => slot.defaultValue));
+  const entries = values instanceof Map ? [...values.entries()] : Object.entries(values as Record<string, number>);
+  const known = () => {
+    const all = knownValueNames(steers, sNames);
+    return all.length ? all.join(', ') : '(none: these steers have no settable slots)';
+  };
+  const seen = new Map<string, string>(); // "k.s" → the name that set it, to catch one slot set twice
+  for (const [name, value] of entries) {
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw new LmSteerError('BAD_ARGUMENT', `steer value "${name}" is ${String(value)}, not a finite number`, 'give a number such as 5 or -2.5');
+    }
+    const hits = matchName(steers, sNames, name);
+    if (hits.length === 0) {
+      const dummy = name === DUMMY_SLOT || name.endsWith(`.${DUMMY_SLOT}`);
+      throw new LmSteerError(
+        'NOT_FOUND',
+        dummy ? `"${name}" is the dummy slot, which is fixed at its default` : `unknown steer value "${name}"`,
+        `known values: ${known()}`,
+      );
+    }
+    if (hits.length > 1) {
+      const options = hits.map(([k, s]) => `${sNames[k]}.${steers[k]!.config.slots[s]!.name}`).join(', ');
+      throw new LmSteerError('BAD_ARGUMENT', `steer value "${name}" is ambiguous: it could be ${options}`, 'use the full steer.slot name');
+    }
+    const [k, s] = hits[0]!;
+    const key = `${k}.${s}`;
+    const prev = seen.get(key);
+    if (prev !== undefined) {
+      throw new LmSteerError('BAD_ARGUMENT', `steer values "${prev}" and "${name}" both set ${sNames[k]}.${steers[k]!.config.slots[s]!.name}`, 'give each slot one value');
+    }
+    seen.set(key, name);
+    out[k]![s] = value;
+  }
+  return out;
+}
+
+function matchName(steers: readonly Steer[], sNames: readonly string[], name: string): Array<[number, number]> {
+  const hits = new Map<string, [number, number]>();
+  const add = (k: number, s: number) => hits.set(`${k}.${s}`, [k, s]);
+  steers.forEach((steer, k) => {
+    steer.config.slots.forEach((slot, s) => {
+      if (slot.name === DUMMY_SLOT) return;
+      if (name === `${sNames[k]}.${slot.name}` || name === slot.name) add(k, s);
+    });
+    const settable = steer.config.slots.map((slot, s) => [slot, s] as const).filter(([slot]) => slot.name !== DUMMY_SLOT);
+    if (name === sNames[k] && settable.length === 1) add(k, settable[0]![1]);
+  });
+  // A fully qualified match wins over a bare slot name that happens to also exist elsewhere.
+  const exact = [...hits.values()].filter(([k, s]) => name === `${sNames[k]}.${steers[k]!.config.slots[s]!.name}`);
+  return exact.length === 1 ? exact : [...hits.values()];
+}

@@ -1,0 +1,476 @@
+/**
+ * Training one steer: the reference's loop (Glaciohound/LM-Steer experiments/training/train.py) on cached
+ * hidden states. Each step takes a batch of examples, sets the trained slot to each example's label and the
+ * dummy slot to 1, and takes one Adam step on  mean CE(steered logits) + reg·(‖P1‖² + ‖P2‖²).
+ *
+ * Reference defaults (lm_steer/arguments.py and the README's training commands): 2 slots (`--num_steers 2
+ * --dummy_steer 1 --training_steer 0`), rank 1000 (capped at d here), eps 1e-3, init N(0, 1e-2²)
+ * (`randn * init_var`), Adam lr 1e-2, batch 32, max length 256, 1000 steps, regularization 0, seed 0.
+ * Batches: like its `DataLoader(shuffle=True)`, every epoch is a fresh permutation and the last batch of an
+ * epoch may be short; here the permutation of epoch e is drawn from (seed, e), so the batch of any step is a
+ * pure function of the step and a resumed run sees exactly the batches an uninterrupted one would.
+ *
+ * Padding: the reference pads each batch to its longest text with pad = eos and passes `labels=input_ids`,
+ * so positions predicting a pad are in its loss and its mean. The default here keeps only real next tokens.
+ * `includePadding` reproduces the reference's accounting (every row padded to the batch's longest, pad
+ * targets = padId, all counted); the hidden state at a pad position, which the per-text cache cannot have
+ * (it depends on the batch), is approximated by the row's last real hidden state — the position predicting
+ * the first pad is exact.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import cliProgress from 'cli-progress';
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
+import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
+import { uniformInt } from 'pure-rand/distribution/uniformInt';
+import { writeFileAtomic } from '../formats/atomicWrite.js';
+import { DEFAULT_EPS, DUMMY_SLOT, embeddingFingerprint, type Steer, type SteerConfig } from '../steer/steer.js';
+import { packSteers } from '../steer/pack.js';
+import { saveSteer, STEER_JSON } from '../steer/steerFile.js';
+import { linePlotSvg } from '../util/svgPlot.js';
+import { LmSteerError } from '../util/errors.js';
+import { expectShape, tensor, type Tensor } from '../util/tensor.js';
+import { ADAM_DEFAULTS, adamInit, adamStep, type AdamConfig } from './adam.js';
+import { hashExamples } from './data.js';
+import { loadCheckpoint, saveCheckpoint, type Checkpoint, type LossPoint, type SamplerState } from './checkpoint.js';
+import { HiddenCache, type ExtractFn, type HiddenEntry } from './hiddenCache.js';
+import { LossSession, type LossBatch } from './lossGraph.js';
+
+export interface TrainExample {
+  text: string;
+  /** Steer value of the trained slot for this text (toxic −1 / clean +1, SST-5 class/2 − 1, …). */
+  label: number;
+}
+
+export interface TrainOptions {
+  /** The steer folder: steer.json, steer.safetensors, loss.svg and checkpoint/ are written here. */
+  outDir: string;
+  examples: readonly TrainExample[];
+  /** Name of the trained slot (`--value NAME=…` at inference); default `value`. */
+  slotName?: string;
+  /** Add the reference's dummy slot, held at 1 in training and inference; default true. */
+  dummySlot?: boolean;
+  /** Default min(1000, d). */
+  rank?: number;
+  eps?: number;
+  initStd?: number;
+  lr?: number;
+  regularization?: number;
+  batchSize?: number;
+  maxLength?: number;
+  steps?: number;
+  seed?: number;
+  /** Count pad positions in the loss as the reference does (see the file comment); needs padId. */
+  includePadding?: boolean;
+  padId?: number;
+  /** Write a checkpoint every this many steps; default 50. */
+  checkpointEvery?: number;
+  /** Hidden-state cache folder (reused across runs); none: memory only. */
+  cacheDir?: string;
+  fp16Cache?: boolean;
+  /** Texts per extract call; default 8. */
+  extractBatchSize?: number;
+  /** Progress bar on stderr; default: when stderr is a terminal. */
+  progress?: boolean;
+  /** Replace a steer in outDir that this training did not make. */
+  overwrite?: boolean;
+  /** Recorded in steer.json (e.g. the dataset files). */
+  datasetName?: string;
+  /** Loss-graph tuning. */
+  chunkRows?: number;
+  intraOpNumThreads?: number;
+}
+
+export interface TrainDeps {
+  extract: ExtractFn;
+  /** Output embeddings E [V, d] of the model (the LM head). */
+  embeddings: Tensor;
+  /** Identifies the model the hidden states come from (cache key, resume check); default: E's fingerprint. */
+  modelFingerprint?: string;
+  modelId?: string;
+  /** Saves the final steer; default saveSteer(outDir, steer). */
+  save?: (steer: Steer, outDir: string) => void | Promise<void>;
+  /** Aborting stops training like SIGINT: a checkpoint is written, then CANCELLED is thrown. */
+  signal?: AbortSignal;
+  /** Called after every step. */
+  onStep?: (p: LossPoint) => void;
+  /** Status lines (resume notices); default: stderr. */
+  log?: (line: string) => void;
+}
+
+export interface TrainResult {
+  /** [S, d, r], slot order as in steer.config.slots. */
+  p1: Tensor;
+  p2: Tensor;
+  history: LossPoint[];
+  steer: Steer;
+  /** The step a checkpoint resumed from (0 for a fresh run). */
+  resumedFrom: number;
+}
+
+interface Resolved {
+  slotName: string;
+  dummySlot: boolean;
+  rank: number;
+  eps: number;
+  initStd: number;
+  lr: number;
+  regularization: number;
+  batchSize: number;
+  maxLength: number;
+  steps: number;
+  seed: number;
+  includePadding: boolean;
+  padId: number | null;
+  checkpointEvery: number;
+}
+
+export function resolveOptions(opts: TrainOptions, d: number): Resolved {
+  const r: Resolved = {
+    slotName: opts.slotName ?? 'value',
+    dummySlot: opts.dummySlot ?? true,
+    rank: opts.rank ?? Math.min(1000, d),
+    eps: opts.eps ?? DEFAULT_EPS,
+    initStd: opts.initStd ?? 1e-2,
+    lr: opts.lr ?? 1e-2,
+    regularization: opts.regularization ?? 0,
+    batchSize: opts.batchSize ?? 32,
+    maxLength: opts.maxLength ?? 256,
+    steps: opts.steps ?? 1000,
+    seed: opts.seed ?? 0,
+    includePadding: opts.includePadding ?? false,
+    padId: opts.padId ?? null,
+    checkpointEvery: opts.checkpointEvery ?? 50,
+  };
+  const posInt = (name: string, v: number) => {
+    if (!(Number.isInteger(v) && v > 0)) throw new LmSteerError('BAD_ARGUMENT', `${name} is ${v}, expected a positive integer`);
+  };
+  const finite = (name: string, v: number, min = -Infinity) => {
+    if (!(Number.isFinite(v) && v >= min)) throw new LmSteerError('BAD_ARGUMENT', `${name} is ${v}, expected a finite number${min > -Infinity ? ` ≥ ${min}` : ''}`);
+  };
+  posInt('rank', r.rank);
+  posInt('batch size', r.batchSize);
+  posInt('max length', r.maxLength);
+  posInt('steps', r.steps);
+  posInt('checkpoint interval', r.checkpointEvery);
+  finite('eps', r.eps);
+  finite('init std', r.initStd, 0);
+  finite('learning rate', r.lr, 0);
+  finite('regularization', r.regularization, 0);
+  if (!Number.isInteger(r.seed)) throw new LmSteerError('BAD_ARGUMENT', `seed is ${r.seed}, expected an integer`);
+  if (r.slotName === '' || r.slotName === DUMMY_SLOT) throw new LmSteerError('BAD_ARGUMENT', `slot name "${r.slotName}" is not allowed`, 'name the slot after the attribute, e.g. toxicity');
+  if (r.includePadding && r.padId === null) {
+    throw new LmSteerError('BAD_ARGUMENT', 'including pad positions in the loss needs the pad token id', 'pass padId (the reference pads with the eos token)');
+  }
+  return r;
+}
+
+/** The options a resumed run must share with the checkpoint: everything that changes what is learned. */
+function resumeKey(r: Resolved, datasetHash: string, modelFingerprint: string, E: Tensor, fp16Cache: boolean): Record<string, unknown> {
+  const { checkpointEvery: _c, steps: _s, ...rest } = r;
+  return { ...rest, dataset: datasetHash, model: modelFingerprint, vocabSize: E.shape[0], hiddenSize: E.shape[1], fp16Cache };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Batches
+
+/** Example indices of the batch at `step` (0-based): epoch-wise seeded permutations, last batch short. */
+export function batchAt(n: number, batchSize: number, seed: number, step: number): { indices: number[]; sampler: SamplerState } {
+  const perEpoch = Math.ceil(n / batchSize);
+  const epoch = Math.floor(step / perEpoch);
+  const b = step % perEpoch;
+  const perm = epochPermutation(n, seed, epoch);
+  return { indices: perm.slice(b * batchSize, Math.min(n, (b + 1) * batchSize)), sampler: { seed, epoch, batchInEpoch: b } };
+}
+
+const permCache = new Map<string, number[]>();
+
+function epochPermutation(n: number, seed: number, epoch: number): number[] {
+  const key = `${n}:${seed}:${epoch}`;
+  const hit = permCache.get(key);
+  if (hit) return hit;
+  const rng = xoroshiro128plus((seed ^ Math.imul(epoch + 1, 0x9e3779b1)) | 0);
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = uniformInt(rng, 0, i);
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  permCache.clear(); // one epoch at a time is all a run needs
+  permCache.set(key, p);
+  return p;
+}
+
+/**
+ * Token positions of a batch for the loss graph. Row i's positions t predict token t+1 with hidden[t]; its
+ * scale row is eps·(label on the trained slot's r columns, 1 on the dummy slot's).
+ */
+export function buildLossBatch(
+  entries: readonly HiddenEntry[],
+  labels: readonly number[],
+  cfg: { rank: number; eps: number; dummySlot: boolean; includePadding: boolean; padId: number | null },
+): LossBatch {
+  const d = entries.find((e) => e.hidden.shape[1] !== undefined)?.hidden.shape[1] ?? 0;
+  const S = cfg.dummySlot ? 2 : 1;
+  const K = S * cfg.rank;
+  const longest = Math.max(0, ...entries.map((e) => e.ids.length));
+  const rowsOf = (e: HiddenEntry) => (cfg.includePadding ? Math.max(0, longest - 1) : Math.max(0, e.ids.length - 1));
+  const M = entries.reduce((acc, e) => acc + rowsOf(e), 0);
+  const hidden = new Float32Array(M * d);
+  const targets = new Int32Array(M);
+  const weight = new Float32Array(M).fill(1);
+  const scale = new Float32Array(M * K);
+  const scaleRow = new Float32Array(K);
+  let m = 0;
+  entries.forEach((e, i) => {
+    const n = e.ids.length;
+    scaleRow.fill(cfg.eps * labels[i]!, 0, cfg.rank);
+    if (cfg.dummySlot) scaleRow.fill(cfg.eps, cfg.rank, K);
+    for (let t = 0; t < rowsOf(e); t++, m++) {
+      const src = Math.min(t, n - 1); // past the text: the last real hidden state (includePadding only)
+      if (src < 0) throw new LmSteerError('BAD_DATA', 'a text has no tokens, but pad positions need a hidden state', 'drop empty texts from the dataset');
+      hidden.set(e.hidden.data.subarray(src * d, (src + 1) * d), m * d);
+      targets[m] = t + 1 < n ? e.ids[t + 1]! : cfg.padId!;
+      scale.set(scaleRow, m * K);
+    }
+  });
+  return { hidden: tensor([M, d], hidden), targets, weight, scale: tensor([M, K], scale) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Training keeps P1/P2 in the graph's packed layout p1 [d,K], p2t [K,d] (column c = s·r + j,
+// docs/ARCHITECTURE.md; packed by src/steer/pack.ts) and unpacks to [S,d,r] only to save.
+
+/** The inverse of packSteers for one steer of S slots. */
+export function unpackP(p1: Tensor, p2t: Tensor, S: number): { p1: Tensor; p2: Tensor } {
+  const [d, K] = p1.shape as [number, number];
+  const r = K / S;
+  const a = new Float32Array(S * d * r);
+  const b = new Float32Array(S * d * r);
+  for (let s = 0; s < S; s++) {
+    for (let i = 0; i < d; i++) {
+      for (let j = 0; j < r; j++) {
+        const c = s * r + j;
+        a[(s * d + i) * r + j] = p1.data[i * K + c]!;
+        b[(s * d + i) * r + j] = p2t.data[c * d + i]!;
+      }
+    }
+  }
+  return { p1: tensor([S, d, r], a), p2: tensor([S, d, r], b) };
+}
+
+/** P1, P2 [S,d,r] with N(0, std²) entries, seeded (Box–Muller over xoroshiro128+), P1 drawn first. */
+export function initProjectors(S: number, d: number, r: number, std: number, seed: number): { p1: Tensor; p2: Tensor } {
+  const rng = xoroshiro128plus(seed);
+  rng.jump(); // a stream apart from anything else seeded with the same number
+  const draw = (n: number) => {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i += 2) {
+      const u1 = 1 - uniformFloat64(rng); // (0, 1]: log is finite
+      const u2 = uniformFloat64(rng);
+      const rad = Math.sqrt(-2 * Math.log(u1));
+      out[i] = std * rad * Math.cos(2 * Math.PI * u2);
+      if (i + 1 < n) out[i + 1] = std * rad * Math.sin(2 * Math.PI * u2);
+    }
+    return out;
+  };
+  return { p1: tensor([S, d, r], draw(S * d * r)), p2: tensor([S, d, r], draw(S * d * r)) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The loop
+
+export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<TrainResult> {
+  const E = deps.embeddings;
+  expectShape('output embeddings', E, [-1, -1]);
+  const [V, d] = E.shape as [number, number];
+  const r = resolveOptions(opts, d);
+  if (opts.examples.length === 0) throw new LmSteerError('BAD_DATA', 'the training set is empty', 'check the dataset files');
+  const bad = opts.examples.findIndex((e) => !Number.isFinite(e.label));
+  if (bad >= 0) throw new LmSteerError('BAD_DATA', `example ${bad} has label ${opts.examples[bad]!.label}`, 'labels must be finite numbers');
+  const log = deps.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const embFp = embeddingFingerprint(E);
+  const modelFp = deps.modelFingerprint ?? embFp;
+  const S = r.dummySlot ? 2 : 1;
+  const K = S * r.rank;
+  const key = resumeKey(r, hashExamples(opts.examples), modelFp, E, opts.fp16Cache ?? false);
+
+  const config: SteerConfig = {
+    formatVersion: 1,
+    baseModel: { id: deps.modelId ?? 'unknown', embeddingFingerprint: embFp, vocabSize: V, hiddenSize: d },
+    eps: r.eps,
+    rank: r.rank,
+    slots: [{ name: r.slotName, defaultValue: 0 }, ...(r.dummySlot ? [{ name: DUMMY_SLOT, defaultValue: 1 }] : [])],
+    training: {
+      dataset: opts.datasetName,
+      examples: opts.examples.length,
+      steps: r.steps,
+      lr: r.lr,
+      batchSize: r.batchSize,
+      regularization: r.regularization,
+      seed: r.seed,
+      maxLength: r.maxLength,
+      initStd: r.initStd,
+      includePadding: r.includePadding,
+    },
+    source: { kind: 'trained' },
+  };
+
+  mkdirSync(opts.outDir, { recursive: true });
+  let ck = loadCheckpoint(opts.outDir);
+  if (!ck && existsSync(join(opts.outDir, STEER_JSON)) && !opts.overwrite) {
+    throw new LmSteerError('BAD_ARGUMENT', `${opts.outDir} already holds a steer (steer.json) and no training checkpoint`, 'choose another output folder, or allow overwriting it');
+  }
+  if (ck) {
+    const changed = Object.keys({ ...key, ...ck.options }).filter((k) => JSON.stringify(key[k]) !== JSON.stringify(ck!.options[k]));
+    if (changed.length > 0) {
+      const what = changed.map((k) => `${k}: ${short(ck!.options[k])} → ${short(key[k])}`).join('; ');
+      throw new LmSteerError('BAD_ARGUMENT', `the checkpoint in ${opts.outDir} was made with other options (${what})`, 'rerun with the same options to resume, or use another output folder (or delete its checkpoint/) to start over');
+    }
+    if (ck.step > r.steps) {
+      throw new LmSteerError('BAD_ARGUMENT', `the checkpoint in ${opts.outDir} is already at step ${ck.step}, past the ${r.steps} steps asked for`, `ask for at least ${ck.step} steps, or use another output folder`);
+    }
+    log(ck.step === r.steps ? `training already complete (${ck.step} steps); re-saving the steer` : `resuming from the checkpoint at step ${ck.step} of ${r.steps}`);
+  } else {
+    const packed = packSteers([{ config, ...initProjectors(S, d, r.rank, r.initStd, r.seed) }]);
+    ck = { step: 0, p1: packed.p1, p2t: packed.p2t, adam: adamInit([d * K, K * d]), history: [], sampler: { seed: r.seed, epoch: 0, batchInEpoch: 0 }, options: key };
+  }
+  expectShape('checkpoint p1', ck.p1, [d, K]);
+  const resumedFrom = ck.step;
+  const state: Checkpoint = ck;
+  const adamCfg: AdamConfig = { lr: r.lr, ...ADAM_DEFAULTS };
+
+  if (state.step < r.steps) {
+    const cache = HiddenCache.open({ dir: opts.cacheDir, modelFingerprint: modelFp, maxLength: r.maxLength, fp16: opts.fp16Cache, extractBatchSize: opts.extractBatchSize });
+    const session = await LossSession.create(E, { chunkRows: opts.chunkRows, intraOpNumThreads: opts.intraOpNumThreads });
+    try {
+      await runSteps(opts, deps, r, state, adamCfg, cache, session);
+    } finally {
+      cache.close();
+      await session.close();
+    }
+  }
+
+  const { p1, p2 } = unpackP(state.p1, state.p2t, S);
+  config.training!.finalLoss = state.history.at(-1)?.loss;
+  const steer: Steer = { config, p1, p2 };
+  await writeLossPlot(opts.outDir, state.history);
+  if (deps.save) await deps.save(steer, opts.outDir);
+  else saveSteer(opts.outDir, steer);
+  return { p1, p2, history: state.history, steer, resumedFrom };
+}
+
+async function runSteps(
+  opts: TrainOptions,
+  deps: TrainDeps,
+  r: Resolved,
+  state: Checkpoint,
+  adamCfg: AdamConfig,
+  cache: HiddenCache,
+  session: LossSession,
+): Promise<void> {
+  const examples = opts.examples;
+  const texts = examples.map((e) => e.text);
+  let stopReason: string | undefined;
+  const onSigint = () => {
+    if (stopReason) {
+      // A second Ctrl-C: the user does not want to wait for the step to finish.
+      process.off('SIGINT', onSigint);
+      process.kill(process.pid, 'SIGINT');
+      return;
+    }
+    stopReason = 'interrupted (SIGINT)';
+  };
+  const onAbort = () => {
+    stopReason ??= 'stopped';
+  };
+  process.on('SIGINT', onSigint);
+  deps.signal?.addEventListener('abort', onAbort);
+  if (deps.signal?.aborted) onAbort();
+
+  const showBar = opts.progress ?? Boolean(process.stderr.isTTY);
+  const bar = showBar
+    ? new cliProgress.SingleBar(
+        {
+          stream: process.stderr,
+          format: 'train [{bar}] {value}/{total} steps | loss {loss} | ETA {eta_formatted}',
+          etaBuffer: 20,
+          hideCursor: true,
+          // Asked for explicitly on a non-terminal (a log file): print a line every few seconds instead.
+          noTTYOutput: opts.progress === true && !process.stderr.isTTY,
+          notTTYSchedule: 5000,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  // The reference shows a running mean of the loss (RunningMean(gamma_mean = 0.99), lm_steer/utils.py).
+  let ema = 0;
+  let emaWeight = 0;
+  bar?.start(r.steps, state.step, { loss: '—' });
+  const checkpoint = () => saveCheckpoint(opts.outDir, state);
+  try {
+    while (state.step < r.steps) {
+      if (stopReason) {
+        checkpoint();
+        throw new LmSteerError('CANCELLED', `training ${stopReason} at step ${state.step} of ${r.steps}; checkpoint saved in ${opts.outDir}`, 'run the same command again to resume');
+      }
+      const { indices, sampler } = batchAt(examples.length, r.batchSize, r.seed, state.step);
+      const entries = await cache.get(indices.map((i) => texts[i]!), deps.extract);
+      const batch = buildLossBatch(entries, indices.map((i) => examples[i]!.label), r);
+      const res = await session.run(batch, state.p1, state.p2t);
+      // Mean over the batch's token positions (as the HF loss), plus the regularizer's gradient 2·reg·P.
+      const inv = res.count > 0 ? 1 / res.count : 0;
+      const g1 = res.gradP1;
+      const g2 = res.gradP2t;
+      const reg2 = 2 * r.regularization;
+      for (let i = 0; i < g1.length; i++) g1[i] = g1[i]! * inv + reg2 * state.p1.data[i]!;
+      for (let i = 0; i < g2.length; i++) g2[i] = g2[i]! * inv + reg2 * state.p2t.data[i]!;
+      adamStep(adamCfg, state.adam, [state.p1.data, state.p2t.data], [g1, g2]);
+      state.step += 1;
+      state.sampler = sampler;
+      const point: LossPoint = { step: state.step, loss: res.count > 0 ? res.lossSum / res.count : NaN, tokens: res.count };
+      state.history.push(point);
+      if (Number.isFinite(point.loss)) {
+        ema = 0.99 * ema + 0.01 * point.loss;
+        emaWeight = 0.99 * emaWeight + 0.01;
+      }
+      bar?.update(state.step, { loss: emaWeight > 0 ? (ema / emaWeight).toFixed(4) : '—' });
+      deps.onStep?.(point);
+      if (state.step % r.checkpointEvery === 0 || state.step === r.steps) {
+        checkpoint();
+        await writeLossPlot(opts.outDir, state.history);
+      }
+    }
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+    deps.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function writeLossPlot(outDir: string, history: readonly LossPoint[]): Promise<void> {
+  const pts = history.filter((p) => Number.isFinite(p.loss)).map((p) => [p.step, p.loss] as [number, number]);
+  if (pts.length === 0) return;
+  // Smoothed like the reference's running mean, so the trend is visible through batch noise.
+  let ema = 0;
+  let w = 0;
+  const smooth = pts.map(([x, y]) => {
+    ema = 0.98 * ema + 0.02 * y;
+    w = 0.98 * w + 0.02;
+    return [x, ema / w] as [number, number];
+  });
+  const svg = await linePlotSvg({
+    title: 'LM-Steer training loss',
+    xLabel: 'step',
+    yLabel: 'cross-entropy (nats/token)',
+    series: [
+      { name: 'batch loss', points: pts },
+      { name: 'running mean', points: smooth },
+    ],
+  });
+  writeFileAtomic(join(outDir, 'loss.svg'), svg);
+}
+
+function short(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? 'unset' : s.length > 20 ? `${s.slice(0, 12)}…` : s;
+}

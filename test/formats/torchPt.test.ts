@@ -1,0 +1,221 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { strToU8, zipSync } from 'fflate';
+import { importReferenceCheckpoint, loadTorchBytes, referenceCheckpointToSteer } from '../../src/formats/torchPt.js';
+import { readAllSafetensors } from '../../src/formats/safetensors.js';
+import { f16ToF32, f32ToF16 } from '../../src/formats/halfFloat.js';
+import { DUMMY_SLOT, type BaseModelInfo } from '../../src/steer/steer.js';
+import type { Tensor } from '../../src/util/tensor.js';
+import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
+
+const PT = ['steers', 'reference-format', 'stories260K-sample.pt'];
+const EXPECTED = ['steers', 'reference-format', 'stories260K-sample.expected.safetensors'];
+const base: BaseModelInfo = { id: 'stories260K', embeddingFingerprint: 'emb1-x', vocabSize: 512, hiddenSize: 64 };
+type E = Error & { code?: string; hint?: string };
+
+function tmp(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lmsteer-pt-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+// ---- a tiny pickle writer, to build torch.save files the way PyTorch lays them out ----
+class Pickle {
+  private parts: number[] = [];
+  raw(...b: number[]): this {
+    this.parts.push(...b);
+    return this;
+  }
+  text(s: string): this {
+    return this.raw(...Buffer.from(s, 'latin1'));
+  }
+  str(s: string): this {
+    const b = Buffer.from(s, 'utf8');
+    return this.raw(0x8c, b.length, ...b); // SHORT_BINUNICODE
+  }
+  int(n: number): this {
+    if (n < 256) return this.raw(0x4b, n);
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(n);
+    return this.raw(0x4a, ...b);
+  }
+  float(x: number): this {
+    const b = Buffer.alloc(8);
+    b.writeDoubleBE(x);
+    return this.raw(0x47, ...b);
+  }
+  global(module: string, name: string, stack = false): this {
+    return stack ? this.str(module).str(name).raw(0x93) : this.text(`c${module}\n${name}\n`);
+  }
+  tuple(xs: number[]): this {
+    this.raw(0x28);
+    xs.forEach((x) => this.int(x));
+    return this.raw(0x74);
+  }
+  bytes(): Uint8Array {
+    return Uint8Array.from([...this.parts, 0x2e]); // STOP
+  }
+}
+
+interface TensorSpec {
+  key: string;
+  storage: 'FloatStorage' | 'HalfStorage';
+  numel: number;
+  offset: number;
+  size: number[];
+  stride: number[];
+  parameter: boolean;
+}
+
+function writeTensor(p: Pickle, t: TensorSpec, stack: boolean): void {
+  if (t.parameter) p.global('torch._utils', '_rebuild_parameter', stack).raw(0x28);
+  p.global('torch._utils', '_rebuild_tensor_v2', stack).raw(0x28);
+  p.raw(0x28).str('storage').global('torch', t.storage, stack).str(t.key).str('cpu').int(t.numel).raw(0x74, 0x51); // persistent id
+  p.int(t.offset).tuple(t.size).tuple(t.stride).raw(0x89); // requires_grad False
+  p.global('collections', 'OrderedDict', stack).raw(0x29, 0x52); // backward hooks
+  p.raw(0x74, 0x52);
+  if (t.parameter) p.raw(0x88).global('collections', 'OrderedDict', stack).raw(0x29, 0x52).raw(0x74, 0x52);
+}
+
+/** `torch.save([Namespace(**args), {projector1, projector2}, steps])` as a zip. */
+function torchSave(args: Record<string, number | string | null>, tensors: [TensorSpec, TensorSpec], data: Record<string, Uint8Array>, opts: { protocol4?: boolean; steps?: number; byteorder?: string } = {}): Uint8Array {
+  const stack = opts.protocol4 ?? false;
+  const p = new Pickle().raw(0x80, stack ? 4 : 2);
+  if (stack) p.raw(0x95, 0, 0, 0, 0, 0, 0, 0, 0); // FRAME (length ignored by readers that stream)
+  p.raw(0x5d, 0x28); // EMPTY_LIST MARK
+  p.global('argparse', 'Namespace', stack).raw(0x29, 0x81).raw(0x7d, 0x28); // NEWOBJ, state dict
+  for (const [k, v] of Object.entries(args)) {
+    p.str(k);
+    if (v === null) p.raw(0x4e);
+    else if (typeof v === 'string') p.str(v);
+    else if (Number.isInteger(v)) p.int(v);
+    else p.float(v);
+  }
+  p.raw(0x75, 0x62); // SETITEMS BUILD
+  p.raw(0x7d, 0x94, 0x28); // EMPTY_DICT MEMOIZE MARK
+  p.str('projector1');
+  writeTensor(p, tensors[0], stack);
+  p.str('projector2');
+  writeTensor(p, tensors[1], stack);
+  p.raw(0x75).int(opts.steps ?? 7).raw(0x65); // SETITEMS, steps, APPENDS
+  const files: Record<string, Uint8Array> = { 'archive/data.pkl': p.bytes(), 'archive/version': strToU8('3\n'), 'archive/byteorder': strToU8(opts.byteorder ?? 'little') };
+  for (const [k, v] of Object.entries(data)) files[`archive/data/${k}`] = v;
+  return zipSync(files, { level: 0 });
+}
+
+function expected(): { p1: Tensor; p2: Tensor } {
+  const { tensors } = readAllSafetensors(sharedPath(...EXPECTED)!);
+  return { p1: tensors.projector1!, p2: tensors.projector2! };
+}
+
+const ARGS = { epsilon: 0.002, rank: 16, num_steers: 2, dummy_steer: null, adaptor_class: 'multiply', adapted_component: 'final_layer', model_name: 'stories260K' };
+
+test('the reference sample imports to exactly the expected tensors', { skip: skipUnlessShared(...PT) || skipUnlessShared(...EXPECTED) }, () => {
+  const ckpt = importReferenceCheckpoint(sharedPath(...PT)!);
+  const want = expected();
+  assert.deepEqual(ckpt.projector1, want.p1);
+  assert.deepEqual(ckpt.projector2, want.p2);
+  assert.equal(ckpt.steps, 1000);
+  assert.equal(ckpt.args.epsilon, 0.001);
+  assert.equal(ckpt.args.dummy_steer, 1);
+
+  const steer = referenceCheckpointToSteer(ckpt, base, { name: 'sample' });
+  assert.equal(steer.config.eps, 0.001);
+  assert.equal(steer.config.rank, 16);
+  assert.deepEqual(steer.config.slots, [{ name: 'slot0', defaultValue: 0 }, { name: DUMMY_SLOT, defaultValue: 1 }]);
+  assert.equal(steer.config.source?.kind, 'reference-pt');
+  assert.equal(steer.config.training?.steps, 1000);
+  assert.equal(JSON.parse(JSON.stringify(steer.config)).source.referenceArgs.model_name, 'stories260K');
+});
+
+test('fp16 tensors are widened to float32', { skip: skipUnlessShared(...EXPECTED) }, (t) => {
+  const want = expected();
+  const n = want.p1.data.length;
+  const h1 = f32ToF16(want.p1.data);
+  const h2 = f32ToF16(want.p2.data);
+  const spec = (key: string): TensorSpec => ({ key, storage: 'HalfStorage', numel: n, offset: 0, size: [2, 64, 16], stride: [1024, 16, 1], parameter: false });
+  const file = join(tmp(t), 'half.pt');
+  writeFileSync(file, torchSave(ARGS, [spec('0'), spec('1')], { '0': new Uint8Array(h1.buffer), '1': new Uint8Array(h2.buffer) }));
+  const ckpt = importReferenceCheckpoint(file);
+  assert.deepEqual(ckpt.projector1.data, f16ToF32(h1));
+  assert.deepEqual(ckpt.projector2.data, f16ToF32(h2));
+  assert.equal(ckpt.steps, 7);
+  const steer = referenceCheckpointToSteer(ckpt, base);
+  assert.equal(steer.config.eps, 0.002);
+  assert.deepEqual(steer.config.slots.map((s) => s.name), ['slot0', 'slot1'], 'no dummy slot when dummy_steer is None');
+});
+
+test('nn.Parameter-wrapped, strided and offset tensors (protocol 4 opcodes) import exactly', { skip: skipUnlessShared(...EXPECTED) }, (t) => {
+  const want = expected();
+  const [S, d, r] = [2, 64, 16];
+  // projector2 stored transposed ([S, r, d] in memory, stride (r·d, 1, d)) after 3 unused leading floats.
+  const storage2 = new Float32Array(3 + S * d * r);
+  for (let s = 0; s < S; s++) for (let i = 0; i < d; i++) for (let j = 0; j < r; j++) storage2[3 + s * r * d + j * d + i] = want.p2.data[s * d * r + i * r + j]!;
+  const specs: [TensorSpec, TensorSpec] = [
+    { key: '0', storage: 'FloatStorage', numel: S * d * r, offset: 0, size: [S, d, r], stride: [d * r, r, 1], parameter: true },
+    { key: '1', storage: 'FloatStorage', numel: storage2.length, offset: 3, size: [S, d, r], stride: [d * r, 1, d], parameter: true },
+  ];
+  const file = join(tmp(t), 'param.pt');
+  writeFileSync(file, torchSave({ ...ARGS, dummy_steer: 0 }, specs, { '0': new Uint8Array(want.p1.data.slice().buffer), '1': new Uint8Array(storage2.buffer) }, { protocol4: true, steps: 70000 }));
+  const ckpt = importReferenceCheckpoint(file);
+  assert.deepEqual(ckpt.projector1, want.p1);
+  assert.deepEqual(ckpt.projector2, want.p2);
+  assert.equal(ckpt.steps, 70000);
+  const steer = referenceCheckpointToSteer(ckpt, base, { slotNames: ['positive'] });
+  assert.deepEqual(steer.config.slots.map((s) => s.name), [DUMMY_SLOT, 'positive']);
+});
+
+test('big-endian storages (byteorder "big") are byte-swapped', () => {
+  const values = new Float32Array([1.5, -2, 3.25, 1e-3]);
+  const be = Buffer.alloc(16);
+  values.forEach((v, i) => be.writeFloatBE(v, i * 4));
+  const half = Buffer.alloc(8);
+  f32ToF16(values).forEach((h, i) => half.writeUInt16BE(h, i * 2));
+  const specs: [TensorSpec, TensorSpec] = [
+    { key: '0', storage: 'FloatStorage', numel: 4, offset: 0, size: [1, 2, 2], stride: [4, 2, 1], parameter: false },
+    { key: '1', storage: 'HalfStorage', numel: 4, offset: 0, size: [1, 2, 2], stride: [4, 2, 1], parameter: false },
+  ];
+  const v = loadTorchBytes(torchSave(ARGS, specs, { '0': be, '1': half }, { byteorder: 'big' })) as unknown[];
+  const state = v[1] as Map<string, Tensor>;
+  assert.deepEqual(state.get('projector1')!.data, values);
+  assert.deepEqual(state.get('projector2')!.data, f16ToF32(f32ToF16(values)));
+});
+
+test('a checkpoint whose pickle calls os.system is refused and runs nothing', (t) => {
+  const dir = tmp(t);
+  const marker = join(dir, 'pwned');
+  const pkl = Buffer.concat([Buffer.from('\x80\x02cos\nsystem\n(', 'latin1'), new Pickle().str(`touch ${marker}`).bytes().subarray(0, -1), Buffer.from('tR.', 'latin1')]);
+  const file = join(dir, 'evil.pt');
+  writeFileSync(file, zipSync({ 'evil/data.pkl': pkl, 'evil/version': strToU8('3\n') }, { level: 0 }));
+  assert.throws(() => importReferenceCheckpoint(file), (e: E) => e.code === 'BAD_FILE' && /os\.system/.test(e.message));
+  assert.throws(() => readFileSync(marker), /ENOENT/);
+});
+
+test('truncated zips, zips without data.pkl, legacy files and missing storages give clear errors', { skip: skipUnlessShared(...PT) }, (t) => {
+  const bytes = readFileSync(sharedPath(...PT)!);
+  assert.throws(() => loadTorchBytes(bytes.subarray(0, bytes.length >> 1), 'cut.pt'), (e: E) => e.code === 'BAD_FILE' && /cut\.pt: cannot read its zip/.test(e.message));
+  assert.throws(() => loadTorchBytes(zipSync({ 'a/version': strToU8('3') }), 'nopkl.pt'), (e: E) => e.code === 'BAD_FILE' && /no data\.pkl/.test(e.message));
+  assert.throws(() => loadTorchBytes(Buffer.from('\x80\x02\x8a\x0a', 'latin1'), 'old.pt'), (e: E) => e.code === 'UNSUPPORTED' && /legacy/.test(e.message));
+  assert.throws(() => loadTorchBytes(Buffer.from('hello'), 'txt.pt'), (e: E) => e.code === 'BAD_FILE');
+  assert.throws(() => importReferenceCheckpoint(join(tmp(t), 'absent.pt')), (e: E) => e.code === 'NOT_FOUND');
+  // data.pkl refers to data/0 and data/1; drop data/1.
+  const spec = (key: string): TensorSpec => ({ key, storage: 'FloatStorage', numel: 4, offset: 0, size: [1, 2, 2], stride: [4, 2, 1], parameter: false });
+  const zip = torchSave(ARGS, [spec('0'), spec('1')], { '0': new Uint8Array(16) });
+  assert.throws(() => loadTorchBytes(zip, 'partial.pt'), (e: E) => e.code === 'BAD_FILE' && /data\/1 is missing/.test(e.message));
+  // A storage too small for the tensor's view.
+  const big = { ...spec('1'), size: [1, 2, 3], stride: [6, 3, 1] };
+  assert.throws(() => loadTorchBytes(torchSave(ARGS, [spec('0'), big], { '0': new Uint8Array(16), '1': new Uint8Array(16) }), 'small.pt'), /reads past its storage/);
+});
+
+test('a steer for another width is refused as MODEL_MISMATCH naming both models', { skip: skipUnlessShared(...PT) }, () => {
+  const ckpt = importReferenceCheckpoint(sharedPath(...PT)!);
+  assert.throws(
+    () => referenceCheckpointToSteer(ckpt, { ...base, id: 'gpt2', hiddenSize: 768 }),
+    (e: E) => e.code === 'MODEL_MISMATCH' && /trained on stories260K/.test(e.message) && /gpt2 has hidden size 768/.test(e.message),
+  );
+  assert.throws(() => referenceCheckpointToSteer({ ...ckpt, args: { ...ckpt.args, dummy_steer: 5 } }, base), /dummy_steer is 5/);
+  assert.throws(() => referenceCheckpointToSteer({ ...ckpt, args: { ...ckpt.args, adapted_component: 'input_embedding' } }, base), (e: E) => e.code === 'UNSUPPORTED');
+});

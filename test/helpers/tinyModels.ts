@@ -1,0 +1,154 @@
+/**
+ * Tiny random checkpoints for tests: a Hugging Face config.json object and seeded random weights under HF's
+ * tensor names. Scales are realistic (weights std 0.1, norm gains near 1, small biases) so logits and attention
+ * are far from uniform and a wrong op shows up as a large difference.
+ *
+ * Kinds cover what the architectures can vary: GQA (llama, mistral, qwen2), q/k/v biases (qwen2), llama's
+ * attention_bias + mlp_bias (llama-bias), tied and untied heads, partial rotary (gpt_neox), parallel and
+ * sequential residual, and each RoPE scaling.
+ */
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
+import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
+import { MapWeightStore } from '../../src/formats/weights.js';
+import { expectedWeights, parseDecoderConfig } from '../../src/models/registry.js';
+import { tensor, type Tensor } from '../../src/util/tensor.js';
+
+export type TinyKind =
+  | 'gpt2'
+  | 'llama'
+  | 'llama-bias'
+  | 'mistral'
+  | 'qwen2'
+  | 'gpt_neox'
+  | 'gpt_neox-sequential'
+  | 'llama-rope-scaled' // llama3 scaling (Llama 3.1), every band of it exercised at head_dim 8
+  | 'llama-rope-linear'
+  | 'llama-rope-dynamic' // max_position_embeddings 16, so longer sequences grow the base
+  | 'llama-rope-yarn';
+
+export interface TinyOptions {
+  seed?: number;
+  vocab?: number;
+  d?: number;
+  layers?: number;
+  heads?: number;
+  /** llama family only (GQA); default heads/2. */
+  kvHeads?: number;
+  /** Default: gpt2 and qwen2 tied, the others untied (as their real checkpoints usually are). */
+  tied?: boolean;
+  maxPositions?: number;
+  /** gpt2 only: name tensors `transformer.…` as GPT2LMHeadModel.save_pretrained does. */
+  transformerPrefix?: boolean;
+}
+
+export interface TinyCheckpoint {
+  config: Record<string, unknown>;
+  weights: MapWeightStore;
+}
+
+function llamaConfig(kind: TinyKind, o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed'>>, tied: boolean): Record<string, unknown> {
+  const base: Record<string, unknown> = {
+    model_type: kind === 'mistral' || kind === 'qwen2' ? kind : 'llama',
+    vocab_size: o.vocab,
+    hidden_size: o.d,
+    intermediate_size: Math.round((3 * o.d) / 2), // ≠ 4d, so a mix-up of the two shows
+    num_hidden_layers: o.layers,
+    num_attention_heads: o.heads,
+    num_key_value_heads: o.kvHeads,
+    max_position_embeddings: o.maxPositions,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    hidden_act: 'silu',
+    tie_word_embeddings: tied,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  };
+  if (kind === 'mistral') base.sliding_window = 4096; // wider than max_position_embeddings: no effect
+  if (kind === 'llama-bias') Object.assign(base, { attention_bias: true, mlp_bias: true });
+  const rope: Partial<Record<TinyKind, Record<string, unknown>>> = {
+    'llama-rope-scaled': { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+    'llama-rope-linear': { type: 'linear', factor: 2 },
+    'llama-rope-dynamic': { type: 'dynamic', factor: 2 },
+    'llama-rope-yarn': { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32 },
+  };
+  if (rope[kind]) base.rope_scaling = rope[kind];
+  if (kind === 'llama-rope-dynamic') base.max_position_embeddings = Math.min(o.maxPositions, 16);
+  return base;
+}
+
+function tinyConfig(kind: TinyKind, opts: TinyOptions): Record<string, unknown> {
+  const o = {
+    vocab: opts.vocab ?? 64,
+    d: opts.d ?? 32,
+    layers: opts.layers ?? 2,
+    heads: opts.heads ?? (kind.startsWith('gpt_neox') ? 2 : 4),
+    kvHeads: 0,
+    maxPositions: opts.maxPositions ?? 128,
+  };
+  o.kvHeads = opts.kvHeads ?? (o.heads % 2 === 0 ? o.heads / 2 : o.heads);
+  switch (kind) {
+    case 'gpt2':
+      return {
+        model_type: 'gpt2',
+        vocab_size: o.vocab,
+        n_embd: o.d,
+        n_layer: o.layers,
+        n_head: o.heads,
+        n_positions: o.maxPositions,
+        n_inner: null,
+        activation_function: 'gelu_new',
+        layer_norm_epsilon: 1e-5,
+        tie_word_embeddings: opts.tied ?? true,
+        bos_token_id: 0,
+        eos_token_id: 0,
+      };
+    case 'gpt_neox':
+    case 'gpt_neox-sequential':
+      return {
+        model_type: 'gpt_neox',
+        vocab_size: o.vocab,
+        hidden_size: o.d,
+        intermediate_size: 4 * o.d,
+        num_hidden_layers: o.layers,
+        num_attention_heads: o.heads,
+        max_position_embeddings: o.maxPositions,
+        rotary_pct: kind === 'gpt_neox' ? 0.25 : 0.5,
+        rotary_emb_base: 10000,
+        use_parallel_residual: kind === 'gpt_neox',
+        hidden_act: 'gelu',
+        layer_norm_eps: 1e-5,
+        tie_word_embeddings: opts.tied ?? false,
+        bos_token_id: 0,
+        eos_token_id: 0,
+      };
+    default:
+      return llamaConfig(kind, o, opts.tied ?? kind === 'qwen2');
+  }
+}
+
+/** Seeded standard normals (Box–Muller over pure-rand's 53-bit uniforms). */
+function normals(seed: number): () => number {
+  const rng = xoroshiro128plus(seed);
+  return () => {
+    const u = 1 - uniformFloat64(rng); // (0, 1]: log(u) is finite
+    const v = uniformFloat64(rng);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  };
+}
+
+const NORM_GAIN = /(norm|ln_\d|ln_f)\.weight$/;
+
+export function tinyCheckpoint(kind: TinyKind, opts: TinyOptions = {}): TinyCheckpoint {
+  const config = tinyConfig(kind, opts);
+  const cfg = parseDecoderConfig(config, `tiny ${kind}`);
+  const randn = normals(opts.seed ?? 0);
+  const map = new Map<string, Tensor>();
+  const prefix = kind === 'gpt2' && opts.transformerPrefix ? 'transformer.' : '';
+  for (const { name, shape } of expectedWeights(cfg)) {
+    const [mean, std] = NORM_GAIN.test(name) ? [1, 0.1] : name.endsWith('.bias') ? [0, 0.05] : [0, 0.1];
+    const t = tensor(shape);
+    for (let i = 0; i < t.data.length; i++) t.data[i] = mean + std * randn();
+    map.set(name === 'lm_head.weight' ? name : prefix + name, t);
+  }
+  return { config, weights: new MapWeightStore(map, `tiny ${kind} checkpoint`) };
+}
