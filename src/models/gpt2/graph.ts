@@ -8,24 +8,23 @@
 import { GraphBuilder } from '../../graph/builder.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
+import { gpt2Weights } from './config.js';
+import { outputEmbeddings } from '../registry.js';
 import { cachedAttention, declareInputs, embedFromTransposed, linear, steeredHead, transpose2d } from '../common.js';
 
-/** Checkpoints saved from GPT2Model carry no prefix, those from GPT2LMHeadModel carry `transformer.`. */
-function weightGetter(w: WeightStore) {
-  const prefix = w.has('transformer.wte.weight') ? 'transformer.' : '';
-  return (name: string) => w.get(prefix + name);
-}
 
 export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore): GraphBuilder {
   const g = new GraphBuilder('gpt2');
-  const get = weightGetter(w);
+  const get = (name: string) => gpt2Weights(w).get(name); // with or without the `transformer.` prefix
   const W = (name: string) => g.weight(name, get(name));
   const inp = declareInputs(g, cfg);
   const d = cfg.hiddenSize;
   const layerNorm = (x: string, p: string) => g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
 
-  const wteT = g.weight('wte.weight_t', transpose2d(get('wte.weight'))); // Eᵀ for the head, also the lookup table
-  let x = g.op('Add', [embedFromTransposed(g, wteT, inp.inputIds), g.op('Gather', [W('wpe.weight'), inp.positionIds], { axis: 0 })]);
+  // Eᵀ for the head; when tied (always, in released GPT-2s) also the token lookup table.
+  const headT = g.weight('lm_head.weight_t', transpose2d(outputEmbeddings(cfg, w)));
+  const tokens = cfg.tiedEmbeddings ? embedFromTransposed(g, headT, inp.inputIds) : g.op('Gather', [W('wte.weight'), inp.inputIds], { axis: 0 });
+  let x = g.op('Add', [tokens, g.op('Gather', [W('wpe.weight'), inp.positionIds], { axis: 0 })]);
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `h.${i}`;
@@ -37,6 +36,6 @@ export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore): GraphBuilder
     const act = g.op('Gelu', [fc], { approximate: 'tanh' });
     x = g.op('Add', [x, linear(g, act, W(`${p}.mlp.c_proj.weight`), W(`${p}.mlp.c_proj.bias`))]);
   }
-  steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), wteT);
+  steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), headT);
   return g;
 }

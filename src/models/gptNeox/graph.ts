@@ -7,6 +7,7 @@ import { GraphBuilder } from '../../graph/builder.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import type { Tensor } from '../../util/tensor.js';
+import { outputEmbeddings } from '../registry.js';
 import { applyRope, cachedAttention, declareInputs, linear, ropeTables, steeredHead, transpose2d } from '../common.js';
 
 /** Reorder NeoX's per-head interleaved rows (h, part, j) into (part, h, j): q | k | v blocks. */
@@ -37,13 +38,13 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore): GraphBuil
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `gpt_neox.layers.${i}`;
     const qkvW = g.weight(`${p}.qkv.weight`, transpose2d(deinterleaveQkv(w.get(`${p}.attention.query_key_value.weight`), H, hd)));
-    const qkvB = g.weight(`${p}.qkv.bias`, deinterleaveQkv(w.get(`${p}.attention.query_key_value.bias`), H, hd));
+    const qkvB = cfg.qkvBias ? g.weight(`${p}.qkv.bias`, deinterleaveQkv(w.get(`${p}.attention.query_key_value.bias`), H, hd)) : undefined;
     const qkv = linear(g, layerNorm(x, `${p}.input_layernorm`), qkvW, qkvB);
     const [q, k, v] = g.opN('Split', [qkv, g.constI64([H * hd, H * hd, H * hd])], { axis: -1 }, { outputs: 3 });
     const qr = applyRope(g, q, H, cos, sin, rope.rotaryDim, hd);
     const kr = applyRope(g, k, H, cos, sin, rope.rotaryDim, hd);
     const att = cachedAttention(g, cfg, i, inp, qr, kr, v);
-    const attOut = linear(g, att, WT(`${p}.attention.dense.weight`), W(`${p}.attention.dense.bias`));
+    const attOut = linear(g, att, WT(`${p}.attention.dense.weight`), cfg.outBias ? W(`${p}.attention.dense.bias`) : undefined);
     const mlp = (y: string) => {
       const fc = linear(g, layerNorm(y, `${p}.post_attention_layernorm`), WT(`${p}.mlp.dense_h_to_4h.weight`), W(`${p}.mlp.dense_h_to_4h.bias`));
       return linear(g, g.op('Gelu', [fc]), WT(`${p}.mlp.dense_4h_to_h.weight`), W(`${p}.mlp.dense_4h_to_h.bias`));
@@ -56,6 +57,6 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore): GraphBuil
     }
   }
   const hidden = layerNorm(x, 'gpt_neox.final_layer_norm');
-  steeredHead(g, cfg, inp, hidden, WT('embed_out.weight'));
+  steeredHead(g, cfg, inp, hidden, g.weight('embed_out.weight_t', transpose2d(outputEmbeddings(cfg, w))));
   return g;
 }
