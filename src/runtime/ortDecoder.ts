@@ -12,9 +12,9 @@ import type { Decoder, DecoderBatch, SteerInputs, StepOutput } from './decoder.j
 
 type Feeds = Record<string, ort.Tensor>;
 
-const i64 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(Array.from(values), (v) => BigInt(v)), dims);
-const i32 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int32', Int32Array.from(values), dims);
-const f32 = (t: Tensor) => new ort.Tensor('float32', t.data as Float32Array, t.shape);
+export const i64 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(Array.from(values), (v) => BigInt(v)), dims);
+export const i32 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int32', Int32Array.from(values), dims);
+export const f32 = (t: Tensor) => new ort.Tensor('float32', t.data as Float32Array, t.shape);
 
 /** Zero steer: K = 1 column of zeros, so the graph adds exactly 0 (docs/ARCHITECTURE.md). */
 export function zeroSteer(d: number, batch: number): SteerInputs {
@@ -34,7 +34,7 @@ export interface ForwardResult {
 }
 
 /** The per-row KV buffers of one batch. */
-class KvCache {
+export class KvCache {
   key: ort.Tensor[] = [];
   value: ort.Tensor[] = [];
   constructor(
@@ -47,7 +47,7 @@ class KvCache {
       this.value.push(this.alloc(capacity));
     }
   }
-  private alloc(cap: number): ort.Tensor {
+  alloc(cap: number): ort.Tensor {
     const { numKvHeads: kvH, headDim: hd } = this.cfg;
     return new ort.Tensor('float32', new Float32Array(this.batch * kvH * cap * hd), [this.batch, kvH, cap, hd]);
   }
@@ -84,7 +84,7 @@ export class OrtDecoder implements Decoder {
     this.hiddenSize = cfg.hiddenSize;
   }
 
-  private checkRows(rows: number[][]): void {
+  checkRows(rows: number[][]): void {
     if (rows.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'no prompts were given');
     rows.forEach((r, i) => {
       if (r.length === 0) throw new LmSteerError('BAD_ARGUMENT', `prompt ${i} has no tokens`, 'give a non-empty prompt');
@@ -100,7 +100,7 @@ export class OrtDecoder implements Decoder {
   }
 
   /** Feeds for a first call over right-padded rows; `logitsIndex` gives each row's positions to score. */
-  private prefillFeeds(rows: number[][], logitsIndex: number[][], steer: SteerInputs | undefined): Feeds {
+  prefillFeeds(rows: number[][], logitsIndex: number[][], steer: SteerInputs | undefined): Feeds {
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     const ids = new Array<number>(B * T).fill(0);
@@ -128,10 +128,12 @@ export class OrtDecoder implements Decoder {
    * One full forward pass over rows of different lengths (no cache kept): logits at every position and the
    * final hidden states. Used by `inspect`, perplexity and hidden-state extraction.
    */
-  async forward(rows: number[][], opts: { steer?: SteerInputs } = {}): Promise<ForwardResult> {
+  async forward(rows: number[][], opts: { steer?: SteerInputs; hiddenOnly?: boolean } = {}): Promise<ForwardResult> {
     this.checkRows(rows);
     const T = Math.max(...rows.map((r) => r.length));
-    const index = rows.map((r) => Array.from({ length: T }, (_, t) => Math.min(t, r.length - 1)));
+    // hiddenOnly (hidden-state extraction): logits at each row's last position only, as B·T·V logits
+    // would dwarf the hidden states for a 50k vocabulary; `logits` is then [B, 1, V].
+    const index = opts.hiddenOnly ? rows.map((r) => [r.length - 1]) : rows.map((r) => Array.from({ length: T }, (_, t) => Math.min(t, r.length - 1)));
     const feeds = this.prefillFeeds(rows, index, opts.steer);
     const fetches: Record<string, ort.Tensor | null> = { logits: null, hidden: null };
     new KvCache(this.cfg, rows.length, T).bind(feeds, fetches);

@@ -1,0 +1,100 @@
+/**
+ * Hidden-state extraction for steer training: the frozen LM turns each text into its final hidden states
+ * (the LM head's input) and token ids — the `ExtractFn` that HiddenCache and trainSteer are given.
+ *
+ * Texts are encoded with the tokenizer's special tokens (BOS for Llama, nothing for GPT-2, as the reference's
+ * HF tokenizer call does) and truncated from the right to maxLength tokens (the reference's
+ * `truncation=True, max_length`). Rows of similar length run together so little of a batch is padding, and a
+ * batch is capped by a budget on its padded tokens so memory stays bounded for long texts and wide models.
+ */
+import { createHash } from 'node:crypto';
+import type { LoadedModel } from '../runtime/loadModel.js';
+import { weightsKey } from '../runtime/session.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { LmSteerError } from '../util/errors.js';
+import { tensor } from '../util/tensor.js';
+import type { ExtractFn } from './hiddenCache.js';
+
+export interface ExtractorOptions {
+  /** Tokens kept per text (from the left). */
+  maxLength: number;
+  /** Padded tokens (rows × longest row) per decoder call; default 4096. */
+  tokenBudget?: number;
+  /** Rows per decoder call at most; default 64. */
+  maxRows?: number;
+  /** Called after each decoder call with the real tokens it processed. */
+  onBatch?: (texts: number, tokens: number) => void;
+}
+
+/**
+ * Probe strings whose encodings reveal a tokenizer's behaviour: special tokens added or not, whitespace
+ * handling, byte fallback, special-token matching inside text.
+ */
+const PROBES = ['Once upon a time', ' two  spaces\tand a tab\n', 'Zoë ate crème brûlée 🍰 — yum!', "I can't, it's 12:30.", 'a<s>b</s><|endoftext|>c', ''];
+
+/** sha256 over the vocabulary size, the special ids and the probe encodings (special tokens on and off). */
+export function tokenizerFingerprint(tok: Tokenizer): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ v: tok.vocabSize, bos: tok.bosId ?? null, eos: tok.eosIds, pad: tok.padId ?? null }));
+  for (const p of PROBES) h.update(JSON.stringify([tok.encode(p), tok.encode(p, { addSpecialTokens: false })]));
+  return `tok1-${h.digest('hex').slice(0, 32)}`;
+}
+
+/**
+ * What the cached hidden states of a text depend on: every weight and the graph builder (weightsKey, the key
+ * of the built-graph cache), and how the text is tokenized. A change to either gives a new cache folder.
+ */
+export function extractionFingerprint(model: Pick<LoadedModel, 'cfg' | 'weights' | 'tokenizer'>): string {
+  const h = createHash('sha256');
+  h.update(`lmsteer-hidden-v1\u0000${weightsKey(model.cfg, model.weights)}\u0000${tokenizerFingerprint(model.tokenizer)}`);
+  return `hid1-${h.digest('hex').slice(0, 32)}`;
+}
+
+/** Token ids of `text` as training sees them: special tokens added, at most `maxLength` tokens. */
+export function encodeForTraining(tok: Tokenizer, text: string, maxLength: number): number[] {
+  return tok.encode(text).slice(0, maxLength);
+}
+
+/** Group row indices (sorted by length) into batches under the padded-token budget. */
+export function lengthBatches(lengths: readonly number[], tokenBudget: number, maxRows: number): number[][] {
+  const order = lengths.map((_, i) => i).filter((i) => lengths[i]! > 0);
+  order.sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  const batches: number[][] = [];
+  let cur: number[] = [];
+  for (const i of order) {
+    // Sorted ascending, so the row being added is the batch's longest.
+    if (cur.length > 0 && (cur.length >= maxRows || (cur.length + 1) * lengths[i]! > tokenBudget)) {
+      batches.push(cur);
+      cur = [];
+    }
+    cur.push(i);
+  }
+  if (cur.length > 0) batches.push(cur);
+  return batches;
+}
+
+/** The ExtractFn over a loaded model. */
+export function makeExtractor(model: Pick<LoadedModel, 'tokenizer' | 'decoder' | 'cfg'>, opts: ExtractorOptions): ExtractFn {
+  const maxLen = Math.min(opts.maxLength, model.cfg.maxPositions);
+  if (!(Number.isInteger(maxLen) && maxLen > 0)) throw new LmSteerError('BAD_ARGUMENT', `max length ${opts.maxLength} is not a positive integer`);
+  const budget = opts.tokenBudget ?? 4096;
+  const maxRows = opts.maxRows ?? 64;
+  const d = model.cfg.hiddenSize;
+  return async (texts) => {
+    const ids = texts.map((t) => encodeForTraining(model.tokenizer, t, maxLen));
+    // A text that encodes to no tokens (possible without BOS) has no hidden states and adds nothing to the loss.
+    const out = ids.map((row) => ({ hidden: tensor([0, d], new Float32Array(0)), ids: row }));
+    for (const batch of lengthBatches(ids.map((r) => r.length), budget, maxRows)) {
+      const rows = batch.map((i) => ids[i]!);
+      const res = await model.decoder.forward(rows, { hiddenOnly: true });
+      const T = res.hidden.shape[1]!;
+      const H = res.hidden.data as Float32Array;
+      batch.forEach((i, b) => {
+        const n = ids[i]!.length;
+        out[i]!.hidden = tensor([n, d], H.slice(b * T * d, (b * T + n) * d));
+      });
+      opts.onBatch?.(batch.length, rows.reduce((a, r) => a + r.length, 0));
+    }
+    return out;
+  };
+}
