@@ -4,8 +4,16 @@
  */
 import { Command } from 'commander';
 import { LmSteerError } from '../util/errors.js';
+import { classifierCommand } from './classifier.js';
+import { evalCommand } from './eval.js';
+import { explainCommand } from './explain.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
+import { reproduceCommand } from './reproduce.js';
+import { serveCommand } from './serve.js';
+import { steerCommand } from './steer.js';
+import { trainCommand } from './train.js';
+import { transferCommand } from './transfer.js';
 
 const program = new Command('lmsteer')
   .description('Steer language models with LM-Steer (Han et al., ACL 2024) on ONNX Runtime.')
@@ -13,8 +21,21 @@ const program = new Command('lmsteer')
   .showHelpAfterError()
   .configureOutput({ outputError: (str, write) => write(str) });
 
-program.addCommand(generateCommand());
-program.addCommand(inspectCommand());
+// In pipeline order: use a model, learn a steer, measure it, explain it, move it, serve it.
+for (const cmd of [
+  generateCommand(),
+  inspectCommand(),
+  trainCommand(),
+  steerCommand(),
+  evalCommand(),
+  classifierCommand(),
+  reproduceCommand(),
+  explainCommand(),
+  transferCommand(),
+  serveCommand(),
+]) {
+  program.addCommand(cmd);
+}
 
 try {
   await program.parseAsync(process.argv);

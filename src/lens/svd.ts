@@ -4,7 +4,7 @@
  * E·v_i (the logit change per unit) is what the lens ranks tokens by (see dims.ts).
  */
 import { LmSteerError } from '../util/errors.js';
-import { fromTensor, matmul, matmulTN, qrThin, svdTop, transpose, type Mat } from '../util/linalg.js';
+import { applyQ, fromTensor, matmul, matVec, matVecT, qrHouseholder, svdTop, svdTopLanczos, transpose, type LinearOperator } from '../util/linalg.js';
 import type { Tensor } from '../util/tensor.js';
 
 export interface SteerSvd {
@@ -16,10 +16,15 @@ export interface SteerSvd {
   v: Float64Array[];
 }
 
+/** Up to this rank the exact QR route is cheap (O(d·r²)); above it, Lanczos on the operator is faster. */
+const QR_MAX_RANK = 64;
+
 /**
- * Top-`top` singular triplets of W = P1k·P2kᵀ for P1k, P2k : [d, r].
- * When r < d it never forms the d×d matrix: with thin QRs P1k = Q1R1, P2k = Q2R2,
- * W = Q1·(R1R2ᵀ)·Q2ᵀ, so the SVD of the r×r core C = R1R2ᵀ = Uc·Σ·Vcᵀ gives u = Q1Uc, v = Q2Vc.
+ * Top-`top` singular triplets of W = P1k·P2kᵀ for P1k, P2k : [d, r], never forming the d×d matrix.
+ * Small r (≤ 64, < d): with Householder QRs P1k = Q1R1, P2k = Q2R2, W = Q1·(R1R2ᵀ)·Q2ᵀ, so the SVD of the r×r
+ * core C = R1R2ᵀ = Uc·Σ·Vcᵀ gives u = Q1Uc, v = Q2Vc (Q applied as reflectors, only to the kept vectors).
+ * Larger r (the reference trains rank 1000 on d = 768): Golub–Kahan–Lanczos on x ↦ P1k·(P2kᵀx), which needs
+ * only the top few directions' worth of products (svdTopLanczos); a dense SVD of W took ~5 s there.
  * Signs follow svd_flip (largest-|·| entry of each v positive); u and v flip together.
  */
 export function steerSvd(p1k: Tensor, p2k: Tensor, top: number): SteerSvd {
@@ -39,17 +44,17 @@ export function steerSvd(p1k: Tensor, p2k: Tensor, top: number): SteerSvd {
   let u: Float64Array[];
   let v: Float64Array[];
   let values: Float64Array;
-  if (r < d) {
-    const qa = qrThin(a);
-    const qb = qrThin(b);
+  if (r < d && r <= QR_MAX_RANK) {
+    const qa = qrHouseholder(a);
+    const qb = qrHouseholder(b);
     const core = svdTop(matmul(qa.r, transpose(qb.r)), top);
     values = core.values;
-    u = core.u.map((x) => liftVec(qa.q, x));
-    v = core.v.map((x) => liftVec(qb.q, x));
+    u = core.u.map((x) => applyQ(qa.reflectors, x));
+    v = core.v.map((x) => applyQ(qb.reflectors, x));
   } else {
-    // r ≥ d (the reference trains rank 1000 on d = 768 GPT-2): the d×d matrix is the smaller one.
-    const w = matmulTN(transpose(a), transpose(b));
-    ({ values, u, v } = svdTop(w, top));
+    // W·x = P1k·(P2kᵀ·x), Wᵀ·y = P2k·(P1kᵀ·y): 2·d·r each.
+    const op: LinearOperator = { rows: d, cols: d, apply: (x) => matVec(a, matVecT(b, x)), applyT: (y) => matVec(b, matVecT(a, y)) };
+    ({ values, u, v } = svdTopLanczos(op, top));
   }
   for (let i = 0; i < v.length; i++) {
     const vi = v[i]!;
@@ -61,17 +66,6 @@ export function steerSvd(p1k: Tensor, p2k: Tensor, top: number): SteerSvd {
     }
   }
   return { values: [...values], u, v };
-}
-
-/** Q·x for Q (d×r) and x (r). */
-function liftVec(q: Mat, x: Float64Array): Float64Array {
-  const y = new Float64Array(q.rows);
-  for (let i = 0; i < q.rows; i++) {
-    let s = 0;
-    for (let j = 0; j < q.cols; j++) s += q.data[i * q.cols + j]! * x[j]!;
-    y[i] = s;
-  }
-  return y;
 }
 
 /** Slot `k` of a projector tensor [S, d, r] as a [d, r] tensor (a view-free copy-less subarray). */

@@ -80,6 +80,12 @@ export function logSoftmax(row: ArrayLike<number>): Float64Array {
 // fresh index + weight buffer per token per row would be ~2 MB of garbage each time.
 let scratchIdx = new Int32Array(0);
 let scratchW = new Float64Array(0);
+let scratchKeepBuf = new Uint8Array(0);
+/** All-zero flags of length ≥ V (callers reset what they set). */
+function scratchKeep(V: number): Uint8Array {
+  if (scratchKeepBuf.length < V) scratchKeepBuf = new Uint8Array(V);
+  return scratchKeepBuf;
+}
 function scratch(V: number): { idx: Int32Array; w: Float64Array } {
   if (scratchIdx.length < V) {
     scratchIdx = new Int32Array(V);
@@ -214,6 +220,15 @@ export function sampleToken(logits: Float32Array, params: SamplingParams, rng: R
     n = Math.max(1, selectNucleus(idx, n, logits, w, topP * total));
   }
 
+  // Walk the candidates in token-id order, not in quickselect's order: that order depends on every comparison
+  // with a pivot, so logits that differ by float noise (~1e-6 between batch sizes) would reshuffle it and
+  // draw another token for the same u. In id order, a row draws the same token whatever shares its batch.
+  if (n < V) {
+    const keep = scratchKeep(V);
+    for (let i = 0; i < n; i++) keep[idx[i]] = 1;
+    let k = 0;
+    for (let id = 0; id < V; id++) if (keep[id]) (keep[id] = 0), (idx[k++] = id);
+  }
   let mass = 0;
   for (let i = 0; i < n; i++) mass += w[idx[i]];
   const u = rng.uniform() * mass;

@@ -103,13 +103,19 @@ export function frobenius(a: Mat): number {
   return Math.sqrt(s);
 }
 
+/** Householder reflectors of a QR: Q = H_0 … H_{n−1}·[I_n; 0] with H_k = I − 2·v_k·v_kᵀ acting on rows k… . */
+export interface Reflectors {
+  rows: number;
+  vs: Float64Array[];
+}
+
 /**
- * Thin Householder QR of A (m×n, m ≥ n): A = Q·R with Q m×n orthonormal columns, R n×n upper triangular.
- * Householder (not Gram–Schmidt) so Q stays orthonormal to machine precision even when A is ill-conditioned.
+ * Householder QR of A (m×n, m ≥ n) kept in factored form: R (n×n upper triangular) and the reflectors of Q.
+ * Forming Q costs as much again as the factorisation; callers that only need Q·x for a few x use applyQ.
  */
-export function qrThin(a: Mat): { q: Mat; r: Mat } {
+export function qrHouseholder(a: Mat): { reflectors: Reflectors; r: Mat } {
   const { rows: m, cols: n } = a;
-  if (m < n) throw new Error(`qrThin needs rows ≥ cols, got ${m}x${n}`);
+  if (m < n) throw new Error(`qrHouseholder needs rows ≥ cols, got ${m}x${n}`);
   // Work column-major so each reflector touches contiguous memory.
   const w = new Float64Array(m * n);
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) w[j * m + i] = a.data[i * n + j]!;
@@ -142,21 +148,38 @@ export function qrThin(a: Mat): { q: Mat; r: Mat } {
     vs.push(v);
     for (let i = 0; i <= k; i++) r.data[i * n + k] = w[col + i]!;
   }
-  // Q = H_0 … H_{n−1} · [I_n; 0], applied right to left, column-major again.
-  const q = new Float64Array(m * n);
-  for (let j = 0; j < n; j++) q[j * m + j] = 1;
-  for (let k = n - 1; k >= 0; k--) {
-    const v = vs[k]!;
-    for (let j = k; j < n; j++) {
-      const cj = j * m;
-      let dot = 0;
-      for (let i = k; i < m; i++) dot += v[i - k]! * q[cj + i]!;
-      dot *= 2;
-      if (dot !== 0) for (let i = k; i < m; i++) q[cj + i]! -= dot * v[i - k]!;
-    }
+  return { reflectors: { rows: m, vs }, r };
+}
+
+/** Q·x for the thin Q of qrHouseholder (x of length n → length m), in O(m·n) without forming Q. */
+export function applyQ(q: Reflectors, x: ArrayLike<number>): Float64Array {
+  const y = new Float64Array(q.rows);
+  for (let i = 0; i < x.length; i++) y[i] = x[i]!;
+  for (let k = q.vs.length - 1; k >= 0; k--) {
+    const v = q.vs[k]!;
+    let dot = 0;
+    for (let i = 0; i < v.length; i++) dot += v[i]! * y[k + i]!;
+    dot *= 2;
+    if (dot !== 0) for (let i = 0; i < v.length; i++) y[k + i]! -= dot * v[i]!;
   }
+  return y;
+}
+
+/**
+ * Thin Householder QR of A (m×n, m ≥ n): A = Q·R with Q m×n orthonormal columns, R n×n upper triangular.
+ * Householder (not Gram–Schmidt) so Q stays orthonormal to machine precision even when A is ill-conditioned.
+ */
+export function qrThin(a: Mat): { q: Mat; r: Mat } {
+  const { rows: m, cols: n } = a;
+  const { reflectors, r } = qrHouseholder(a);
   const qm = mat(m, n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) qm.data[i * n + j] = q[j * m + i]!;
+  const e = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    e.fill(0);
+    e[j] = 1;
+    const col = applyQ(reflectors, e);
+    for (let i = 0; i < m; i++) qm.data[i * n + j] = col[i]!;
+  }
   return { q: qm, r };
 }
 
@@ -372,6 +395,158 @@ export function svdTop(a: Mat, k: number): SvdResult {
     vs.push(v);
   }
   return { values: Float64Array.from(values), u: us, v: vs };
+}
+
+/** A matrix known only by its products: apply(x) = A·x (x of length cols), applyT(y) = Aᵀ·y (y of length rows). */
+export interface LinearOperator {
+  rows: number;
+  cols: number;
+  apply(x: Float64Array): Float64Array;
+  applyT(y: Float64Array): Float64Array;
+}
+
+export interface LanczosOptions {
+  /** Stop when every kept triplet has ‖Aᵀu − σv‖ ≤ tol·σ_max (default 1e-11). */
+  tol?: number;
+  /** Seed of the start vector (default 1); the result is deterministic for a given seed. */
+  seed?: number;
+}
+
+/**
+ * The top-`k` singular triplets of an operator A by Golub–Kahan–Lanczos bidiagonalisation with full
+ * reorthogonalisation (Golub & Van Loan §10.4; Baglama & Reichel's IRLBA without the restarts): m steps cost 2m
+ * products with A/Aᵀ plus O(m²·(rows + cols)), against O(n³) for a dense SVD, so the top 5 directions of a
+ * 768×768 steer matrix given as P1·P2ᵀ take about a hundred products rather than seconds.
+ * After m steps A·V_m = U_m·B_m with B_m upper bidiagonal; the SVD of B_m gives Ritz triplets whose residual
+ * ‖Aᵀu_i − σ_i v_i‖ is exactly β_m·|last entry of B_m's i-th left vector|, which is the stopping test.
+ * A breakdown (α or β ≈ 0: an invariant subspace was found) restarts from a fresh random vector orthogonal to
+ * the basis, so singular values the start vector missed (exact repeats, rank deficiency) are still found.
+ * Same conventions as svdTop: σ ≤ 1e-7·σ_max dropped, signs as svd_flip.
+ */
+export function svdTopLanczos(a: LinearOperator, k: number, options: LanczosOptions = {}): SvdResult {
+  const { rows: m, cols: n } = a;
+  const tol = options.tol ?? 1e-11;
+  const maxSteps = Math.min(m, n);
+  const empty: SvdResult = { values: new Float64Array(0), u: [], v: [] };
+  if (maxSteps === 0 || k < 1) return empty;
+  let seed = (options.seed ?? 1) >>> 0 || 1;
+  // xorshift32 → uniform(−1, 1): only the start directions need to be random.
+  const random = (len: number) => {
+    const x = new Float64Array(len);
+    for (let i = 0; i < len; i++) {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      x[i] = (seed >>> 0) / 2147483648 - 1;
+    }
+    return x;
+  };
+  const U: Float64Array[] = [];
+  const V: Float64Array[] = [];
+  const alpha: number[] = [];
+  const beta: number[] = []; // beta[j] couples v_{j+1} to u_j
+  let scale = 0; // running estimate of ‖A‖ for the breakdown threshold
+  const tiny = () => 1e-13 * scale;
+
+  /** x minus its projection on `basis`, twice ("twice is enough", Kahan/Parlett); returns x. */
+  const orthogonalize = (x: Float64Array, basis: Float64Array[]) => {
+    for (let pass = 0; pass < 2; pass++) {
+      for (const b of basis) {
+        let dot = 0;
+        for (let i = 0; i < x.length; i++) dot += x[i]! * b[i]!;
+        if (dot !== 0) for (let i = 0; i < x.length; i++) x[i]! -= dot * b[i]!;
+      }
+    }
+    return x;
+  };
+  const norm = (x: Float64Array) => Math.sqrt(x.reduce((s, t) => s + t * t, 0));
+  const unit = (x: Float64Array, len: number) => x.map((t) => t / len);
+  /** A fresh unit vector orthogonal to `basis` (dimension `dim`), or undefined when the basis spans it all. */
+  const fresh = (dim: number, basis: Float64Array[]) => {
+    for (let tries = 0; tries < 3 && basis.length < dim; tries++) {
+      const x = orthogonalize(random(dim), basis);
+      const len = norm(x);
+      if (len > 1e-8) return unit(x, len);
+    }
+    return undefined;
+  };
+
+  let v: Float64Array | undefined = fresh(n, V);
+  let restarts = 0;
+  let nextCheck = Math.min(maxSteps, k + 8);
+  let best = empty;
+  while (v && V.length < maxSteps) {
+    V.push(v);
+    const j = V.length - 1;
+    const p = a.apply(v);
+    if (j > 0) for (let i = 0; i < m; i++) p[i]! -= beta[j - 1]! * U[j - 1]![i]!;
+    orthogonalize(p, U);
+    let al = norm(p);
+    scale = Math.max(scale, al, j > 0 ? beta[j - 1]! : 0);
+    let u: Float64Array | undefined;
+    if (al > tiny() && al > 0) u = unit(p, al);
+    else {
+      al = 0;
+      u = fresh(m, U);
+      restarts++;
+      if (!u) break; // U spans the whole column space
+    }
+    U.push(u);
+    alpha.push(al);
+    const r = a.applyT(u);
+    for (let i = 0; i < n; i++) r[i]! -= al * v[i]!;
+    orthogonalize(r, V);
+    const be = norm(r);
+    scale = Math.max(scale, be);
+    const breakdown = !(be > tiny() && be > 0);
+    beta.push(breakdown ? 0 : be);
+    const steps = V.length;
+    if (steps >= maxSteps || steps >= nextCheck || (breakdown && restarts > 0)) {
+      const res = ritz(U, V, alpha, beta, k);
+      best = res.triplets;
+      const sMax = res.triplets.values[0] ?? 0;
+      const converged = res.lastLeft.every((x) => beta[steps - 1]! * Math.abs(x) <= tol * sMax);
+      if (steps >= maxSteps || (converged && res.triplets.values.length > 0) || (sMax === 0 && restarts > 2)) break;
+      // Checks get rarer as the basis grows, so their O(steps³) cost stays a fraction of the products'.
+      nextCheck = steps + Math.max(4, Math.ceil(steps / 4));
+    }
+    if (breakdown) {
+      restarts++;
+      v = fresh(n, V);
+    } else v = unit(r, be);
+  }
+  return best;
+}
+
+/** Ritz triplets of the bidiagonal B (diag alpha, superdiag beta) lifted to U, V; plus B's left vectors' last entries. */
+function ritz(U: Float64Array[], V: Float64Array[], alpha: number[], beta: number[], k: number): { triplets: SvdResult; lastLeft: number[] } {
+  const s = alpha.length;
+  const b = mat(s, s);
+  for (let i = 0; i < s; i++) {
+    b.data[i * s + i] = alpha[i]!;
+    if (i + 1 < s) b.data[i * s + i + 1] = beta[i]!;
+  }
+  const small = svdTop(b, k);
+  const lift = (basis: Float64Array[], x: Float64Array) => {
+    const y = new Float64Array(basis[0]!.length);
+    x.forEach((c, j) => {
+      if (c !== 0) for (let i = 0; i < y.length; i++) y[i]! += c * basis[j]![i]!;
+    });
+    return y;
+  };
+  const u = small.u.map((x) => lift(U, x));
+  const v = small.v.map((x) => lift(V, x));
+  // svdTop already applied svd_flip to the small vectors; redo it on the lifted v (same flip for u).
+  for (let i = 0; i < v.length; i++) {
+    const vi = v[i]!;
+    let big = 0;
+    for (let j = 1; j < vi.length; j++) if (Math.abs(vi[j]!) > Math.abs(vi[big]!)) big = j;
+    if (vi[big]! < 0) {
+      v[i] = vi.map((t) => -t);
+      u[i] = u[i]!.map((t) => -t);
+    }
+  }
+  return { triplets: { values: small.values, u, v }, lastLeft: small.u.map((x) => x[s - 1]!) };
 }
 
 export function matVec(a: Mat, x: Float64Array): Float64Array {

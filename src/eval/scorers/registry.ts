@@ -2,8 +2,11 @@
  * Scorers by name, for the CLI and the evaluation protocol: `createScorer('vader')`,
  * `createScorer('offensive-linear', { modelPath })`, `createScorer('perspective', { perspective: { qps: 1 } })`.
  */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { LmSteerError } from '../../util/errors.js';
 import { loadLinearScorer } from './linearClassifier.js';
+import { OnnxClassifierScorer } from './onnxClassifier.js';
 import { loadOffensiveLinear } from './offensiveLinear.js';
 import { PerspectiveScorer, type PerspectiveOptions } from './perspective.js';
 import type { Scorer } from './scorer.js';
@@ -14,6 +17,8 @@ export type { Scorer } from './scorer.js';
 export interface ScorerOptions {
   /** Model file: model.json of offensive-linear, a saved linear classifier, an ONNX classifier. */
   modelPath?: string;
+  /** onnx-classifier: the label to score (name in id2label or index); default: the positive/toxic one. */
+  label?: string;
   perspective?: PerspectiveOptions;
 }
 
@@ -42,7 +47,11 @@ const SCORERS: Record<string, Entry> = {
   linear: {
     attribute: 'model-defined',
     describe: "lmsteer's own TF-IDF logistic-regression classifier (JSON saved by saveLinearClassifier)",
-    create: (o) => loadLinearScorer(needModel('linear', o, 'a linear classifier JSON saved by lmsteer')),
+    create: (o) => {
+      const p = needModel('linear', o, 'a linear classifier JSON saved by lmsteer (or the folder `lmsteer classifier train` wrote)');
+      // A folder from `lmsteer classifier train` holds the model as classifier.json.
+      return loadLinearScorer(existsSync(p) && statSync(p).isDirectory() ? join(p, LINEAR_CLASSIFIER_FILE) : p);
+    },
   },
   perspective: {
     attribute: 'toxicity',
@@ -51,12 +60,13 @@ const SCORERS: Record<string, Entry> = {
   },
   'onnx-classifier': {
     attribute: 'model-defined',
-    describe: 'a sequence-classification model exported to ONNX (not available yet)',
-    create: async () => {
-      throw new LmSteerError('UNSUPPORTED', "scorer 'onnx-classifier' is not implemented in this version", "use 'offensive-linear' or 'perspective' for toxicity, 'vader' or 'linear' for sentiment");
-    },
+    describe: 'a Hugging Face sequence-classification model exported to ONNX (folder: model.onnx, tokenizer.json, config.json)',
+    create: (o) => OnnxClassifierScorer.load(needModel('onnx-classifier', o, 'the exported model folder'), { label: o.label }),
   },
 };
+
+/** The file name `lmsteer classifier train` saves a linear classifier under. */
+export const LINEAR_CLASSIFIER_FILE = 'classifier.json';
 
 export const SCORER_NAMES: readonly string[] = Object.keys(SCORERS);
 

@@ -17,7 +17,7 @@ test('registry lists every scorer; unknown names and missing model paths are cle
   await assert.rejects(createScorer('constructor'), isErr('NOT_FOUND'));
   await assert.rejects(createScorer('offensive-linear'), isErr('BAD_ARGUMENT', /needs a model file/));
   await assert.rejects(createScorer('linear'), isErr('BAD_ARGUMENT'));
-  await assert.rejects(createScorer('onnx-classifier'), isErr('UNSUPPORTED'));
+  await assert.rejects(createScorer('onnx-classifier'), isErr('BAD_ARGUMENT', /needs a model file/));
 });
 
 test('registry creates vader, linear and perspective scorers', async () => {

@@ -1,0 +1,92 @@
+/**
+ * `lmsteer serve`: an OpenAI-compatible HTTP server with per-request steers, and the web playground at /.
+ * Flags only; the server is src/server/.
+ */
+import { Command } from 'commander';
+import { locateModelSpec } from '../runtime/loadModel.js';
+import { loadChatTemplate } from '../server/chatTemplate.js';
+import { DEFAULTS, startServer } from '../server/server.js';
+import { SteerSet } from '../server/steers.js';
+import { addModelFlags, addSteerFlags, openModel, type ModelFlags, type SteerFlags } from './common.js';
+import { intOption, parseValues } from './options.js';
+
+interface ServeFlags extends ModelFlags, SteerFlags {
+  host: string;
+  port: number;
+  maxBatch: number;
+  maxTokensLimit?: number;
+  maxQueue: number;
+  timeoutMs: number;
+  maxBodyBytes: number;
+  apiKey?: string;
+  context?: number;
+}
+
+export function serveCommand(): Command {
+  const cmd = new Command('serve').description(
+    'serve steered generation: OpenAI-compatible /v1/completions and /v1/chat/completions with a per-request "steer" field, and a playground at /',
+  );
+  addModelFlags(cmd);
+  addSteerFlags(cmd);
+  return cmd
+    .option('--host <addr>', 'address to listen on (0.0.0.0 exposes the server to the network)', DEFAULTS.host)
+    .option('--port <n>', 'port (0 = any free one)', intOption('--port', 0, 65535), DEFAULTS.port)
+    .option('--max-batch <n>', 'rows (choices) decoded together', intOption('--max-batch', 1, 1024), DEFAULTS.maxBatch)
+    .option('--context <n>', `tokens per request, prompt + new (default: the model's, at most ${DEFAULTS.maxContext}); sizes the KV cache`, intOption('--context', 2, 1_000_000))
+    .option('--max-tokens-limit <n>', 'largest max_tokens a request may ask for (default: the context)', intOption('--max-tokens-limit', 1, 1_000_000))
+    .option('--max-queue <n>', 'requests waiting for a slot before new ones get 429', intOption('--max-queue', 0, 1_000_000), DEFAULTS.maxQueue)
+    .option('--timeout-ms <n>', 'per-request time limit, queue wait included (0 = none); past it: 504', intOption('--timeout-ms', 0, 2 ** 31 - 1), DEFAULTS.timeoutMs)
+    .option('--max-body-bytes <n>', 'largest request body; bigger: 413', intOption('--max-body-bytes', 64, 2 ** 31 - 1), DEFAULTS.maxBodyBytes)
+    .option('--api-key <key>', 'require "Authorization: Bearer KEY" on /v1/* and /metrics (or set LMSTEER_API_KEY)')
+    .addHelpText(
+      'after',
+      `
+Steers: --steer DIR loads a steer folder; --value name=v sets the server's default for a slot. A request's
+"steer": {"name": v} overrides the slots it names (0 turns one off). POST /v1/steers {"path": DIR} and
+DELETE /v1/steers/NAME (un)load steers while serving: running requests finish first (drain), then the new set
+takes over.
+
+Chat: the model's chat_template (tokenizer_config.json) when it has one; otherwise "User: …\\nAssistant:" lines,
+stopping at "\\nUser:".
+
+Example:
+  lmsteer serve --model stories260K --steer runs/sentiment --port 8080
+  curl localhost:8080/v1/completions -d '{"prompt": "Once upon a time", "max_tokens": 32, "steer": {"sentiment": 4}}'`,
+    )
+    .action(async (flags: ServeFlags) => run(flags));
+}
+
+async function run(flags: ServeFlags): Promise<void> {
+  const model = await openModel(flags);
+  try {
+    const steers = SteerSet.load(model, flags.steer, parseValues(flags.value), { force: flags.force });
+    const local = await locateModelSpec(flags.model, { offline: true }).catch(() => undefined);
+    const server = await startServer(model, steers, {
+      host: flags.host,
+      port: flags.port,
+      maxBatch: flags.maxBatch,
+      context: flags.context,
+      maxTokensLimit: flags.maxTokensLimit,
+      maxQueue: flags.maxQueue,
+      timeoutMs: flags.timeoutMs,
+      maxBodyBytes: flags.maxBodyBytes,
+      apiKey: flags.apiKey ?? process.env.LMSTEER_API_KEY,
+      chatTemplate: loadChatTemplate(local?.dir),
+    });
+    const names = steers.names();
+    process.stderr.write(
+      `lmsteer serve: ${model.id} at ${server.url}  (playground: ${server.url}/, API: ${server.url}/v1)\n` +
+        `  steers: ${names.length ? names.join(', ') : '(none)'}; batch ${flags.maxBatch}; ${flags.apiKey || process.env.LMSTEER_API_KEY ? 'API key required' : 'no API key'}\n`,
+    );
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.stderr.write('lmsteer serve: shutting down\n');
+        void server.close().then(resolve);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  } finally {
+    model.close();
+  }
+}

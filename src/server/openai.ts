@@ -1,0 +1,260 @@
+/**
+ * OpenAI API shapes: request bodies (zod, lenient about fields we do not use, strict about ones we would
+ * otherwise silently ignore), response and streaming-chunk builders, and errors as OpenAI-style bodies
+ * `{"error": {"message", "type", "code", "param"}}` with an HTTP status.
+ *
+ * Extensions: `top_k` (0 or -1 = off), `min_tokens`, and `steer` ({"name": value}), echoed in every response.
+ */
+import { z } from 'zod';
+import type { FinishReason } from '../runtime/stopping.js';
+import { LmSteerError, type ErrorCode } from '../util/errors.js';
+import { RequestTimeout } from './scheduler.js';
+
+/** Most choices one request may ask for (OpenAI's limit for n). */
+export const MAX_N = 128;
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors
+
+/** An LmSteerError with the HTTP status the server answers with (when the code's default does not fit). */
+export class ApiError extends LmSteerError {
+  constructor(
+    readonly status: number,
+    code: ErrorCode,
+    message: string,
+    hint?: string,
+    readonly param?: string,
+  ) {
+    super(code, message, hint);
+  }
+}
+
+const STATUS: Record<ErrorCode, number> = {
+  BAD_ARGUMENT: 400,
+  BAD_DATA: 400,
+  BAD_FILE: 400,
+  SHAPE_MISMATCH: 400,
+  MODEL_MISMATCH: 400,
+  UNSUPPORTED: 400,
+  NOT_FOUND: 404,
+  LIMIT: 429,
+  CANCELLED: 503, // a client still listening sees this only when the server shuts down
+  OFFLINE: 503,
+  NETWORK: 503,
+};
+
+export function statusOf(e: unknown): number {
+  if (e instanceof ApiError) return e.status;
+  if (e instanceof LmSteerError) {
+    if (e instanceof RequestTimeout) return 504;
+    return STATUS[e.code] ?? 500;
+  }
+  return 500;
+}
+
+function errorType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status === 504) return 'timeout_error';
+  if (status >= 500) return 'server_error';
+  return 'invalid_request_error';
+}
+
+/** The OpenAI error body; message and hint together, so clients that show only `message` show both. */
+export function errorBody(e: unknown, status = statusOf(e)): { error: { message: string; type: string; code: string; param: string | null } } {
+  if (e instanceof LmSteerError) {
+    const message = e.hint ? `${e.message} (${e.hint})` : e.message;
+    return { error: { message, type: errorType(status), code: e.code.toLowerCase(), param: e instanceof ApiError ? (e.param ?? null) : null } };
+  }
+  return { error: { message: 'internal server error (please report it; details are in the server log)', type: 'server_error', code: 'internal_error', param: null } };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Requests
+
+const finite = z.number().refine(Number.isFinite, 'must be a finite number');
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+/** Fields a client may send at their "off" value (null, 0, false…); anything else is refused, not ignored. */
+const offOnly = <T extends z.ZodType>(schema: T) => schema.nullish();
+
+const common = {
+  model: z.string().nullish(),
+  max_tokens: int(1).nullish(),
+  min_tokens: int(0).nullish(),
+  temperature: finite.pipe(z.number().min(0).max(100)).nullish(),
+  top_p: finite.pipe(z.number().gt(0).max(1)).nullish(),
+  top_k: int(-1).nullish(),
+  n: int(1, MAX_N).nullish(),
+  seed: int(Number.MIN_SAFE_INTEGER).nullish(),
+  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(16)]).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  steer: z.record(z.string(), z.number().refine(Number.isFinite, 'must be a finite number')).nullish(),
+  presence_penalty: offOnly(z.literal(0)),
+  frequency_penalty: offOnly(z.literal(0)),
+  logit_bias: offOnly(z.object({}).strict()),
+  user: z.string().nullish(),
+};
+
+const tokenIds = z.array(int(0)).min(1);
+export const CompletionRequestSchema = z.looseObject({
+  ...common,
+  prompt: z.union([z.string(), z.array(z.string()).min(1), tokenIds, z.array(tokenIds).min(1)]),
+  echo: offOnly(z.literal(false)),
+  logprobs: offOnly(z.union([z.literal(0), z.literal(false)])),
+  suffix: offOnly(z.literal('')),
+  best_of: int(1, 1).nullish(),
+});
+export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
+
+const textPart = z.object({ type: z.literal('text'), text: z.string() });
+const message = z.looseObject({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: z.union([z.string(), z.array(textPart)]).nullish(),
+  name: z.string().nullish(),
+});
+export const ChatRequestSchema = z.looseObject({
+  ...common,
+  messages: z.array(message).min(1),
+  max_completion_tokens: int(1).nullish(),
+  logprobs: offOnly(z.literal(false)),
+  top_logprobs: offOnly(z.literal(0)),
+  tools: offOnly(z.array(z.unknown()).max(0)),
+});
+export type ChatRequest = z.infer<typeof ChatRequestSchema>;
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/** A chat message's content as text (text parts joined; other part types are refused by the schema). */
+export function messageText(m: ChatRequest['messages'][number]): ChatMessage {
+  const c = m.content;
+  return { role: m.role, content: typeof c === 'string' ? c : c ? c.map((p) => p.text).join('') : '' };
+}
+
+const HINTS: Record<string, string> = {
+  steer: 'steer values are numbers, e.g. {"steer": {"sentiment": 3}}; GET /v1/steers lists the names',
+  presence_penalty: 'penalties are not implemented; leave the field out or at 0',
+  frequency_penalty: 'penalties are not implemented; leave the field out or at 0',
+  logit_bias: 'logit_bias is not implemented; leave it out',
+  echo: 'echo is not supported: the response has the continuation only',
+  logprobs: 'logprobs are not supported yet; leave the field out',
+  top_logprobs: 'logprobs are not supported yet; leave the field out',
+  suffix: 'suffix (insertion) is not supported',
+  best_of: 'best_of is not supported; use n',
+  tools: 'tool calls are not supported',
+  temperature: 'use 0 for greedy decoding, up to 100',
+  top_p: 'a number in (0, 1]; 1 turns it off',
+  top_k: 'an integer; 0 or -1 turns it off',
+  stop: 'a non-empty string or up to 16 of them',
+  prompt: 'a string, an array of strings, an array of token ids, or an array of such arrays',
+  messages: 'an array of {"role": "user", "content": "..."}',
+};
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 60)}…` : s;
+}
+
+/** Parse a request body or throw a 400 naming the field, the value and what it must be. */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ApiError(400, 'BAD_ARGUMENT', 'the request body must be a JSON object', 'send Content-Type: application/json with an object body');
+  }
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  let issue = r.error.issues[0]!;
+  // For unions (prompt, stop) report the branch that got furthest.
+  while (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    const inner = issue.errors.flat().reduce((a, b) => (b.path.length > a.path.length ? b : a));
+    if (inner.path.length === 0) break;
+    issue = { ...inner, path: [...issue.path, ...inner.path] } as typeof issue;
+  }
+  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+  let got: unknown = body;
+  for (const p of issue.path) got = got == null ? undefined : (got as Record<PropertyKey, unknown>)[p as PropertyKey];
+  const top = String(issue.path[0] ?? '');
+  const what = got === undefined ? `is required` : `is invalid (got ${show(got)}): ${issue.message}`;
+  const code: ErrorCode = top in HINTS && /penalty|logit_bias|echo|logprobs|suffix|best_of|tools/.test(top) ? 'UNSUPPORTED' : 'BAD_ARGUMENT';
+  throw new ApiError(400, code, `"${path}" ${what}`, HINTS[top], path);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Responses
+
+export type OpenAiFinish = 'stop' | 'length';
+/** EOS and a matched stop string are both "stop" to OpenAI clients. */
+export function openAiFinish(f: FinishReason): OpenAiFinish {
+  return f === 'length' ? 'length' : 'stop';
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export function usage(promptTokens: number, completionTokens: number): Usage {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}
+
+export interface ResponseMeta {
+  id: string;
+  created: number;
+  model: string;
+  steer: Record<string, number>;
+}
+
+export function completionResponse(meta: ResponseMeta, choices: { text: string; finish: FinishReason }[], u: Usage) {
+  return {
+    id: meta.id,
+    object: 'text_completion' as const,
+    created: meta.created,
+    model: meta.model,
+    choices: choices.map((c, index) => ({ index, text: c.text, logprobs: null, finish_reason: openAiFinish(c.finish) })),
+    usage: u,
+    steer: meta.steer,
+  };
+}
+
+export function completionChunk(meta: ResponseMeta, index: number, text: string, finish: FinishReason | null) {
+  return {
+    id: meta.id,
+    object: 'text_completion' as const,
+    created: meta.created,
+    model: meta.model,
+    choices: [{ index, text, logprobs: null, finish_reason: finish && openAiFinish(finish) }],
+    steer: meta.steer,
+  };
+}
+
+export function chatResponse(meta: ResponseMeta, choices: { text: string; finish: FinishReason }[], u: Usage) {
+  return {
+    id: meta.id,
+    object: 'chat.completion' as const,
+    created: meta.created,
+    model: meta.model,
+    choices: choices.map((c, index) => ({ index, message: { role: 'assistant' as const, content: c.text }, logprobs: null, finish_reason: openAiFinish(c.finish) })),
+    usage: u,
+    steer: meta.steer,
+  };
+}
+
+export function chatChunk(meta: ResponseMeta, index: number, delta: { role?: 'assistant'; content?: string }, finish: FinishReason | null) {
+  return {
+    id: meta.id,
+    object: 'chat.completion.chunk' as const,
+    created: meta.created,
+    model: meta.model,
+    choices: [{ index, delta, logprobs: null, finish_reason: finish && openAiFinish(finish) }],
+    steer: meta.steer,
+  };
+}
+
+/** The last chunk when stream_options.include_usage: no choices, the usage. */
+export function usageChunk(meta: ResponseMeta, object: 'text_completion' | 'chat.completion.chunk', u: Usage) {
+  return { id: meta.id, object, created: meta.created, model: meta.model, choices: [], usage: u, steer: meta.steer };
+}

@@ -1,0 +1,442 @@
+/**
+ * The server's decoding loop: one ContinuousBatch that requests join and leave between decode steps.
+ *
+ * Each choice of a request is one row. A row samples exactly as `generate()` does — its own random stream
+ * rngStream(seed, 0, choice) (the stream a request with a `seed` gets when run alone), EOS masking before
+ * min tokens, stop strings through TextStream — and its logits depend on its own tokens and steer values
+ * only, so a request returns the same text whether it shares the batch with fifteen others or runs alone.
+ *
+ * One loop iteration: drop rows that finished or were cancelled (client gone, timeout) → admit queued rows
+ * into free slots (one prefill call for all of them; FIFO, so nobody starves) → sample → one decode step for
+ * every active row → sample. Rows are only added or removed between steps: `remove()` moves KV rows in place,
+ * which must never overlap a running session.
+ *
+ * Loading or unloading a steer changes the packed directions, so it needs a new ContinuousBatch. We drain:
+ * admission pauses, the active rows finish under the steers they started with (their output stays what it
+ * would have been), then the new batch takes over and admission resumes. Requests in the queue resolve
+ * their steer values against the new set when they are admitted (a deleted steer then fails them with 400).
+ * Draining rather than migrating rows keeps every request's output independent of admin calls; the cost is
+ * a pause bounded by the longest active request (max tokens, and the timeout).
+ */
+import { ContinuousBatch, type RowHandle } from '../runtime/continuousBatch.js';
+import type { OrtDecoder } from '../runtime/ortDecoder.js';
+import { rngStream, type Rng } from '../runtime/rng.js';
+import { sampleToken, type SamplingParams } from '../runtime/sampling.js';
+import { eosBlocked, maskEos, tokenFinish, type FinishReason, type StopConfig } from '../runtime/stopping.js';
+import { TextStream } from '../runtime/textStream.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { LmSteerError } from '../util/errors.js';
+import type { SteerSet } from './steers.js';
+
+/** One generation request as the scheduler sees it (already validated by the HTTP layer). */
+export interface JobSpec {
+  /** Token ids of each prompt; every prompt gets `n` choices (choice index = prompt·n + sample). */
+  prompts: number[][];
+  n: number;
+  sampling: SamplingParams;
+  maxTokens: number;
+  minTokens: number;
+  stop: string[];
+  seed: number;
+  /** The request's `steer` field (resolved against the steer set in force when its rows join). */
+  steer: Record<string, number>;
+  /** Ends the job (client gone); its rows leave the batch before the next step. */
+  signal?: AbortSignal;
+  /** Milliseconds from submission until the job fails with a timeout (queue wait included). */
+  timeoutMs?: number;
+}
+
+export interface JobListener {
+  /** The job's rows are about to be prefilled (the first of them); `steer` are the values in effect. */
+  onStart?(info: { steer: Record<string, number> }): void;
+  /** New text of one choice (may be ''), right after its token was chosen. */
+  onToken?(choice: number, delta: string, tokenId: number): void;
+  onFinish?(choice: number, result: ChoiceResult): void;
+}
+
+export interface ChoiceResult {
+  text: string;
+  tokenIds: number[];
+  finishReason: FinishReason;
+}
+
+export interface JobResult {
+  choices: ChoiceResult[];
+  promptTokens: number;
+  completionTokens: number;
+  steer: Record<string, number>;
+}
+
+export interface SchedulerStats {
+  queued: number;
+  active: number;
+  tokensGenerated: number;
+}
+
+export interface SchedulerHooks {
+  onTokens?(count: number): void;
+  onStep?(batchSize: number): void;
+}
+
+class Job {
+  readonly rows: Row[] = [];
+  readonly results: (ChoiceResult | undefined)[];
+  steer: Record<string, number> = {};
+  scale?: Float32Array;
+  started = false;
+  failed?: Error;
+  private timer?: NodeJS.Timeout;
+  private unfinished: number;
+  private readonly onAbort = () => this.fail(cancelledError(this.spec.signal?.reason));
+
+  constructor(
+    readonly spec: JobSpec,
+    readonly listener: JobListener,
+    readonly resolve: (r: JobResult) => void,
+    readonly reject: (e: Error) => void,
+    private readonly wake: () => void,
+  ) {
+    this.results = new Array(spec.prompts.length * spec.n);
+    this.unfinished = this.results.length;
+    spec.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (spec.timeoutMs !== undefined) {
+      this.timer = setTimeout(
+        () => this.fail(new RequestTimeout(`the request did not finish within this server's timeout of ${spec.timeoutMs} ms`, 'ask for fewer tokens, retry when the server is less busy, or raise --timeout-ms')),
+        spec.timeoutMs,
+      );
+      this.timer.unref?.();
+    }
+  }
+
+  get done(): boolean {
+    return this.failed !== undefined || this.unfinished === 0;
+  }
+
+  finishChoice(choice: number, result: ChoiceResult): void {
+    this.results[choice] = result;
+    this.unfinished--;
+    this.listener.onFinish?.(choice, result);
+    if (this.unfinished === 0) {
+      this.cleanup();
+      const choices = this.results as ChoiceResult[];
+      this.resolve({
+        choices,
+        promptTokens: this.spec.prompts.reduce((a, p) => a + p.length, 0),
+        completionTokens: choices.reduce((a, c) => a + c.tokenIds.length, 0),
+        steer: this.steer,
+      });
+    }
+  }
+
+  /** End the job with an error; its rows are dropped by the loop before its next step. */
+  fail(e: Error): void {
+    if (this.done) return;
+    this.failed = e;
+    this.cleanup();
+    this.reject(e);
+    this.wake();
+  }
+
+  private cleanup(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.spec.signal?.removeEventListener('abort', this.onAbort);
+  }
+}
+
+interface Row {
+  job: Job;
+  choice: number;
+  prompt: number[];
+  stop: StopConfig;
+  rng: Rng;
+  stream: TextStream;
+  tokens: number[];
+  finish?: FinishReason;
+  handle?: RowHandle;
+}
+
+/** A request ran past --timeout-ms (queue wait included); the server answers 504. */
+export class RequestTimeout extends LmSteerError {
+  constructor(message: string, hint?: string) {
+    super('LIMIT', message, hint);
+  }
+}
+
+function cancelledError(reason: unknown): LmSteerError {
+  return new LmSteerError('CANCELLED', `the request was cancelled${reason instanceof Error ? `: ${reason.message}` : ''}`, 'the client went away', { cause: reason });
+}
+
+export interface SchedulerOptions {
+  maxRows: number;
+  /** Context per row (prompt + new tokens). */
+  capacity: number;
+  /** Requests waiting for their first row to join; more are refused (429). */
+  maxQueue: number;
+}
+
+export class Scheduler {
+  private batch: ContinuousBatch;
+  private steerSet: SteerSet;
+  private readonly queue: Row[] = []; // rows waiting for a slot, FIFO
+  private readonly active: Row[] = [];
+  private pendingSwap?: { set: SteerSet; done: () => void };
+  private swapChain: Promise<void> = Promise.resolve();
+  private wakeup?: () => void;
+  private stopped = false;
+  private readonly loopDone: Promise<void>;
+  tokensGenerated = 0;
+
+  constructor(
+    private readonly decoder: OrtDecoder,
+    private readonly tokenizer: Tokenizer,
+    steers: SteerSet,
+    readonly opts: SchedulerOptions,
+    private readonly hooks: SchedulerHooks = {},
+  ) {
+    this.steerSet = steers;
+    this.batch = this.newBatch(steers);
+    this.loopDone = this.loop();
+  }
+
+  get steers(): SteerSet {
+    return this.steerSet;
+  }
+
+  /** Requests whose rows have not all joined the batch yet. */
+  get queuedJobs(): number {
+    return new Set(this.queue.filter((r) => !r.job.done).map((r) => r.job)).size;
+  }
+
+  get activeRows(): number {
+    return this.active.length;
+  }
+
+  /**
+   * Queue a job; resolves with every choice when done. Refuses (LIMIT) when the queue is full. Validation of
+   * lengths and steer names happens here, before anything is queued.
+   */
+  submit(spec: JobSpec, listener: JobListener = {}): Promise<JobResult> {
+    if (this.stopped) return Promise.reject(new LmSteerError('CANCELLED', 'the server is shutting down', 'retry against another server'));
+    const rowsNeeded = spec.prompts.length * spec.n;
+    if (rowsNeeded > this.opts.maxRows * 8) {
+      return Promise.reject(new LmSteerError('BAD_ARGUMENT', `the request asks for ${rowsNeeded} generations (prompts × n); this server runs at most ${this.opts.maxRows * 8} per request`, 'split it into several requests'));
+    }
+    if (this.queuedJobs >= this.opts.maxQueue) {
+      return Promise.reject(new LmSteerError('LIMIT', `the server is busy: ${this.queuedJobs} requests are already waiting (--max-queue ${this.opts.maxQueue})`, 'retry after a short wait'));
+    }
+    for (const [i, p] of spec.prompts.entries()) {
+      if (p.length + spec.maxTokens > this.opts.capacity) {
+        return Promise.reject(
+          new LmSteerError('BAD_ARGUMENT', `prompt ${i} has ${p.length} tokens; with max_tokens ${spec.maxTokens} that exceeds this server's context of ${this.opts.capacity} tokens`, `ask for at most ${Math.max(0, this.opts.capacity - p.length)} tokens, or shorten the prompt`),
+        );
+      }
+    }
+    try {
+      this.steerSet.resolve(spec.steer); // a fast 400 for unknown names; resolved again on admission
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise<JobResult>((resolve, reject) => {
+      const job = new Job(spec, listener, resolve, reject, () => this.kick());
+      if (spec.signal?.aborted) return job.fail(cancelledError(spec.signal.reason));
+      const stop: StopConfig = { eosIds: this.tokenizer.eosIds, stopAtEos: true, minNewTokens: spec.minTokens, maxNewTokens: spec.maxTokens };
+      spec.prompts.forEach((prompt, p) => {
+        for (let j = 0; j < spec.n; j++) {
+          const choice = p * spec.n + j;
+          job.rows.push({
+            job,
+            choice,
+            prompt,
+            stop,
+            rng: rngStream(spec.seed, 0, j),
+            stream: new TextStream(this.tokenizer, { context: prompt, stop: spec.stop }),
+            tokens: [],
+          });
+        }
+      });
+      this.queue.push(...job.rows);
+      this.kick();
+    });
+  }
+
+  /**
+   * Swap in a new steer set once the active rows have drained (see the file comment). Resolves when the new
+   * set is in force. Swaps are applied one at a time, in call order.
+   */
+  replaceSteers(make: (current: SteerSet) => SteerSet): Promise<SteerSet> {
+    const run = this.swapChain.then(
+      () =>
+        new Promise<SteerSet>((resolve, reject) => {
+          let set: SteerSet;
+          try {
+            set = make(this.steerSet);
+          } catch (e) {
+            return reject(e);
+          }
+          this.pendingSwap = { set, done: () => resolve(set) };
+          this.kick();
+        }),
+    );
+    this.swapChain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Fail everything queued or running and end the loop. */
+  async close(): Promise<void> {
+    this.stopped = true;
+    const err = new LmSteerError('CANCELLED', 'the server is shutting down', 'retry against another server');
+    for (const r of [...this.queue, ...this.active]) r.job.fail(err);
+    this.kick();
+    await this.loopDone;
+  }
+
+  private newBatch(set: SteerSet): ContinuousBatch {
+    return new ContinuousBatch(this.decoder, { maxRows: this.opts.maxRows, capacity: this.opts.capacity, steer: set.directions });
+  }
+
+  private kick(): void {
+    const w = this.wakeup;
+    this.wakeup = undefined;
+    w?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        this.reap();
+        if (this.pendingSwap && this.active.length === 0) this.applySwap();
+        if (!this.pendingSwap) await this.admit();
+        this.reap();
+        if (this.active.length === 0) {
+          // Idle: sleep until submit(), a failing job, a swap or close() kicks (the executor sets wakeup synchronously).
+          if (this.queue.length === 0 && !this.pendingSwap && !this.stopped) await new Promise<void>((r) => (this.wakeup = r));
+          continue;
+        }
+        await this.step();
+      } catch (e) {
+        this.recover(e as Error);
+      }
+    }
+  }
+
+  /** Drop rows whose job ended (finished, failed, cancelled) from the queue and the batch. */
+  private reap(): void {
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.job.done) this.queue.splice(i, 1);
+    for (let i = this.active.length - 1; i >= 0; i--) {
+      const r = this.active[i]!;
+      if (r.finish || r.job.done) {
+        if (r.handle) this.batch.remove(r.handle);
+        this.active.splice(i, 1);
+      }
+    }
+  }
+
+  private applySwap(): void {
+    const swap = this.pendingSwap!;
+    this.pendingSwap = undefined;
+    this.batch = this.newBatch(swap.set);
+    this.steerSet = swap.set;
+    swap.done();
+  }
+
+  /** Move queued rows into free slots (FIFO) and prefill them together. */
+  private async admit(): Promise<void> {
+    const joining: Row[] = [];
+    while (this.queue.length > 0 && this.batch.free > joining.length) {
+      const row = this.queue[0]!;
+      const job = row.job;
+      if (!job.started) {
+        try {
+          const { scale, effective } = this.steerSet.resolve(job.spec.steer);
+          job.scale = scale;
+          job.steer = effective;
+          job.started = true;
+          job.listener.onStart?.({ steer: effective });
+        } catch (e) {
+          job.fail(e as Error);
+          this.reap();
+          continue;
+        }
+      }
+      this.queue.shift();
+      if (!job.done) joining.push(row);
+    }
+    if (joining.length === 0) return;
+    let added: Awaited<ReturnType<ContinuousBatch['add']>>;
+    try {
+      added = await this.batch.add(
+        joining.map((r) => r.prompt),
+        joining.map((r) => r.job.scale),
+      );
+    } catch (e) {
+      // add() changes the batch only after its prefill succeeded, so the running rows are unaffected.
+      const err = e instanceof LmSteerError ? e : new LmSteerError('BAD_DATA', `prefill failed: ${(e as Error).message}`, 'this is likely a bug; retry the request', { cause: e });
+      for (const r of joining) r.job.fail(err);
+      return;
+    }
+    const { rows, logits } = added;
+    joining.forEach((r, i) => {
+      r.handle = rows[i];
+      this.active.push(r);
+    });
+    // A job cancelled during the prefill still takes its slot until the next reap; sampling it is harmless.
+    joining.forEach((r, i) => this.choose(r, logits[i]!));
+  }
+
+  private async step(): Promise<void> {
+    const tokens = new Map<RowHandle, number>();
+    for (const r of this.active) tokens.set(r.handle!, r.tokens[r.tokens.length - 1]!);
+    this.hooks.onStep?.(this.active.length);
+    const out = await this.batch.step(tokens);
+    for (const r of this.active) {
+      if (!r.finish) this.choose(r, out.get(r.handle!)!);
+    }
+  }
+
+  /** Sample one row's next token, as generate()'s chooseNext does, and report it. */
+  private choose(r: Row, logits: Float32Array): void {
+    const job = r.job;
+    if (job.done) return;
+    const row = eosBlocked(r.stop, r.tokens.length) ? maskEos(logits, r.stop.eosIds) : logits;
+    let id: number;
+    try {
+      id = sampleToken(row, job.spec.sampling, r.rng);
+    } catch (e) {
+      if (e instanceof LmSteerError) return job.fail(new LmSteerError(e.code, `choice ${r.choice}, token ${r.tokens.length + 1}: ${e.message}`, e.hint, { cause: e }));
+      throw e;
+    }
+    this.tokensGenerated++;
+    this.hooks.onTokens?.(1);
+    r.tokens.push(id);
+    let finish = tokenFinish(r.stop, id, r.tokens.length);
+    let delta = '';
+    if (finish !== 'eos') {
+      const u = r.stream.push(id);
+      delta = u.delta;
+      if (u.stopped) finish = 'stop';
+    }
+    if (finish && finish !== 'stop') {
+      const u = r.stream.finish();
+      delta += u.delta;
+      if (u.stopped) finish = 'stop';
+    }
+    r.finish = finish;
+    job.listener.onToken?.(r.choice, delta, id);
+    if (finish) job.finishChoice(r.choice, { text: r.stream.text, tokenIds: r.tokens, finishReason: finish });
+  }
+
+  /** The session failed mid-step: the batch's cache is in an unknown state, so fail its rows and start afresh. */
+  private recover(e: Error): void {
+    const err = e instanceof LmSteerError ? e : new LmSteerError('BAD_DATA', `generation failed: ${e.message}`, 'this is likely a bug; the server recovered, retry the request', { cause: e });
+    for (const r of this.active) r.job.fail(err);
+    this.active.length = 0;
+    this.batch = this.newBatch(this.steerSet);
+  }
+
+  stats(): SchedulerStats {
+    return { queued: this.queuedJobs, active: this.active.length, tokensGenerated: this.tokensGenerated };
+  }
+}

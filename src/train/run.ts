@@ -1,0 +1,278 @@
+/**
+ * `lmsteer train` end to end: dataset files → examples, model spec → loaded model, hidden states extracted
+ * once into the on-disk cache (longest-first batches of similar length), then trainSteer on the cached states,
+ * and the steer folder written with where it came from (model, data files, options, final loss).
+ */
+import { join, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
+import { uniformInt } from 'pure-rand/distribution/uniformInt';
+import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
+import { defaultCacheDir } from '../runtime/session.js';
+import type { Steer } from '../steer/steer.js';
+import { saveSteer, STEER_JSON, STEER_TENSORS } from '../steer/steerFile.js';
+import { LmSteerError } from '../util/errors.js';
+import { CHECKPOINT_DIR, loadCheckpoint } from './checkpoint.js';
+import { describeDataset, hashExamples, loadDataset, type Dataset, type Example } from './data.js';
+import { extractionFingerprint, makeExtractor } from './extract.js';
+import { HiddenCache } from './hiddenCache.js';
+import { batchAt, resolveOptions, trainSteer, type TrainOptions, type TrainResult } from './trainLoop.js';
+
+export interface TrainRunOptions {
+  /** Model spec as loadModel takes it (folder, .bin, hub id). */
+  model: string;
+  /** Dataset files, each `path` or `path:label`. */
+  data: string[];
+  outDir: string;
+  textField?: string;
+  labelField?: string;
+  /** `binary` (default), `sst5`, `identity`, or `a=1,b=-1`. */
+  labelMap?: string;
+  /** Downsample every steer value to the rarest one's count. */
+  balance?: boolean;
+  /** Keep a seeded random subset of this many examples (after balancing), for quick runs. */
+  limit?: number;
+  /** Training options as trainSteer takes them (reference defaults when absent). */
+  train?: Pick<
+    TrainOptions,
+    'slotName' | 'dummySlot' | 'rank' | 'eps' | 'initStd' | 'lr' | 'regularization' | 'batchSize' | 'maxLength' | 'steps' | 'seed' | 'includePadding' | 'checkpointEvery' | 'fp16Cache' | 'overwrite'
+  >;
+  /** Hidden-state cache root; default <lmsteer cache>/hidden; false: memory only (recomputed every run). */
+  cacheDir?: string | false;
+  threads?: number;
+  offline?: boolean;
+  /** Progress bars on stderr; default: when stderr is a terminal. */
+  progress?: boolean;
+  /** Status lines; default stderr. */
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+  /** An already loaded model (tests, callers that reuse one); `model` is then only recorded. */
+  loaded?: LoadedModel;
+}
+
+export interface Throughput {
+  texts: number;
+  tokens: number;
+  seconds: number;
+}
+
+export interface TrainRunResult {
+  outDir: string;
+  /** Files written: steer.json, steer.safetensors, loss.svg, checkpoint/. */
+  files: string[];
+  dataset: Dataset;
+  result: TrainResult;
+  finalLoss?: number;
+  /** Mean loss over the last 10% of steps (at least 1): less noisy than the last batch. */
+  recentLoss?: number;
+  /** Hidden-state extraction done by this run (0 texts when everything was cached). */
+  extraction: Throughput;
+  /** The training steps of this run (cached hidden states; tokens = loss positions). */
+  training: { steps: number; tokens: number; seconds: number };
+  cacheFolder?: string;
+}
+
+export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const t = opts.train ?? {};
+  const seed = t.seed ?? 0;
+  const ds = loadDataset(opts.data, { labelMap: opts.labelMap, textField: opts.textField, labelField: opts.labelField, balance: opts.balance ? 'downsample' : 'none', seed });
+  const dataset = opts.limit !== undefined ? limitDataset(ds, opts.limit, seed) : ds;
+  log(`dataset (${dataset.examples.length} examples):`);
+  log(describeDataset(dataset));
+  if (dataset.summary.perLabel.length < 2) {
+    log(`  note: every example has the steer value ${dataset.summary.perLabel[0]?.label}; the steer learns that style, and negative values push away from it`);
+  }
+
+  const model = opts.loaded ?? (await loadModel(opts.model, { threads: opts.threads, hub: { offline: opts.offline || undefined } }));
+  try {
+    const E = model.outputEmbeddings();
+    const d = model.cfg.hiddenSize;
+    // Clamped to the model's context so the resume key and the cache agree on what is stored.
+    const maxLength = Math.min(t.maxLength ?? 256, model.cfg.maxPositions);
+    if (t.maxLength !== undefined && t.maxLength > maxLength) log(`max length ${t.maxLength} is beyond the model's ${maxLength} positions; using ${maxLength}`);
+    const resolved = resolveOptions({ ...t, maxLength, outDir: opts.outDir, examples: [] }, d);
+    const fingerprint = extractionFingerprint(model);
+    const cacheRoot = opts.cacheDir === false ? undefined : resolve(opts.cacheDir ?? join(defaultCacheDir(), 'hidden'));
+    const extraction: Throughput = { texts: 0, tokens: 0, seconds: 0 };
+    const extract = makeExtractor(model, {
+      maxLength,
+      onBatch: (texts, tokens) => {
+        extraction.texts += texts;
+        extraction.tokens += tokens;
+      },
+    });
+    const examples = dataset.examples.map((e) => ({ text: e.text, label: e.label }));
+
+    let cacheFolder: string | undefined;
+    if (cacheRoot) {
+      // Extract every text the remaining steps will touch up front, longest texts batched together, so the
+      // steps then read the cache only (per-step extraction would run 8 texts of mixed lengths at a time).
+      const start = Math.min(loadCheckpoint(opts.outDir)?.step ?? 0, resolved.steps);
+      const needed = new Set<string>();
+      for (let s = start; s < resolved.steps && needed.size < examples.length; s++) {
+        for (const i of batchAt(examples.length, resolved.batchSize, resolved.seed, s).indices) needed.add(examples[i]!.text);
+      }
+      const cache = HiddenCache.open({ dir: cacheRoot, modelFingerprint: fingerprint, maxLength, fp16: t.fp16Cache, extractBatchSize: 256 });
+      cacheFolder = cache.folder;
+      try {
+        const missing = [...needed].filter((x) => !cache.has(x)).sort((a, b) => a.length - b.length);
+        if (missing.length > 0) {
+          log(`extracting hidden states of ${missing.length} texts (${needed.size - missing.length} cached) into ${cache.folder}`);
+          const t0 = performance.now();
+          await prefill(cache, missing, extract, opts, extraction);
+          extraction.seconds = (performance.now() - t0) / 1000;
+          log(`  ${extraction.tokens} tokens in ${extraction.seconds.toFixed(1)} s (${Math.round(extraction.tokens / Math.max(extraction.seconds, 1e-9))} tokens/s)`);
+        } else if (needed.size > 0) {
+          log(`hidden states of all ${needed.size} texts the run needs are cached (${cache.folder})`);
+        }
+      } finally {
+        cache.close();
+      }
+    }
+
+    const datasetName = opts.data.join(', ');
+    let steps = 0;
+    let tokens = 0;
+    let lastStep = 0;
+    const t0 = performance.now();
+    const result = await trainSteer(
+      {
+        ...t,
+        maxLength,
+        outDir: opts.outDir,
+        examples,
+        padId: model.tokenizer.padId ?? model.tokenizer.eosIds[0],
+        cacheDir: cacheRoot,
+        // Without a disk cache nothing was extracted up front: extract a training batch per call.
+        extractBatchSize: Math.max(8, resolved.batchSize),
+        progress: opts.progress,
+        datasetName,
+        intraOpNumThreads: opts.threads,
+      },
+      {
+        extract,
+        embeddings: E,
+        modelFingerprint: fingerprint,
+        modelId: model.id,
+        signal: opts.signal,
+        log,
+        onStep: (p) => {
+          steps++;
+          tokens += p.tokens;
+          lastStep = performance.now();
+        },
+        save: (steer, dir) => saveSteer(dir, annotate(steer, model, opts, dataset, fingerprint)),
+      },
+    );
+    const h = result.history;
+    const recent = h.slice(Math.max(0, h.length - Math.max(1, Math.round(h.length / 10))));
+    return {
+      outDir: opts.outDir,
+      files: [STEER_JSON, STEER_TENSORS, 'loss.svg', `${CHECKPOINT_DIR}/`].map((f) => join(opts.outDir, f)),
+      dataset,
+      result,
+      finalLoss: h.at(-1)?.loss,
+      recentLoss: recent.length ? recent.reduce((a, p) => a + p.loss, 0) / recent.length : undefined,
+      extraction,
+      training: { steps, tokens, seconds: steps > 0 ? (lastStep - t0) / 1000 : 0 },
+      cacheFolder,
+    };
+  } finally {
+    if (!opts.loaded) model.close();
+  }
+}
+
+/** Extract `texts` into the cache with a progress bar; Ctrl-C stops after the current batch (all kept). */
+async function prefill(cache: HiddenCache, texts: string[], extract: ReturnType<typeof makeExtractor>, opts: TrainRunOptions, done: Throughput): Promise<void> {
+  let stop = false;
+  const onSigint = () => {
+    if (stop) {
+      process.off('SIGINT', onSigint);
+      process.kill(process.pid, 'SIGINT');
+    }
+    stop = true;
+  };
+  process.on('SIGINT', onSigint);
+  const showBar = opts.progress ?? Boolean(process.stderr.isTTY);
+  const bar = showBar
+    ? new cliProgress.SingleBar(
+        {
+          stream: process.stderr,
+          format: 'extract [{bar}] {value}/{total} texts | {tps} tokens/s | ETA {eta_formatted}',
+          hideCursor: true,
+          noTTYOutput: opts.progress === true && !process.stderr.isTTY,
+          notTTYSchedule: 5000,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  const t0 = performance.now();
+  bar?.start(texts.length, 0, { tps: '—' });
+  try {
+    await cache.get(texts, async (chunk) => {
+      if (stop || opts.signal?.aborted) {
+        throw new LmSteerError('CANCELLED', `hidden-state extraction interrupted after ${done.texts} of ${texts.length} texts; those are cached`, 'run the same command again to continue');
+      }
+      const out = await extract(chunk);
+      bar?.update(done.texts, { tps: Math.round(done.tokens / ((performance.now() - t0) / 1000)) });
+      return out;
+    });
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** A seeded random subset of `n` examples in file order, so every label keeps its share. */
+export function limitDataset(ds: Dataset, n: number, seed: number): Dataset {
+  if (!(Number.isInteger(n) && n > 0)) throw new LmSteerError('BAD_ARGUMENT', `--limit ${n} is not a positive integer`);
+  if (n >= ds.examples.length) return ds;
+  const idx = ds.examples.map((_, i) => i);
+  const rng = xoroshiro128plus(seed ^ 0x51ed270b);
+  for (let i = 0; i < n; i++) {
+    const j = uniformInt(rng, i, idx.length - 1);
+    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+  }
+  const kept: Example[] = idx.slice(0, n).sort((a, b) => a - b).map((i) => ds.examples[i]!);
+  const counts = new Map<number, number>();
+  for (const e of kept) counts.set(e.label, (counts.get(e.label) ?? 0) + 1);
+  return {
+    examples: kept,
+    summary: {
+      ...ds.summary,
+      perLabel: [...counts].sort((a, b) => a[0] - b[0]).map(([label, count]) => ({ label, count })),
+      total: kept.length,
+      balancing: `${ds.summary.balancing}; random subset of ${n} (--limit)`,
+    },
+    hash: hashExamples(kept),
+  };
+}
+
+/** What steer.json records beyond trainSteer's config: the data and how it was read, and loss metrics. */
+function annotate(steer: Steer, model: LoadedModel, opts: TrainRunOptions, ds: Dataset, fingerprint: string): Steer {
+  const c = steer.config;
+  if (c.baseModel.embeddingFingerprint !== model.fingerprint()) throw new Error('internal: the trained steer does not carry the model fingerprint');
+  const h = steer.config.training?.finalLoss;
+  return {
+    ...steer,
+    config: {
+      ...c,
+      training: {
+        ...c.training,
+        dataFiles: opts.data,
+        labelMap: opts.labelMap ?? 'binary',
+        textField: opts.textField,
+        labelField: opts.labelField,
+        balance: opts.balance ? 'downsample' : 'none',
+        limit: opts.limit,
+        perLabel: ds.summary.perLabel,
+        datasetSha256: ds.hash,
+        slotName: c.slots[0]!.name,
+        dummySlot: c.slots.length > 1,
+        hiddenStates: fingerprint,
+      },
+      metrics: { ...c.metrics, finalLoss: h },
+    },
+  };
+}

@@ -1,0 +1,71 @@
+/** `lmsteer generate` and `lmsteer inspect` as a user runs them, on the real stories260K. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
+
+const skip = skipUnlessShared('models/stories260K/hf');
+const model = () => sharedPath('models/stories260K/hf')!;
+const cacheEnv = () => ({ LMSTEER_CACHE: mkdtempSync(join(tmpdir(), 'lmsteer-cache-')) });
+
+test('generate --json: greedy text and ids match the documented stories260K output', { skip }, async () => {
+  const expected = JSON.parse(readFileSync(sharedPath('models/stories260K/expected.json')!, 'utf8')).greedy_from_bos;
+  const r = await runCli(['generate', '--model', model(), '--ids', '1', '-t', '0', '-n', '64', '--json'], { env: cacheEnv() });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.model, model());
+  assert.deepEqual(out.samples[0].token_ids, expected.ids);
+  assert.equal(out.samples[0].text, expected.text);
+});
+
+test('generate: streams text; the same seed gives the same samples', { skip }, async () => {
+  const env = cacheEnv();
+  const a = await runCli(['generate', '--model', model(), '--prompt', 'The cat', '-n', '20', '--seed', '5', '--num-samples', '3', '--json'], { env });
+  const b = await runCli(['generate', '--model', model(), '--prompt', 'The cat', '-n', '20', '--seed', '5', '--num-samples', '3', '--json'], { env });
+  assert.equal(a.code, 0, a.stderr);
+  assert.deepEqual(JSON.parse(a.stdout).samples, JSON.parse(b.stdout).samples);
+  assert.equal(JSON.parse(a.stdout).samples.length, 3);
+  const s = await runCli(['generate', '--model', model(), '--prompt', 'The cat', '-n', '10', '-t', '0'], { env });
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stdout, /^The cat\S*\s.+/);
+});
+
+test('inspect --json: per-token log-probs, top-5, and the last hidden state and logits', { skip }, async () => {
+  const r = await runCli(['inspect', '--model', model(), '--prompt', 'Once upon a time', '--json'], { env: cacheEnv() });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.deepEqual(out.tokens.map((t: { id: number }) => t.id), [1, 403, 407, 261, 378]);
+  assert.equal(out.tokens[0].logprob, null);
+  assert.ok(out.tokens.slice(1).every((t: { logprob: number }) => t.logprob < 0));
+  assert.equal(out.tokens[1].top.length, 5);
+  assert.equal(out.hidden.length, 64);
+  assert.equal(out.logits.length, 512);
+});
+
+test('bad input: clear messages and exit code 2', { skip }, async () => {
+  const env = cacheEnv();
+  const cases: [string[], RegExp][] = [
+    [['generate', '--model', model(), '--prompt', ''], /--prompt is empty/],
+    [['generate', '--model', model(), '--prompt', 'x', '-n', '0'], /--max-new-tokens must be an integer from 1/],
+    [['generate', '--model', model(), '--prompt', 'x', '-n', '100000'], /max|position|limit/i],
+    [['generate', '--model', model(), '--prompt', 'x', '--temperature', 'NaN'], /--temperature must be a number/],
+    [['generate', '--model', model(), '--prompt', 'x', '--value', 'a=1'], /no --steer/],
+    [['generate', '--model', '/nonexistent/model', '--prompt', 'x'], /does not exist/],
+    [['inspect', '--model', model(), '--ids', '1,99999'], /outside the vocabulary/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await runCli(args, { env });
+    assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr, pattern, args.join(' '));
+  }
+});
+
+test('offline with no model at hand: the main job says how to point it at one', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'lmsteer-hf-'));
+  const r = await runCli(['generate', '--prompt', 'Once upon a time'], { env: { HF_HOME: home, HF_HUB_OFFLINE: '1', ...cacheEnv() } });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--model/);
+});
