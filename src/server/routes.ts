@@ -121,7 +121,8 @@ export function createHandler(ctx: RouteContext): (req: IncomingMessage, res: Se
     route(ctx, req, res, method, path).then(
       (status) => done(status),
       (e: unknown) => {
-        const status = statusOf(e);
+        // A client that went away is logged as nginx does (499); nobody reads the body.
+        const status = res.destroyed && !res.writableFinished ? 499 : statusOf(e);
         if (status === 500) console.error(`lmsteer serve: internal error on ${method} ${path}:`, e);
         if (status === 413) {
           res.setHeader('Connection', 'close');
