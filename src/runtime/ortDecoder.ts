@@ -65,6 +65,12 @@ export class KvCache {
     this.value = this.value.map(move);
     this.capacity = cap;
   }
+  /** Drop the contents and reallocate at a smaller capacity (an empty batch). */
+  shrink(cap: number): void {
+    this.key = this.key.map(() => this.alloc(cap));
+    this.value = this.value.map(() => this.alloc(cap));
+    this.capacity = cap;
+  }
   bind(feeds: Feeds, fetches: Record<string, ort.Tensor | null>): void {
     for (let i = 0; i < this.key.length; i++) {
       feeds[`past.${i}.key`] = fetches[`present.${i}.key`] = this.key[i];

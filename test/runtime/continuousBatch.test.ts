@@ -53,6 +53,32 @@ for (const kind of ['llama', 'gpt2'] as const) {
     await step((r) => (r.length + 7) % V);
     await step((r) => (r.length * 2) % V);
   });
+
+  test(`${kind}: the KV buffers grow past their initial length and shrink when the batch empties, keeping every row exact`, async () => {
+    const dec = await decoder(kind);
+    const V = dec.vocabSize;
+    const batch = new ContinuousBatch(dec, { maxRows: 2, capacity: 120 });
+    const short = [1, 2, 3];
+    const long = Array.from({ length: 90 }, (_, i) => (i * 7 + 3) % V); // beyond the first 64-token buffers
+    const { rows } = await batch.add([short]);
+    const added = await batch.add([long]);
+    const seqs = [short, long].map((s) => [...s]);
+    const all = [rows[0], added.rows[0]];
+    for (let s = 0; s < 3; s++) {
+      const out = await batch.step(new Map(all.map((r, i) => [r, (s * 11 + i) % V])));
+      all.forEach((r, i) => seqs[i].push((s * 11 + i) % V));
+      for (const [i, r] of all.entries()) {
+        const full = await dec.forward([seqs[i]]);
+        const want = (full.logits.data as Float32Array).subarray((seqs[i].length - 1) * V, seqs[i].length * V);
+        assert.ok(maxDiff(out.get(r)!, want) < 1e-4, `row ${i} step ${s}`);
+      }
+    }
+    all.forEach((r) => batch.remove(r));
+    assert.equal(batch.size, 0);
+    const again = await batch.add([short]);
+    const full = await dec.forward([short]);
+    assert.ok(maxDiff(again.logits[0], (full.logits.data as Float32Array).subarray(2 * V, 3 * V)) < 1e-4);
+  });
 }
 
 test('continuous batch: per-row steer scales', async () => {
