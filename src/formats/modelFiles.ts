@@ -32,8 +32,10 @@ export interface LoadedWeights {
 
 const MODEL_HINT =
   'a model is a folder with config.json + model.safetensors (or model.safetensors.index.json + shards) and ' +
-  'tokenizer.json, a folder with llama2.c model.bin + tokenizer.bin, or the path of a llama2.c .bin checkpoint ' +
-  'with tokenizer.bin beside it';
+  'tokenizer.json, a folder with llama2.c model.bin + tokenizer.bin, the path of a llama2.c .bin checkpoint ' +
+  'with tokenizer.bin beside it, or an ONNX export: a folder with config.json + tokenizer.json and model.onnx ' +
+  '(or onnx/model.onnx) but no safetensors, or the .onnx file itself (which also picks the export in a folder ' +
+  'that has safetensors too)';
 
 function isFile(p: string): boolean {
   return existsSync(p) && statSync(p).isFile();
@@ -86,23 +88,38 @@ export function locateModel(spec: string): LocalModel {
   if (statSync(path).isFile()) return locateFile(path);
 
   const dir = path;
-  if (isFile(join(dir, 'config.json'))) return hfModel(dir);
   const files = listFiles(dir);
+  if (isFile(join(dir, 'config.json'))) {
+    // A folder with safetensors runs lmsteer's own graph; one with only an ONNX export (transformers.js repos,
+    // optimum output) runs the export. Pass the .onnx file to pick the export where both are present.
+    const onnx = onnxPathsIn(dir, files);
+    const safetensors = files.some((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json'));
+    return !safetensors && onnx.length > 0 ? onnxModel(dir, onnx) : hfModel(dir);
+  }
   if (files.includes('model.bin')) return l2cModel(join(dir, 'model.bin'));
   const checkpoints = files.filter((f) => f.endsWith('.bin') && !isL2cTokenizerName(f));
   if (checkpoints.length === 1) return l2cModel(join(dir, checkpoints[0]));
   if (checkpoints.length > 1) {
     throw new LmSteerError('BAD_ARGUMENT', `${dir} has several .bin checkpoints (${checkpoints.join(', ')}) and no model.bin or config.json`, 'pass the path of the checkpoint to use');
   }
-  // ONNX exports keep their graphs at the top or in onnx/ (optimum, transformers.js layouts).
-  const onnxPaths = [
+  const onnxPaths = onnxPathsIn(dir, files);
+  if (onnxPaths.length > 0) return onnxModel(dir, onnxPaths);
+  throw new LmSteerError('NOT_FOUND', `${dir} holds no model (no config.json, llama2.c .bin or .onnx file)`, MODEL_HINT);
+}
+
+/** ONNX exports keep their graphs at the top or in onnx/ (optimum, transformers.js layouts). */
+function onnxPathsIn(dir: string, files: string[]): string[] {
+  return [
     ...files.filter((f) => f.endsWith('.onnx')).map((f) => join(dir, f)),
     ...(existsSync(join(dir, 'onnx')) && statSync(join(dir, 'onnx')).isDirectory()
       ? listFiles(join(dir, 'onnx')).filter((f) => f.endsWith('.onnx')).map((f) => join(dir, 'onnx', f))
       : []),
   ];
-  if (onnxPaths.length > 0) return { kind: 'onnx', dir, onnxPaths, tokenizerJsonPath: optional(join(dir, 'tokenizer.json')) };
-  throw new LmSteerError('NOT_FOUND', `${dir} holds no model (no config.json, llama2.c .bin or .onnx file)`, MODEL_HINT);
+}
+
+/** `dir` is where config.json and tokenizer.json are: the .onnx file's folder, or its parent for onnx/*.onnx. */
+function onnxModel(dir: string, onnxPaths: string[]): LocalModel {
+  return { kind: 'onnx', dir, onnxPaths, tokenizerJsonPath: optional(join(dir, 'tokenizer.json')) };
 }
 
 function locateFile(path: string): LocalModel {
@@ -110,7 +127,11 @@ function locateFile(path: string): LocalModel {
   if (name === 'config.json' || name.endsWith('.safetensors') || name.endsWith('.safetensors.index.json')) {
     return locateModel(dirname(path)); // a file of an HF folder names its folder
   }
-  if (name.endsWith('.onnx')) return { kind: 'onnx', dir: dirname(path), onnxPaths: [path], tokenizerJsonPath: optional(join(dirname(path), 'tokenizer.json')) };
+  if (name.endsWith('.onnx')) {
+    const here = dirname(path);
+    const up = dirname(here);
+    return onnxModel(!isFile(join(here, 'config.json')) && basename(here) === 'onnx' && isFile(join(up, 'config.json')) ? up : here, [path]);
+  }
   if (name.endsWith('.bin')) {
     if (isL2cTokenizerName(name)) {
       throw new LmSteerError('BAD_ARGUMENT', `${path} is a llama2.c tokenizer, not a model`, 'pass the model checkpoint (e.g. model.bin) or its folder');
@@ -137,8 +158,8 @@ export function loadWeights(local: LocalModel): LoadedWeights {
     case 'onnx':
       throw new LmSteerError(
         'UNSUPPORTED',
-        `${local.dir} is an ONNX export (${local.onnxPaths.map((p) => basename(p)).join(', ')}); loading ONNX models is not supported yet`,
-        'use the original Hugging Face folder (config.json + model.safetensors) or a llama2.c checkpoint',
+        `${local.dir} is an ONNX export (${local.onnxPaths.map((p) => basename(p)).join(', ')}); its weights cannot be read as a checkpoint`,
+        'load it with loadModel (which runs the export), or use the original Hugging Face folder (config.json + model.safetensors)',
       );
   }
 }

@@ -15,7 +15,7 @@
 import ort from 'onnxruntime-node';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
-import { f32, i32, i64, KvCache, OrtDecoder } from './ortDecoder.js';
+import { f32, i64, KvCache, OrtDecoder } from './ortDecoder.js';
 
 export interface RowHandle {
   /** Current slot (changes when rows leave); -1 once removed. */
@@ -88,19 +88,19 @@ export class ContinuousBatch {
       p2t: { dtype: 'float32', shape: [...this.p2t.dims], data: this.p2t.data as Float32Array },
       scale: { dtype: 'float32', shape: [B, this.K], data: scaleData },
     });
-    const tmp = new KvCache(this.dec.cfg, B, T);
+    // Prefilled on their own (an empty past), then their new keys/values go straight into free slots.
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
-    tmp.bind(feeds, fetches);
+    new KvCache(this.dec.cfg, B, 1).bind(feeds, fetches);
     const out = await this.dec.session.run(feeds, fetches);
     const V = this.dec.vocabSize;
     const logits = out.logits.data as Float32Array;
     const handles = prompts.map((p, i) => {
       const handle: RowHandle = { slot: this.rows.length, length: p.length };
       this.rows.push(handle);
-      this.copyRow(tmp, i, T, handle.slot, p.length);
       this.scale.set(scaleData.subarray(i * this.K, (i + 1) * this.K), handle.slot * this.K);
       return handle;
     });
+    this.cache.write(out, handles.map((h) => h.slot), handles.map(() => 0), prompts.map((p) => p.length));
     return { rows: handles, logits: prompts.map((_, i) => logits.slice(i * V, (i + 1) * V)) };
   }
 
@@ -119,26 +119,19 @@ export class ContinuousBatch {
       lengths[r.slot] = r.length;
     }
     this.ensureCap(Math.max(...lengths) + 1);
-    const { numKvHeads: kvH, headDim: hd } = this.dec.cfg;
-    const cap = this.cache.capacity;
-    const rowFloats = kvH * cap * hd;
-    const view = (t: ort.Tensor) => new ort.Tensor('float32', (t.data as Float32Array).subarray(0, n * rowFloats), [n, kvH, cap, hd]);
     const feeds: Record<string, ort.Tensor> = {
       input_ids: i64(ids, [n, 1]),
       position_ids: i64(lengths, [n, 1]),
-      seqlens_k: i32(lengths, [n]),
-      total_sequence_length: i32([Math.max(...lengths) + 1], []),
+      past_lengths: i64(lengths, [n]),
       logits_index: i64(new Array(n).fill(0), [n, 1]),
       steer_p1: this.p1,
       steer_p2t: this.p2t,
       steer_scale: new ort.Tensor('float32', this.scale.subarray(0, n * this.K), [n, this.K]),
     };
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
-    for (let i = 0; i < this.cache.key.length; i++) {
-      feeds[`past.${i}.key`] = fetches[`present.${i}.key`] = view(this.cache.key[i]);
-      feeds[`past.${i}.value`] = fetches[`present.${i}.value`] = view(this.cache.value[i]);
-    }
+    this.cache.bind(feeds, fetches, n);
     const out = await this.dec.session.run(feeds, fetches);
+    this.cache.write(out, lengths.map((_, slot) => slot), lengths, lengths.map(() => 1));
     const V = this.dec.vocabSize;
     const logits = out.logits.data as Float32Array;
     const result = new Map<RowHandle, Float32Array>();
@@ -155,37 +148,18 @@ export class ContinuousBatch {
     if (i < 0 || this.rows[i] !== row) return;
     const last = this.rows.pop()!;
     if (last !== row) {
-      this.copyRow(this.cache, last.slot, this.cache.capacity, i, last.length);
+      this.cache.moveRow(last.slot, i, last.length);
       this.scale.copyWithin(i * this.K, last.slot * this.K, (last.slot + 1) * this.K);
       last.slot = i;
       this.rows[i] = last;
     }
     row.slot = -1;
-    if (this.rows.length === 0 && this.cache.capacity > MIN_CAP) this.cache.shrink(Math.min(MIN_CAP, this.opts.capacity));
+    if (this.rows.length === 0 && this.cache.capacity > MIN_CAP) this.cache.resize(Math.min(MIN_CAP, this.opts.capacity), 0);
   }
 
   /** Grow the buffers (doubling, at most `capacity`) so every row fits `need` tokens. */
   private ensureCap(need: number): void {
     if (need <= this.cache.capacity) return;
-    this.cache.grow(Math.min(this.opts.capacity, Math.max(need, this.cache.capacity * 2)));
-  }
-
-  /** Copy `len` positions of row `from` (of a cache with capacity `fromCap`) into slot `to` of this batch. */
-  private copyRow(src: KvCache, from: number, fromCap: number, to: number, len: number): void {
-    const { numKvHeads: kvH, headDim: hd } = this.dec.cfg;
-    const cap = this.cache.capacity;
-    for (let l = 0; l < src.key.length; l++) {
-      for (const [s, d] of [
-        [src.key[l], this.cache.key[l]],
-        [src.value[l], this.cache.value[l]],
-      ]) {
-        const sd = s.data as Float32Array;
-        const dd = d.data as Float32Array;
-        for (let h = 0; h < kvH; h++) {
-          const so = (from * kvH + h) * fromCap * hd;
-          dd.set(sd.subarray(so, so + len * hd), (to * kvH + h) * cap * hd);
-        }
-      }
-    }
+    this.cache.resize(Math.min(this.opts.capacity, Math.max(need, this.cache.capacity * 2)));
   }
 }

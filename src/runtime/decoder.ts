@@ -3,6 +3,7 @@
  * (an ORT session over a decoder graph, or a fake in tests).
  */
 import type { Tensor } from '../util/tensor.js';
+import type { ForwardResult } from './ortDecoder.js';
 
 /** The packed steer inputs of the graph (docs/ARCHITECTURE.md, "The steer in the graph"). */
 export interface SteerInputs {
@@ -33,4 +34,13 @@ export interface Decoder {
    * `maxNewTokens` sizes the KV cache up front (it grows if exceeded).
    */
   start(prompts: number[][], steer?: SteerInputs, opts?: { maxNewTokens?: number }): Promise<{ batch: DecoderBatch; out: StepOutput }>;
+}
+
+/**
+ * What a loaded model's decoder offers callers (generate, eval, training extraction, inspect): generation plus
+ * one full forward pass with logits at every position and the final hidden states. OrtDecoder (lmsteer's own
+ * graphs) and OnnxExportDecoder (existing ONNX exports) both are one.
+ */
+export interface ModelDecoder extends Decoder {
+  forward(rows: number[][], opts?: { steer?: SteerInputs; hiddenOnly?: boolean }): Promise<ForwardResult>;
 }

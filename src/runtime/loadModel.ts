@@ -1,21 +1,28 @@
 /**
  * `--model SPEC` → a ready model: files located (local path, or downloaded from the hub into the HF cache),
  * config parsed and checked against the weights, tokenizer loaded, decoder graph built (or taken from the
- * graph cache) and an ORT session opened.
+ * graph cache) and an ORT session opened. An existing ONNX export (optimum / transformers.js: a .onnx file, or a
+ * folder with config.json + tokenizer.json and .onnx files but no safetensors) runs as exported, its LM head
+ * rewritten to take the steer (src/formats/onnxExport.ts, src/runtime/onnxExportDecoder.ts).
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { readGenerationConfig, readModelConfig } from '../formats/hfConfig.js';
 import { resolveHubModel, type HubDownloadOptions } from '../formats/hub.js';
 import { loadWeights, locateModel, type LocalModel } from '../formats/modelFiles.js';
-import type { WeightStore } from '../formats/weights.js';
+import { chooseOnnxFile, openOnnxExport } from '../formats/onnxExport.js';
+import { MapWeightStore, type WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from '../models/config.js';
 import { canonicalWeights, checkWeights, outputEmbeddings, parseDecoderConfig } from '../models/registry.js';
 import { embeddingFingerprint } from '../steer/steer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
-import type { Tensor } from '../util/tensor.js';
+import { tensor, type Tensor } from '../util/tensor.js';
+import type { ModelDecoder } from './decoder.js';
+import { OnnxExportDecoder } from './onnxExportDecoder.js';
 import { OrtDecoder } from './ortDecoder.js';
-import { createDecoderSession, type SessionOptions } from './session.js';
+import { createDecoderSession, defaultCacheDir, type SessionOptions } from './session.js';
 
 /** The main job's default: Karpathy's 260K-parameter TinyStories Llama, ~1 MB from the hub. */
 export const DEFAULT_MODEL = 'stories260K';
@@ -25,7 +32,9 @@ export interface LoadedModel {
   id: string;
   cfg: DecoderConfig;
   tokenizer: Tokenizer;
-  decoder: OrtDecoder;
+  /** An OrtDecoder over lmsteer's own graph, or an OnnxExportDecoder over an existing ONNX export. */
+  decoder: ModelDecoder;
+  /** The checkpoint's weights; for an ONNX export only E (lm_head.weight) and a marker of the export's content key. */
   weights: WeightStore;
   generationConfig?: Record<string, unknown>;
   /** E [V, d], the LM head matrix. */
@@ -43,7 +52,7 @@ export interface LoadModelOptions extends SessionOptions {
 export async function locateModelSpec(spec: string, hub: HubDownloadOptions = {}): Promise<LocalModel> {
   if (existsSync(spec)) return locateModel(spec);
   if (spec.startsWith('.') || spec.startsWith('/') || spec.includes('\\')) {
-    throw new LmSteerError('NOT_FOUND', `model path ${spec} does not exist`, 'pass a folder with config.json + *.safetensors + tokenizer.json, a llama2.c model.bin, or a hub id like gpt2');
+    throw new LmSteerError('NOT_FOUND', `model path ${spec} does not exist`, 'pass a folder with config.json + *.safetensors + tokenizer.json, an ONNX export (.onnx file or its folder), a llama2.c model.bin, or a hub id like gpt2');
   }
   const m = await resolveHubModel(spec, hub);
   return m.kind === 'hf' ? locateModel(m.dir) : locateModel(m.modelPath);
@@ -51,6 +60,7 @@ export async function locateModelSpec(spec: string, hub: HubDownloadOptions = {}
 
 export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const local = await locateModelSpec(spec, opts.hub);
+  if (local.kind === 'onnx') return loadOnnxExportModel(spec, local, opts);
   const files = loadWeights(local);
   try {
     const cfg = parseDecoderConfig(files.config, spec);
@@ -84,4 +94,56 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
     files.weights.close();
     throw e;
   }
+}
+
+/**
+ * An ONNX export: config.json still gives vocabulary, hidden size, context and EOS; the weights are never read
+ * except E, which identifies the base model exactly as the Hugging Face checkpoint's E does (same fingerprint,
+ * so steers move between the two).
+ */
+async function loadOnnxExportModel(spec: string, local: Extract<LocalModel, { kind: 'onnx' }>, opts: LoadModelOptions): Promise<LoadedModel> {
+  const modelPath = chooseOnnxFile(local.dir, local.onnxPaths);
+  if (!existsSync(join(local.dir, 'config.json'))) {
+    throw new LmSteerError('NOT_FOUND', `the ONNX export ${modelPath} has no config.json beside it (looked in ${local.dir})`, 'put the config.json and tokenizer.json of the exported model in the folder of the .onnx file (or its parent, for onnx/model.onnx)');
+  }
+  const cfg = parseDecoderConfig(readModelConfig(local.dir), spec);
+  const exp = openOnnxExport(modelPath, {
+    cacheDir: opts.cacheDir === false ? false : (opts.cacheDir ?? defaultCacheDir()),
+    fallback: { numKvHeads: cfg.numKvHeads, headDim: cfg.headDim },
+  });
+  const io = exp.io;
+  const disagree = [
+    io.vocabSize !== cfg.vocabSize && `vocabulary ${io.vocabSize} vs vocab_size ${cfg.vocabSize}`,
+    io.hiddenSize !== cfg.hiddenSize && `hidden size ${io.hiddenSize} vs ${cfg.hiddenSize}`,
+    io.numLayers !== cfg.numLayers && `${io.numLayers} layers vs ${cfg.numLayers}`,
+  ].filter(Boolean);
+  if (disagree.length > 0) {
+    throw new LmSteerError('MODEL_MISMATCH', `${modelPath} does not match ${join(local.dir, 'config.json')}: ${disagree.join(', ')}`, 'use the config.json the model was exported with');
+  }
+  const tokenizer = loadTokenizer({ kind: 'hf', dir: local.dir });
+  if (tokenizer.vocabSize > cfg.vocabSize) {
+    throw new LmSteerError('MODEL_MISMATCH', `${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${cfg.vocabSize}`, 'the tokenizer.json belongs to another model');
+  }
+  const decoder = await OnnxExportDecoder.open(exp, { maxPositions: cfg.maxPositions, threads: opts.threads });
+  // The marker's name carries the export's content key, so caches keyed by weightsKey() (hidden states) tell
+  // two exports apart even when their heads agree.
+  const weights = new MapWeightStore(
+    new Map([
+      ['lm_head.weight', exp.head],
+      [`onnx_export.${exp.key.slice(0, 32)}`, tensor([1])],
+    ]),
+    modelPath,
+  );
+  let fp: string | undefined;
+  return {
+    id: spec,
+    cfg,
+    tokenizer,
+    decoder,
+    weights,
+    generationConfig: readGenerationConfig(local.dir),
+    outputEmbeddings: () => exp.head,
+    fingerprint: () => (fp ??= embeddingFingerprint(exp.head)),
+    close: () => void decoder.release(),
+  };
 }

@@ -1,8 +1,7 @@
 /**
  * The Decoder over an ORT session of a decoder graph (docs/ARCHITECTURE.md contract). Rows are right-padded;
- * each row's KV cache lives in preallocated buffers [B, kvH, capacity, hd] that are bound as both `past.*`
- * inputs and `present.*` outputs, so GroupQueryAttention appends each row's new keys at that row's own
- * length in place. Nothing is copied per step but the new token's logits.
+ * each row's KV cache lives in buffers [B, kvH, capacity, hd] fed as `past.*` (zero-copy); each run returns
+ * only the new positions' keys/values (`new.*`), which are written into the buffers at each row's length.
  */
 import ort from 'onnxruntime-node';
 import type { DecoderConfig } from '../models/config.js';
@@ -13,7 +12,6 @@ import type { Decoder, DecoderBatch, SteerInputs, StepOutput } from './decoder.j
 type Feeds = Record<string, ort.Tensor>;
 
 export const i64 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(Array.from(values), (v) => BigInt(v)), dims);
-export const i32 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int32', Int32Array.from(values), dims);
 export const f32 = (t: Tensor) => new ort.Tensor('float32', t.data as Float32Array, t.shape);
 
 /** Zero steer: K = 1 column of zeros, so the graph adds exactly 0 (docs/ARCHITECTURE.md). */
@@ -33,48 +31,112 @@ export interface ForwardResult {
   lengths: number[];
 }
 
-/** The per-row KV buffers of one batch. */
+/**
+ * The per-row KV buffers of one batch, laid out as the graph reads them: keys transposed [B, kvH, hd, cap]
+ * (so Q·Kᵀ is a plain MatMul), values [B, kvH, cap, hd]. The batch axis is outermost, so the first n rows
+ * are one contiguous block (the continuous batch feeds views of them).
+ */
 export class KvCache {
   key: ort.Tensor[] = [];
   value: ort.Tensor[] = [];
+  private readonly kvH: number;
+  private readonly hd: number;
   constructor(
-    private readonly cfg: DecoderConfig,
+    cfg: DecoderConfig,
     readonly batch: number,
     public capacity: number,
   ) {
+    this.kvH = cfg.numKvHeads;
+    this.hd = cfg.headDim;
+    this.capacity = Math.max(1, capacity); // a 0-length axis would give zero-size MatMuls; position 0 is masked
     for (let i = 0; i < cfg.numLayers; i++) {
-      this.key.push(this.alloc(capacity));
-      this.value.push(this.alloc(capacity));
+      this.key.push(this.alloc('key', this.capacity));
+      this.value.push(this.alloc('value', this.capacity));
     }
   }
-  alloc(cap: number): ort.Tensor {
-    const { numKvHeads: kvH, headDim: hd } = this.cfg;
-    return new ort.Tensor('float32', new Float32Array(this.batch * kvH * cap * hd), [this.batch, kvH, cap, hd]);
+
+  private alloc(kind: 'key' | 'value', cap: number, rows = this.batch): ort.Tensor {
+    const { kvH, hd } = this;
+    const dims = kind === 'key' ? [rows, kvH, hd, cap] : [rows, kvH, cap, hd];
+    return new ort.Tensor('float32', new Float32Array(rows * kvH * cap * hd), dims);
   }
-  /** Reallocate to a larger capacity, copying each (row, head) block. */
-  grow(cap: number): void {
-    const { numKvHeads: kvH, headDim: hd } = this.cfg;
-    const move = (old: ort.Tensor) => {
-      const t = this.alloc(cap);
-      const src = old.data as Float32Array;
-      const dst = t.data as Float32Array;
-      for (let bh = 0; bh < this.batch * kvH; bh++) dst.set(src.subarray(bh * this.capacity * hd, (bh + 1) * this.capacity * hd), bh * cap * hd);
-      return t;
+
+  /** Reallocate at another capacity, keeping the first `keep` positions of every row (all when growing). */
+  resize(cap: number, keep = Math.min(cap, this.capacity)): void {
+    const { kvH, hd } = this;
+    const old = this.capacity;
+    const move = (t: ort.Tensor, kind: 'key' | 'value') => {
+      const n = this.alloc(kind, cap);
+      const src = t.data as Float32Array;
+      const dst = n.data as Float32Array;
+      if (keep > 0) {
+        if (kind === 'value') {
+          for (let bh = 0; bh < this.batch * kvH; bh++) dst.set(src.subarray(bh * old * hd, bh * old * hd + keep * hd), bh * cap * hd);
+        } else {
+          for (let row = 0; row < this.batch * kvH * hd; row++) dst.set(src.subarray(row * old, row * old + keep), row * cap);
+        }
+      }
+      return n;
     };
-    this.key = this.key.map(move);
-    this.value = this.value.map(move);
+    this.key = this.key.map((t) => move(t, 'key'));
+    this.value = this.value.map((t) => move(t, 'value'));
     this.capacity = cap;
   }
-  /** Drop the contents and reallocate at a smaller capacity (an empty batch). */
-  shrink(cap: number): void {
-    this.key = this.key.map(() => this.alloc(cap));
-    this.value = this.value.map(() => this.alloc(cap));
-    this.capacity = cap;
-  }
-  bind(feeds: Feeds, fetches: Record<string, ort.Tensor | null>): void {
+
+  /** The first `rows` rows as `past.*` feeds (zero-copy views), and `new.*` among the fetches. */
+  bind(feeds: Feeds, fetches: Record<string, ort.Tensor | null>, rows = this.batch, fetchNew = true): void {
+    const n = rows * this.kvH * this.capacity * this.hd;
+    const view = (t: ort.Tensor) => (rows === this.batch ? t : new ort.Tensor('float32', (t.data as Float32Array).subarray(0, n), [rows, ...t.dims.slice(1)]));
     for (let i = 0; i < this.key.length; i++) {
-      feeds[`past.${i}.key`] = fetches[`present.${i}.key`] = this.key[i];
-      feeds[`past.${i}.value`] = fetches[`present.${i}.value`] = this.value[i];
+      feeds[`past.${i}.key`] = view(this.key[i]);
+      feeds[`past.${i}.value`] = view(this.value[i]);
+      if (fetchNew) fetches[`new.${i}.key`] = fetches[`new.${i}.value`] = null;
+    }
+  }
+
+  /**
+   * Write a run's new keys/values (`new.*` [B', kvH, T, hd]) into the buffers: output row r's first
+   * `count[r]` positions go to slot `slot[r]` from position `start[r]`.
+   */
+  write(out: ort.InferenceSession.OnnxValueMapType, slot: number[], start: number[], count: number[]): void {
+    const { kvH, hd } = this;
+    const cap = this.capacity;
+    for (let i = 0; i < this.key.length; i++) {
+      const k = out[`new.${i}.key`] as ort.Tensor;
+      const v = out[`new.${i}.value`] as ort.Tensor;
+      const T = k.dims[2];
+      const ks = k.data as Float32Array;
+      const vs = v.data as Float32Array;
+      const kd = this.key[i].data as Float32Array;
+      const vd = this.value[i].data as Float32Array;
+      for (let r = 0; r < slot.length; r++) {
+        if (start[r] + count[r] > cap) throw new Error(`internal: KV write past capacity ${cap}`);
+        for (let h = 0; h < kvH; h++) {
+          const so = (r * kvH + h) * T * hd;
+          vd.set(vs.subarray(so, so + count[r] * hd), ((slot[r] * kvH + h) * cap + start[r]) * hd);
+          const kBase = (slot[r] * kvH + h) * hd * cap + start[r];
+          for (let t = 0; t < count[r]; t++) {
+            for (let d = 0; d < hd; d++) kd[kBase + d * cap + t] = ks[so + t * hd + d];
+          }
+        }
+      }
+    }
+  }
+
+  /** Copy the first `len` positions of row `from` into row `to` (a leaving row's slot). */
+  moveRow(from: number, to: number, len: number): void {
+    const { kvH, hd } = this;
+    const cap = this.capacity;
+    for (let i = 0; i < this.key.length; i++) {
+      const kd = this.key[i].data as Float32Array;
+      const vd = this.value[i].data as Float32Array;
+      for (let h = 0; h < kvH; h++) {
+        vd.copyWithin((to * kvH + h) * cap * hd, (from * kvH + h) * cap * hd, (from * kvH + h) * cap * hd + len * hd);
+        for (let d = 0; d < hd; d++) {
+          const src = ((from * kvH + h) * hd + d) * cap;
+          kd.copyWithin(((to * kvH + h) * hd + d) * cap, src, src + len);
+        }
+      }
     }
   }
 }
@@ -121,8 +183,7 @@ export class OrtDecoder implements Decoder {
     return {
       input_ids: i64(ids, [B, T]),
       position_ids: i64(pos, [B, T]),
-      seqlens_k: i32(rows.map((r) => r.length - 1), [B]),
-      total_sequence_length: i32([T], []),
+      past_lengths: i64(new Array(B).fill(0), [B]),
       logits_index: i64(logitsIndex.flat(), [B, logitsIndex[0].length]),
       steer_p1: f32(s.p1),
       steer_p2t: f32(s.p2t),
@@ -142,7 +203,7 @@ export class OrtDecoder implements Decoder {
     const index = opts.hiddenOnly ? rows.map((r) => [r.length - 1]) : rows.map((r) => Array.from({ length: T }, (_, t) => Math.min(t, r.length - 1)));
     const feeds = this.prefillFeeds(rows, index, opts.steer);
     const fetches: Record<string, ort.Tensor | null> = { logits: null, hidden: null };
-    new KvCache(this.cfg, rows.length, T).bind(feeds, fetches);
+    new KvCache(this.cfg, rows.length, 1).bind(feeds, fetches, rows.length, false); // no cache kept
     const out = await this.session.run(feeds, fetches);
     return { logits: toTensor(out.logits), hidden: toTensor(out.hidden), lengths: rows.map((r) => r.length) };
   }
@@ -159,6 +220,7 @@ export class OrtDecoder implements Decoder {
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
     cache.bind(feeds, fetches);
     const out = await this.session.run(feeds, fetches);
+    cache.write(out, prompts.map((_, b) => b), prompts.map(() => 0), prompts.map((r) => r.length));
     const batch = new OrtBatch(this, cache, feeds, prompts.map((r) => r.length));
     return { batch, out: { logits: lastLogits(out.logits) } };
   }
@@ -187,19 +249,19 @@ class OrtBatch implements DecoderBatch {
     if (longest > maxPos) {
       throw new LmSteerError('LIMIT', `generation reached the model's ${maxPos} positions`, 'ask for fewer new tokens or a shorter prompt');
     }
-    if (longest > this.cache.capacity) this.cache.grow(Math.min(maxPos, Math.max(longest, this.cache.capacity * 2)));
+    if (longest > this.cache.capacity) this.cache.resize(Math.min(maxPos, Math.max(longest, this.cache.capacity * 2)));
     const B = this.batchSize;
     const feeds: Feeds = {
       ...this.steerFeeds,
       input_ids: i64(nextTokens, [B, 1]),
       position_ids: i64(this.lengths, [B, 1]),
-      seqlens_k: i32(this.lengths, [B]), // new length − 1 = old length
-      total_sequence_length: i32([longest], []),
+      past_lengths: i64(this.lengths, [B]),
       logits_index: i64(new Array(B).fill(0), [B, 1]),
     };
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
     this.cache.bind(feeds, fetches);
     const out = await this.dec.session.run(feeds, fetches);
+    this.cache.write(out, this.lengths.map((_, b) => b), this.lengths, this.lengths.map(() => 1));
     this.lengths = this.lengths.map((n) => n + 1);
     return { logits: lastLogits(out.logits) };
   }

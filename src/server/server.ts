@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { LoadedModel } from '../runtime/loadModel.js';
+import { OrtDecoder } from '../runtime/ortDecoder.js';
 import { LmSteerError } from '../util/errors.js';
 import { fallbackTemplate, type ChatTemplate } from './chatTemplate.js';
 import { createLens, type Lens } from './lens.js';
@@ -48,6 +49,11 @@ export interface RunningServer {
 export const DEFAULTS = { host: '127.0.0.1', port: 8080, maxBatch: 16, maxContext: 2048, maxQueue: 256, timeoutMs: 300_000, maxBodyBytes: 1 << 20 };
 
 export async function startServer(model: LoadedModel, steers: SteerSet, o: ServerOptions = {}): Promise<RunningServer> {
+  // Continuous batching writes each row's KV in place (GroupQueryAttention), which only lmsteer's own graphs do.
+  if (!(model.decoder instanceof OrtDecoder)) {
+    throw new LmSteerError('UNSUPPORTED', `${model.id} is an ONNX export; serving exports is not supported yet`, 'serve the Hugging Face folder (config.json + model.safetensors) of the same model; generate, eval and train work on the export');
+  }
+  const decoder = model.decoder;
   const context = o.context ?? Math.min(model.cfg.maxPositions, DEFAULTS.maxContext);
   if (context < 2 || context > model.cfg.maxPositions) {
     throw new LmSteerError('BAD_ARGUMENT', `--context ${context} must be from 2 to the model's ${model.cfg.maxPositions} positions`, `e.g. --context ${Math.min(model.cfg.maxPositions, 1024)}`);
@@ -57,7 +63,7 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
   let scheduler: Scheduler | undefined;
   const metrics = new Metrics(() => ({ queueDepth: scheduler?.queuedJobs ?? 0, batchSize: scheduler?.activeRows ?? 0, steers: scheduler?.steers.size ?? 0 }));
   scheduler = new Scheduler(
-    model.decoder,
+    decoder,
     model.tokenizer,
     steers,
     { maxRows: maxBatch, capacity: context, maxQueue: o.maxQueue ?? DEFAULTS.maxQueue },

@@ -20,7 +20,7 @@ export interface ExtractorOptions {
   maxLength: number;
   /** Padded tokens (rows × longest row) per decoder call; default 4096. */
   tokenBudget?: number;
-  /** Rows per decoder call at most; default 64. */
+  /** Rows per decoder call at most; default 256 (short texts such as SST phrases batch wide). */
   maxRows?: number;
   /** Called after each decoder call with the real tokens it processed. */
   onBatch?: (texts: number, tokens: number) => void;
@@ -78,7 +78,7 @@ export function makeExtractor(model: Pick<LoadedModel, 'tokenizer' | 'decoder' |
   const maxLen = Math.min(opts.maxLength, model.cfg.maxPositions);
   if (!(Number.isInteger(maxLen) && maxLen > 0)) throw new LmSteerError('BAD_ARGUMENT', `max length ${opts.maxLength} is not a positive integer`);
   const budget = opts.tokenBudget ?? 4096;
-  const maxRows = opts.maxRows ?? 64;
+  const maxRows = opts.maxRows ?? 256;
   const d = model.cfg.hiddenSize;
   return async (texts) => {
     const ids = texts.map((t) => encodeForTraining(model.tokenizer, t, maxLen));

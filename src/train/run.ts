@@ -18,6 +18,9 @@ import { extractionFingerprint, makeExtractor } from './extract.js';
 import { HiddenCache } from './hiddenCache.js';
 import { batchAt, resolveOptions, trainSteer, type TrainOptions, type TrainResult } from './trainLoop.js';
 
+/** Texts per extraction chunk while filling the cache (the extractor batches them by length within). */
+const PREFILL_CHUNK = 256;
+
 export interface TrainRunOptions {
   /** Model spec as loadModel takes it (folder, .bin, hub id). */
   model: string;
@@ -113,7 +116,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       for (let s = start; s < resolved.steps && needed.size < examples.length; s++) {
         for (const i of batchAt(examples.length, resolved.batchSize, resolved.seed, s).indices) needed.add(examples[i]!.text);
       }
-      const cache = HiddenCache.open({ dir: cacheRoot, modelFingerprint: fingerprint, maxLength, fp16: t.fp16Cache, extractBatchSize: 256 });
+      const cache = HiddenCache.open({ dir: cacheRoot, modelFingerprint: fingerprint, maxLength, fp16: t.fp16Cache, extractBatchSize: PREFILL_CHUNK });
       cacheFolder = cache.folder;
       try {
         const missing = [...needed].filter((x) => !cache.has(x)).sort((a, b) => a.length - b.length);
@@ -210,14 +213,14 @@ async function prefill(cache: HiddenCache, texts: string[], extract: ReturnType<
   const t0 = performance.now();
   bar?.start(texts.length, 0, { tps: '—' });
   try {
-    await cache.get(texts, async (chunk) => {
+    // Chunk by chunk, dropping what get() returns: the states live on disk, not in memory.
+    for (let s = 0; s < texts.length; s += PREFILL_CHUNK) {
       if (stop || opts.signal?.aborted) {
         throw new LmSteerError('CANCELLED', `hidden-state extraction interrupted after ${done.texts} of ${texts.length} texts; those are cached`, 'run the same command again to continue');
       }
-      const out = await extract(chunk);
+      await cache.get(texts.slice(s, s + PREFILL_CHUNK), extract);
       bar?.update(done.texts, { tps: Math.round(done.tokens / ((performance.now() - t0) / 1000)) });
-      return out;
-    });
+    }
   } finally {
     bar?.stop();
     process.off('SIGINT', onSigint);

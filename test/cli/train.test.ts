@@ -88,13 +88,15 @@ test('train: Ctrl-C saves a checkpoint and exits 2 with the hint; rerunning resu
   let sent = false;
   child.stderr.on('data', (d) => {
     stderr += d;
-    // After extraction the loop runs; give it a moment of steps, then interrupt.
-    if (!sent && /tokens\/s\)/.test(stderr)) {
+    // After extraction (or finding every text cached) the loop runs; give it a moment of steps, then interrupt.
+    if (!sent && /tokens\/s\)|are cached/.test(stderr)) {
       sent = true;
       setTimeout(() => child.kill('SIGINT'), 1500);
     }
   });
+  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000); // never run the million steps
   const code = await new Promise<number | null>((done) => child.on('close', done));
+  clearTimeout(guard);
   assert.equal(code, 2, stderr);
   assert.match(stderr, /training interrupted \(SIGINT\) at step (\d+) of 1000000; checkpoint saved/);
   assert.match(stderr, /hint: run the same command again to resume/);

@@ -75,7 +75,7 @@ test('llama2.c files without a tokenizer, or ambiguous folders, are clear errors
   assert.throws(() => loadWeights(locateModel(notModel)), isErr('BAD_FILE', join(notModel, 'model.bin')));
 });
 
-test('ONNX folders are recognized; loading them is UNSUPPORTED', () => {
+test('ONNX folders are recognized; their weights cannot be loaded as a checkpoint', () => {
   const top = dirWith({ 'model.onnx': 'x', 'tokenizer.json': '{}' });
   const m = locateModel(top);
   assert.deepEqual(m, { kind: 'onnx', dir: top, onnxPaths: [join(top, 'model.onnx')], tokenizerJsonPath: join(top, 'tokenizer.json') });
@@ -83,8 +83,13 @@ test('ONNX folders are recognized; loading them is UNSUPPORTED', () => {
   const sub = dirWith({ 'onnx/decoder_model.onnx': 'x' });
   assert.deepEqual(locateModel(sub), { kind: 'onnx', dir: sub, onnxPaths: [join(sub, 'onnx', 'decoder_model.onnx')], tokenizerJsonPath: undefined });
   assert.equal(locateModel(join(sub, 'onnx', 'decoder_model.onnx')).kind, 'onnx');
-  // config.json wins: an HF folder with an onnx/ export is an HF folder.
-  assert.equal(locateModel(dirWith({ 'config.json': '{"model_type":"gpt2"}', 'onnx/model.onnx': 'x' })).kind, 'hf');
+  // With config.json: safetensors win (lmsteer's own graph); without them the onnx/ export is the model.
+  const exportOnly = dirWith({ 'config.json': '{"model_type":"gpt2"}', 'onnx/model.onnx': 'x' });
+  assert.deepEqual(locateModel(exportOnly), { kind: 'onnx', dir: exportOnly, onnxPaths: [join(exportOnly, 'onnx', 'model.onnx')], tokenizerJsonPath: undefined });
+  const both = dirWith({ 'config.json': '{"model_type":"gpt2"}', 'model.safetensors': 'x', 'onnx/model.onnx': 'x' });
+  assert.equal(locateModel(both).kind, 'hf');
+  // …and the .onnx file itself picks the export, config.json found one folder up
+  assert.deepEqual(locateModel(join(both, 'onnx', 'model.onnx')), { kind: 'onnx', dir: both, onnxPaths: [join(both, 'onnx', 'model.onnx')], tokenizerJsonPath: undefined });
 });
 
 test('nothing there: NOT_FOUND with a hint saying what a model folder holds', () => {
