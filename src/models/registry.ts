@@ -7,7 +7,7 @@ import type { WeightStore } from '../formats/weights.js';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
 import type { DecoderConfig } from './config.js';
-import { configObject, type ExpectedWeight } from './configFields.js';
+import { checkExpectedWeights, configObject, type ExpectedWeight } from './configFields.js';
 import * as gpt2 from './gpt2/config.js';
 import * as gptNeox from './gptNeox/config.js';
 import * as llama from './llama/config.js';
@@ -54,7 +54,7 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
 
 /** Throws NOT_FOUND or SHAPE_MISMATCH ("config.json does not match the weights") naming the first bad tensor. */
 export function checkWeights(cfg: DecoderConfig, weights: WeightStore): void {
-  archModule(cfg).checkWeights(cfg, weights);
+  checkExpectedWeights(expectedWeights(cfg), canonicalWeights(cfg, weights));
 }
 
 /** The weights under the names expectedWeights() uses (GPT-2's `transformer.` prefix removed). */

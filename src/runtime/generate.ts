@@ -15,7 +15,8 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Decoder, DecoderBatch, StepOutput } from './decoder.js';
 import { rngStream, type Rng } from './rng.js';
 import { sampleToken, type SamplingParams } from './sampling.js';
-import { eosBlocked, maskEos, tokenFinish, type FinishReason, type StopConfig } from './stopping.js';
+import { eosBlocked, maskEos, type FinishReason, type StopConfig } from './stopping.js';
+import { advanceRow } from './advanceRow.js';
 import { TextStream } from './textStream.js';
 
 export type { FinishReason } from './stopping.js';
@@ -374,20 +375,7 @@ function chooseNext(r: Row, logits: Float32Array, hooks: GenerateHooks): void {
     }
     throw e;
   }
-  r.tokens.push(id);
-  let finish = tokenFinish(r.stop, id, r.tokens.length);
-  let delta = '';
-  if (finish !== 'eos') {
-    const u = r.stream.push(id);
-    delta = u.delta;
-    if (u.stopped) finish = 'stop';
-  }
-  if (finish && finish !== 'stop') {
-    const u = r.stream.finish();
-    delta += u.delta;
-    if (u.stopped) finish = 'stop';
-  }
-  r.finish = finish;
+  const { delta, finish } = advanceRow(r, id);
   hooks.onToken?.(r.index, delta, id, r.origin);
   if (finish) hooks.onFinish?.(r.index, toSample(r), r.origin);
 }

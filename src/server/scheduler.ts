@@ -22,7 +22,8 @@ import { ContinuousBatch, type RowHandle } from '../runtime/continuousBatch.js';
 import type { OrtDecoder } from '../runtime/ortDecoder.js';
 import { rngStream, type Rng } from '../runtime/rng.js';
 import { sampleToken, type SamplingParams } from '../runtime/sampling.js';
-import { eosBlocked, maskEos, tokenFinish, type FinishReason, type StopConfig } from '../runtime/stopping.js';
+import { eosBlocked, maskEos, type FinishReason, type StopConfig } from '../runtime/stopping.js';
+import { advanceRow } from '../runtime/advanceRow.js';
 import { TextStream } from '../runtime/textStream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
@@ -410,20 +411,7 @@ export class Scheduler {
     }
     this.tokensGenerated++;
     this.hooks.onTokens?.(1);
-    r.tokens.push(id);
-    let finish = tokenFinish(r.stop, id, r.tokens.length);
-    let delta = '';
-    if (finish !== 'eos') {
-      const u = r.stream.push(id);
-      delta = u.delta;
-      if (u.stopped) finish = 'stop';
-    }
-    if (finish && finish !== 'stop') {
-      const u = r.stream.finish();
-      delta += u.delta;
-      if (u.stopped) finish = 'stop';
-    }
-    r.finish = finish;
+    const { delta, finish } = advanceRow(r, id);
     job.listener.onToken?.(r.choice, delta, id);
     if (finish) job.finishChoice(r.choice, { text: r.stream.text, tokenIds: r.tokens, finishReason: finish });
   }

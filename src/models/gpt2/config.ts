@@ -6,7 +6,7 @@ import type { WeightStore } from '../../formats/weights.js';
 import { LmSteerError } from '../../util/errors.js';
 import type { Tensor } from '../../util/tensor.js';
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, checkExpectedWeights, type ExpectedWeight } from '../configFields.js';
+import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 
 const ACTIVATIONS = { gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu_fast: 'gelu_new', gelu: 'gelu', relu: 'relu', silu: 'silu', swish: 'silu' } as const;
 
@@ -92,15 +92,6 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
   w.push({ name: 'ln_f.weight', shape: [d] }, { name: 'ln_f.bias', shape: [d] });
   if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
   return w;
-}
-
-export function weightNames(cfg: DecoderConfig): string[] {
-  return expectedWeights(cfg).map((w) => w.name);
-}
-
-/** Throws NOT_FOUND / SHAPE_MISMATCH ("config.json does not match the weights") naming the tensor. */
-export function checkWeights(cfg: DecoderConfig, weights: WeightStore): void {
-  checkExpectedWeights(expectedWeights(cfg), gpt2Weights(weights));
 }
 
 /** The LM head [V, d]: wte (tied, GPT-2's default) or lm_head.weight. */

@@ -5,7 +5,7 @@
 import type { WeightStore } from '../../formats/weights.js';
 import type { Tensor } from '../../util/tensor.js';
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, checkExpectedWeights, type ExpectedWeight } from '../configFields.js';
+import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
 
 const ACTIVATIONS = { gelu: 'gelu', gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu_fast: 'gelu_new', relu: 'relu', silu: 'silu', swish: 'silu' } as const;
@@ -77,15 +77,6 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
   w.push({ name: 'gpt_neox.final_layer_norm.weight', shape: [d] }, { name: 'gpt_neox.final_layer_norm.bias', shape: [d] });
   if (!cfg.tiedEmbeddings) w.push({ name: 'embed_out.weight', shape: [V, d] });
   return w;
-}
-
-export function weightNames(cfg: DecoderConfig): string[] {
-  return expectedWeights(cfg).map((w) => w.name);
-}
-
-/** Throws NOT_FOUND / SHAPE_MISMATCH ("config.json does not match the weights") naming the tensor. */
-export function checkWeights(cfg: DecoderConfig, weights: WeightStore): void {
-  checkExpectedWeights(expectedWeights(cfg), weights);
 }
 
 /** The LM head [V, d]: embed_out.weight, or embed_in when tie_word_embeddings is set. */

@@ -5,7 +5,7 @@
 import type { WeightStore } from '../../formats/weights.js';
 import type { Tensor } from '../../util/tensor.js';
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, checkExpectedWeights, type ExpectedWeight } from '../configFields.js';
+import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
@@ -118,15 +118,6 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
   // Tied checkpoints saved by transformers carry no lm_head.weight: the head is the token embedding.
   if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
   return w;
-}
-
-export function weightNames(cfg: DecoderConfig): string[] {
-  return expectedWeights(cfg).map((w) => w.name);
-}
-
-/** Throws NOT_FOUND / SHAPE_MISMATCH ("config.json does not match the weights") naming the tensor. */
-export function checkWeights(cfg: DecoderConfig, weights: WeightStore): void {
-  checkExpectedWeights(expectedWeights(cfg), weights);
 }
 
 /** The LM head [V, d]: lm_head.weight, or the token embedding when tied. */

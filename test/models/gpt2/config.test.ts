@@ -1,7 +1,9 @@
 /** GPT-2 config.json parsing: the real gpt2 config, GPT2Config defaults, unsupported attention variants. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, weightNames } from '../../../src/models/gpt2/config.js';
+import { expectedWeights, parseConfig } from '../../../src/models/gpt2/config.js';
+
+const weightNames = (cfg: Parameters<typeof expectedWeights>[0]) => expectedWeights(cfg).map((w) => w.name);
 
 // openai-community/gpt2 config.json (abridged to the fields that matter)
 const GPT2 = { activation_function: 'gelu_new', model_type: 'gpt2', n_ctx: 1024, n_embd: 768, n_head: 12, n_inner: null, n_layer: 12, n_positions: 1024, layer_norm_epsilon: 1e-5, vocab_size: 50257, bos_token_id: 50256, eos_token_id: 50256, scale_attn_weights: true };

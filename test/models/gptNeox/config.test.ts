@@ -1,7 +1,9 @@
 /** GPT-NeoX config.json parsing: a Pythia config, partial rotary, defaults and errors. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, weightNames } from '../../../src/models/gptNeox/config.js';
+import { expectedWeights, parseConfig } from '../../../src/models/gptNeox/config.js';
+
+const weightNames = (cfg: Parameters<typeof expectedWeights>[0]) => expectedWeights(cfg).map((w) => w.name);
 
 // EleutherAI/pythia-70m config.json (abridged)
 const PYTHIA = { architectures: ['GPTNeoXForCausalLM'], bos_token_id: 0, eos_token_id: 0, hidden_act: 'gelu', hidden_size: 512, intermediate_size: 2048, layer_norm_eps: 1e-5, max_position_embeddings: 2048, model_type: 'gpt_neox', num_attention_heads: 8, num_hidden_layers: 6, rotary_emb_base: 10000, rotary_pct: 0.25, tie_word_embeddings: false, use_parallel_residual: true, vocab_size: 50304 };

@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { sharedPath, skipUnlessShared } from '../../helpers/shared.js';
-import { parseConfig, weightNames } from '../../../src/models/llama/config.js';
+import { expectedWeights, parseConfig } from '../../../src/models/llama/config.js';
+
+const weightNames = (cfg: Parameters<typeof expectedWeights>[0]) => expectedWeights(cfg).map((w) => w.name);
 
 const BASE = { model_type: 'llama', vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 8 };
 type Err = Error & { code?: string; hint?: string };
