@@ -4,6 +4,7 @@
  * so peak RSS is per measure. Prints a table; writes bench/results/<name>-<timestamp>.json and latest.json.
  * Never asserts a time. Measures: see MEASURE_ORDER; `--list` prints them.
  */
+import { ensurePeer, peerVersion } from './peer.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem, platform, release, arch } from 'node:os';
@@ -61,7 +62,7 @@ function machineInfo(): Record<string, unknown> {
     os: `${platform()} ${release()} ${arch()}`,
     node: process.version,
     onnxruntimeNode: readVersion('onnxruntime-node'),
-    nodeLlamaCpp: readVersion('node-llama-cpp') ?? 'not installed',
+    nodeLlamaCpp: peerVersion() ?? 'not installed',
     threads: THREADS,
   };
 }
@@ -80,6 +81,10 @@ function main(): void {
   }
   const selected = MEASURE_ORDER.filter((m) => args.length === 0 || args.includes(m));
   const needGguf = selected.some((m) => m === 'llamacpp' || m === 'versus' || m === 'parity');
+  if (needGguf) {
+    const err = ensurePeer(); // before machineInfo(), which records its version
+    if (err) console.error(`note: ${err}; the llama.cpp measures will report the error`);
+  }
   const machine = machineInfo();
   const loadBefore = loadavg();
   console.error(`lmsteer bench: ${selected.join(', ')} on ${machine.cpu} (${machine.logicalCores} cores), ${THREADS} threads`);

@@ -4,6 +4,7 @@
  * writes { measure, config, metrics: { name: Summary }, peakRssMiB, notes } to RESULT.json.
  * bench/run.ts starts these; each can also be run alone to look at one number.
  */
+import { importPeer, peerVersion } from './peer.js';
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -518,7 +519,7 @@ type NodeLlamaCpp = typeof import('node-llama-cpp');
 async function openLlama(contextSize: number) {
   let lib: NodeLlamaCpp;
   try {
-    lib = await import('node-llama-cpp');
+    lib = await importPeer();
   } catch (e) {
     throw new Error(`node-llama-cpp is not installed: ${(e as Error).message}`);
   }
@@ -529,7 +530,8 @@ async function openLlama(contextSize: number) {
   return { lib, llama, model, context, loadMs: now() - t0 };
 }
 
-type LlamaSequence = Awaited<ReturnType<typeof openLlama>>['context'] extends { getSequence(): infer Q } ? Q : never;
+// untyped: see bench/peer-types.d.ts
+type LlamaSequence = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** llama.cpp's counterpart of decodeRun: prefill `prompt`, then timed windows of greedy steps. */
 async function llamaRun(seq: LlamaSequence, prompt: number[], steps: number, windows: number): Promise<{ prefillMs: number; windowMs: number[] }> {
@@ -563,7 +565,7 @@ async function measureLlamaCpp(): Promise<MeasureResult> {
     prefill.push((T / res.prefillMs) * 1000);
     for (const ms of res.windowMs) decode.push((S / ms) * 1000);
   }
-  const info = { nodeLlamaCpp: readVersion('node-llama-cpp'), llamaCppRelease: llama.llamaCppRelease.release, buildType: llama.buildType, gpu: llama.gpu, cpuMathCores: llama.cpuMathCores };
+  const info = { nodeLlamaCpp: peerVersion(), llamaCppRelease: llama.llamaCppRelease.release, buildType: llama.buildType, gpu: llama.gpu, cpuMathCores: llama.cpuMathCores };
   await context.dispose();
   await model.dispose();
   return {
@@ -616,7 +618,7 @@ async function measureVersus(): Promise<MeasureResult> {
   await model.dispose();
   return {
     measure: 'versus',
-    config: { batch: 1, promptTokens: T, decodeSteps: S * b1Windows, pairs, threads: THREADS, llamaCppRelease: release, nodeLlamaCpp: readVersion('node-llama-cpp') },
+    config: { batch: 1, promptTokens: T, decodeSteps: S * b1Windows, pairs, threads: THREADS, llamaCppRelease: release, nodeLlamaCpp: peerVersion() },
     metrics: {
       lmsteer_decode_tok_s: summarize(ours.decode, 'tok/s'),
       llamacpp_decode_tok_s: summarize(theirs.decode, 'tok/s'),
