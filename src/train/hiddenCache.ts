@@ -10,7 +10,7 @@
  * record) is rebuilt by scanning headers at open; later records win. A truncated tail (a killed run) ends the
  * scan of that shard, and a crc mismatch at read time drops the entry; both texts are simply recomputed.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -164,8 +164,10 @@ export class HiddenCache {
     MAGIC.copy(pre, 0);
     pre.writeUInt32LE(header.length, 4);
     if (!this.writeShard) {
-      const path = join(this.folder, `shard-${Date.now()}-${process.pid}.bin`);
-      this.writeShard = { path, fd: openSync(path, 'a'), size: 0 };
+      // A fresh file per writer ('wx': never append after another run's possibly torn tail, even when two
+      // caches open in the same millisecond of the same process).
+      const path = join(this.folder, `shard-${Date.now()}-${process.pid}-${randomBytes(4).toString('hex')}.bin`);
+      this.writeShard = { path, fd: openSync(path, 'wx'), size: 0 };
     }
     const w = this.writeShard;
     const record = Buffer.concat([pre, header, payload]);
