@@ -3,6 +3,7 @@
  * function of that row's own tokens (prompt + generated) only, as a real model's are, so batching must not
  * change any output.
  */
+import { mulberry32 } from './random.js';
 import type { Decoder, DecoderBatch, SteerInputs, StepOutput } from '../../src/runtime/decoder.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 
@@ -73,16 +74,7 @@ export class FakeTokenizer implements Tokenizer {
   }
 }
 
-/** Small deterministic PRNG for the fake's tables (not the one under test). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from './random.js';
 
 /** Logits of one row from its tokens; `promptLength` tells which of them are new. */
 export type LogitsFn = (tokens: readonly number[], promptLength: number) => Float32Array;

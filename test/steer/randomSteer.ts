@@ -1,18 +1,9 @@
 /** Small seeded random steers and matrices for the steer tests. */
+import { mulberry32 as rng } from '../helpers/random.js';
 import { tensor, type Tensor } from '../../src/util/tensor.js';
 import type { Steer, SteerSlot } from '../../src/steer/steer.js';
 
-/** mulberry32: a tiny seeded PRNG, so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../helpers/random.js';
 
 export function randomTensor(shape: number[], rand: () => number, scale = 1): Tensor {
   const t = tensor(shape);
