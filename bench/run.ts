@@ -131,7 +131,7 @@ function main(): void {
   ratio('prefill lmsteer/llama.cpp (separate processes)', get('decode', 'prefill_tok_s'), get('llamacpp', 'prefill_tok_s'));
   ratio('batch25/batch1 decode tok/s', get('batch25', 'decode_tok_s'), get('decode', 'decode_tok_s'));
   ratio('generate(top-k 50)/raw decode', get('generate', 'generate_topk50_tok_s'), get('decode', 'decode_tok_s'));
-  const ext = get('extract', 'forward_tok_s');
+  const ext = get('extract', 'hidden_only_tok_s');
   const tr = get('train', 'train_tok_s');
   if (ext !== undefined && tr !== undefined) derived['from-scratch tok/s (extract once + train)'] = 1 / (1 / ext + 1 / tr);
 
