@@ -107,3 +107,33 @@ test('transfer refuses models that share no vocabulary, and a steer from another
   assert.equal(transferSteerBetweenModels(foreign, stories, stories, { force: true }).steer.config.baseModel.embeddingFingerprint, stories.fingerprint());
   assert.throws(() => transferSteerBetweenModels(randomSteer({ d: 32, rank: 2, slots: ['a'] }), stories, stories, { force: true }), { code: 'MODEL_MISMATCH', message: /hidden size 32/ });
 });
+
+test('a real sentiment steer moved to another model keeps its sign in VADER sentiment of generations', { skip }, async (t) => {
+  // The sentiment steer shipped in steers/ (trained on SST-2 for stories260K), moved to a 96-wide model whose
+  // output embeddings are stories260K's under an unknown linear map; generations there must get more
+  // positive (VADER) at +v than at −v, as they do on stories260K itself.
+  const sentiment = loadSteer(join(process.cwd(), 'steers', 'stories260K-sentiment'), { expectFingerprint: stories.fingerprint() });
+  const { dir } = widenedStoriesDir(sharedPath('models/stories260K/hf')!, stories, { seed: 3 });
+  const b = await open(dir);
+  const { steer } = transferSteerBetweenModels(sentiment, stories, b);
+  const { generate } = await import('../../src/runtime/generate.js');
+  const { vaderCompound } = await import('../../src/eval/scorers/vader.js');
+  const prompts = ['Once upon a time', 'The little dog', 'Tom went to the park', 'One day, Lily'];
+  const meanCompound = async (m: LoadedModel, s: Steer, value: number) => {
+    const packed = packSteers([s]);
+    const scale = steerInputs(packed, [[[value]]]).scale.data as Float32Array;
+    const results = await generate(m.decoder, m.tokenizer, prompts.map((prompt) => ({ prompt, numSamples: 12, steerScale: scale })), {
+      maxNewTokens: 24,
+      seed: 7,
+      topK: 50,
+      steer: { p1: packed.p1, p2t: packed.p2t },
+    });
+    const scores = results.flatMap((r, i) => r.samples.map((x) => vaderCompound(prompts[i] + x.text)));
+    return scores.reduce((a, x) => a + x, 0) / scores.length;
+  };
+  const onA = [await meanCompound(stories, sentiment, -8), await meanCompound(stories, sentiment, 8)];
+  const onB = [await meanCompound(b, steer, -8), await meanCompound(b, steer, 8)];
+  t.diagnostic(`mean VADER compound at −8 / +8: stories260K ${onA.map((x) => x.toFixed(3))}, moved to the 96-wide model ${onB.map((x) => x.toFixed(3))}`);
+  assert.ok(onA[1] - onA[0] > 0.1, `premise: the steer works on stories260K (${onA})`);
+  assert.ok(onB[1] - onB[0] > 0.1, `the moved steer keeps its sign on the other model: VADER ${onB[0].toFixed(3)} at −8 vs ${onB[1].toFixed(3)} at +8 (stories260K: ${onA.map((x) => x.toFixed(3))})`);
+});
