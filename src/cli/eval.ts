@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { fluencyModelOf } from '../eval/fluency.js';
-import { PAPER_SAMPLING, parseSweep, runEval } from '../eval/run.js';
+import { PAPER_SAMPLING, parseSweep, runEval, type SamplingSettings } from '../eval/run.js';
 import { createScorer, describeScorers } from '../eval/scorers/registry.js';
 import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
 import { loadActiveSteers } from '../steer/active.js';
@@ -12,15 +12,9 @@ import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, addSteerFlags, openModel, type ModelFlags, type SteerFlags } from './common.js';
 import { floatOption, intOption, parseValues } from './options.js';
 
-interface EvalFlags extends ModelFlags, SteerFlags {
+interface EvalFlags extends ModelFlags, SteerFlags, SamplingSettings {
   prompts?: string;
   out?: string;
-  samples: number;
-  maxNewTokens: number;
-  topP: number;
-  topK: number;
-  temperature: number;
-  seed: number;
   scorer: string;
   scorerModel?: string;
   scorerLabel?: string;

@@ -70,9 +70,7 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
       local.kind === 'llama2c'
         ? loadTokenizer({ kind: 'llama2c', tokenizerPath: local.tokenizerPath, vocabSize: cfg.vocabSize })
         : loadTokenizer({ kind: 'hf', dir: local.dir });
-    if (tokenizer.vocabSize > cfg.vocabSize) {
-      throw new LmSteerError('MODEL_MISMATCH', `${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${cfg.vocabSize}`, 'the tokenizer.json belongs to another model');
-    }
+    checkTokenizerFits(spec, tokenizer, cfg);
     const decoder = new OrtDecoder(await createDecoderSession(cfg, weights, opts), cfg);
     let E: Tensor | undefined;
     let fp: string | undefined;
@@ -121,9 +119,7 @@ async function loadOnnxExportModel(spec: string, local: Extract<LocalModel, { ki
     throw new LmSteerError('MODEL_MISMATCH', `${modelPath} does not match ${join(local.dir, 'config.json')}: ${disagree.join(', ')}`, 'use the config.json the model was exported with');
   }
   const tokenizer = loadTokenizer({ kind: 'hf', dir: local.dir });
-  if (tokenizer.vocabSize > cfg.vocabSize) {
-    throw new LmSteerError('MODEL_MISMATCH', `${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${cfg.vocabSize}`, 'the tokenizer.json belongs to another model');
-  }
+  checkTokenizerFits(spec, tokenizer, cfg);
   const decoder = await OnnxExportDecoder.open(exp, { maxPositions: cfg.maxPositions, threads: opts.threads });
   // The marker's name carries the export's content key, so caches keyed by weightsKey() (hidden states) tell
   // two exports apart even when their heads agree.
@@ -146,4 +142,11 @@ async function loadOnnxExportModel(spec: string, local: Extract<LocalModel, { ki
     fingerprint: () => (fp ??= embeddingFingerprint(exp.head)),
     close: () => void decoder.release(),
   };
+}
+
+/** A tokenizer may have fewer ids than the model's (padded) vocabulary, never more. */
+function checkTokenizerFits(spec: string, tokenizer: Tokenizer, cfg: DecoderConfig): void {
+  if (tokenizer.vocabSize > cfg.vocabSize) {
+    throw new LmSteerError('MODEL_MISMATCH', `${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${cfg.vocabSize}`, 'the tokenizer.json belongs to another model');
+  }
 }
