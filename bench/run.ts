@@ -16,7 +16,7 @@ import { readVersion, SETTINGS, THREADS, type MeasureResult } from './settings.j
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..');
 
-const MEASURE_ORDER = ['decode', 'generate', 'batch25', 'steer', 'llamacpp', 'versus', 'parity', 'train', 'extract', 'eval', 'profile'] as const;
+const MEASURE_ORDER = ['decode', 'generate', 'batch25', 'steer', 'llamacpp', 'versus', 'parity', 'train', 'extract', 'eval', 'profile', 'gemm'] as const;
 const DESCRIPTIONS: Record<(typeof MEASURE_ORDER)[number], string> = {
   decode: 'lmsteer batch 1: prefill 200 tokens, then greedy decode steps (raw batch.step loop)',
   generate: 'lmsteer batch 1 decode through generate() (greedy and top-k 50)',
@@ -29,6 +29,7 @@ const DESCRIPTIONS: Record<(typeof MEASURE_ORDER)[number], string> = {
   extract: 'hidden-state extraction through OrtDecoder.forward (32 × 48 tokens)',
   eval: 'generate() with 25 samples per prompt vs batch 1',
   profile: 'ORT profiling: which ops take the time in prefill and decode',
+  gemm: 'only the weight MatMuls of a decode step, at 1 and 25 rows: the ceiling of batched decode',
 };
 
 function runChild(args: string[], timeoutMs: number): { ok: boolean; stdout: string; error?: string } {
@@ -130,6 +131,7 @@ function main(): void {
   ratio('decode lmsteer/llama.cpp (separate processes)', get('decode', 'decode_tok_s'), get('llamacpp', 'decode_tok_s'));
   ratio('prefill lmsteer/llama.cpp (separate processes)', get('decode', 'prefill_tok_s'), get('llamacpp', 'prefill_tok_s'));
   ratio('batch25/batch1 decode tok/s', get('batch25', 'decode_tok_s'), get('decode', 'decode_tok_s'));
+  ratio('ceiling of batch25/batch1: GEMM-only 25-row step vs real batch 1', get('gemm', 'gemm_only_b25_tok_s'), get('decode', 'decode_tok_s'));
   ratio('generate(top-k 50)/raw decode', get('generate', 'generate_topk50_tok_s'), get('decode', 'decode_tok_s'));
   const ext = get('extract', 'hidden_only_tok_s');
   const tr = get('train', 'train_tok_s');
