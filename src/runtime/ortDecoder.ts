@@ -92,26 +92,26 @@ export class KvCache {
   }
 
   /**
-   * Write a run's new keys/values (`new.*` [B', kvH, T, hd]) into the buffers: output row r's first
-   * `count[r]` positions go to slot `slot[r]` from position `start[r]`.
+   * Write a run's new keys/values (`new.*` [B', kvH, T, hd]) into the buffers: entry r copies the first
+   * `count[r]` positions of output row `src[r]` (default r) to slot `slot[r]` from position `start[r]`.
    */
-  write(out: ort.InferenceSession.OnnxValueMapType, slot: number[], start: number[], count: number[]): void {
+  write(out: ort.InferenceSession.OnnxValueMapType, slot: number[], start: number[], count: number[], src: number[] = slot.map((_, r) => r)): void {
     const { kvH, hd } = this;
     const cap = this.capacity;
     for (let r = 0; r < slot.length; r++) {
       if (start[r] + count[r] > cap) throw new Error(`internal: KV write past capacity ${cap}`);
     }
     for (let i = 0; i < this.key.length; i++) {
-      for (const [src, dst] of [
+      for (const [from, dst] of [
         [out[`new.${i}.key`] as ort.Tensor, this.key[i]],
         [out[`new.${i}.value`] as ort.Tensor, this.value[i]],
       ] as const) {
-        const T = src.dims[2];
-        const s = src.data as Float32Array;
+        const T = from.dims[2];
+        const s = from.data as Float32Array;
         const d = dst.data as Float32Array;
         for (let r = 0; r < slot.length; r++) {
           for (let h = 0; h < kvH; h++) {
-            const so = (r * kvH + h) * T * hd;
+            const so = (src[r] * kvH + h) * T * hd;
             d.set(s.subarray(so, so + count[r] * hd), ((slot[r] * kvH + h) * cap + start[r]) * hd);
           }
         }
@@ -204,6 +204,9 @@ export class OrtDecoder implements Decoder {
     this.checkRows(prompts);
     const T = Math.max(...prompts.map((r) => r.length));
     const cache = new KvCache(this.cfg, prompts.length, Math.min(this.cfg.maxPositions, T + (opts.maxNewTokens ?? 128)));
+    const steerFeeds = steerFeedsOf(steer ?? zeroSteer(this.hiddenSize, prompts.length));
+    const shared = sharedPrompts(prompts);
+    if (shared) return this.startShared(prompts, shared, cache, steerFeeds);
     const feeds = this.prefillFeeds(
       prompts,
       prompts.map((r) => [r.length - 1]),
@@ -213,24 +216,73 @@ export class OrtDecoder implements Decoder {
     cache.bind(feeds, fetches);
     const out = await this.session.run(feeds, fetches);
     cache.write(out, prompts.map((_, b) => b), prompts.map(() => 0), prompts.map((r) => r.length));
-    const batch = new OrtBatch(this, cache, feeds, prompts.map((r) => r.length));
+    const batch = new OrtBatch(this, cache, steerFeeds, prompts.map((r) => r.length));
     return { batch, out: { logits: lastLogits(out.logits) } };
   }
+
+  /**
+   * Prompts repeated across rows (n samples of one prompt, as the paper's evaluation asks for 25) are
+   * prefilled once: each distinct prompt but its last token runs once, its keys/values are copied to every
+   * row that shares it, and the last tokens go through one ordinary step of all rows — which also applies
+   * each row's own steer values (the cache does not depend on the steer: it sits at the head).
+   */
+  private async startShared(prompts: number[][], shared: { unique: number[][]; of: number[] }, cache: KvCache, steerFeeds: Feeds): Promise<{ batch: DecoderBatch; out: StepOutput }> {
+    const prefixOf = shared.unique.map((p) => p.slice(0, -1));
+    const toRun = prefixOf.map((p, u) => ({ p, u })).filter((x) => x.p.length > 0);
+    if (toRun.length > 0) {
+      const rows = toRun.map((x) => x.p);
+      const feeds = this.prefillFeeds(rows, rows.map((r) => [r.length - 1]), undefined);
+      const fetches: Record<string, ort.Tensor | null> = { logits: null };
+      cache.bind(feeds, fetches, rows.length);
+      const out = await this.session.run(feeds, fetches);
+      const outRow = new Map(toRun.map((x, i) => [x.u, i]));
+      const slots = prompts.map((_, b) => b).filter((b) => outRow.has(shared.of[b]));
+      cache.write(
+        out,
+        slots,
+        slots.map(() => 0),
+        slots.map((b) => prompts[b].length - 1),
+        slots.map((b) => outRow.get(shared.of[b])!),
+      );
+    }
+    const batch = new OrtBatch(this, cache, steerFeeds, prompts.map((r) => r.length - 1));
+    const out = await batch.step(prompts.map((r) => r[r.length - 1]));
+    return { batch, out };
+  }
+}
+
+/** Distinct prompts and each row's index among them, when some prompt repeats (else undefined). */
+function sharedPrompts(prompts: number[][]): { unique: number[][]; of: number[] } | undefined {
+  const index = new Map<string, number>();
+  const unique: number[][] = [];
+  const of = prompts.map((p) => {
+    const key = p.join(',');
+    let u = index.get(key);
+    if (u === undefined) {
+      u = unique.length;
+      index.set(key, u);
+      unique.push(p);
+    }
+    return u;
+  });
+  return unique.length < prompts.length ? { unique, of } : undefined;
+}
+
+function steerFeedsOf(s: SteerInputs): Feeds {
+  return { steer_p1: f32(s.p1), steer_p2t: f32(s.p2t), steer_scale: f32(s.scale) };
 }
 
 class OrtBatch implements DecoderBatch {
   readonly batchSize: number;
   private disposed = false;
-  private readonly steerFeeds: Feeds;
 
   constructor(
     private readonly dec: OrtDecoder,
     private readonly cache: KvCache,
-    prefill: Feeds,
+    private readonly steerFeeds: Feeds,
     private lengths: number[],
   ) {
     this.batchSize = lengths.length;
-    this.steerFeeds = { steer_p1: prefill.steer_p1, steer_p2t: prefill.steer_p2t, steer_scale: prefill.steer_scale };
   }
 
   async step(nextTokens: number[]): Promise<StepOutput> {
