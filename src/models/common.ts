@@ -17,6 +17,8 @@ export interface ContractInputs {
   maskPast: string;
   /** [1,1,1,T,T]: causal mask among this call's tokens. */
   maskNew: string;
+  /** The same two masks for sliding-window layers (cfg.slidingWindow): [B,1,1,T,cap] and [1,1,1,T,T]. */
+  window?: { maskPast: string; maskNew: string };
 }
 
 /** Masked attention logits get this bias: finite, so a fully masked row (a pad query) gives no NaN. */
@@ -44,14 +46,26 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
   const tIdx = g.op('Range', [zero, T, one]);
   const causal = g.op('LessOrEqual', [g.op('Unsqueeze', [tIdx, g.constI64([0])]), g.op('Unsqueeze', [tIdx, g.constI64([1])])]); // key ≤ query
   const maskNew = bias(causal, [0, 1, 2]); // [1,1,1,T,T]
+  const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
+  let window: ContractInputs['window'];
+  if (cfg.slidingWindow) {
+    // Query t (at position p) sees key s when p − s < W: a row's cache index is the key's position.
+    const W = g.constI64([cfg.slidingWindow.size], []);
+    const valid = g.op('Less', [capIdx, g.op('Unsqueeze', [pastLengths, g.constI64([1])])]); // [B, cap]
+    const back = g.op('Sub', [g.op('Unsqueeze', [positionIds, g.constI64([2])]), g.op('Unsqueeze', [capIdx, g.constI64([0])])]); // [B,T,cap]
+    const inPast = g.op('And', [g.op('Unsqueeze', [valid, g.constI64([1])]), g.op('Less', [back, W])]);
+    const gap = g.op('Sub', [g.op('Unsqueeze', [tIdx, g.constI64([1])]), g.op('Unsqueeze', [tIdx, g.constI64([0])])]); // [T,T] query − key
+    window = { maskPast: bias(inPast, [1, 2]), maskNew: bias(g.op('And', [causal, g.op('Less', [gap, W])]), [0, 1, 2]) };
+  }
   return {
     inputIds,
-    positionIds: g.input('position_ids', 'int64', ['batch', 'seq']),
+    positionIds,
     pastLengths,
     logitsIndex: g.input('logits_index', 'int64', ['batch', 'n_logits']),
     past,
     maskPast,
     maskNew,
+    window,
   };
 }
 
@@ -103,6 +117,7 @@ export function applyRope(g: GraphBuilder, x: string, n: number, cos: string, si
 export function cachedAttention(g: GraphBuilder, cfg: DecoderConfig, layer: number, inp: ContractInputs, q: string, k: string, v: string): string {
   const { numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
   const groups = H / kvH;
+  const masks = cfg.slidingWindow?.layers.includes(layer) ? inp.window! : inp;
   const heads = (x: string, n: number, perm: number[]) => g.op('Transpose', [g.op('Reshape', [x, g.constI64([0, 0, n, hd])])], { perm });
   const ax2 = g.constI64([2]);
   const qScaled = g.op('Mul', [q, g.constF32([1 / Math.sqrt(hd)], [])]);
@@ -112,9 +127,9 @@ export function cachedAttention(g: GraphBuilder, cfg: DecoderConfig, layer: numb
   const kNew = heads(k, kvH, [0, 2, 1, 3]); // [B,kvH,T,hd]
   const vNew = heads(v, kvH, [0, 2, 1, 3]);
   const sPastT = g.op('Reshape', [g.op('MatMul', [inp.past[layer].key, qT]), g.constI64([0, 0, 0, groups, -1])]); // [B,kvH,cap,g,T]
-  const sPast = g.op('Add', [g.op('Transpose', [sPastT], { perm: [0, 1, 3, 4, 2] }), inp.maskPast]); // [B,kvH,g,T,cap]
+  const sPast = g.op('Add', [g.op('Transpose', [sPastT], { perm: [0, 1, 3, 4, 2] }), masks.maskPast]); // [B,kvH,g,T,cap]
   const kNewT = g.op('Unsqueeze', [g.op('Transpose', [kNew], { perm: [0, 1, 3, 2] }), ax2]); // [B,kvH,1,hd,T]
-  const sNew = g.op('Add', [g.op('MatMul', [q5, kNewT]), inp.maskNew]); // [B,kvH,g,T,T]
+  const sNew = g.op('Add', [g.op('MatMul', [q5, kNewT]), masks.maskNew]); // [B,kvH,g,T,T]
   const p = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
   const lens = g.op('Concat', [g.op('Shape', [sPast], { start: 4 }), g.op('Shape', [sNew], { start: 4 })], { axis: 0 });
   const [pPast, pNew] = g.opN('Split', [p, lens], { axis: -1 }, { outputs: 2 });

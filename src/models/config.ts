@@ -43,8 +43,11 @@ export interface DecoderConfig {
   outBias: boolean;
   mlpBias: boolean;
   tiedEmbeddings: boolean;
-  /** Mistral/Qwen2 sliding-window attention: each token attends to at most this many previous tokens. */
-  slidingWindow?: number;
+  /**
+   * Mistral/Qwen2 sliding-window attention: in `layers`, query t sees key s only when t − s < size (itself
+   * included; transformers' sliding_window_overlay). Absent when no layer has a window narrower than maxPositions.
+   */
+  slidingWindow?: { size: number; layers: number[] };
   bosTokenId?: number;
   eosTokenIds: number[];
 }

@@ -175,7 +175,7 @@ export function applyRope(x: Mat, n: number, hd: number, rotaryDim: number, cs: 
  * Causal multi-head attention, softmax(q·kᵀ/√hd)·v per head. q [T, H·hd]; k, v [T, kvH·hd]: with grouped-query
  * attention query head h reads kv head ⌊h / (H/kvH)⌋ (transformers' repeat_kv). Returns [T, H·hd].
  */
-export function causalAttention(q: Mat, k: Mat, v: Mat, H: number, kvH: number, hd: number): Mat {
+export function causalAttention(q: Mat, k: Mat, v: Mat, H: number, kvH: number, hd: number, window = Infinity): Mat {
   const T = q.rows;
   const group = H / kvH;
   const out = mat(T, H * hd);
@@ -185,15 +185,16 @@ export function causalAttention(q: Mat, k: Mat, v: Mat, H: number, kvH: number, 
     const kh = Math.floor(h / group);
     for (let t = 0; t < T; t++) {
       let max = -Infinity;
-      for (let s = 0; s <= t; s++) {
+      const lo = Math.max(0, t - window + 1); // a sliding window drops keys window or more positions back
+      for (let s = lo; s <= t; s++) {
         let dot = 0;
         for (let j = 0; j < hd; j++) dot += q.data[t * q.cols + h * hd + j] * k.data[s * k.cols + kh * hd + j];
         scores[s] = dot * scale;
         max = Math.max(max, scores[s]);
       }
       let sum = 0;
-      for (let s = 0; s <= t; s++) sum += scores[s] = Math.exp(scores[s] - max);
-      for (let s = 0; s <= t; s++) {
+      for (let s = lo; s <= t; s++) sum += scores[s] = Math.exp(scores[s] - max);
+      for (let s = lo; s <= t; s++) {
         const p = scores[s] / sum;
         for (let j = 0; j < hd; j++) out.data[t * out.cols + h * hd + j] += p * v.data[s * v.cols + kh * hd + j];
       }

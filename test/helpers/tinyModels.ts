@@ -19,6 +19,8 @@ export type TinyKind =
   | 'llama-bias'
   | 'mistral'
   | 'qwen2'
+  | 'mistral-window' // sliding_window 3 in every layer
+  | 'qwen2-window' // use_sliding_window, window 3 from layer 1 on (layer 0 full)
   | 'gpt_neox'
   | 'gpt_neox-sequential'
   | 'llama-rope-scaled' // llama3 scaling (Llama 3.1), every band of it exercised at head_dim 8
@@ -48,7 +50,7 @@ export interface TinyCheckpoint {
 
 function llamaConfig(kind: TinyKind, o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed'>>, tied: boolean): Record<string, unknown> {
   const base: Record<string, unknown> = {
-    model_type: kind === 'mistral' || kind === 'qwen2' ? kind : 'llama',
+    model_type: kind.startsWith('mistral') || kind.startsWith('qwen2') ? kind.split('-')[0] : 'llama',
     vocab_size: o.vocab,
     hidden_size: o.d,
     intermediate_size: Math.round((3 * o.d) / 2), // ≠ 4d, so a mix-up of the two shows
@@ -64,6 +66,8 @@ function llamaConfig(kind: TinyKind, o: Required<Omit<TinyOptions, 'tied' | 'tra
     eos_token_id: 2,
   };
   if (kind === 'mistral') base.sliding_window = 4096; // wider than max_position_embeddings: no effect
+  if (kind === 'mistral-window') base.sliding_window = 3;
+  if (kind === 'qwen2-window') Object.assign(base, { use_sliding_window: true, sliding_window: 3, max_window_layers: 1 });
   if (kind === 'llama-bias') Object.assign(base, { attention_bias: true, mlp_bias: true });
   const rope: Partial<Record<TinyKind, Record<string, unknown>>> = {
     'llama-rope-scaled': { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },

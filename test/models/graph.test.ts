@@ -11,7 +11,7 @@ import { OrtDecoder } from '../../src/runtime/ortDecoder.js';
 import { referenceForward } from '../../src/models/reference.js';
 import type { Tensor } from '../../src/util/tensor.js';
 
-const KINDS = ['gpt2', 'llama', 'mistral', 'qwen2', 'gpt_neox', 'gpt_neox-sequential', 'llama-rope-scaled'] as const;
+const KINDS = ['gpt2', 'llama', 'mistral', 'qwen2', 'mistral-window', 'qwen2-window', 'gpt_neox', 'gpt_neox-sequential', 'llama-rope-scaled'] as const;
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
@@ -63,3 +63,18 @@ for (const kind of KINDS) {
     }
   });
 }
+
+test('sliding window: the same weights without the window agree before position 3 and differ after it', async () => {
+  for (const kind of ['mistral-window', 'qwen2-window'] as const) {
+    const { cfg, weights, dec } = await setup(kind);
+    const ids = [1, 5, 9, 2, 7, 3, 11, 4];
+    const windowed = (await dec.forward([ids])).logits;
+    const full = referenceForward({ ...cfg, slidingWindow: undefined }, weights, ids).logits;
+    const V = cfg.vocabSize;
+    for (let t = 0; t < ids.length; t++) {
+      const d = maxAbsDiff(at(windowed, 0, t), full.data.subarray(t * V, (t + 1) * V));
+      if (t < 3) assert.ok(d <= 1e-4, `${kind} position ${t}: the window should not matter yet (|Δ| = ${d})`);
+      else assert.ok(d > 1e-3, `${kind} position ${t}: the window should change the logits (|Δ| = ${d})`);
+    }
+  }
+});

@@ -43,17 +43,20 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
   const attentionBias = modelType === 'llama' && r.bool('attention_bias', false);
   const qkvBias = modelType === 'qwen2' || attentionBias;
 
+  const maxPositions = ropeMaxPositions(maxPositionEmbeddings, rope.scaling);
+  const numLayers = r.int('num_hidden_layers');
+  const window = slidingWindow(r, modelType, numLayers);
   return {
     arch: 'llama',
     modelType,
     vocabSize: r.int('vocab_size'),
     hiddenSize,
-    numLayers: r.int('num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
     intermediateSize: r.int('intermediate_size'),
-    maxPositions: Math.min(ropeMaxPositions(maxPositionEmbeddings, rope.scaling), slidingWindow(r, modelType) ?? Infinity),
+    maxPositions,
     norm: 'rmsnorm',
     normEps: r.numberIn('rms_norm_eps', 0, 1, 1e-6),
     activation: r.oneOf('hidden_act', ACTIVATIONS, 'silu'),
@@ -64,27 +67,34 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
     outBias: attentionBias,
     mlpBias: modelType === 'llama' && r.bool('mlp_bias', false),
     tiedEmbeddings: r.bool('tie_word_embeddings', false),
+    ...(window && window.size < maxPositions ? { slidingWindow: window } : {}), // a wider window changes nothing
     bosTokenId: r.tokenId('bos_token_id', defaults.bos),
     eosTokenIds: r.tokenIds('eos_token_id', defaults.eos),
   };
 }
 
 /**
- * The attention window of mistral / qwen2 (use_sliding_window, for layers ≥ max_window_layers), if any layer
- * uses one. A key s is visible from query t when t − s < window (transformers' sliding_window_overlay), so on
- * sequences no longer than the window, windowed attention is full causal attention: the config caps
- * maxPositions at the window instead of masking, and every length lmsteer accepts is computed exactly.
+ * The attention window of mistral / qwen2 and the layers that use it, as transformers decides them: mistral
+ * windows every layer (sliding_window, default 4096; null for none, as in Mistral ≥ v0.2); qwen2 only with
+ * use_sliding_window, in layers ≥ max_window_layers; an explicit layer_types list overrides both.
  */
-function slidingWindow(r: ConfigReader, modelType: LlamaType): number | undefined {
-  if (modelType === 'mistral') {
-    if (!('sliding_window' in r.raw)) return 4096; // MistralConfig's default
-    return r.has('sliding_window') ? r.int('sliding_window') : undefined; // null: no window (Mistral ≥ v0.2)
+function slidingWindow(r: ConfigReader, modelType: LlamaType, numLayers: number): { size: number; layers: number[] } | undefined {
+  let size: number | undefined;
+  if (modelType === 'mistral') size = !('sliding_window' in r.raw) ? 4096 : r.has('sliding_window') ? r.int('sliding_window') : undefined;
+  else if (modelType === 'qwen2' && r.bool('use_sliding_window', false)) size = r.int('sliding_window', 4096);
+  if (size === undefined) return undefined;
+  let layers = Array.from({ length: numLayers }, (_, i) => i);
+  if (r.has('layer_types')) {
+    const types = r.raw.layer_types;
+    if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+      r.fail('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers`);
+    }
+    layers = layers.filter((i) => types[i] === 'sliding_attention');
+  } else if (modelType === 'qwen2') {
+    const from = r.int('max_window_layers', 28);
+    layers = layers.filter((i) => i >= from);
   }
-  if (modelType === 'qwen2' && r.bool('use_sliding_window', false)) {
-    const layers = r.int('num_hidden_layers');
-    if (r.int('max_window_layers', 28) < layers) return r.int('sliding_window', 4096);
-  }
-  return undefined;
+  return layers.length > 0 ? { size, layers } : undefined;
 }
 
 /** Every tensor the checkpoint must hold, with its shape (HF names, nn.Linear weights [out, in]). */

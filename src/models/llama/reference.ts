@@ -29,7 +29,8 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
     const q = linear(h, w(p + 'self_attn.q_proj.weight'), bias(p + 'self_attn.q_proj.bias', cfg.qkvBias));
     const k = linear(h, w(p + 'self_attn.k_proj.weight'), bias(p + 'self_attn.k_proj.bias', cfg.qkvBias));
     const v = linear(h, w(p + 'self_attn.v_proj.weight'), bias(p + 'self_attn.v_proj.bias', cfg.qkvBias));
-    const att = causalAttention(applyRope(q, H, hd, rotaryDim, cs), applyRope(k, kvH, hd, rotaryDim, cs), v, H, kvH, hd);
+    const window = cfg.slidingWindow?.layers.includes(i) ? cfg.slidingWindow.size : Infinity;
+    const att = causalAttention(applyRope(q, H, hd, rotaryDim, cs), applyRope(k, kvH, hd, rotaryDim, cs), v, H, kvH, hd, window);
     x = add(x, linear(att, w(p + 'self_attn.o_proj.weight'), bias(p + 'self_attn.o_proj.bias', cfg.outBias)));
 
     // gated MLP

@@ -78,13 +78,22 @@ test('head_dim may differ from hidden/heads; eos may be a list', () => {
   assert.ok(weightNames(cfg).length > 0);
 });
 
-test('sliding windows cap maxPositions (exact attention up to the window)', () => {
-  assert.equal(parseConfig({ ...BASE, model_type: 'mistral', num_key_value_heads: 8, max_position_embeddings: 32768 }, 'c').maxPositions, 4096);
-  assert.equal(parseConfig({ ...BASE, model_type: 'mistral', num_key_value_heads: 8, max_position_embeddings: 32768, sliding_window: null }, 'c').maxPositions, 32768);
+test('sliding windows: size and layers as transformers decides them; positions are not capped', () => {
+  const mistral = { ...BASE, model_type: 'mistral', num_key_value_heads: 8, max_position_embeddings: 32768 };
+  const win = (raw: Record<string, unknown>) => parseConfig(raw, 'c').slidingWindow;
+  assert.deepEqual(win(mistral), { size: 4096, layers: [0, 1] }); // MistralConfig's default window
+  assert.equal(parseConfig(mistral, 'c').maxPositions, 32768);
+  assert.equal(win({ ...mistral, sliding_window: null }), undefined); // Mistral ≥ v0.2
+  assert.equal(win({ ...mistral, sliding_window: 32768 }), undefined); // no narrower than the positions: no window
   const qwen = { ...BASE, model_type: 'qwen2', num_key_value_heads: 8, max_position_embeddings: 32768, sliding_window: 1024 };
-  assert.equal(parseConfig(qwen, 'c').maxPositions, 32768); // use_sliding_window defaults to false
-  assert.equal(parseConfig({ ...qwen, use_sliding_window: true, max_window_layers: 1 }, 'c').maxPositions, 1024);
-  assert.equal(parseConfig({ ...qwen, use_sliding_window: true, max_window_layers: 2 }, 'c').maxPositions, 32768);
+  assert.equal(win(qwen), undefined); // use_sliding_window defaults to false
+  assert.deepEqual(win({ ...qwen, use_sliding_window: true, max_window_layers: 1 }), { size: 1024, layers: [1] });
+  assert.equal(win({ ...qwen, use_sliding_window: true, max_window_layers: 2 }), undefined);
+  assert.deepEqual(win({ ...qwen, use_sliding_window: true, layer_types: ['sliding_attention', 'full_attention'] }), { size: 1024, layers: [0] });
+  assert.throws(
+    () => win({ ...qwen, use_sliding_window: true, layer_types: ['sliding_attention'] }),
+    (e: Err) => e.code === 'BAD_FILE' && e.message.includes('"layer_types"'),
+  );
 });
 
 test('missing or invalid fields: BAD_FILE naming the field and the file; unknown activation: UNSUPPORTED', () => {
