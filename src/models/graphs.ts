@@ -7,7 +7,7 @@ import { buildGptNeoxGraph } from './gptNeox/graph.js';
 import { buildLlamaGraph } from './llama/graph.js';
 
 /** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
-export const GRAPH_BUILDER_VERSION = 5;
+export const GRAPH_BUILDER_VERSION = 6;
 
 export function buildDecoderGraph(cfg: DecoderConfig, weights: WeightStore): GraphBuilder {
   switch (cfg.arch) {
