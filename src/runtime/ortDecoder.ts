@@ -177,9 +177,7 @@ export class OrtDecoder implements Decoder {
       position_ids: i64(pos, [B, T]),
       past_lengths: i64(new Array(B).fill(0), [B]),
       logits_index: i64(logitsIndex.flat(), [B, logitsIndex[0].length]),
-      steer_p1: f32(s.p1),
-      steer_p2t: f32(s.p2t),
-      steer_scale: f32(s.scale),
+      ...steerFeedsOf(s),
     };
   }
 
@@ -204,9 +202,8 @@ export class OrtDecoder implements Decoder {
     this.checkRows(prompts);
     const T = Math.max(...prompts.map((r) => r.length));
     const cache = new KvCache(this.cfg, prompts.length, Math.min(this.cfg.maxPositions, T + (opts.maxNewTokens ?? 128)));
-    const steerFeeds = steerFeedsOf(steer ?? zeroSteer(this.hiddenSize, prompts.length));
     const shared = sharedPrompts(prompts);
-    if (shared) return this.startShared(prompts, shared, cache, steerFeeds);
+    if (shared) return this.startShared(prompts, shared, cache, steerFeedsOf(steer ?? zeroSteer(this.hiddenSize, prompts.length)));
     const feeds = this.prefillFeeds(
       prompts,
       prompts.map((r) => [r.length - 1]),
@@ -216,6 +213,7 @@ export class OrtDecoder implements Decoder {
     cache.bind(feeds, fetches);
     const out = await this.session.run(feeds, fetches);
     cache.write(out, prompts.map((_, b) => b), prompts.map(() => 0), prompts.map((r) => r.length));
+    const steerFeeds = { steer_p1: feeds.steer_p1, steer_p2t: feeds.steer_p2t, steer_scale: feeds.steer_scale };
     const batch = new OrtBatch(this, cache, steerFeeds, prompts.map((r) => r.length));
     return { batch, out: { logits: lastLogits(out.logits) } };
   }
