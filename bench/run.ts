@@ -131,7 +131,6 @@ function main(): void {
   ratio('decode lmsteer/llama.cpp (separate processes)', get('decode', 'decode_tok_s'), get('llamacpp', 'decode_tok_s'));
   ratio('prefill lmsteer/llama.cpp (separate processes)', get('decode', 'prefill_tok_s'), get('llamacpp', 'prefill_tok_s'));
   ratio('batch25/batch1 decode tok/s', get('batch25', 'decode_tok_s'), get('decode', 'decode_tok_s'));
-  ratio('ceiling of batch25/batch1: GEMM-only 25-row step vs real batch 1', get('gemm', 'gemm_only_b25_tok_s'), get('decode', 'decode_tok_s'));
   const g1 = get('gemm', 'gemm_step_b1_ms');
   ratio('GEMM-only: 25 rows vs 1 row, tok/s', g1 === undefined ? undefined : SETTINGS.batchRows * g1, get('gemm', 'gemm_step_b25_ms'));
   ratio('generate(top-k 50)/raw decode', get('generate', 'generate_topk50_tok_s'), get('decode', 'decode_tok_s'));

@@ -697,8 +697,8 @@ async function measureParity(): Promise<MeasureResult> {
 /**
  * The ceiling of batched decode on this machine: only the weight MatMuls of one decode step (12 × QKV, attention
  * out, MLP up, MLP down, and the LM head; the bench model's real weights), as one ORT graph, at 1 row and at
- * 25. A real step adds attention over the KV cache, norms and the runtime's work, so
- * (25 rows ÷ GEMM-only 25-row step time) ÷ real batch-1 tok/s bounds what batch 25 can reach over batch 1.
+ * 25. A real 25-row step adds attention over the KV cache, norms and the runtime's work to these products,
+ * so their 25-row vs 1-row token rate (run.ts's derived ratio) bounds what batch 25 can reach over batch 1.
  */
 async function measureGemm(): Promise<MeasureResult> {
   const p = benchPaths();

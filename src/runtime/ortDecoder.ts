@@ -230,7 +230,7 @@ export class OrtDecoder implements Decoder {
     if (toRun.length > 0) {
       const rows = toRun.map((x) => x.p);
       const feeds = this.prefillFeeds(rows, rows.map((r) => [r.length - 1]), undefined);
-      const fetches: Record<string, ort.Tensor | null> = { logits: null };
+      const fetches: Record<string, ort.Tensor | null> = {}; // only the keys/values: ORT then skips the head
       cache.bind(feeds, fetches, rows.length);
       const out = await this.session.run(feeds, fetches);
       const outRow = new Map(toRun.map((x, i) => [x.u, i]));
