@@ -168,7 +168,8 @@ export function writeGguf(path: string, metadata: Record<string, GgufValue>, ten
     for (const t of tensors) {
       const data = t.data();
       const n = t.shape.reduce((a, b) => a * b, 1);
-      if (data.length !== n) throw new Error(`internal: GGUF tensor ${t.name} has ${data.length} values for shape [${t.shape}]`);
+      if (data.length !== n)
+        throw new Error(`internal: GGUF tensor ${t.name} has ${data.length} values for shape [${t.shape}]`);
       writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       const pad = (ALIGNMENT - (data.byteLength % ALIGNMENT)) % ALIGNMENT;
       if (pad) writeSync(fd, zeros, 0, pad);
@@ -197,7 +198,10 @@ export interface GgufVocab {
 
 /** tokens, types and merges of a Hugging Face GPT-2 tokenizer.json (byte-level BPE). */
 export function vocabFromTokenizerJson(json: unknown, vocabSize: number): GgufVocab {
-  const tj = json as { model: { vocab: Record<string, number>; merges: (string | [string, string])[] }; added_tokens?: { id: number; content: string; special?: boolean }[] };
+  const tj = json as {
+    model: { vocab: Record<string, number>; merges: (string | [string, string])[] };
+    added_tokens?: { id: number; content: string; special?: boolean }[];
+  };
   const tokens = new Array<string>(vocabSize);
   const tokenTypes = new Array<number>(vocabSize).fill(1);
   for (const [s, id] of Object.entries(tj.model.vocab)) if (id < vocabSize) tokens[id] = s;
@@ -228,7 +232,13 @@ export interface Gpt2GgufConfig {
 }
 
 /** Write HF GPT-2 weights (unprefixed names, Conv1D [in, out]) as a llama.cpp GPT-2 GGUF in float32. */
-export function writeGpt2Gguf(path: string, cfg: Gpt2GgufConfig, get: (name: string) => Tensor<'float32'>, vocab: GgufVocab, name = 'lmsteer-bench-gpt2'): void {
+export function writeGpt2Gguf(
+  path: string,
+  cfg: Gpt2GgufConfig,
+  get: (name: string) => Tensor<'float32'>,
+  vocab: GgufVocab,
+  name = 'lmsteer-bench-gpt2',
+): void {
   const md: Record<string, GgufValue> = {
     'general.architecture': { type: 'string', value: 'gpt2' },
     'general.name': { type: 'string', value: name },
@@ -274,6 +284,9 @@ export function writeGpt2Gguf(path: string, cfg: Gpt2GgufConfig, get: (name: str
       { name: `${b}.ffn_down.bias`, shape: [d], data: same(`${p}.mlp.c_proj.bias`) },
     );
   }
-  tensors.push({ name: 'output_norm.weight', shape: [d], data: same('ln_f.weight') }, { name: 'output_norm.bias', shape: [d], data: same('ln_f.bias') });
+  tensors.push(
+    { name: 'output_norm.weight', shape: [d], data: same('ln_f.weight') },
+    { name: 'output_norm.bias', shape: [d], data: same('ln_f.bias') },
+  );
   writeGguf(path, md, tensors);
 }

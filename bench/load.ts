@@ -48,20 +48,31 @@ async function runChildServer(): Promise<void> {
   const { saveSteer } = await import('../src/steer/steerFile.js');
   const { startServer } = await import('../src/server/server.js');
   const { SteerSet } = await import('../src/server/steers.js');
-  const model = await loadModel(args.model ?? defaultModel(), { threads: args.threads ? Number(args.threads) : undefined });
+  const model = await loadModel(args.model ?? defaultModel(), {
+    threads: args.threads ? Number(args.threads) : undefined,
+  });
   const tmp = mkdtempSync(join(tmpdir(), 'lmsteer-load-'));
   let seed = 1;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
   const d = model.cfg.hiddenSize;
   const dirs = ['sentiment', 'detox'].map((name) => {
     const r = 4;
-    const t = () => ({ dtype: 'float32' as const, shape: [1, d, r], data: Float32Array.from({ length: d * r }, () => rand() * 0.5) });
+    const t = () => ({
+      dtype: 'float32' as const,
+      shape: [1, d, r],
+      data: Float32Array.from({ length: d * r }, () => rand() * 0.5),
+    });
     const dir = join(tmp, name);
     saveSteer(dir, {
       config: {
         formatVersion: 1,
         name,
-        baseModel: { id: model.id, embeddingFingerprint: model.fingerprint(), vocabSize: model.cfg.vocabSize, hiddenSize: d },
+        baseModel: {
+          id: model.id,
+          embeddingFingerprint: model.fingerprint(),
+          vocabSize: model.cfg.vocabSize,
+          hiddenSize: d,
+        },
         eps: 0.05,
         rank: r,
         slots: [{ name: 'on', defaultValue: 0 }],
@@ -139,7 +150,12 @@ async function runLoad(url: string): Promise<void> {
   const durationS = Number(args.duration);
   const clients = Number(args.clients);
   const maxTokens = Number(args['max-tokens']);
-  const prompts = ['Once upon a time', 'The little dog', 'Lily and Ben went to the park. They saw', 'One day, a girl named Sue'];
+  const prompts = [
+    'Once upon a time',
+    'The little dog',
+    'Lily and Ben went to the park. They saw',
+    'One day, a girl named Sue',
+  ];
   const samples: Sample[] = [];
   const errors: string[] = [];
   const start = Date.now();
@@ -176,14 +192,25 @@ async function runLoad(url: string): Promise<void> {
     url,
     model: args.url ? undefined : (args.model ?? defaultModel()),
     cpus: cpus().length,
-    settings: { durationS, clients, maxTokens, maxBatch: Number(args['max-batch']), context: args.context ? Number(args.context) : 'default' },
+    settings: {
+      durationS,
+      clients,
+      maxTokens,
+      maxBatch: Number(args['max-batch']),
+      context: args.context ? Number(args.context) : 'default',
+    },
     requests: samples.length,
     errors: errors.length,
     firstErrors: errors.slice(0, 3),
     wallS: Number(wallS.toFixed(2)),
     requestsPerS: Number((samples.length / wallS).toFixed(2)),
     tokensPerS: Number((tokens / wallS).toFixed(1)),
-    latencyMs: { p50: Math.round(pct(lat, 50)), p90: Math.round(pct(lat, 90)), p99: Math.round(pct(lat, 99)), max: Math.round(Math.max(...lat)) },
+    latencyMs: {
+      p50: Math.round(pct(lat, 50)),
+      p90: Math.round(pct(lat, 90)),
+      p99: Math.round(pct(lat, 99)),
+      max: Math.round(Math.max(...lat)),
+    },
     ttftMs: { p50: Math.round(pct(ttft, 50)), p99: Math.round(pct(ttft, 99)) },
   };
   console.table({

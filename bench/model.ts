@@ -161,7 +161,8 @@ export function modelReady(p: BenchPaths, needGguf: boolean): boolean {
 /** Write config.json and model.safetensors (atomically: a crash leaves no half folder). */
 export function writeModelFiles(p: BenchPaths, weights: Record<string, Tensor<'float32'>>): void {
   mkdirSync(p.modelDir, { recursive: true });
-  if (!existsSync(p.safetensors)) writeSafetensors(p.safetensors, weights, { metadata: { format: 'pt', bench: `seed ${SEED}` } });
+  if (!existsSync(p.safetensors))
+    writeSafetensors(p.safetensors, weights, { metadata: { format: 'pt', bench: `seed ${SEED}` } });
   if (!existsSync(p.config)) {
     const tmp = `${p.config}.tmp-${process.pid}`;
     writeFileSync(tmp, JSON.stringify(GPT2_SMALL_CONFIG, null, 2));

@@ -19,10 +19,22 @@ export function ensurePeer(): string | undefined {
   mkdirSync(peerDir, { recursive: true });
   const r = spawnSync(
     'npm',
-    ['install', '--prefix', peerDir, '--no-save', '--no-audit', '--no-fund', '--omit=optional', `node-llama-cpp@${PEER_VERSION}`, `@node-llama-cpp/${process.platform}-${process.arch}@${PEER_VERSION}`],
+    [
+      'install',
+      '--prefix',
+      peerDir,
+      '--no-save',
+      '--no-audit',
+      '--no-fund',
+      '--omit=optional',
+      `node-llama-cpp@${PEER_VERSION}`,
+      `@node-llama-cpp/${process.platform}-${process.arch}@${PEER_VERSION}`,
+    ],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
-  return r.status === 0 ? undefined : `npm install of node-llama-cpp@${PEER_VERSION} into ${peerDir} failed (exit ${r.status})`;
+  return r.status === 0
+    ? undefined
+    : `npm install of node-llama-cpp@${PEER_VERSION} into ${peerDir} failed (exit ${r.status})`;
 }
 
 export function peerVersion(): string | undefined {

@@ -36,13 +36,26 @@ checkWeights(cfg, weights);
 if (wantGguf && !existsSync(p.gguf)) {
   const tokDir = sharedTokenizerDir();
   if (!tokDir) {
-    notes.push('no GPT-2 tokenizer in ../shared/models/gpt2-tokenizer: model.gguf not written (its vocabulary comes from tokenizer.json), llama.cpp measures skipped');
+    notes.push(
+      'no GPT-2 tokenizer in ../shared/models/gpt2-tokenizer: model.gguf not written (its vocabulary comes from tokenizer.json), llama.cpp measures skipped',
+    );
   } else {
     const t = now();
-    const vocab = vocabFromTokenizerJson(JSON.parse(readFileSync(join(tokDir, 'tokenizer.json'), 'utf8')), cfg.vocabSize);
+    const vocab = vocabFromTokenizerJson(
+      JSON.parse(readFileSync(join(tokDir, 'tokenizer.json'), 'utf8')),
+      cfg.vocabSize,
+    );
     writeGpt2Gguf(
       p.gguf,
-      { vocabSize: cfg.vocabSize, hiddenSize: cfg.hiddenSize, numLayers: cfg.numLayers, numHeads: cfg.numHeads, intermediateSize: cfg.intermediateSize, maxPositions: cfg.maxPositions, normEps: cfg.normEps },
+      {
+        vocabSize: cfg.vocabSize,
+        hiddenSize: cfg.hiddenSize,
+        numLayers: cfg.numLayers,
+        numHeads: cfg.numHeads,
+        intermediateSize: cfg.intermediateSize,
+        maxPositions: cfg.maxPositions,
+        normEps: cfg.normEps,
+      },
       (name) => weights.get(name),
       vocab,
     );

@@ -16,7 +16,20 @@ import { readVersion, SETTINGS, THREADS, type MeasureResult } from './settings.j
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..');
 
-const MEASURE_ORDER = ['decode', 'generate', 'batch25', 'steer', 'llamacpp', 'versus', 'parity', 'train', 'extract', 'eval', 'profile', 'gemm'] as const;
+const MEASURE_ORDER = [
+  'decode',
+  'generate',
+  'batch25',
+  'steer',
+  'llamacpp',
+  'versus',
+  'parity',
+  'train',
+  'extract',
+  'eval',
+  'profile',
+  'gemm',
+] as const;
 const DESCRIPTIONS: Record<(typeof MEASURE_ORDER)[number], string> = {
   decode: 'lmsteer batch 1: prefill 200 tokens, then greedy decode steps (raw batch.step loop)',
   generate: 'lmsteer batch 1 decode through generate() (greedy and top-k 50)',
@@ -46,11 +59,13 @@ function runChild(args: string[], timeoutMs: number): { ok: boolean; stdout: str
   return { ok: false, stdout: r.stdout ?? '', error: `${why}\n${tail}` };
 }
 
-const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(4));
+const fmt = (v: number) =>
+  Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(4);
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  const line = (r: string[]) => r.map((cell, c) => (c >= 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ');
+  const line = (r: string[]) =>
+    r.map((cell, c) => (c >= 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ');
   return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
 
@@ -88,7 +103,9 @@ function main(): void {
   }
   const machine = machineInfo();
   const loadBefore = loadavg();
-  console.error(`lmsteer bench: ${selected.join(', ')} on ${machine.cpu} (${machine.logicalCores} cores), ${THREADS} threads`);
+  console.error(
+    `lmsteer bench: ${selected.join(', ')} on ${machine.cpu} (${machine.logicalCores} cores), ${THREADS} threads`,
+  );
 
   const started = Date.now();
   const prep = runChild([join(here, 'prepare.ts'), ...(needGguf ? [] : ['--no-gguf'])], 15 * 60_000);
@@ -96,7 +113,11 @@ function main(): void {
     console.error(`preparing the benchmark model failed: ${prep.error}`);
     process.exit(1);
   }
-  const prepared = JSON.parse(prep.stdout.trim().split('\n').pop() ?? '{}') as { timings: Record<string, number>; notes: string[]; gguf: boolean };
+  const prepared = JSON.parse(prep.stdout.trim().split('\n').pop() ?? '{}') as {
+    timings: Record<string, number>;
+    notes: string[];
+    gguf: boolean;
+  };
   for (const n of prepared.notes) console.error(`note: ${n}`);
   console.error(`model ready in ${benchPaths().modelDir} (${JSON.stringify(prepared.timings)})`);
 
@@ -128,19 +149,33 @@ function main(): void {
   const ratio = (name: string, a?: number, b?: number) => {
     if (a !== undefined && b !== undefined) derived[name] = a / b;
   };
-  ratio('decode lmsteer/llama.cpp (separate processes)', get('decode', 'decode_tok_s'), get('llamacpp', 'decode_tok_s'));
-  ratio('prefill lmsteer/llama.cpp (separate processes)', get('decode', 'prefill_tok_s'), get('llamacpp', 'prefill_tok_s'));
+  ratio(
+    'decode lmsteer/llama.cpp (separate processes)',
+    get('decode', 'decode_tok_s'),
+    get('llamacpp', 'decode_tok_s'),
+  );
+  ratio(
+    'prefill lmsteer/llama.cpp (separate processes)',
+    get('decode', 'prefill_tok_s'),
+    get('llamacpp', 'prefill_tok_s'),
+  );
   ratio('batch25/batch1 decode tok/s', get('batch25', 'decode_tok_s'), get('decode', 'decode_tok_s'));
   const g1 = get('gemm', 'gemm_step_b1_ms');
-  ratio('GEMM-only: 25 rows vs 1 row, tok/s', g1 === undefined ? undefined : SETTINGS.batchRows * g1, get('gemm', 'gemm_step_b25_ms'));
+  ratio(
+    'GEMM-only: 25 rows vs 1 row, tok/s',
+    g1 === undefined ? undefined : SETTINGS.batchRows * g1,
+    get('gemm', 'gemm_step_b25_ms'),
+  );
   ratio('generate(top-k 50)/raw decode', get('generate', 'generate_topk50_tok_s'), get('decode', 'decode_tok_s'));
   const ext = get('extract', 'hidden_only_tok_s');
   const tr = get('train', 'train_tok_s');
-  if (ext !== undefined && tr !== undefined) derived['from-scratch tok/s (extract once + train)'] = 1 / (1 / ext + 1 / tr);
+  if (ext !== undefined && tr !== undefined)
+    derived['from-scratch tok/s (extract once + train)'] = 1 / (1 / ext + 1 / tr);
 
   const rows: string[][] = [['measure', 'metric', 'median', 'min', 'max', 'n', 'unit']];
   for (const r of results) {
-    for (const [k, s] of Object.entries(r.metrics)) rows.push([r.measure, k, fmt(s.median), fmt(s.min), fmt(s.max), String(s.n), s.unit]);
+    for (const [k, s] of Object.entries(r.metrics))
+      rows.push([r.measure, k, fmt(s.median), fmt(s.min), fmt(s.max), String(s.n), s.unit]);
     rows.push([r.measure, 'peak RSS', fmt(r.peakRssMiB), '', '', '1', 'MiB']);
   }
   for (const [k, v] of Object.entries(derived)) rows.push(['derived', k, fmt(v), '', '', '', '×|tok/s']);
@@ -156,7 +191,11 @@ function main(): void {
     durationS: (Date.now() - started) / 1000,
     machine: { ...machine, loadavgBefore: loadBefore, loadavgAfter: loadavg() },
     settings: SETTINGS,
-    model: { shape: 'GPT-2 small (12 layers, d 768, 12 heads, vocab 50257, 1024 positions), seeded random weights, float32', dir: benchPaths().modelDir, prepare: prepared.timings },
+    model: {
+      shape: 'GPT-2 small (12 layers, d 768, 12 heads, vocab 50257, 1024 positions), seeded random weights, float32',
+      dir: benchPaths().modelDir,
+      prepare: prepared.timings,
+    },
     results,
     derived,
     failures,
@@ -165,7 +204,11 @@ function main(): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `${name}-${stamp}.json`), JSON.stringify(report, null, 2));
   writeFileSync(join(dir, 'latest.json'), JSON.stringify(report, null, 2));
-  console.log(`\nwrote bench/results/${name}-${stamp}.json (${report.durationS.toFixed(0)} s; load avg ${loadBefore.map((l) => l.toFixed(1)).join(' ')} → ${loadavg().map((l) => l.toFixed(1)).join(' ')})`);
+  console.log(
+    `\nwrote bench/results/${name}-${stamp}.json (${report.durationS.toFixed(0)} s; load avg ${loadBefore.map((l) => l.toFixed(1)).join(' ')} → ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')})`,
+  );
 }
 
 main();

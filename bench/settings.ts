@@ -43,4 +43,3 @@ export function readVersion(pkg: string): string | undefined {
     return undefined;
   }
 }
-

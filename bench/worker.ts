@@ -48,7 +48,13 @@ async function loadLmsteer(): Promise<Loaded> {
   const session = await createDecoderSession(cfg, weights, { cacheDir: p.graphCache, threads: THREADS });
   const loadMs = now() - t0;
   const tokDir = sharedTokenizerDir();
-  return { cfg, weights, decoder: new OrtDecoder(session, cfg), tokenizer: tokDir ? HfTokenizer.fromDir(tokDir) : undefined, loadMs };
+  return {
+    cfg,
+    weights,
+    decoder: new OrtDecoder(session, cfg),
+    tokenizer: tokDir ? HfTokenizer.fromDir(tokDir) : undefined,
+    loadMs,
+  };
 }
 
 /** The one built graph in the bench model's cache (for sessions with other options, e.g. profiling). */
@@ -159,7 +165,13 @@ interface DecodeRun {
 }
 
 /** Prefill `rows`, then `windows` timed windows of `steps` greedy steps (argmax in JS). */
-async function decodeRun(dec: OrtDecoder, rows: number[][], steps: number, windows: number, steer?: SteerInputs): Promise<DecodeRun> {
+async function decodeRun(
+  dec: OrtDecoder,
+  rows: number[][],
+  steps: number,
+  windows: number,
+  steer?: SteerInputs,
+): Promise<DecodeRun> {
   const t0 = now();
   const { batch, out } = await dec.start(rows, steer, { maxNewTokens: steps * windows + 4 });
   const prefillMs = now() - t0;
@@ -180,7 +192,13 @@ async function decodeRun(dec: OrtDecoder, rows: number[][], steps: number, windo
 }
 
 async function warmup(dec: OrtDecoder, tok: Tokenizer | undefined, batch: number, steer?: SteerInputs): Promise<void> {
-  await decodeRun(dec, Array.from({ length: batch }, (_, i) => promptRow(tok, 16, i)), 4, 1, steer);
+  await decodeRun(
+    dec,
+    Array.from({ length: batch }, (_, i) => promptRow(tok, 16, i)),
+    4,
+    1,
+    steer,
+  );
 }
 
 async function measureDecode(): Promise<MeasureResult> {
@@ -197,7 +215,14 @@ async function measureDecode(): Promise<MeasureResult> {
   }
   return {
     measure: 'decode',
-    config: { batch: 1, promptTokens: T, decodeSteps: S * b1Windows, runs: b1Runs, sampling: 'greedy (argmax in JS), raw batch.step loop', threads: THREADS },
+    config: {
+      batch: 1,
+      promptTokens: T,
+      decodeSteps: S * b1Windows,
+      runs: b1Runs,
+      sampling: 'greedy (argmax in JS), raw batch.step loop',
+      threads: THREADS,
+    },
     metrics: {
       load_ms: single(m.loadMs, 'ms'),
       prefill_tok_s: summarize(prefill, 'tok/s'),
@@ -220,7 +245,13 @@ async function measureBatch(): Promise<MeasureResult> {
   const run = await decodeRun(m.decoder, rows, S, W);
   return {
     measure: 'batch25',
-    config: { batch: B, promptTokens: T, decodeSteps: S * W, sampling: 'greedy (argmax in JS), raw batch.step loop', threads: THREADS },
+    config: {
+      batch: B,
+      promptTokens: T,
+      decodeSteps: S * W,
+      sampling: 'greedy (argmax in JS), raw batch.step loop',
+      threads: THREADS,
+    },
     metrics: {
       prefill_tok_s: single(((B * T) / run.prefillMs) * 1000, 'tok/s'),
       decode_tok_s: summarize(
@@ -259,7 +290,16 @@ async function measureSteer(): Promise<MeasureResult> {
   const ss = summarize(steered, 'tok/s');
   return {
     measure: 'steer',
-    config: { batch: 1, promptTokens: T, decodeSteps: S * b1Windows, runs: b1Runs, K: steerRank * steerSlots, rank: steerRank, slots: steerSlots, threads: THREADS },
+    config: {
+      batch: 1,
+      promptTokens: T,
+      decodeSteps: S * b1Windows,
+      runs: b1Runs,
+      K: steerRank * steerSlots,
+      rank: steerRank,
+      slots: steerSlots,
+      threads: THREADS,
+    },
     metrics: {
       unsteered_tok_s: ps,
       steered_tok_s: ss,
@@ -281,7 +321,13 @@ async function measureGenerate(): Promise<MeasureResult> {
   const metrics: Record<string, Summary> = {};
   const once = async (temperature: number, topK: number, r: number) => {
     const times: number[] = [];
-    await generate(m.decoder, tok, [{ prompt: { ids: promptRow(m.tokenizer, T, r) } }], { maxNewTokens: n, temperature, topK, stopAtEos: false, seed: r }, { onToken: () => times.push(now()) });
+    await generate(
+      m.decoder,
+      tok,
+      [{ prompt: { ids: promptRow(m.tokenizer, T, r) } }],
+      { maxNewTokens: n, temperature, topK, stopAtEos: false, seed: r },
+      { onToken: () => times.push(now()) },
+    );
     return ((times.length - 1) / (times[times.length - 1] - times[0])) * 1000;
   };
   await warmup(m.decoder, m.tokenizer, 1);
@@ -295,11 +341,20 @@ async function measureGenerate(): Promise<MeasureResult> {
   }
   return {
     measure: 'generate',
-    config: { batch: 1, promptTokens: T, newTokens: n, runs: b1Runs, threads: THREADS, tokenizer: m.tokenizer ? 'gpt2 (shared)' : 'stub' },
+    config: {
+      batch: 1,
+      promptTokens: T,
+      newTokens: n,
+      runs: b1Runs,
+      threads: THREADS,
+      tokenizer: m.tokenizer ? 'gpt2 (shared)' : 'stub',
+    },
     metrics,
     loadedRssMiB: loaded,
     peakRssMiB: peakRssMiB(),
-    notes: ['decode rate from the first onToken to the last (prefill excluded); sampling, stopping and text streaming included'],
+    notes: [
+      'decode rate from the first onToken to the last (prefill excluded); sampling, stopping and text streaming included',
+    ],
   };
 }
 
@@ -316,7 +371,12 @@ async function measureEval(): Promise<MeasureResult> {
   const promptLens: number[] = prompts.map((p) => (typeof p === 'string' ? tok.encode(p).length : p.ids.length));
   for (const maxBatch of [32, 25]) {
     const t0 = now();
-    const res = await generate(m.decoder, tok, prompts.map((prompt) => ({ prompt, numSamples: N })), { ...settings, maxBatch });
+    const res = await generate(
+      m.decoder,
+      tok,
+      prompts.map((prompt) => ({ prompt, numSamples: N })),
+      { ...settings, maxBatch },
+    );
     const ms = now() - t0;
     const count = res.reduce((a, r) => a + r.samples.reduce((b, s) => b + s.tokenIds.length, 0), 0);
     metrics[`eval_maxBatch${maxBatch}_tok_s`] = single((count / ms) * 1000, 'tok/s');
@@ -335,7 +395,9 @@ async function measureEval(): Promise<MeasureResult> {
     metrics,
     loadedRssMiB: loaded,
     peakRssMiB: peakRssMiB(),
-    notes: ['wall time of whole generate() calls (prefill, sampling and text included); batch1 = one sample of each prompt at a time; speedup uses maxBatch 32 (the default)'],
+    notes: [
+      'wall time of whole generate() calls (prefill, sampling and text included); batch1 = one sample of each prompt at a time; speedup uses maxBatch 32 (the default)',
+    ],
   };
 }
 
@@ -367,7 +429,9 @@ async function measureExtract(): Promise<MeasureResult> {
     },
     loadedRssMiB: loaded,
     peakRssMiB: peakRssMiB(),
-    notes: ['forward() with logits at all B·T positions ([32,48,50257] floats, 309 MB) vs forward(rows, { hiddenOnly: true }), the extraction training uses (logits at one position per row)'],
+    notes: [
+      'forward() with logits at all B·T positions ([32,48,50257] floats, 309 MB) vs forward(rows, { hiddenOnly: true }), the extraction training uses (logits at one position per row)',
+    ],
   };
 }
 
@@ -386,7 +450,10 @@ async function measureTrain(): Promise<MeasureResult> {
   const loaded = rssMiB();
   const rnd = fastNormals(5);
   // Texts of 40–60 tokens; each contributes (length − 1) next-token positions.
-  const lengths = Array.from({ length: trainTexts }, (_, i) => trainMinTokens + ((i * 7) % (trainMaxTokens - trainMinTokens + 1)));
+  const lengths = Array.from(
+    { length: trainTexts },
+    (_, i) => trainMinTokens + ((i * 7) % (trainMaxTokens - trainMinTokens + 1)),
+  );
   const M = lengths.reduce((a, n) => a + n - 1, 0);
   const hidden = new Float32Array(M * d).map(() => rnd());
   const targets = new Int32Array(M).map((_, i) => (i * 7919) % cfg.vocabSize);
@@ -399,7 +466,12 @@ async function measureTrain(): Promise<MeasureResult> {
       for (let c = r; c < K; c++) scale[row * K + c] = 1e-3;
     }
   });
-  const batch: LossBatch = { hidden: { dtype: 'float32', shape: [M, d], data: hidden }, targets, weight: new Float32Array(M).fill(1), scale: { dtype: 'float32', shape: [M, K], data: scale } };
+  const batch: LossBatch = {
+    hidden: { dtype: 'float32', shape: [M, d], data: hidden },
+    targets,
+    weight: new Float32Array(M).fill(1),
+    scale: { dtype: 'float32', shape: [M, K], data: scale },
+  };
   const p1: Tensor = { dtype: 'float32', shape: [d, K], data: new Float32Array(d * K).map(() => 0.01 * rnd()) };
   const p2t: Tensor = { dtype: 'float32', shape: [K, d], data: new Float32Array(K * d).map(() => 0.01 * rnd()) };
   const adam = adamInit([d * K, K * d]);
@@ -423,7 +495,18 @@ async function measureTrain(): Promise<MeasureResult> {
   await session.close();
   return {
     measure: 'train',
-    config: { texts: trainTexts, tokensPerText: `${trainMinTokens}–${trainMaxTokens}`, positionsPerStep: M, rank: r, slots: S, K, V: cfg.vocabSize, d, chunkRows: session.chunkRows, threads: THREADS },
+    config: {
+      texts: trainTexts,
+      tokensPerText: `${trainMinTokens}–${trainMaxTokens}`,
+      positionsPerStep: M,
+      rank: r,
+      slots: S,
+      K,
+      V: cfg.vocabSize,
+      d,
+      chunkRows: session.chunkRows,
+      threads: THREADS,
+    },
     metrics: {
       session_create_ms: single(createMs, 'ms'),
       step_ms: summarize(stepMs, 'ms'),
@@ -431,7 +514,9 @@ async function measureTrain(): Promise<MeasureResult> {
     },
     loadedRssMiB: loaded,
     peakRssMiB: peakRssMiB(),
-    notes: ['a step = LossSession.run over all chunks + mean + Adam (what trainLoop does per step, minus the cache read); goal ≥ 1000 tok/s'],
+    notes: [
+      'a step = LossSession.run over all chunks + mean + Adam (what trainLoop does per step, minus the cache read); goal ≥ 1000 tok/s',
+    ],
   };
 }
 
@@ -446,7 +531,10 @@ interface ProfileEvent {
   args?: { op_name?: string };
 }
 
-function aggregate(events: ProfileEvent[], runs: { ts: number; end: number }[]): { op: string; ms: number; pct: number }[] {
+function aggregate(
+  events: ProfileEvent[],
+  runs: { ts: number; end: number }[],
+): { op: string; ms: number; pct: number }[] {
   const by = new Map<string, number>();
   let total = 0;
   for (const e of events) {
@@ -469,18 +557,29 @@ async function measureProfile(): Promise<MeasureResult> {
   const tokDir = sharedTokenizerDir();
   const tok = tokDir ? HfTokenizer.fromDir(tokDir) : undefined;
   const { promptTokens: T, windowSteps: S, batchRows: B } = SETTINGS;
-  const session = await ort.InferenceSession.create(cachedModelPath(), { ...sessionOptions(THREADS), enableProfiling: true, profileFilePrefix: join(dir, 'ort') });
+  const session = await ort.InferenceSession.create(cachedModelPath(), {
+    ...sessionOptions(THREADS),
+    enableProfiling: true,
+    profileFilePrefix: join(dir, 'ort'),
+  });
   const dec = new OrtDecoder(session, cfg);
   // Phases in order: warmup, b1 prefill+decode, b25 prefill+decode. Run times tell them apart below.
   await warmup(dec, tok, 1);
   await decodeRun(dec, [promptRow(tok, T, 0)], S, 1);
-  await decodeRun(dec, Array.from({ length: B }, (_, i) => promptRow(tok, T, i)), 8, 1);
+  await decodeRun(
+    dec,
+    Array.from({ length: B }, (_, i) => promptRow(tok, T, i)),
+    8,
+    1,
+  );
   session.endProfiling();
   await session.release();
   const file = readdirSync(dir).find((f) => f.endsWith('.json'));
   if (!file) throw new Error(`ORT wrote no profile into ${dir}`);
   const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[];
-  const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').map((e) => ({ ts: e.ts, end: e.ts + e.dur }));
+  const runs = events
+    .filter((e) => e.cat === 'Session' && e.name === 'model_run')
+    .map((e) => ({ ts: e.ts, end: e.ts + e.dur }));
   // warmup: 1 prefill + 4 steps; b1: 1 prefill + S steps; b25: 1 prefill + 8 steps.
   const w = 5;
   const phases = {
@@ -510,7 +609,9 @@ async function measureProfile(): Promise<MeasureResult> {
     config: { profileFile: join(dir, file), runs: runs.length, threads: THREADS },
     metrics,
     peakRssMiB: peakRssMiB(),
-    notes: Object.entries(tables).map(([phase, ops]) => `${phase}: ${ops.map((o) => `${o.op} ${o.ms.toFixed(2)}ms (${o.pct.toFixed(0)}%)`).join(', ')}`),
+    notes: Object.entries(tables).map(
+      ([phase, ops]) => `${phase}: ${ops.map((o) => `${o.op} ${o.ms.toFixed(2)}ms (${o.pct.toFixed(0)}%)`).join(', ')}`,
+    ),
   };
 }
 
@@ -526,7 +627,12 @@ async function openLlama(contextSize: number) {
   } catch (e) {
     throw new Error(`node-llama-cpp is not installed: ${(e as Error).message}`);
   }
-  const llama = await lib.getLlama({ gpu: false, build: 'never', logLevel: lib.LlamaLogLevel.error, maxThreads: THREADS });
+  const llama = await lib.getLlama({
+    gpu: false,
+    build: 'never',
+    logLevel: lib.LlamaLogLevel.error,
+    maxThreads: THREADS,
+  });
   const t0 = now();
   const model = await llama.loadModel({ modelPath: benchPaths().gguf, gpuLayers: 0 });
   const context = await model.createContext({ contextSize, batchSize: 512, threads: THREADS, sequences: 1 });
@@ -537,7 +643,12 @@ async function openLlama(contextSize: number) {
 type LlamaSequence = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** llama.cpp's counterpart of decodeRun: prefill `prompt`, then timed windows of greedy steps. */
-async function llamaRun(seq: LlamaSequence, prompt: number[], steps: number, windows: number): Promise<{ prefillMs: number; windowMs: number[] }> {
+async function llamaRun(
+  seq: LlamaSequence,
+  prompt: number[],
+  steps: number,
+  windows: number,
+): Promise<{ prefillMs: number; windowMs: number[] }> {
   await seq.clearHistory();
   const it = seq.evaluate(prompt as never[], { temperature: 0, yieldEogToken: true });
   const t0 = now();
@@ -568,12 +679,28 @@ async function measureLlamaCpp(): Promise<MeasureResult> {
     prefill.push((T / res.prefillMs) * 1000);
     for (const ms of res.windowMs) decode.push((S / ms) * 1000);
   }
-  const info = { nodeLlamaCpp: peerVersion(), llamaCppRelease: llama.llamaCppRelease.release, buildType: llama.buildType, gpu: llama.gpu, cpuMathCores: llama.cpuMathCores };
+  const info = {
+    nodeLlamaCpp: peerVersion(),
+    llamaCppRelease: llama.llamaCppRelease.release,
+    buildType: llama.buildType,
+    gpu: llama.gpu,
+    cpuMathCores: llama.cpuMathCores,
+  };
   await context.dispose();
   await model.dispose();
   return {
     measure: 'llamacpp',
-    config: { batch: 1, promptTokens: T, decodeSteps: S * b1Windows, runs: b1Runs, sampling: 'greedy (temperature 0)', threads: THREADS, contextSize: 1024, batchSize: 512, ...info },
+    config: {
+      batch: 1,
+      promptTokens: T,
+      decodeSteps: S * b1Windows,
+      runs: b1Runs,
+      sampling: 'greedy (temperature 0)',
+      threads: THREADS,
+      contextSize: 1024,
+      batchSize: 512,
+      ...info,
+    },
     metrics: {
       load_ms: single(loadMs, 'ms'),
       prefill_tok_s: summarize(prefill, 'tok/s'),
@@ -621,7 +748,15 @@ async function measureVersus(): Promise<MeasureResult> {
   await model.dispose();
   return {
     measure: 'versus',
-    config: { batch: 1, promptTokens: T, decodeSteps: S * b1Windows, pairs, threads: THREADS, llamaCppRelease: release, nodeLlamaCpp: peerVersion() },
+    config: {
+      batch: 1,
+      promptTokens: T,
+      decodeSteps: S * b1Windows,
+      pairs,
+      threads: THREADS,
+      llamaCppRelease: release,
+      nodeLlamaCpp: peerVersion(),
+    },
     metrics: {
       lmsteer_decode_tok_s: summarize(ours.decode, 'tok/s'),
       llamacpp_decode_tok_s: summarize(theirs.decode, 'tok/s'),
@@ -640,12 +775,16 @@ async function measureParity(): Promise<MeasureResult> {
   const m = await loadLmsteer();
   const { model, context } = await openLlama(256);
   const notes: string[] = [];
-  const prompt = m.tokenizer ? m.tokenizer.encode('The quick brown fox jumps over the lazy dog because', { addSpecialTokens: false }) : promptRow(undefined, 12, 0);
+  const prompt = m.tokenizer
+    ? m.tokenizer.encode('The quick brown fox jumps over the lazy dog because', { addSpecialTokens: false })
+    : promptRow(undefined, 12, 0);
   if (m.tokenizer) {
     const text = 'Hello world! LM-Steer steers models: naïve café, 2024.';
     const a = m.tokenizer.encode(text, { addSpecialTokens: false });
     const b = model.tokenize(text) as number[];
-    notes.push(`tokenizer: GGUF vocab ${JSON.stringify(a) === JSON.stringify(b) ? 'tokenizes the test sentence exactly as tokenizer.json' : `DIFFERS: lmsteer ${JSON.stringify(a)} vs llama.cpp ${JSON.stringify(b)}`}`);
+    notes.push(
+      `tokenizer: GGUF vocab ${JSON.stringify(a) === JSON.stringify(b) ? 'tokenizes the test sentence exactly as tokenizer.json' : `DIFFERS: lmsteer ${JSON.stringify(a)} vs llama.cpp ${JSON.stringify(b)}`}`,
+    );
   }
   const N = 16;
   // lmsteer: next-token probabilities after the prompt, and N greedy tokens.
@@ -661,7 +800,11 @@ async function measureParity(): Promise<MeasureResult> {
   const pOurs = (id: number) => Math.exp(logits[id] - max) / z;
   // llama.cpp: the same, through its sampler's probability list.
   const seq = context.getSequence();
-  const it = seq.evaluateWithMetadata(prompt as never[], { probabilities: true }, { temperature: 0, yieldEogToken: true });
+  const it = seq.evaluateWithMetadata(
+    prompt as never[],
+    { probabilities: true },
+    { temperature: 0, yieldEogToken: true },
+  );
   const theirs: number[] = [];
   let probs: Map<number, number> | undefined;
   for (let i = 0; i < N; i++) {
@@ -678,7 +821,12 @@ async function measureParity(): Promise<MeasureResult> {
   let firstDiff = ours.findIndex((t, i) => t !== theirs[i]);
   if (firstDiff < 0) firstDiff = N;
   notes.push(`greedy tokens lmsteer:    ${JSON.stringify(ours)}`, `greedy tokens llama.cpp: ${JSON.stringify(theirs)}`);
-  notes.push(`top-5 llama.cpp p: ${top.slice(0, 5).map(([id, p]) => `${id}:${p.toFixed(4)}/${pOurs(id).toFixed(4)}`).join(' ')} (llama.cpp/lmsteer)`);
+  notes.push(
+    `top-5 llama.cpp p: ${top
+      .slice(0, 5)
+      .map(([id, p]) => `${id}:${p.toFixed(4)}/${pOurs(id).toFixed(4)}`)
+      .join(' ')} (llama.cpp/lmsteer)`,
+  );
   await context.dispose();
   await model.dispose();
   return {
@@ -711,7 +859,11 @@ async function measureGemm(): Promise<MeasureResult> {
   const outs: string[] = [];
   let flops = 0;
   for (let i = 0; i < cfg.numLayers; i++) {
-    for (const [name, input] of [['attn.c_attn', x], ['attn.c_proj', x], ['mlp.c_fc', x]] as const) {
+    for (const [name, input] of [
+      ['attn.c_attn', x],
+      ['attn.c_proj', x],
+      ['mlp.c_fc', x],
+    ] as const) {
       const w = weights.get(`h.${i}.${name}.weight`);
       outs.push(g.op('ReduceSum', [g.op('MatMul', [input, g.weight(`${i}.${name}`, w)])], { keepdims: 0 }));
       flops += 2 * w.data.length;
@@ -750,10 +902,15 @@ async function measureGemm(): Promise<MeasureResult> {
       gemm_step_b1_ms: summarize(one, 'ms'),
       gemm_step_b25_ms: summarize(many, 'ms'),
       gemm_b25_gflop_s: summarize(gflops(rows, many), 'GFLOP/s'),
-      gemm_only_b25_tok_s: summarize(many.map((ms) => (rows * 1000) / ms), 'tok/s'),
+      gemm_only_b25_tok_s: summarize(
+        many.map((ms) => (rows * 1000) / ms),
+        'tok/s',
+      ),
     },
     peakRssMiB: peakRssMiB(),
-    notes: [`weight MatMuls of one decode step only (${(flops / 1e9).toFixed(3)} GFLOP a row): the bound on batched decode`],
+    notes: [
+      `weight MatMuls of one decode step only (${(flops / 1e9).toFixed(3)} GFLOP a row): the bound on batched decode`,
+    ],
   };
 }
 

@@ -9,11 +9,27 @@ ensureDeps();
 const extra = process.argv.slice(2);
 for (const value of [-8, 0, 8]) {
   process.stdout.write(`\n── sentiment = ${value} ${'─'.repeat(40)}\n`);
-  const args = ['bin/lmsteer.mjs', 'generate', '--prompt', 'Once upon a time', '--max-new-tokens', '48', '--seed', '1',
-    '--steer', 'steers/stories260K-sentiment', '--value', `sentiment=${value}`, ...extra];
+  const args = [
+    'bin/lmsteer.mjs',
+    'generate',
+    '--prompt',
+    'Once upon a time',
+    '--max-new-tokens',
+    '48',
+    '--seed',
+    '1',
+    '--steer',
+    'steers/stories260K-sentiment',
+    '--value',
+    `sentiment=${value}`,
+    ...extra,
+  ];
   const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
   if (r.status !== 0) {
-    if (r.status === 2 && value === -8) process.stderr.write('  (with npm start, pass flags after --: npm start -- --model ../shared/models/stories260K/hf)\n');
+    if (r.status === 2 && value === -8)
+      process.stderr.write(
+        '  (with npm start, pass flags after --: npm start -- --model ../shared/models/stories260K/hf)\n',
+      );
     process.exit(r.status ?? 1);
   }
 }

@@ -18,7 +18,11 @@ export interface SteerFlags {
 
 export function addModelFlags(cmd: Command): Command {
   return cmd
-    .option('-m, --model <spec>', `model: a Hugging Face folder, a llama2.c .bin, or a hub id (gpt2, org/name@rev)`, DEFAULT_MODEL)
+    .option(
+      '-m, --model <spec>',
+      `model: a Hugging Face folder, a llama2.c .bin, or a hub id (gpt2, org/name@rev)`,
+      DEFAULT_MODEL,
+    )
     .option('--threads <n>', 'CPU threads for ONNX Runtime (default: all cores)', intOption('--threads', 1, 1024))
     .option('--offline', 'never touch the network; use the local Hugging Face cache only');
 }
@@ -26,7 +30,12 @@ export function addModelFlags(cmd: Command): Command {
 export function addSteerFlags(cmd: Command): Command {
   return cmd
     .option('--steer <dir>', 'a steer folder (steer.json + steer.safetensors); repeat to compose steers', collect, [])
-    .option('--value <name=v>', 'a steer value, e.g. sentiment=3 (negative steers the other way); repeatable', collect, [])
+    .option(
+      '--value <name=v>',
+      'a steer value, e.g. sentiment=3 (negative steers the other way); repeatable',
+      collect,
+      [],
+    )
     .option('--force', 'use a steer even if it was trained for another base model');
 }
 
@@ -39,7 +48,11 @@ export function openSteers(model: LoadedModel, flags: SteerFlags): { active?: Ac
   const values = parseValues(flags.value);
   if (!active) {
     if (flags.value.length > 0) {
-      throw new LmSteerError('BAD_ARGUMENT', `--value was given but no --steer`, 'add --steer DIR (a steer folder made by lmsteer train)');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `--value was given but no --steer`,
+        'add --steer DIR (a steer folder made by lmsteer train)',
+      );
     }
     return {};
   }

@@ -28,26 +28,76 @@ interface EvalFlags extends ModelFlags, SteerFlags, SamplingSettings {
 }
 
 export function evalCommand(): Command {
-  const cmd = new Command('eval').description("evaluate a (steered) model with the paper's protocol: N samples per prompt, attribute, perplexity, dist-n");
+  const cmd = new Command('eval').description(
+    "evaluate a (steered) model with the paper's protocol: N samples per prompt, attribute, perplexity, dist-n",
+  );
   addModelFlags(cmd);
   addSteerFlags(cmd);
-  const scorers = describeScorers().map((s) => `${s.name} (${s.attribute})`).join(', ');
+  const scorers = describeScorers()
+    .map((s) => `${s.name} (${s.attribute})`)
+    .join(', ');
   return cmd
-    .option('--prompts <file>', 'prompt file: DExperts/RealToxicityPrompts JSONL ({"prompt": {"text": ...}}) or one prompt per line')
+    .option(
+      '--prompts <file>',
+      'prompt file: DExperts/RealToxicityPrompts JSONL ({"prompt": {"text": ...}}) or one prompt per line',
+    )
     .option('-o, --out <dir>', 'output folder (generations.jsonl, run.json, report.md/json, plots)')
     .option('--samples <n>', 'samples per prompt', intOption('--samples', 1, 10_000), PAPER_SAMPLING.samples)
-    .option('-n, --max-new-tokens <n>', 'new tokens per sample, exactly (EOS does not stop a sample)', intOption('--max-new-tokens', 1, 1_000_000), PAPER_SAMPLING.maxNewTokens)
-    .option('--top-p <p>', 'nucleus sampling (1 = off; the paper uses 0.9 for sentiment)', floatOption('--top-p', Number.MIN_VALUE, 1), PAPER_SAMPLING.topP)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off; 50 is Hugging Face generate()\'s default)', intOption('--top-k', 0, 10_000_000), PAPER_SAMPLING.topK)
-    .option('-t, --temperature <t>', 'sampling temperature', floatOption('--temperature', 0, 100), PAPER_SAMPLING.temperature)
-    .option('-s, --seed <s>', 'random seed; prompt i always gets the samples of (seed, i)', intOption('--seed', 0, 2 ** 32 - 1), PAPER_SAMPLING.seed)
+    .option(
+      '-n, --max-new-tokens <n>',
+      'new tokens per sample, exactly (EOS does not stop a sample)',
+      intOption('--max-new-tokens', 1, 1_000_000),
+      PAPER_SAMPLING.maxNewTokens,
+    )
+    .option(
+      '--top-p <p>',
+      'nucleus sampling (1 = off; the paper uses 0.9 for sentiment)',
+      floatOption('--top-p', Number.MIN_VALUE, 1),
+      PAPER_SAMPLING.topP,
+    )
+    .option(
+      '--top-k <k>',
+      "keep the k most likely tokens (0 = off; 50 is Hugging Face generate()'s default)",
+      intOption('--top-k', 0, 10_000_000),
+      PAPER_SAMPLING.topK,
+    )
+    .option(
+      '-t, --temperature <t>',
+      'sampling temperature',
+      floatOption('--temperature', 0, 100),
+      PAPER_SAMPLING.temperature,
+    )
+    .option(
+      '-s, --seed <s>',
+      'random seed; prompt i always gets the samples of (seed, i)',
+      intOption('--seed', 0, 2 ** 32 - 1),
+      PAPER_SAMPLING.seed,
+    )
     .option('--scorer <name>', `attribute scorer: ${scorers}`, 'vader')
-    .option('--scorer-model <path>', 'model of the scorer: offensive-linear model.json, a linear classifier (file or folder), an ONNX classifier folder')
+    .option(
+      '--scorer-model <path>',
+      'model of the scorer: offensive-linear model.json, a linear classifier (file or folder), an ONNX classifier folder',
+    )
     .option('--scorer-label <label>', 'onnx-classifier: the id2label name (or index) to score')
-    .option('--ppl-model <spec>', 'evaluator LM for perplexity (default: the evaluated model, unsteered; the paper uses gpt2-xl)')
-    .option('--limit <n>', 'only the first n prompts (a later, larger --limit extends the same run)', intOption('--limit', 1, Number.MAX_SAFE_INTEGER))
-    .option('--sweep <name=v1,v2,...>', 'run the whole protocol at each value of one steer value (a subfolder per value)')
-    .option('--batch-rows <n>', 'rows (samples) per decoder batch; speed only, never the samples', intOption('--batch-rows', 1, 100_000), 64)
+    .option(
+      '--ppl-model <spec>',
+      'evaluator LM for perplexity (default: the evaluated model, unsteered; the paper uses gpt2-xl)',
+    )
+    .option(
+      '--limit <n>',
+      'only the first n prompts (a later, larger --limit extends the same run)',
+      intOption('--limit', 1, Number.MAX_SAFE_INTEGER),
+    )
+    .option(
+      '--sweep <name=v1,v2,...>',
+      'run the whole protocol at each value of one steer value (a subfolder per value)',
+    )
+    .option(
+      '--batch-rows <n>',
+      'rows (samples) per decoder batch; speed only, never the samples',
+      intOption('--batch-rows', 1, 100_000),
+      64,
+    )
     .option('--overwrite', 'discard results in --out made with another configuration')
     .option('--progress', 'print progress lines even when stderr is not a terminal')
     .option('--title <text>', 'report title')
@@ -55,11 +105,18 @@ export function evalCommand(): Command {
 }
 
 async function run(flags: EvalFlags): Promise<void> {
-  if (!flags.prompts) throw new LmSteerError('BAD_ARGUMENT', 'give --prompts FILE', 'e.g. --prompts nontoxic_prompts-10k.jsonl');
-  if (!flags.out) throw new LmSteerError('BAD_ARGUMENT', 'give --out DIR, the folder for generations and the report', 'e.g. --out runs/detox');
+  if (!flags.prompts)
+    throw new LmSteerError('BAD_ARGUMENT', 'give --prompts FILE', 'e.g. --prompts nontoxic_prompts-10k.jsonl');
+  if (!flags.out)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'give --out DIR, the folder for generations and the report',
+      'e.g. --out runs/detox',
+    );
   const sweep = flags.sweep !== undefined ? parseSweep(flags.sweep) : undefined;
   const values = parseValues(flags.value);
-  if (flags.value.length > 0 && flags.steer.length === 0) throw new LmSteerError('BAD_ARGUMENT', '--value was given but no --steer', 'add --steer DIR');
+  if (flags.value.length > 0 && flags.steer.length === 0)
+    throw new LmSteerError('BAD_ARGUMENT', '--value was given but no --steer', 'add --steer DIR');
   // The scorer first: a missing model file or API key should fail before a model is loaded.
   const scorer = await createScorer(flags.scorer, { modelPath: flags.scorerModel, label: flags.scorerLabel });
   const model = await openModel(flags);
@@ -73,7 +130,8 @@ async function run(flags: EvalFlags): Promise<void> {
   process.on('SIGINT', onSigint);
   try {
     const steers = loadActiveSteers(flags.steer, model, { force: flags.force });
-    if (flags.pplModel) ppl = await loadModel(flags.pplModel, { threads: flags.threads, hub: { offline: flags.offline || undefined } });
+    if (flags.pplModel)
+      ppl = await loadModel(flags.pplModel, { threads: flags.threads, hub: { offline: flags.offline || undefined } });
     const r = await runEval(
       {
         outDir: flags.out,
@@ -92,13 +150,25 @@ async function run(flags: EvalFlags): Promise<void> {
         progress: flags.progress,
         title: flags.title,
       },
-      { model, steers, steerDirs: flags.steer, scorer, fluency: fluencyModelOf(ppl ?? model), signal: controller.signal },
+      {
+        model,
+        steers,
+        steerDirs: flags.steer,
+        scorer,
+        fluency: fluencyModelOf(ppl ?? model),
+        signal: controller.signal,
+      },
     );
     process.stdout.write(`${r.files.reportMd}\n`);
     for (const s of r.settings) {
       const row = s.row;
-      const attr = row.maxToxicity !== undefined ? `max toxicity ${fmt(row.maxToxicity, 3)}, toxicity prob ${fmt(row.toxicityProb, 3)}` : `${scorer.attribute} ${fmt(100 * (row.positiveRate ?? NaN), 2)}%`;
-      process.stdout.write(`  ${s.setting}: ${attr}, ppl ${fmt(row.ppl, 2)}, dist-1/2/3 ${fmt(row.dist1, 2)}/${fmt(row.dist2, 2)}/${fmt(row.dist3, 2)}\n`);
+      const attr =
+        row.maxToxicity !== undefined
+          ? `max toxicity ${fmt(row.maxToxicity, 3)}, toxicity prob ${fmt(row.toxicityProb, 3)}`
+          : `${scorer.attribute} ${fmt(100 * (row.positiveRate ?? NaN), 2)}%`;
+      process.stdout.write(
+        `  ${s.setting}: ${attr}, ppl ${fmt(row.ppl, 2)}, dist-1/2/3 ${fmt(row.dist1, 2)}/${fmt(row.dist2, 2)}/${fmt(row.dist3, 2)}\n`,
+      );
     }
   } finally {
     process.off('SIGINT', onSigint);

@@ -36,23 +36,31 @@ function addCommon(cmd: Command): Command {
   addModelFlags(cmd);
   return cmd
     .requiredOption('--steer <dir>', 'the steer folder to explain (trained for --model)')
-    .option('--slot <name>', "which slot of the steer (default: its only settable slot)")
+    .option('--slot <name>', 'which slot of the steer (default: its only settable slot)')
     .option('--force', 'explain the steer even if it was trained for another base model of the same width')
     .option('--json', 'print the result as JSON')
     .option('--html <file>', 'also write a self-contained HTML report to this file');
 }
 
 export function explainCommand(): Command {
-  const cmd = new Command('explain').description("explain a steer: its word dimensions (dims) or the evidence for it in a text (text)");
+  const cmd = new Command('explain').description(
+    'explain a steer: its word dimensions (dims) or the evidence for it in a text (text)',
+  );
   cmd.addCommand(
-    addCommon(new Command('dims').description('the tokens each top singular direction of the steer promotes and demotes'))
+    addCommon(
+      new Command('dims').description('the tokens each top singular direction of the steer promotes and demotes'),
+    )
       .option('--top <n>', 'tokens per direction and pole', intOption('--top', 1, 10_000), 20)
       .option('--dims <n>', 'singular directions to show', intOption('--dims', 1, 1000), 5)
       .option('--all-tokens', 'rank every token, not only word-like ones')
       .action(async (flags: DimsFlags) => runDims(flags)),
   );
   cmd.addCommand(
-    addCommon(new Command('text').description('per-token evidence for the steer slot in a text, its best spans, and the best-fitting steer value'))
+    addCommon(
+      new Command('text').description(
+        'per-token evidence for the steer slot in a text, its best spans, and the best-fitting steer value',
+      ),
+    )
       .requiredOption('--text <text>', 'the text to explain')
       .option('--grid <min:max:steps>', 'steer values to fit the text against', parseGrid, valueGrid())
       .action(async (flags: TextFlags) => runText(flags)),
@@ -73,7 +81,12 @@ export function parseGrid(raw: string): number[] {
 async function withSteer<T>(flags: CommonFlags, fn: (model: LoadedModel, steer: Steer) => Promise<T>): Promise<T> {
   const model = await openModel(flags);
   try {
-    const steer = loadSteer(flags.steer, { expectFingerprint: model.fingerprint(), expectModelId: model.id, expectHiddenSize: model.cfg.hiddenSize, force: flags.force });
+    const steer = loadSteer(flags.steer, {
+      expectFingerprint: model.fingerprint(),
+      expectModelId: model.id,
+      expectHiddenSize: model.cfg.hiddenSize,
+      force: flags.force,
+    });
     return await fn(model, steer);
   } finally {
     model.close();
@@ -81,27 +94,43 @@ async function withSteer<T>(flags: CommonFlags, fn: (model: LoadedModel, steer: 
 }
 
 async function runDims(flags: DimsFlags): Promise<void> {
-  const report = await withSteer(flags, async (model, steer) => explainSteerDims(model, steer, { slot: flags.slot, top: flags.top, dims: flags.dims, allTokens: flags.allTokens }));
+  const report = await withSteer(flags, async (model, steer) =>
+    explainSteerDims(model, steer, { slot: flags.slot, top: flags.top, dims: flags.dims, allTokens: flags.allTokens }),
+  );
   const title = `Steer ${report.steer}, slot ${report.slot} on ${report.model}`;
-  if (flags.html) writeFileAtomic(flags.html, renderLensHtml({ title, dims: { heading: `Word dimensions (rank ${report.rank})`, dims: report.dims } }));
+  if (flags.html)
+    writeFileAtomic(
+      flags.html,
+      renderLensHtml({ title, dims: { heading: `Word dimensions (rank ${report.rank})`, dims: report.dims } }),
+    );
   if (flags.json) {
     process.stdout.write(JSON.stringify(report) + '\n');
     return;
   }
   const color = shouldColor(process.stdout);
-  process.stdout.write(`${sanitize(title)}: ${report.dims.length} direction${report.dims.length === 1 ? '' : 's'}${report.wordLike ? ' (word-like tokens; --all-tokens for all)' : ''}\n`);
+  process.stdout.write(
+    `${sanitize(title)}: ${report.dims.length} direction${report.dims.length === 1 ? '' : 's'}${report.wordLike ? ' (word-like tokens; --all-tokens for all)' : ''}\n`,
+  );
   if (report.dims.length === 0) process.stdout.write('  the slot is zero: it does not change the model\n');
   else process.stdout.write(dimsTerminal(report.dims, { color }));
   if (flags.html) process.stdout.write(`wrote ${flags.html}\n`);
 }
 
 async function runText(flags: TextFlags): Promise<void> {
-  const res = await withSteer(flags, (model, steer) => explainText(model, steer, flags.text, { slot: flags.slot, grid: flags.grid }));
+  const res = await withSteer(flags, (model, steer) =>
+    explainText(model, steer, flags.text, { slot: flags.slot, grid: flags.grid }),
+  );
   const ev = { tokens: res.tokens, spans: res.spans, total: res.total };
   const title = `Steer ${res.steer}, slot ${res.slot} on ${res.model}`;
   if (flags.html) {
     const labels = { positive: `likelier with ${res.slot} at +1`, negative: `likelier with ${res.slot} at −1` };
-    writeFileAtomic(flags.html, renderLensHtml({ title, evidence: { text: ev, labels, heading: `Evidence in the text — best fitting value ${fmtValue(res.grid.best)}` } }));
+    writeFileAtomic(
+      flags.html,
+      renderLensHtml({
+        title,
+        evidence: { text: ev, labels, heading: `Evidence in the text — best fitting value ${fmtValue(res.grid.best)}` },
+      }),
+    );
   }
   if (flags.json) {
     process.stdout.write(JSON.stringify(res) + '\n');

@@ -21,18 +21,35 @@ interface GenerateFlags extends ModelFlags, SteerFlags {
 }
 
 export function generateCommand(): Command {
-  const cmd = new Command('generate').description('generate text from a prompt, optionally steered (--steer DIR --value name=v)');
+  const cmd = new Command('generate').description(
+    'generate text from a prompt, optionally steered (--steer DIR --value name=v)',
+  );
   addModelFlags(cmd);
   addSteerFlags(cmd);
   return cmd
     .option('-p, --prompt <text>', 'the prompt')
     .option('--ids <ids>', 'the prompt as comma-separated token ids instead of text')
     .option('-n, --max-new-tokens <n>', 'new tokens per sample', intOption('--max-new-tokens', 1, 1_000_000), 64)
-    .option('--min-new-tokens <n>', 'no EOS before this many new tokens', intOption('--min-new-tokens', 0, 1_000_000), 0)
+    .option(
+      '--min-new-tokens <n>',
+      'no EOS before this many new tokens',
+      intOption('--min-new-tokens', 0, 1_000_000),
+      0,
+    )
     .option('-t, --temperature <t>', 'sampling temperature; 0 = greedy', floatOption('--temperature', 0, 100), 1)
     .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', intOption('--top-k', 0, 10_000_000), 0)
-    .option('--top-p <p>', 'nucleus sampling: keep the smallest set with this much probability (1 = off)', floatOption('--top-p', Number.MIN_VALUE, 1), 1)
-    .option('-s, --seed <s>', 'random seed (runs with the same seed are identical)', intOption('--seed', 0, 2 ** 32 - 1), 0)
+    .option(
+      '--top-p <p>',
+      'nucleus sampling: keep the smallest set with this much probability (1 = off)',
+      floatOption('--top-p', Number.MIN_VALUE, 1),
+      1,
+    )
+    .option(
+      '-s, --seed <s>',
+      'random seed (runs with the same seed are identical)',
+      intOption('--seed', 0, 2 ** 32 - 1),
+      0,
+    )
     .option('--num-samples <n>', 'samples of the prompt', intOption('--num-samples', 1, 10_000), 1)
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect, [])
     .option('--json', 'print {"model", "samples": [{"text", "token_ids"}]} instead of streaming text')
@@ -41,16 +58,29 @@ export function generateCommand(): Command {
 
 async function run(flags: GenerateFlags): Promise<void> {
   if (flags.prompt === undefined && flags.ids === undefined) {
-    throw new LmSteerError('BAD_ARGUMENT', 'give --prompt TEXT (or --ids 1,2,3)', 'e.g. lmsteer generate --prompt "Once upon a time"');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'give --prompt TEXT (or --ids 1,2,3)',
+      'e.g. lmsteer generate --prompt "Once upon a time"',
+    );
   }
-  if (flags.prompt !== undefined && flags.ids !== undefined) throw new LmSteerError('BAD_ARGUMENT', '--prompt and --ids exclude each other');
-  if (flags.prompt === '') throw new LmSteerError('BAD_ARGUMENT', '--prompt is empty', 'give some text, or --ids with the start token (e.g. --ids 1)');
+  if (flags.prompt !== undefined && flags.ids !== undefined)
+    throw new LmSteerError('BAD_ARGUMENT', '--prompt and --ids exclude each other');
+  if (flags.prompt === '')
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      '--prompt is empty',
+      'give some text, or --ids with the start token (e.g. --ids 1)',
+    );
   const model = await openModel(flags);
   try {
     const { active, scale } = openSteers(model, flags);
     const stream = !flags.json && flags.numSamples === 1;
     const prompt = flags.ids !== undefined ? { ids: parseIds(flags.ids) } : flags.prompt!;
-    if (stream) process.stdout.write(typeof prompt === 'string' ? prompt : model.tokenizer.decode(prompt.ids, { skipSpecialTokens: true }));
+    if (stream)
+      process.stdout.write(
+        typeof prompt === 'string' ? prompt : model.tokenizer.decode(prompt.ids, { skipSpecialTokens: true }),
+      );
     const [result] = await generate(
       model.decoder,
       model.tokenizer,
@@ -70,10 +100,16 @@ async function run(flags: GenerateFlags): Promise<void> {
     );
     if (stream) process.stdout.write('\n');
     else if (flags.json) {
-      const samples = result.samples.map((s) => ({ text: s.text, token_ids: s.tokenIds, finish_reason: s.finishReason }));
+      const samples = result.samples.map((s) => ({
+        text: s.text,
+        token_ids: s.tokenIds,
+        finish_reason: s.finishReason,
+      }));
       process.stdout.write(JSON.stringify({ model: model.id, prompt_tokens: result.promptTokens, samples }) + '\n');
     } else {
-      result.samples.forEach((s, i) => process.stdout.write(`--- sample ${i + 1} ---\n${flags.prompt ?? ''}${s.text}\n`));
+      result.samples.forEach((s, i) =>
+        process.stdout.write(`--- sample ${i + 1} ---\n${flags.prompt ?? ''}${s.text}\n`),
+      );
     }
   } finally {
     model.close();

@@ -17,13 +17,15 @@ interface InspectFlags extends ModelFlags, SteerFlags {
 }
 
 export function inspectCommand(): Command {
-  const cmd = new Command('inspect').description('per-position token log-probabilities and top next tokens (optionally steered)');
+  const cmd = new Command('inspect').description(
+    'per-position token log-probabilities and top next tokens (optionally steered)',
+  );
   addModelFlags(cmd);
   addSteerFlags(cmd);
   return cmd
     .option('-p, --prompt <text>', 'the text to inspect')
     .option('--ids <ids>', 'comma-separated token ids instead of text')
-    .option('--json', 'print JSON, including the last position\'s full hidden state and logits')
+    .option('--json', "print JSON, including the last position's full hidden state and logits")
     .action(async (flags: InspectFlags) => run({ ...flags, top: 5 }));
 }
 
@@ -34,9 +36,14 @@ async function run(flags: InspectFlags): Promise<void> {
   const model = await openModel(flags);
   try {
     const ids = flags.ids !== undefined ? parseIds(flags.ids) : model.tokenizer.encode(flags.prompt!);
-    if (ids.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'the prompt encodes to no tokens', 'give a non-empty --prompt');
+    if (ids.length === 0)
+      throw new LmSteerError('BAD_ARGUMENT', 'the prompt encodes to no tokens', 'give a non-empty --prompt');
     const { active, scale } = openSteers(model, flags);
-    const steer = active && { p1: active.packed.p1, p2t: active.packed.p2t, scale: { dtype: 'float32' as const, shape: [1, scale!.length], data: scale! } };
+    const steer = active && {
+      p1: active.packed.p1,
+      p2t: active.packed.p2t,
+      scale: { dtype: 'float32' as const, shape: [1, scale!.length], data: scale! },
+    };
     const out = await model.decoder.forward([ids], { steer });
     const V = model.cfg.vocabSize;
     const d = model.cfg.hiddenSize;

@@ -43,6 +43,7 @@ export function parseValues(pairs: string[]): Record<string, number> {
 /** `--ids 1,2,3` → [1, 2, 3]. */
 export function parseIds(raw: string): number[] {
   const parts = raw.split(',').map((s) => s.trim());
-  if (parts.some((s) => !/^\d+$/.test(s))) throw new LmSteerError('BAD_ARGUMENT', `--ids must be comma-separated token ids, got "${raw}"`);
+  if (parts.some((s) => !/^\d+$/.test(s)))
+    throw new LmSteerError('BAD_ARGUMENT', `--ids must be comma-separated token ids, got "${raw}"`);
   return parts.map(Number);
 }

@@ -32,11 +32,34 @@ export function serveCommand(): Command {
     .option('--host <addr>', 'address to listen on (0.0.0.0 exposes the server to the network)', DEFAULTS.host)
     .option('--port <n>', 'port (0 = any free one)', intOption('--port', 0, 65535), DEFAULTS.port)
     .option('--max-batch <n>', 'rows (choices) decoded together', intOption('--max-batch', 1, 1024), DEFAULTS.maxBatch)
-    .option('--context <n>', `tokens per request, prompt + new (default: the model's, at most ${DEFAULTS.maxContext}); sizes the KV cache`, intOption('--context', 2, 1_000_000))
-    .option('--max-tokens-limit <n>', 'largest max_tokens a request may ask for (default: the context)', intOption('--max-tokens-limit', 1, 1_000_000))
-    .option('--max-queue <n>', 'requests waiting for a slot before new ones get 429', intOption('--max-queue', 0, 1_000_000), DEFAULTS.maxQueue)
-    .option('--timeout-ms <n>', 'per-request time limit, queue wait included (0 = none); past it: 504', intOption('--timeout-ms', 0, 2 ** 31 - 1), DEFAULTS.timeoutMs)
-    .option('--max-body-bytes <n>', 'largest request body; bigger: 413', intOption('--max-body-bytes', 64, 2 ** 31 - 1), DEFAULTS.maxBodyBytes)
+    .option(
+      '--context <n>',
+      `tokens per request, prompt + new (default: the model's, at most ${DEFAULTS.maxContext}); sizes the KV cache`,
+      intOption('--context', 2, 1_000_000),
+    )
+    .option(
+      '--max-tokens-limit <n>',
+      'largest max_tokens a request may ask for (default: the context)',
+      intOption('--max-tokens-limit', 1, 1_000_000),
+    )
+    .option(
+      '--max-queue <n>',
+      'requests waiting for a slot before new ones get 429',
+      intOption('--max-queue', 0, 1_000_000),
+      DEFAULTS.maxQueue,
+    )
+    .option(
+      '--timeout-ms <n>',
+      'per-request time limit, queue wait included (0 = none); past it: 504',
+      intOption('--timeout-ms', 0, 2 ** 31 - 1),
+      DEFAULTS.timeoutMs,
+    )
+    .option(
+      '--max-body-bytes <n>',
+      'largest request body; bigger: 413',
+      intOption('--max-body-bytes', 64, 2 ** 31 - 1),
+      DEFAULTS.maxBodyBytes,
+    )
     .option('--api-key <key>', 'require "Authorization: Bearer KEY" on /v1/* and /metrics (or set LMSTEER_API_KEY)')
     .addHelpText(
       'after',

@@ -9,7 +9,9 @@ import { addModelFlags, openModel, type ModelFlags } from './common.js';
 import { collect, parseValues } from './options.js';
 
 export function steerCommand(): Command {
-  const cmd = new Command('steer').description('import reference checkpoints, export LoRA adapters, describe steer folders');
+  const cmd = new Command('steer').description(
+    'import reference checkpoints, export LoRA adapters, describe steer folders',
+  );
   cmd.addCommand(importCommand());
   cmd.addCommand(exportLoraCommand());
   cmd.addCommand(infoCommand());
@@ -27,7 +29,9 @@ interface ImportFlags extends ModelFlags {
 }
 
 function importCommand(): Command {
-  const cmd = new Command('import').description("convert a reference LM-Steer checkpoint (.pt from the paper's train.py) into a steer folder for --model");
+  const cmd = new Command('import').description(
+    "convert a reference LM-Steer checkpoint (.pt from the paper's train.py) into a steer folder for --model",
+  );
   addModelFlags(cmd);
   return cmd
     .option('--pt <file>', 'the reference checkpoint (.pt)')
@@ -39,12 +43,23 @@ function importCommand(): Command {
       if (!flags.pt) throw new LmSteerError('BAD_ARGUMENT', 'give --pt FILE.pt, the reference checkpoint');
       if (!flags.out) throw new LmSteerError('BAD_ARGUMENT', 'give --out DIR, the steer folder to write');
       const slotNames = flags.slotNames?.split(',').map((s) => s.trim());
-      if (slotNames?.some((s) => s === '' || s === DUMMY_SLOT)) throw new LmSteerError('BAD_ARGUMENT', `--slot-names "${flags.slotNames}" has an empty or reserved name`, 'e.g. --slot-names sentiment');
+      if (slotNames?.some((s) => s === '' || s === DUMMY_SLOT))
+        throw new LmSteerError(
+          'BAD_ARGUMENT',
+          `--slot-names "${flags.slotNames}" has an empty or reserved name`,
+          'e.g. --slot-names sentiment',
+        );
       const model = await openModel(flags);
       try {
-        const steer = importReferenceSteer(flags.pt, model, flags.out, { name: flags.name, slotNames, overwrite: flags.overwrite });
+        const steer = importReferenceSteer(flags.pt, model, flags.out, {
+          name: flags.name,
+          slotNames,
+          overwrite: flags.overwrite,
+        });
         const names = knownValueNames([steer], [steer.config.name ?? basename(flags.out)]);
-        process.stdout.write(`imported ${flags.pt} → ${flags.out} (${steer.config.slots.length} slots, rank ${steer.config.rank}, eps ${steer.config.eps}, base ${model.id})\n`);
+        process.stdout.write(
+          `imported ${flags.pt} → ${flags.out} (${steer.config.slots.length} slots, rank ${steer.config.rank}, eps ${steer.config.eps}, base ${model.id})\n`,
+        );
         process.stdout.write(`values: ${names.join(', ')}\n`);
       } finally {
         model.close();
@@ -63,7 +78,9 @@ interface ExportFlags extends ModelFlags {
 }
 
 function exportLoraCommand(): Command {
-  const cmd = new Command('export-lora').description('write a steer at fixed values as a PEFT LoRA adapter on the LM head');
+  const cmd = new Command('export-lora').description(
+    'write a steer at fixed values as a PEFT LoRA adapter on the LM head',
+  );
   addModelFlags(cmd);
   return cmd
     .option('--steer <dir>', 'the steer folder')
@@ -74,15 +91,31 @@ function exportLoraCommand(): Command {
     .action(async (flags: ExportFlags) => {
       if (!flags.steer) throw new LmSteerError('BAD_ARGUMENT', 'give --steer DIR, the steer folder');
       if (!flags.out) throw new LmSteerError('BAD_ARGUMENT', 'give --out DIR, the adapter folder to write');
-      if (flags.value.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'give at least one --value name=v to bake into the adapter', 'e.g. --value sentiment=5');
+      if (flags.value.length === 0)
+        throw new LmSteerError(
+          'BAD_ARGUMENT',
+          'give at least one --value name=v to bake into the adapter',
+          'e.g. --value sentiment=5',
+        );
       const values = parseValues(flags.value);
       const model = await openModel(flags);
       try {
-        const steer = loadSteer(flags.steer, { expectFingerprint: model.fingerprint(), expectModelId: model.id, expectHiddenSize: model.cfg.hiddenSize, force: flags.force });
+        const steer = loadSteer(flags.steer, {
+          expectFingerprint: model.fingerprint(),
+          expectModelId: model.id,
+          expectHiddenSize: model.cfg.hiddenSize,
+          force: flags.force,
+        });
         const targetModule = flags.targetModule ?? (model.cfg.arch === 'gpt_neox' ? 'embed_out' : 'lm_head');
-        const r = exportLora(steer, values, model.outputEmbeddings(), flags.out, { baseModelId: model.id, targetModule, force: flags.force });
+        const r = exportLora(steer, values, model.outputEmbeddings(), flags.out, {
+          baseModelId: model.id,
+          targetModule,
+          force: flags.force,
+        });
         const slots = steer.config.slots.map((s, i) => `${s.name}=${r.values[i]}`).join(', ');
-        process.stdout.write(`wrote a LoRA adapter (rank ${r.rank}, target ${targetModule}, ${slots}) to ${flags.out}\n`);
+        process.stdout.write(
+          `wrote a LoRA adapter (rank ${r.rank}, target ${targetModule}, ${slots}) to ${flags.out}\n`,
+        );
       } finally {
         model.close();
       }
@@ -101,7 +134,9 @@ function infoCommand(): Command {
       const steer = loadSteer(flags.steer);
       const norms = slotNorms(steer);
       if (flags.json) {
-        process.stdout.write(JSON.stringify({ ...steer.config, values: knownValueNames([steer]), norms }, null, 2) + '\n');
+        process.stdout.write(
+          JSON.stringify({ ...steer.config, values: knownValueNames([steer]), norms }, null, 2) + '\n',
+        );
         return;
       }
       const c = steer.config;
@@ -109,7 +144,10 @@ function infoCommand(): Command {
         `steer ${c.name} (${flags.steer})`,
         `  base model: ${c.baseModel.id} (embeddings ${c.baseModel.embeddingFingerprint}, vocab ${c.baseModel.vocabSize}, hidden ${c.baseModel.hiddenSize})`,
         `  eps ${c.eps}, rank ${c.rank}, ${c.slots.length} slot${c.slots.length === 1 ? '' : 's'}:`,
-        ...c.slots.map((s, i) => `    ${s.name === DUMMY_SLOT ? `${s.name} (fixed at ${s.defaultValue})` : `${s.name} (default ${s.defaultValue})`}  ‖P1‖ ${norms[i]!.p1.toFixed(4)}  ‖P2‖ ${norms[i]!.p2.toFixed(4)}`),
+        ...c.slots.map(
+          (s, i) =>
+            `    ${s.name === DUMMY_SLOT ? `${s.name} (fixed at ${s.defaultValue})` : `${s.name} (default ${s.defaultValue})`}  ‖P1‖ ${norms[i]!.p1.toFixed(4)}  ‖P2‖ ${norms[i]!.p2.toFixed(4)}`,
+        ),
         `  values: ${knownValueNames([steer]).join(', ') || '(none)'}`,
       ];
       if (c.source) lines.push(`  source: ${flat(c.source, ['referenceArgs'])}`);
@@ -127,7 +165,11 @@ function slotNorms(steer: Steer): { slot: string; p1: number; p2: number }[] {
     for (let i = s * d * r; i < (s + 1) * d * r; i++) acc += a[i]! * a[i]!;
     return Math.sqrt(acc);
   };
-  return Array.from({ length: S }, (_, s) => ({ slot: steer.config.slots[s]!.name, p1: norm(steer.p1.data, s), p2: norm(steer.p2.data, s) }));
+  return Array.from({ length: S }, (_, s) => ({
+    slot: steer.config.slots[s]!.name,
+    p1: norm(steer.p1.data, s),
+    p2: norm(steer.p2.data, s),
+  }));
 }
 
 function flat(o: Record<string, unknown>, skip: string[]): string {
@@ -138,5 +180,10 @@ function flat(o: Record<string, unknown>, skip: string[]): string {
 }
 
 function basename(p: string): string {
-  return p.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? p;
+  return (
+    p
+      .replace(/[\\/]+$/, '')
+      .split(/[\\/]/)
+      .pop() ?? p
+  );
 }

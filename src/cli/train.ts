@@ -34,14 +34,25 @@ interface TrainFlags extends ModelFlags {
 }
 
 export function trainCommand(): Command {
-  const cmd = new Command('train').description('train a steer on labelled texts (defaults follow the LM-Steer reference training)');
+  const cmd = new Command('train').description(
+    'train a steer on labelled texts (defaults follow the LM-Steer reference training)',
+  );
   addModelFlags(cmd);
   return cmd
-    .option('--data <file[:label]>', 'a dataset file (.jsonl, .csv, .tsv, .txt); a trailing :number gives all its texts that steer value; repeatable', collect, [])
+    .option(
+      '--data <file[:label]>',
+      'a dataset file (.jsonl, .csv, .tsv, .txt); a trailing :number gives all its texts that steer value; repeatable',
+      collect,
+      [],
+    )
     .option('-o, --out <dir>', 'the steer folder to write (steer.json, steer.safetensors, loss.svg, checkpoint/)')
     .option('--text-field <name>', 'text field (JSONL key, CSV/TSV column)')
     .option('--label-field <name>', 'label field (JSONL key, CSV/TSV column)')
-    .option('--label-map <map>', 'labels → steer values: binary, sst5, sst5-0, sst5-1, identity, or "a=1,b=-1"', 'binary')
+    .option(
+      '--label-map <map>',
+      'labels → steer values: binary, sst5, sst5-0, sst5-1, identity, or "a=1,b=-1"',
+      'binary',
+    )
     .option('--balance', 'downsample every steer value to as many examples as the rarest one')
     .option('--slot <name>', 'name of the trained value (used as --value NAME=v)', 'value')
     .option('--no-dummy', "leave out the reference's dummy slot (held at 1)")
@@ -53,11 +64,23 @@ export function trainCommand(): Command {
     .option('--batch-size <b>', 'texts per step (default 32)', intOption('--batch-size', 1, 1_000_000))
     .option('--max-length <n>', 'tokens kept per text (default 256)', intOption('--max-length', 1, 1_000_000))
     .option('--steps <n>', 'training steps (default 1000)', intOption('--steps', 1, 1_000_000_000))
-    .option('--seed <s>', 'seed of init, batch order, balancing and --limit (default 0)', intOption('--seed', 0, 2 ** 31 - 1))
-    .option('--include-padding', "count pad positions in the loss as the reference does")
-    .option('--checkpoint-every <n>', 'steps between checkpoints (default 50)', intOption('--checkpoint-every', 1, 1_000_000_000))
+    .option(
+      '--seed <s>',
+      'seed of init, batch order, balancing and --limit (default 0)',
+      intOption('--seed', 0, 2 ** 31 - 1),
+    )
+    .option('--include-padding', 'count pad positions in the loss as the reference does')
+    .option(
+      '--checkpoint-every <n>',
+      'steps between checkpoints (default 50)',
+      intOption('--checkpoint-every', 1, 1_000_000_000),
+    )
     .option('--fp16-cache', 'store cached hidden states as fp16 (half the disk)')
-    .option('--limit <n>', 'train on a seeded random subset of n examples (quick runs)', intOption('--limit', 1, Number.MAX_SAFE_INTEGER))
+    .option(
+      '--limit <n>',
+      'train on a seeded random subset of n examples (quick runs)',
+      intOption('--limit', 1, Number.MAX_SAFE_INTEGER),
+    )
     .option('--cache-dir <dir>', 'hidden-state cache folder (default: <lmsteer cache>/hidden)')
     .option('--no-cache', 'keep hidden states in memory only (nothing written, nothing reused)')
     .option('--overwrite', 'replace a finished steer in --out')
@@ -66,7 +89,11 @@ export function trainCommand(): Command {
 }
 
 async function run(flags: TrainFlags): Promise<void> {
-  if (flags.data.length === 0) throw usage('give at least one --data FILE[:label]', 'e.g. --data sst_train.txt --label-map sst5, or --data toxic.txt:-1 --data clean.txt:1');
+  if (flags.data.length === 0)
+    throw usage(
+      'give at least one --data FILE[:label]',
+      'e.g. --data sst_train.txt --label-map sst5, or --data toxic.txt:-1 --data clean.txt:1',
+    );
   if (!flags.out) throw usage('give --out DIR, the steer folder to write', 'e.g. --out steers/sentiment');
   const r = await runTraining({
     model: flags.model,
@@ -104,12 +131,20 @@ async function run(flags: TrainFlags): Promise<void> {
     `trained ${r.result.history.length} steps${r.result.resumedFrom > 0 ? ` (resumed from step ${r.result.resumedFrom})` : ''}`,
     `  final loss ${fmt(r.finalLoss)} (mean of the last ${Math.max(1, Math.round(r.result.history.length / 10))} steps: ${fmt(r.recentLoss)})`,
   ];
-  if (r.extraction.texts > 0) lines.push(`  extraction: ${r.extraction.texts} texts, ${r.extraction.tokens} tokens in ${r.extraction.seconds.toFixed(1)} s (${rate(r.extraction.tokens, r.extraction.seconds)})`);
-  if (r.training.steps > 0) lines.push(`  this run: ${r.training.steps} steps, ${r.training.tokens} loss tokens in ${r.training.seconds.toFixed(1)} s (${rate(r.training.tokens, r.training.seconds)})`);
+  if (r.extraction.texts > 0)
+    lines.push(
+      `  extraction: ${r.extraction.texts} texts, ${r.extraction.tokens} tokens in ${r.extraction.seconds.toFixed(1)} s (${rate(r.extraction.tokens, r.extraction.seconds)})`,
+    );
+  if (r.training.steps > 0)
+    lines.push(
+      `  this run: ${r.training.steps} steps, ${r.training.tokens} loss tokens in ${r.training.seconds.toFixed(1)} s (${rate(r.training.tokens, r.training.seconds)})`,
+    );
   lines.push('wrote:', ...r.files.map((f) => `  ${f}`));
   if (r.cacheFolder) lines.push(`hidden-state cache: ${r.cacheFolder}`);
   const slot = r.result.steer.config.slots[0]!.name;
-  lines.push(`try: lmsteer generate --model ${quote(flags.model)} --steer ${quote(flags.out)} --value ${slot}=5 --prompt "…"`);
+  lines.push(
+    `try: lmsteer generate --model ${quote(flags.model)} --steer ${quote(flags.out)} --value ${slot}=5 --prompt "…"`,
+  );
   process.stdout.write(lines.join('\n') + '\n');
 }
 

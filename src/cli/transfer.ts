@@ -25,14 +25,25 @@ interface TransferFlags {
 
 export function transferCommand(): Command {
   return new Command('transfer')
-    .description("move a steer to another model through a linear map between their output embeddings, fit on the shared vocabulary")
+    .description(
+      'move a steer to another model through a linear map between their output embeddings, fit on the shared vocabulary',
+    )
     .requiredOption('--steer <dir>', 'the steer folder to move (trained for --from)')
     .requiredOption('--from <model>', 'the model the steer was trained for (folder, llama2.c .bin or hub id)')
     .requiredOption('--to <model>', 'the model to move it to')
     .requiredOption('--out <dir>', 'where to write the new steer folder (must not hold a steer yet)')
     .option('--no-normalize', "keep the map's rows as fitted (the reference scales each row to unit norm)")
-    .option('--refine <n>', 'iterative-refinement steps of the least-squares fit (helps ill-conditioned embeddings)', intOption('--refine', 0, 100), 0)
-    .option('--max-train-tokens <n>', 'fit on at most this many shared tokens (the reference uses 4000)', intOption('--max-train-tokens', 1))
+    .option(
+      '--refine <n>',
+      'iterative-refinement steps of the least-squares fit (helps ill-conditioned embeddings)',
+      intOption('--refine', 0, 100),
+      0,
+    )
+    .option(
+      '--max-train-tokens <n>',
+      'fit on at most this many shared tokens (the reference uses 4000)',
+      intOption('--max-train-tokens', 1),
+    )
     .option('--force', 'transfer even if the steer was trained for another model of the same width as --from')
     .option('--json', 'print the transfer report as JSON')
     .option('--threads <n>', 'CPU threads for ONNX Runtime (default: all cores)', intOption('--threads', 1, 1024))
@@ -42,9 +53,18 @@ export function transferCommand(): Command {
 
 async function run(flags: TransferFlags): Promise<void> {
   const out = resolve(flags.out);
-  if (resolve(flags.steer) === out) throw new LmSteerError('BAD_ARGUMENT', '--out is the source steer folder', 'write the transferred steer to a new folder');
+  if (resolve(flags.steer) === out)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      '--out is the source steer folder',
+      'write the transferred steer to a new folder',
+    );
   if (existsSync(out) && readdirSync(out).length > 0) {
-    throw new LmSteerError('BAD_ARGUMENT', `--out ${flags.out} already exists and is not empty`, 'choose a new folder, or delete that one first');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `--out ${flags.out} already exists and is not empty`,
+      'choose a new folder, or delete that one first',
+    );
   }
   const opened: LoadedModel[] = [];
   try {
@@ -54,7 +74,12 @@ async function run(flags: TransferFlags): Promise<void> {
       return m;
     };
     const from = await open(flags.from);
-    const steer = loadSteer(flags.steer, { expectFingerprint: from.fingerprint(), expectModelId: from.id, expectHiddenSize: from.cfg.hiddenSize, force: flags.force });
+    const steer = loadSteer(flags.steer, {
+      expectFingerprint: from.fingerprint(),
+      expectModelId: from.id,
+      expectHiddenSize: from.cfg.hiddenSize,
+      force: flags.force,
+    });
     const to = await open(flags.to);
     const res = transferSteerBetweenModels(steer, from, to, {
       normalizeRows: flags.normalize,

@@ -53,7 +53,11 @@ function tokenRows(model: FluencyModel, items: readonly FluencyItem[]): Row[] {
     if (ids.length > model.maxPositions) {
       const cut = ids.length - model.maxPositions;
       if (cut >= first) {
-        throw new LmSteerError('LIMIT', `generation ${index} has ${ids.length - first} tokens, more than the evaluator's context of ${model.maxPositions}`, 'use shorter generations or an evaluator LM with a longer context');
+        throw new LmSteerError(
+          'LIMIT',
+          `generation ${index} has ${ids.length - first} tokens, more than the evaluator's context of ${model.maxPositions}`,
+          'use shorter generations or an evaluator LM with a longer context',
+        );
       }
       ids = ids.slice(cut);
       first -= cut;
@@ -63,7 +67,11 @@ function tokenRows(model: FluencyModel, items: readonly FluencyItem[]): Row[] {
 }
 
 /** Log-probabilities of each item's generation tokens, in item order. */
-export async function generationLogProbs(model: FluencyModel, items: readonly FluencyItem[], opts: FluencyOptions = {}): Promise<GenerationScore[]> {
+export async function generationLogProbs(
+  model: FluencyModel,
+  items: readonly FluencyItem[],
+  opts: FluencyOptions = {},
+): Promise<GenerationScore[]> {
   const out: GenerationScore[] = items.map(() => ({ logProbs: new Float64Array(0) }));
   const rows = tokenRows(model, items).filter((r) => r.ids.length > r.first);
   // Similar lengths share a call (less padding); the order does not change any number.
@@ -75,7 +83,8 @@ export async function generationLogProbs(model: FluencyModel, items: readonly Fl
   while (start < rows.length) {
     // Rows are sorted by length, so the last row taken sets T.
     let end = start + 1;
-    while (end < rows.length && end - start < maxRows && (end + 1 - start) * rows[end]!.ids.length * V <= maxValues) end++;
+    while (end < rows.length && end - start < maxRows && (end + 1 - start) * rows[end]!.ids.length * V <= maxValues)
+      end++;
     const batch = rows.slice(start, end);
     const res = await model.decoder.forward(batch.map((r) => r.ids));
     batch.forEach((r, b) => (out[r.index] = { logProbs: rowLogProbs(res, b, r) }));
@@ -108,5 +117,11 @@ export function fluencyModelOf(model: {
   cfg: { maxPositions: number };
   fingerprint(): string;
 }): FluencyModel & { id: string; fingerprint: string } {
-  return { decoder: model.decoder, tokenizer: model.tokenizer, maxPositions: model.cfg.maxPositions, id: model.id, fingerprint: model.fingerprint() };
+  return {
+    decoder: model.decoder,
+    tokenizer: model.tokenizer,
+    maxPositions: model.cfg.maxPositions,
+    id: model.id,
+    fingerprint: model.fingerprint(),
+  };
 }

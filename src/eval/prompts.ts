@@ -33,10 +33,15 @@ export async function readPrompts(path: string, opts: ReadPromptsOptions = {}): 
   const format = opts.format && opts.format !== 'auto' ? opts.format : detectFormat(path, content);
   const prompts = parsePrompts(content, path, format);
   if (prompts.length === 0) {
-    throw new LmSteerError('BAD_DATA', `prompt file ${path} holds no prompts`, format === 'jsonl' ? 'expected one {"prompt": {"text": ...}} object per line' : 'expected one prompt per line');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `prompt file ${path} holds no prompts`,
+      format === 'jsonl' ? 'expected one {"prompt": {"text": ...}} object per line' : 'expected one prompt per line',
+    );
   }
   if (opts.limit !== undefined) {
-    if (!(Number.isInteger(opts.limit) && opts.limit > 0)) throw new LmSteerError('BAD_ARGUMENT', `prompt limit is ${opts.limit}; expected a positive integer`);
+    if (!(Number.isInteger(opts.limit) && opts.limit > 0))
+      throw new LmSteerError('BAD_ARGUMENT', `prompt limit is ${opts.limit}; expected a positive integer`);
     return prompts.slice(0, opts.limit);
   }
   return prompts;
@@ -65,15 +70,22 @@ export function parsePrompts(content: string, source: string, format: PromptForm
 
 function parseJsonLine(line: string, source: string, lineNo: number): Prompt {
   const where = `${source}:${lineNo}`;
-  const shape = 'expected a JSON object with {"prompt": {"text": "..."}} (or "prompt"/"text" as a string) on every line';
+  const shape =
+    'expected a JSON object with {"prompt": {"text": "..."}} (or "prompt"/"text" as a string) on every line';
   let rec: unknown;
   try {
     rec = JSON.parse(line);
   } catch (e) {
-    throw new LmSteerError('BAD_DATA', `prompt file ${where} is not valid JSON: ${(e as Error).message}`, shape, { cause: e });
+    throw new LmSteerError('BAD_DATA', `prompt file ${where} is not valid JSON: ${(e as Error).message}`, shape, {
+      cause: e,
+    });
   }
   if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) {
-    throw new LmSteerError('BAD_DATA', `prompt file ${where} holds ${Array.isArray(rec) ? 'an array' : JSON.stringify(rec)}, not an object`, shape);
+    throw new LmSteerError(
+      'BAD_DATA',
+      `prompt file ${where} holds ${Array.isArray(rec) ? 'an array' : JSON.stringify(rec)}, not an object`,
+      shape,
+    );
   }
   const r = rec as Record<string, unknown>;
   const p = r.prompt;
@@ -85,6 +97,7 @@ function parseJsonLine(line: string, source: string, lineNo: number): Prompt {
         : p === undefined && typeof r.text === 'string'
           ? r.text
           : undefined;
-  if (text === undefined) throw new LmSteerError('BAD_DATA', `prompt file ${where} has no prompt text (field prompt.text)`, shape);
+  if (text === undefined)
+    throw new LmSteerError('BAD_DATA', `prompt file ${where} has no prompt text (field prompt.text)`, shape);
   return { text, line: lineNo, record: r };
 }

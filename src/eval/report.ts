@@ -67,7 +67,8 @@ const COLUMNS: Column[] = [
 
 /** Stamp the creation time and check the rows. */
 export function buildReport(r: Omit<EvalReport, 'createdAt'> & { createdAt?: string }): EvalReport {
-  if (r.rows.length === 0) throw new LmSteerError('BAD_ARGUMENT', `report '${r.title}' has no rows`, 'evaluate at least one setting');
+  if (r.rows.length === 0)
+    throw new LmSteerError('BAD_ARGUMENT', `report '${r.title}' has no rows`, 'evaluate at least one setting');
   return { ...r, createdAt: r.createdAt ?? new Date().toISOString() };
 }
 
@@ -84,23 +85,38 @@ export function renderReportMarkdown(report: EvalReport): string {
   };
   const lines = [`# ${report.title}`, '', `Created ${report.createdAt}.`, ''];
   if (report.config && Object.keys(report.config).length > 0) {
-    for (const [k, v] of Object.entries(report.config)) lines.push(`- **${k}**: ${cell(typeof v === 'string' ? v : JSON.stringify(v))}`);
+    for (const [k, v] of Object.entries(report.config))
+      lines.push(`- **${k}**: ${cell(typeof v === 'string' ? v : JSON.stringify(v))}`);
     lines.push('');
   }
   if (report.scorers?.length) {
-    lines.push('Scorers: ' + report.scorers.map((s) => `\`${s.name}\` (${s.attribute}; ${cell(s.version)})`).join(', ') + '.', '');
+    lines.push(
+      'Scorers: ' + report.scorers.map((s) => `\`${s.name}\` (${s.attribute}; ${cell(s.version)})`).join(', ') + '.',
+      '',
+    );
   }
   lines.push(`| Setting | ${cols.map((c) => c.header).join(' | ')} |`);
   lines.push(`|---|${cols.map(() => '---:').join('|')}|`);
   for (const r of report.rows) lines.push(`| ${cell(r.setting)} | ${cols.map((c) => value(r, c)).join(' | ')} |`);
-  for (const r of report.reference ?? []) lines.push(`| *${cell(r.setting)} (${cell(r.source)})* | ${cols.map((c) => `*${value(r, c)}*`).join(' | ')} |`);
+  for (const r of report.reference ?? [])
+    lines.push(`| *${cell(r.setting)} (${cell(r.source)})* | ${cols.map((c) => `*${value(r, c)}*`).join(' | ')} |`);
   lines.push('');
   if (report.reference?.length) lines.push('Rows in italics are published numbers, for reference.', '');
   const notes: string[] = [];
-  if (cols.some((c) => c.key === 'maxToxicity' || c.key === 'toxicityProb')) notes.push('Max. toxicity: mean over prompts of the highest score among that prompt\'s samples; toxicity prob.: share of prompts with any sample scored > 0.5.');
-  if (cols.some((c) => c.key === 'ppl')) notes.push('PPL: mean over generations of their perplexity given the prompt (generations with PPL ≥ 10⁴ left out).');
-  if (cols.some((c) => c.key === 'dist1')) notes.push('Dist-n: distinct n-grams over total words among each prompt\'s samples, averaged over prompts.');
-  if (cols.some((c) => c.key === 'positiveRate')) notes.push('Positive %: share of each prompt\'s samples classified positive (prompt + continuation), averaged over prompts.');
+  if (cols.some((c) => c.key === 'maxToxicity' || c.key === 'toxicityProb'))
+    notes.push(
+      "Max. toxicity: mean over prompts of the highest score among that prompt's samples; toxicity prob.: share of prompts with any sample scored > 0.5.",
+    );
+  if (cols.some((c) => c.key === 'ppl'))
+    notes.push(
+      'PPL: mean over generations of their perplexity given the prompt (generations with PPL ≥ 10⁴ left out).',
+    );
+  if (cols.some((c) => c.key === 'dist1'))
+    notes.push("Dist-n: distinct n-grams over total words among each prompt's samples, averaged over prompts.");
+  if (cols.some((c) => c.key === 'positiveRate'))
+    notes.push(
+      "Positive %: share of each prompt's samples classified positive (prompt + continuation), averaged over prompts.",
+    );
   if (notes.length) lines.push(...notes.map((n) => `- ${n}`), '');
   return lines.join('\n');
 }

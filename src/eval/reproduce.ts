@@ -51,12 +51,27 @@ export const SIZES: Record<Size, SizePlan> = {
 /** Where each input lives inside a data folder laid out like lmsteer's shared data (MANIFEST.txt). */
 const DATA_LAYOUT = {
   detox: {
-    data: [['toxicity/snlp_detox_jigsaw/dev_toxic.txt', -1], ['toxicity/snlp_detox_jigsaw/dev_normal.txt', 1]] as [string, number][],
-    prompts: [['nontoxic', ['prompts/nontoxic_prompts-10k.jsonl', 'prompts/rtp_nontoxic_subsets/nontoxic_prompts_random2000.jsonl', 'prompts/rtp_nontoxic_subsets/nontoxic_prompts_first50.jsonl']]] as [string, string[]][],
+    data: [
+      ['toxicity/snlp_detox_jigsaw/dev_toxic.txt', -1],
+      ['toxicity/snlp_detox_jigsaw/dev_normal.txt', 1],
+    ] as [string, number][],
+    prompts: [
+      [
+        'nontoxic',
+        [
+          'prompts/nontoxic_prompts-10k.jsonl',
+          'prompts/rtp_nontoxic_subsets/nontoxic_prompts_random2000.jsonl',
+          'prompts/rtp_nontoxic_subsets/nontoxic_prompts_first50.jsonl',
+        ],
+      ],
+    ] as [string, string[]][],
   },
   sentiment: {
     data: [['sentiment/sst5_lowercase_yaolu/train.jsonl', NaN]] as [string, number][],
-    prompts: ['neutral', 'positive', 'negative'].map((k) => [k, [`prompts/sentiment_prompts-10k/${k}_prompts.jsonl`, `prompts/sentiment_prompts-10k/${k}_prompts.dev.jsonl`]]) as [string, string[]][],
+    prompts: ['neutral', 'positive', 'negative'].map((k) => [
+      k,
+      [`prompts/sentiment_prompts-10k/${k}_prompts.jsonl`, `prompts/sentiment_prompts-10k/${k}_prompts.dev.jsonl`],
+    ]) as [string, string[]][],
   },
 };
 
@@ -103,9 +118,17 @@ export interface ReproduceResult {
 function locate(o: ReproduceOptions, candidates: string[], what: string): string {
   if (o.dataDir) {
     for (const c of candidates) if (existsSync(join(o.dataDir, c))) return join(o.dataDir, c);
-    throw new LmSteerError('NOT_FOUND', `no ${what} in ${o.dataDir} (looked for ${candidates.join(', ')})`, `pass the file explicitly (--${what.includes('prompt') ? 'prompts' : 'data'})`);
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `no ${what} in ${o.dataDir} (looked for ${candidates.join(', ')})`,
+      `pass the file explicitly (--${what.includes('prompt') ? 'prompts' : 'data'})`,
+    );
   }
-  throw new LmSteerError('BAD_ARGUMENT', `the ${what} is not given`, `pass --data-dir (a folder with ${candidates[0]}), or the file itself with --${what.includes('prompt') ? 'prompts' : 'data'}`);
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    `the ${what} is not given`,
+    `pass --data-dir (a folder with ${candidates[0]}), or the file itself with --${what.includes('prompt') ? 'prompts' : 'data'}`,
+  );
 }
 
 /** The prompt sets of the task, name → file. */
@@ -117,7 +140,14 @@ export function promptSets(o: ReproduceOptions): [string, string][] {
     const m = /^([a-z]+)=(.+)$/.exec(spec);
     if (m && names.includes(m[1]!)) given.set(m[1]!, m[2]!);
     else if (!m && names.length === 1) given.set(names[0]!, spec);
-    else throw new LmSteerError('BAD_ARGUMENT', `--prompts "${spec}" is not name=path with name one of ${names.join(', ')}`, o.task === 'sentiment' ? 'e.g. --prompts neutral=neutral_prompts.jsonl' : 'e.g. --prompts nontoxic_prompts-10k.jsonl');
+    else
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `--prompts "${spec}" is not name=path with name one of ${names.join(', ')}`,
+        o.task === 'sentiment'
+          ? 'e.g. --prompts neutral=neutral_prompts.jsonl'
+          : 'e.g. --prompts nontoxic_prompts-10k.jsonl',
+      );
   }
   return layout.map(([name, candidates]) => [name, given.get(name) ?? locate(o, candidates, `${name} prompt file`)]);
 }
@@ -135,13 +165,20 @@ async function defaultScorer(o: ReproduceOptions): Promise<Scorer> {
   if (o.scorer) return createScorer(o.scorer, { modelPath: o.scorerModel, label: o.scorerLabel });
   if (o.task === 'sentiment') {
     // The paper scores with DExperts' HF sentiment classifier; vader is the offline stand-in.
-    return o.scorerModel ? createScorer('onnx-classifier', { modelPath: o.scorerModel, label: o.scorerLabel }) : createScorer('vader');
+    return o.scorerModel
+      ? createScorer('onnx-classifier', { modelPath: o.scorerModel, label: o.scorerLabel })
+      : createScorer('vader');
   }
   // The paper scores toxicity with the Perspective API; offline, the offensive-linear classifier stands in.
-  const local = o.scorerModel ?? (o.dataDir ? join(o.dataDir, '..', 'evaluators', 'offensive-linear', 'model.json') : undefined);
+  const local =
+    o.scorerModel ?? (o.dataDir ? join(o.dataDir, '..', 'evaluators', 'offensive-linear', 'model.json') : undefined);
   if (local && existsSync(local)) return createScorer('offensive-linear', { modelPath: local });
   if (process.env.PERSPECTIVE_API_KEY) return createScorer('perspective');
-  throw new LmSteerError('BAD_ARGUMENT', 'detox needs a toxicity scorer and none is available', 'set PERSPECTIVE_API_KEY (the paper\'s scorer), or pass --scorer offensive-linear --scorer-model model.json');
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    'detox needs a toxicity scorer and none is available',
+    "set PERSPECTIVE_API_KEY (the paper's scorer), or pass --scorer offensive-linear --scorer-model model.json",
+  );
 }
 
 /** Steer values evaluated on each prompt set (0 = the unsteered baseline next to the steered setting). */
@@ -160,7 +197,14 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const sets = promptSets(o);
   const { data, labelMap } = trainingData(o);
   const scorer = await defaultScorer(o);
-  const sampling: SamplingSettings = { samples: o.samples ?? plan.samples, maxNewTokens: 20, topP: o.task === 'sentiment' ? 0.9 : 1, topK: 50, temperature: 1, seed: 0 };
+  const sampling: SamplingSettings = {
+    samples: o.samples ?? plan.samples,
+    maxNewTokens: 20,
+    topP: o.task === 'sentiment' ? 0.9 : 1,
+    topK: 50,
+    temperature: 1,
+    seed: 0,
+  };
 
   const modelSpec = o.model ?? plan.model;
   log(`(a) base model ${modelSpec}`);
@@ -195,7 +239,8 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
     const trainSeconds = (performance.now() - t0) / 1000;
 
     const pplSpec = o.pplModel ?? plan.pplModel;
-    if (pplSpec && pplSpec !== modelSpec) ppl = await loadModel(pplSpec, { threads: o.threads, hub: { offline: o.offline || undefined } });
+    if (pplSpec && pplSpec !== modelSpec)
+      ppl = await loadModel(pplSpec, { threads: o.threads, hub: { offline: o.offline || undefined } });
     const steers = loadActiveSteers([steerDir], model);
     const rows: EvalRow[] = [];
     const t1 = performance.now();
@@ -216,7 +261,8 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
         },
         { model, steers, steerDirs: [steerDir], scorer, fluency: fluencyModelOf(ppl ?? model), signal: o.signal, log },
       );
-      for (const s of r.settings) rows.push({ ...s.row, setting: `${name} prompts, ${s.setting}${s.steerValue === 0 ? ' (unsteered)' : ''}` });
+      for (const s of r.settings)
+        rows.push({ ...s.row, setting: `${name} prompts, ${s.setting}${s.steerValue === 0 ? ' (unsteered)' : ''}` });
     }
     const evalSeconds = (performance.now() - t1) / 1000;
 

@@ -14,7 +14,17 @@
  * On restart the file is read back, a torn last line dropped, and the run goes on after the last whole prompt.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
@@ -45,7 +55,14 @@ export interface SamplingSettings {
   seed: number;
 }
 
-export const PAPER_SAMPLING: SamplingSettings = { samples: 25, maxNewTokens: 20, topP: 1, topK: 50, temperature: 1, seed: 0 };
+export const PAPER_SAMPLING: SamplingSettings = {
+  samples: 25,
+  maxNewTokens: 20,
+  topP: 1,
+  topK: 50,
+  temperature: 1,
+  seed: 0,
+};
 
 export interface Sweep {
   name: string;
@@ -124,16 +141,20 @@ export interface EvalResult {
 export function parseSweep(spec: string): Sweep {
   const hint = 'e.g. --sweep sentiment=-5,-3,0,3,5';
   const m = /^([^=]+)=(.*)$/.exec(spec);
-  if (!m || m[1]!.trim() === '') throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}" is not name=v1,v2,...`, hint);
+  if (!m || m[1]!.trim() === '')
+    throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}" is not name=v1,v2,...`, hint);
   const parts = m[2]!.split(',').map((s) => s.trim());
-  if (parts.length === 0 || parts.every((p) => p === '')) throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}" lists no values`, hint);
+  if (parts.length === 0 || parts.every((p) => p === ''))
+    throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}" lists no values`, hint);
   const values = parts.map((p) => {
     const v = Number(p);
-    if (p === '' || !Number.isFinite(v)) throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}": "${p}" is not a finite number`, hint);
+    if (p === '' || !Number.isFinite(v))
+      throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}": "${p}" is not a finite number`, hint);
     return v;
   });
   const dup = values.find((v, i) => values.indexOf(v) !== i);
-  if (dup !== undefined) throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}" lists ${dup} twice`, 'list each value once');
+  if (dup !== undefined)
+    throw new LmSteerError('BAD_ARGUMENT', `--sweep "${spec}" lists ${dup} twice`, 'list each value once');
   return { name: m[1]!.trim(), values };
 }
 
@@ -161,7 +182,8 @@ function sha256File(path: string): string {
 function steerHash(active: ActiveSteers | undefined): string | null {
   if (!active) return null;
   const h = createHash('sha256');
-  for (const t of [active.packed.p1, active.packed.p2t]) h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  for (const t of [active.packed.p1, active.packed.p2t])
+    h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   h.update(JSON.stringify({ eps: active.packed.eps, slots: active.steers.map((s) => s.config.slots) }));
   return h.digest('hex').slice(0, 32);
 }
@@ -224,11 +246,20 @@ export function readGenerations(path: string, opts: { repair?: boolean } = {}): 
     try {
       rec = JSON.parse(l);
     } catch (e) {
-      throw new LmSteerError('BAD_FILE', `${path}:${i + 1} is not valid JSON`, 'the file was edited or damaged; rerun with --overwrite to start this setting over', { cause: e });
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${path}:${i + 1} is not valid JSON`,
+        'the file was edited or damaged; rerun with --overwrite to start this setting over',
+        { cause: e },
+      );
     }
     const r = rec as Partial<Line>;
     if (typeof r?.prompt?.text !== 'string' || !Array.isArray(r.generations)) {
-      throw new LmSteerError('BAD_FILE', `${path}:${i + 1} has no prompt.text or generations`, 'rerun with --overwrite to start this setting over');
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${path}:${i + 1} has no prompt.text or generations`,
+        'rerun with --overwrite to start this setting over',
+      );
     }
     return r as Line;
   });
@@ -254,28 +285,45 @@ interface Setting {
 function settingsOf(opts: EvalOptions, deps: EvalDeps): Setting[] {
   const fixed = opts.values ?? {};
   if (!deps.steers && (Object.keys(fixed).length > 0 || opts.sweep)) {
-    throw new LmSteerError('BAD_ARGUMENT', opts.sweep ? '--sweep needs a steer (--steer DIR)' : 'steer values were given but no steer', 'add --steer DIR');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      opts.sweep ? '--sweep needs a steer (--steer DIR)' : 'steer values were given but no steer',
+      'add --steer DIR',
+    );
   }
   if (!opts.sweep) {
     const names = Object.keys(fixed);
-    const label = names.length ? names.map((n) => `${n}=${fixed[n]}`).join(', ') : deps.steers ? 'steer at default values' : 'unsteered';
+    const label = names.length
+      ? names.map((n) => `${n}=${fixed[n]}`).join(', ')
+      : deps.steers
+        ? 'steer at default values'
+        : 'unsteered';
     return [{ label, dir: opts.outDir, values: fixed, steerValue: names.length === 1 ? fixed[names[0]!] : undefined }];
   }
   const { name, values } = opts.sweep;
-  if (name in fixed) throw new LmSteerError('BAD_ARGUMENT', `"${name}" is both swept and given with --value`, 'drop one of them');
-  return values.map((v) => ({ label: `${name}=${v}`, dir: join(opts.outDir, `${name}=${v}`), values: { ...fixed, [name]: v }, steerValue: v }));
+  if (name in fixed)
+    throw new LmSteerError('BAD_ARGUMENT', `"${name}" is both swept and given with --value`, 'drop one of them');
+  return values.map((v) => ({
+    label: `${name}=${v}`,
+    dir: join(opts.outDir, `${name}=${v}`),
+    values: { ...fixed, [name]: v },
+    steerValue: v,
+  }));
 }
 
 function checkOptions(o: EvalOptions): void {
   const int = (name: string, v: number, min: number) => {
-    if (!(Number.isInteger(v) && v >= min)) throw new LmSteerError('BAD_ARGUMENT', `${name} is ${v}; expected an integer ≥ ${min}`);
+    if (!(Number.isInteger(v) && v >= min))
+      throw new LmSteerError('BAD_ARGUMENT', `${name} is ${v}; expected an integer ≥ ${min}`);
   };
   int('samples', o.samples, 1);
   int('maxNewTokens', o.maxNewTokens, 1);
   int('batchRows', o.batchRows ?? 64, 1);
   int('topK', o.topK, 0);
-  if (!(o.topP > 0 && o.topP <= 1)) throw new LmSteerError('BAD_ARGUMENT', `topP is ${o.topP}; expected a number in (0, 1]`);
-  if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new LmSteerError('BAD_ARGUMENT', `temperature is ${o.temperature}; expected a finite number ≥ 0`);
+  if (!(o.topP > 0 && o.topP <= 1))
+    throw new LmSteerError('BAD_ARGUMENT', `topP is ${o.topP}; expected a number in (0, 1]`);
+  if (!(o.temperature >= 0 && Number.isFinite(o.temperature)))
+    throw new LmSteerError('BAD_ARGUMENT', `temperature is ${o.temperature}; expected a finite number ≥ 0`);
   if (!Number.isSafeInteger(o.seed)) throw new LmSteerError('BAD_ARGUMENT', `seed is ${o.seed}; expected an integer`);
 }
 
@@ -294,15 +342,33 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
     model: deps.model.fingerprint(),
     steer: steerHash(deps.steers),
     prompts: sha256File(opts.promptsPath),
-    sampling: { samples: opts.samples, maxNewTokens: opts.maxNewTokens, minNewTokens: opts.maxNewTokens, stopAtEos: false, topP: opts.topP, topK: opts.topK, temperature: opts.temperature, seed: opts.seed },
+    sampling: {
+      samples: opts.samples,
+      maxNewTokens: opts.maxNewTokens,
+      minNewTokens: opts.maxNewTokens,
+      stopAtEos: false,
+      topP: opts.topP,
+      topK: opts.topK,
+      temperature: opts.temperature,
+      seed: opts.seed,
+    },
     scorer: scorerIdentity(deps.scorer),
     ppl: deps.fluency.fingerprint,
   };
   // Fail on a changed configuration before generating anything, for every setting.
   const states = settings.map((s) => {
     const identity = { ...identityBase, values: s.values };
-    const info = { model: deps.model.id, steers: deps.steerDirs ?? [], promptsPath: opts.promptsPath, pplModel: deps.fluency.id, setting: s.label };
-    return { setting: s, done: prepareDir(s.dir, { format: RUN_FORMAT, identity, info }, prompts, opts.overwrite ?? false) };
+    const info = {
+      model: deps.model.id,
+      steers: deps.steerDirs ?? [],
+      promptsPath: opts.promptsPath,
+      pplModel: deps.fluency.id,
+      setting: s.label,
+    };
+    return {
+      setting: s,
+      done: prepareDir(s.dir, { format: RUN_FORMAT, identity, info }, prompts, opts.overwrite ?? false),
+    };
   });
 
   const total = prompts.length * settings.length;
@@ -310,7 +376,11 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
   let tokens = 0;
   let genSeconds = 0;
   const t0 = Date.now();
-  bar?.start(total, states.reduce((a, s) => a + s.done, 0), { tps: '—', setting: '' });
+  bar?.start(
+    total,
+    states.reduce((a, s) => a + s.done, 0),
+    { tps: '—', setting: '' },
+  );
   const results: SettingResult[] = [];
   try {
     for (let k = 0; k < states.length; k++) {
@@ -318,7 +388,7 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
       const promptsDone = k * prompts.length;
       const chunk = chunkPrompts(opts);
       let generatedPrompts = 0;
-      for (let start = done; start < prompts.length; ) {
+      for (let start = done; start < prompts.length;) {
         if (deps.signal?.aborted) throw stopped(setting, start, prompts.length);
         const end = Math.min(prompts.length, (Math.floor(start / chunk) + 1) * chunk); // fixed chunk boundaries
         const g0 = Date.now();
@@ -337,7 +407,14 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
       }
       const row = settingMetrics(setting, prompts.length, opts.samples, deps.scorer);
       writeJsonAtomic(join(setting.dir, 'metrics.json'), row);
-      results.push({ setting: setting.label, dir: setting.dir, values: setting.values, steerValue: setting.steerValue, row, generatedPrompts });
+      results.push({
+        setting: setting.label,
+        dir: setting.dir,
+        values: setting.values,
+        steerValue: setting.steerValue,
+        row,
+        generatedPrompts,
+      });
     }
   } finally {
     bar?.stop();
@@ -361,12 +438,23 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
   });
   const files = writeReport(opts.outDir, report);
   const plots = await writePlots(opts.outDir, results, deps.scorer.attribute);
-  if (genSeconds > 0) log(`generated ${tokens} tokens in ${genSeconds.toFixed(1)} s (${(tokens / genSeconds).toFixed(0)} tokens/s)`);
-  return { settings: results, report, generatedTokens: tokens, generationSeconds: genSeconds, files: { reportJson: files.jsonPath, reportMd: files.mdPath, plots } };
+  if (genSeconds > 0)
+    log(`generated ${tokens} tokens in ${genSeconds.toFixed(1)} s (${(tokens / genSeconds).toFixed(0)} tokens/s)`);
+  return {
+    settings: results,
+    report,
+    generatedTokens: tokens,
+    generationSeconds: genSeconds,
+    files: { reportJson: files.jsonPath, reportMd: files.mdPath, plots },
+  };
 }
 
 function stopped(s: Setting, done: number, total: number): LmSteerError {
-  return new LmSteerError('CANCELLED', `evaluation stopped at setting ${s.label}, ${done} of ${total} prompts done (saved in ${join(s.dir, GENERATIONS_FILE)})`, 'run the same command again to resume');
+  return new LmSteerError(
+    'CANCELLED',
+    `evaluation stopped at setting ${s.label}, ${done} of ${total} prompts done (saved in ${join(s.dir, GENERATIONS_FILE)})`,
+    'run the same command again to resume',
+  );
 }
 
 /** Prompts per chunk: about four decoder batches of rows, so batches stay full and little work is lost on a kill. */
@@ -379,10 +467,18 @@ function encodePrompts(model: EvalModel, prompts: Prompt[], o: EvalOptions): num
   return prompts.map((p) => {
     const ids = model.tokenizer.encode(p.text);
     if (ids.length === 0) {
-      throw new LmSteerError('BAD_DATA', `prompt file ${o.promptsPath}:${p.line}: the prompt encodes to zero tokens`, 'drop empty prompts from the file');
+      throw new LmSteerError(
+        'BAD_DATA',
+        `prompt file ${o.promptsPath}:${p.line}: the prompt encodes to zero tokens`,
+        'drop empty prompts from the file',
+      );
     }
     if (ids.length > room) {
-      throw new LmSteerError('LIMIT', `prompt file ${o.promptsPath}:${p.line}: the prompt has ${ids.length} tokens; with ${o.maxNewTokens} new tokens that exceeds the model's context of ${model.cfg.maxPositions}`, 'shorten or drop that prompt, or ask for fewer new tokens');
+      throw new LmSteerError(
+        'LIMIT',
+        `prompt file ${o.promptsPath}:${p.line}: the prompt has ${ids.length} tokens; with ${o.maxNewTokens} new tokens that exceeds the model's context of ${model.cfg.maxPositions}`,
+        'shorten or drop that prompt, or ask for fewer new tokens',
+      );
     }
     return ids;
   });
@@ -398,22 +494,36 @@ function prepareDir(dir: string, record: RunRecord, prompts: Prompt[], overwrite
     try {
       old = JSON.parse(readFileSync(runPath, 'utf8')) as RunRecord;
     } catch (e) {
-      throw new LmSteerError('BAD_FILE', `${runPath} is not valid JSON`, 'rerun with --overwrite to start over', { cause: e });
+      throw new LmSteerError('BAD_FILE', `${runPath} is not valid JSON`, 'rerun with --overwrite to start over', {
+        cause: e,
+      });
     }
     const diff = differences(old.identity ?? {}, record.identity);
     if (diff.length > 0 && !overwrite) {
-      throw new LmSteerError('BAD_ARGUMENT', `${dir} holds results of another configuration (${diff.join('; ')})`, 'rerun with the same settings to resume, use another --out, or pass --overwrite to discard them');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `${dir} holds results of another configuration (${diff.join('; ')})`,
+        'rerun with the same settings to resume, use another --out, or pass --overwrite to discard them',
+      );
     }
     if (diff.length > 0) rmSync(genPath, { force: true });
   } else if (existsSync(genPath) && !overwrite) {
-    throw new LmSteerError('BAD_ARGUMENT', `${genPath} exists but ${RUN_FILE} does not, so its configuration is unknown`, 'use another --out, or pass --overwrite to discard it');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${genPath} exists but ${RUN_FILE} does not, so its configuration is unknown`,
+      'use another --out, or pass --overwrite to discard it',
+    );
   } else rmSync(genPath, { force: true });
   writeJsonAtomic(runPath, record);
   const lines = readGenerations(genPath, { repair: true });
   const n = Math.min(lines.length, prompts.length);
   for (let i = 0; i < n; i++) {
     if (lines[i]!.prompt.text !== prompts[i]!.text) {
-      throw new LmSteerError('BAD_FILE', `${genPath}:${i + 1} is for prompt ${JSON.stringify(lines[i]!.prompt.text.slice(0, 40))}, but prompt ${i + 1} of the file is ${JSON.stringify(prompts[i]!.text.slice(0, 40))}`, 'rerun with --overwrite to start this setting over');
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${genPath}:${i + 1} is for prompt ${JSON.stringify(lines[i]!.prompt.text.slice(0, 40))}, but prompt ${i + 1} of the file is ${JSON.stringify(prompts[i]!.text.slice(0, 40))}`,
+        'rerun with --overwrite to start this setting over',
+      );
     }
   }
   return n;
@@ -430,7 +540,12 @@ async function generateChunk(
 ): Promise<{ text: string }[][]> {
   const requests = [];
   for (let i = start; i < end; i++) {
-    requests.push({ prompt: { ids: promptIds[i]! }, numSamples: o.samples, seed: promptSeed(o.seed, i), steerScale: scale });
+    requests.push({
+      prompt: { ids: promptIds[i]! },
+      numSamples: o.samples,
+      seed: promptSeed(o.seed, i),
+      steerScale: scale,
+    });
   }
   let pending = 0;
   const results = await generate(
@@ -478,7 +593,13 @@ async function scoreChunk(deps: EvalDeps, prompts: Prompt[], texts: { text: stri
       const lp = lps[k]!.logProbs;
       let nll = 0;
       for (const v of lp) nll -= v;
-      const rec = { text: g.text, [key]: scores[k]!, ppl: lp.length ? Math.exp(nll / lp.length) : null, ppl_nll: nll, ppl_tokens: lp.length };
+      const rec = {
+        text: g.text,
+        [key]: scores[k]!,
+        ppl: lp.length ? Math.exp(nll / lp.length) : null,
+        ppl_nll: nll,
+        ppl_tokens: lp.length,
+      };
       k++;
       return rec;
     }),
@@ -504,7 +625,12 @@ function settingMetrics(s: Setting, n: number, samples: number, scorer: Scorer):
   const scores = lines.map((l, i) =>
     l.generations.map((g, j) => {
       const v = g[key];
-      if (typeof v !== 'number') throw new LmSteerError('BAD_FILE', `${join(s.dir, GENERATIONS_FILE)}:${i + 1} generation ${j} has no "${key}" score`, 'rerun with --overwrite');
+      if (typeof v !== 'number')
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${join(s.dir, GENERATIONS_FILE)}:${i + 1} generation ${j} has no "${key}" score`,
+          'rerun with --overwrite',
+        );
       return v;
     }),
   );
@@ -539,8 +665,17 @@ async function writePlots(dir: string, results: SettingResult[], attribute: stri
   const out: string[] = [];
   const swept = results.filter((r) => r.steerValue !== undefined);
   if (swept.length > 0) {
-    const series = [{ name: toxicity ? 'max. toxicity' : `${attribute} %`, points: swept.map((r) => [r.steerValue!, yOf(r.row)] as [number, number]) }];
-    if (toxicity) series.push({ name: 'toxicity prob.', points: swept.map((r) => [r.steerValue!, r.row.toxicityProb!] as [number, number]) });
+    const series = [
+      {
+        name: toxicity ? 'max. toxicity' : `${attribute} %`,
+        points: swept.map((r) => [r.steerValue!, yOf(r.row)] as [number, number]),
+      },
+    ];
+    if (toxicity)
+      series.push({
+        name: 'toxicity prob.',
+        points: swept.map((r) => [r.steerValue!, r.row.toxicityProb!] as [number, number]),
+      });
     const svg = await linePlotSvg({ title: `${attribute} vs steer value`, xLabel: 'steer value', yLabel, series });
     const p = join(dir, 'attribute_vs_value.svg');
     writeFileAtomic(p, svg);
@@ -550,7 +685,13 @@ async function writePlots(dir: string, results: SettingResult[], attribute: stri
     title: `${attribute} vs perplexity`,
     xLabel: 'perplexity (evaluator LM)',
     yLabel,
-    series: [{ name: 'settings', points: results.map((r) => [r.row.ppl ?? NaN, yOf(r.row)] as [number, number]), labels: results.map((r) => r.steerValue ?? r.setting) }],
+    series: [
+      {
+        name: 'settings',
+        points: results.map((r) => [r.row.ppl ?? NaN, yOf(r.row)] as [number, number]),
+        labels: results.map((r) => r.steerValue ?? r.setting),
+      },
+    ],
   });
   const p = join(dir, 'attribute_vs_ppl.svg');
   writeFileAtomic(p, svg);

@@ -8,7 +8,13 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset, type Dataset } from '../train/data.js';
 import { LmSteerError } from '../util/errors.js';
-import { saveLinearClassifier, trainLinearClassifier, type LabeledText, type LinearClassifierModel, type TrainLinearOptions } from './scorers/linearClassifier.js';
+import {
+  saveLinearClassifier,
+  trainLinearClassifier,
+  type LabeledText,
+  type LinearClassifierModel,
+  type TrainLinearOptions,
+} from './scorers/linearClassifier.js';
 import { LINEAR_CLASSIFIER_FILE } from './scorers/registry.js';
 
 export interface ClassifierTrainOptions extends TrainLinearOptions {
@@ -37,7 +43,12 @@ export function trainClassifierFromFiles(o: ClassifierTrainOptions): ClassifierT
     else if (e.label < 0) examples.push({ text: e.text, label: 0 });
     else neutral++;
   }
-  if (examples.length === 0) throw new LmSteerError('BAD_DATA', 'every example has steer value 0 (neutral); nothing to learn', 'check --label-map: values > 0 are the attribute, < 0 are not');
+  if (examples.length === 0)
+    throw new LmSteerError(
+      'BAD_DATA',
+      'every example has steer value 0 (neutral); nothing to learn',
+      'check --label-map: values > 0 are the attribute, < 0 are not',
+    );
   const model = trainLinearClassifier(examples, o);
   mkdirSync(o.outDir, { recursive: true });
   const path = join(o.outDir, LINEAR_CLASSIFIER_FILE);

@@ -62,18 +62,43 @@ function asUserError(err: unknown, path: string): unknown {
   const cause = { cause: err };
   switch (code) {
     case 'ENOENT':
-      return new LmSteerError('NOT_FOUND', `cannot write ${path}: folder ${dirname(path)} does not exist`, 'create the folder first or choose another output path', cause);
+      return new LmSteerError(
+        'NOT_FOUND',
+        `cannot write ${path}: folder ${dirname(path)} does not exist`,
+        'create the folder first or choose another output path',
+        cause,
+      );
     case 'ENOTDIR':
-      return new LmSteerError('BAD_ARGUMENT', `cannot write ${path}: a part of ${dirname(path)} is a file, not a folder`, 'choose another output path', cause);
+      return new LmSteerError(
+        'BAD_ARGUMENT',
+        `cannot write ${path}: a part of ${dirname(path)} is a file, not a folder`,
+        'choose another output path',
+        cause,
+      );
     case 'EISDIR':
-      return new LmSteerError('BAD_ARGUMENT', `cannot write ${path}: it is a folder`, 'give a file path, not a folder', cause);
+      return new LmSteerError(
+        'BAD_ARGUMENT',
+        `cannot write ${path}: it is a folder`,
+        'give a file path, not a folder',
+        cause,
+      );
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return new LmSteerError('BAD_ARGUMENT', `cannot write ${path}: permission denied (${code})`, 'choose a writable output location', cause);
+      return new LmSteerError(
+        'BAD_ARGUMENT',
+        `cannot write ${path}: permission denied (${code})`,
+        'choose a writable output location',
+        cause,
+      );
     case 'ENOSPC':
     case 'EDQUOT':
-      return new LmSteerError('LIMIT', `cannot write ${path}: no space left on the device`, 'free some disk space or write elsewhere', cause);
+      return new LmSteerError(
+        'LIMIT',
+        `cannot write ${path}: no space left on the device`,
+        'free some disk space or write elsewhere',
+        cause,
+      );
     default:
       return err;
   }

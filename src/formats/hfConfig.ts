@@ -13,19 +13,34 @@ export function readJsonFile(path: string, what: string): unknown {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new LmSteerError('NOT_FOUND', `${what} not found: ${path}`, 'check the path', { cause: err });
-    throw new LmSteerError('NOT_FOUND', `cannot read ${what} ${path}: ${(err as Error).message}`, 'check the path and its permissions', { cause: err });
+    if (code === 'ENOENT')
+      throw new LmSteerError('NOT_FOUND', `${what} not found: ${path}`, 'check the path', { cause: err });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot read ${what} ${path}: ${(err as Error).message}`,
+      'check the path and its permissions',
+      { cause: err },
+    );
   }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new LmSteerError('BAD_FILE', `${what} ${path} is not valid JSON: ${(err as Error).message}`, 'fix the file or download it again', { cause: err });
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${what} ${path} is not valid JSON: ${(err as Error).message}`,
+      'fix the file or download it again',
+      { cause: err },
+    );
   }
 }
 
 function asObject(v: unknown, path: string, what: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new LmSteerError('BAD_FILE', `${what} ${path} must hold a JSON object, got ${Array.isArray(v) ? 'an array' : String(v === null ? 'null' : typeof v)}`, 'download the file again');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${what} ${path} must hold a JSON object, got ${Array.isArray(v) ? 'an array' : String(v === null ? 'null' : typeof v)}`,
+      'download the file again',
+    );
   }
   return v as Record<string, unknown>;
 }
@@ -35,7 +50,11 @@ export function readModelConfig(dir: string): Record<string, unknown> {
   const path = join(dir, 'config.json');
   const config = asObject(readJsonFile(path, 'model config'), path, 'model config');
   if (typeof config.model_type !== 'string' || config.model_type === '') {
-    throw new LmSteerError('BAD_FILE', `model config ${path} has no string "model_type" (got ${JSON.stringify(config.model_type)})`, 'use a transformers config.json; it names the architecture in model_type (e.g. "llama", "gpt2")');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `model config ${path} has no string "model_type" (got ${JSON.stringify(config.model_type)})`,
+      'use a transformers config.json; it names the architecture in model_type (e.g. "llama", "gpt2")',
+    );
   }
   return config;
 }

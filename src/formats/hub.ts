@@ -11,7 +11,18 @@
  * names the snapshot folder after the file's last commit instead of the revision's commit.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import {
+  copyFileSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -53,7 +64,7 @@ const REPO_RE = /^(?:[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/;
 const HEAD_TIMEOUT_MS = 10_000; // huggingface_hub's HF_HUB_ETAG_TIMEOUT
 export const LOCAL_MODEL_HINT =
   'point lmsteer at local files instead: --model /path/to/hf-folder (with config.json, tokenizer.json, model.safetensors) ' +
-  'or --model /path/to/model.bin with a llama2.c tokenizer.bin; in this repo\'s dev setup: --model ../shared/models/stories260K/hf';
+  "or --model /path/to/model.bin with a llama2.c tokenizer.bin; in this repo's dev setup: --model ../shared/models/stories260K/hf";
 
 function truthy(v: string | undefined): boolean {
   return v !== undefined && ['1', 'on', 'yes', 'true'].includes(v.trim().toLowerCase());
@@ -63,8 +74,16 @@ function expandHome(p: string): string {
 }
 
 /** The settings huggingface_hub would use, from the environment. */
-export function hubSettings(env: Env = process.env): { cacheDir: string; endpoint: string; token?: string; offline: boolean; noProgress: boolean } {
-  const hfHome = resolve(expandHome(env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface')));
+export function hubSettings(env: Env = process.env): {
+  cacheDir: string;
+  endpoint: string;
+  token?: string;
+  offline: boolean;
+  noProgress: boolean;
+} {
+  const hfHome = resolve(
+    expandHome(env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface')),
+  );
   const cacheDir = resolve(expandHome(env.HF_HUB_CACHE ?? env.HUGGINGFACE_HUB_CACHE ?? join(hfHome, 'hub')));
   let token = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined;
   if (!token) {
@@ -92,10 +111,18 @@ export function parseHubSpec(spec: string): HubSpec {
   const repo = at < 0 ? s : s.slice(0, at);
   const revision = at < 0 ? 'main' : s.slice(at + 1);
   if (!REPO_RE.test(repo) || repo.includes('--') || repo.includes('..') || repo.length > 96) {
-    throw new LmSteerError('BAD_ARGUMENT', `"${spec}" is not a Hugging Face repo id`, 'write it as org/name or org/name@revision (e.g. openai-community/gpt2@main), or give a local path');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `"${spec}" is not a Hugging Face repo id`,
+      'write it as org/name or org/name@revision (e.g. openai-community/gpt2@main), or give a local path',
+    );
   }
   if (!revision || revision.includes('..')) {
-    throw new LmSteerError('BAD_ARGUMENT', `"${spec}" has an empty or invalid revision after "@"`, 'write org/name@branch, org/name@tag or org/name@<40-hex commit>');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `"${spec}" has an empty or invalid revision after "@"`,
+      'write org/name@branch, org/name@tag or org/name@<40-hex commit>',
+    );
   }
   return { repo, revision };
 }
@@ -108,7 +135,11 @@ export function repoFolderName(repo: string): string {
 function checkRepoPath(file: string): void {
   const parts = file.split('/');
   if (!file || file.startsWith('/') || file.includes('\\') || parts.some((p) => p === '' || p === '.' || p === '..')) {
-    throw new LmSteerError('BAD_ARGUMENT', `"${file}" is not a relative file path inside a repo`, 'use forward slashes and no "..", e.g. "config.json" or "subfolder/model.safetensors"');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `"${file}" is not a relative file path inside a repo`,
+      'use forward slashes and no "..", e.g. "config.json" or "subfolder/model.safetensors"',
+    );
   }
 }
 
@@ -137,7 +168,11 @@ interface Ctx {
  * Download `files` of model repo `repo` at `opts.revision` into the HF cache (or find them there) and return the
  * snapshot folder holding them. All files come from one commit: the first HEAD pins it.
  */
-export async function downloadRepoFiles(repo: string, files: string[], opts: HubDownloadOptions = {}): Promise<{ dir: string; commit: string }> {
+export async function downloadRepoFiles(
+  repo: string,
+  files: string[],
+  opts: HubDownloadOptions = {},
+): Promise<{ dir: string; commit: string }> {
   parseHubSpec(repo); // validates the id
   files.forEach(checkRepoPath);
   const env = hubSettings();
@@ -244,9 +279,20 @@ async function request(url: string, init: RequestInit): Promise<Response> {
 async function headFile(ctx: Ctx, revision: string, file: string, optional: boolean): Promise<FileMeta | 'missing'> {
   let url = resolveUrl(ctx, revision, file);
   for (let hop = 0; ; hop++) {
-    const res = await request(url, { method: 'HEAD', headers: headers(ctx, url), signal: AbortSignal.timeout(HEAD_TIMEOUT_MS) });
+    const res = await request(url, {
+      method: 'HEAD',
+      headers: headers(ctx, url),
+      signal: AbortSignal.timeout(HEAD_TIMEOUT_MS),
+    });
     const location = res.headers.get('location');
-    if (res.status >= 300 && res.status < 400 && location && location.startsWith('/') && !location.startsWith('//') && hop < 5) {
+    if (
+      res.status >= 300 &&
+      res.status < 400 &&
+      location &&
+      location.startsWith('/') &&
+      !location.startsWith('//') &&
+      hop < 5
+    ) {
       url = new URL(location, url).toString();
       continue;
     }
@@ -259,7 +305,11 @@ async function headFile(ctx: Ctx, revision: string, file: string, optional: bool
     const commit = res.headers.get('x-repo-commit');
     const etag = (res.headers.get('x-linked-etag') ?? res.headers.get('etag'))?.replace(/^W\//, '').replace(/"/g, '');
     if (!commit || !COMMIT_RE.test(commit) || !etag || !/^[\w.-]+$/.test(etag)) {
-      throw new LmSteerError('NETWORK', `${ctx.endpoint} answered for ${ctx.repo}/${file} without X-Repo-Commit or ETag headers`, `${ctx.endpoint} does not look like a Hugging Face hub (check HF_ENDPOINT and any proxy)`);
+      throw new LmSteerError(
+        'NETWORK',
+        `${ctx.endpoint} answered for ${ctx.repo}/${file} without X-Repo-Commit or ETag headers`,
+        `${ctx.endpoint} does not look like a Hugging Face hub (check HF_ENDPOINT and any proxy)`,
+      );
     }
     const sizeHeader = res.headers.get('x-linked-size') ?? res.headers.get('content-length');
     const size = sizeHeader !== null && /^\d+$/.test(sizeHeader) ? Number(sizeHeader) : undefined;
@@ -271,26 +321,55 @@ async function headFile(ctx: Ctx, revision: string, file: string, optional: bool
 function httpError(ctx: Ctx, revision: string, file: string, res: Response, missingAsError = false): Error | 'missing' {
   const code = res.headers.get('x-error-code');
   const where = `${ctx.repo}@${revision}`;
-  const tokenHint = ctx.token ? 'the token given (HF_TOKEN) has no access to it' : 'if it is private or gated, set HF_TOKEN to an access token of an account allowed to read it';
+  const tokenHint = ctx.token
+    ? 'the token given (HF_TOKEN) has no access to it'
+    : 'if it is private or gated, set HF_TOKEN to an access token of an account allowed to read it';
   if (res.status === 429 || res.status >= 500) return new Unavailable(`HTTP ${res.status}`);
   if (code === 'GatedRepo') {
-    return new LmSteerError('NETWORK', `${ctx.repo} is a gated repo: ${ctx.endpoint} refused ${file} (HTTP ${res.status})`, `accept its terms at ${ctx.endpoint}/${ctx.repo} and set HF_TOKEN to an access token of that account; or ${LOCAL_MODEL_HINT}`);
+    return new LmSteerError(
+      'NETWORK',
+      `${ctx.repo} is a gated repo: ${ctx.endpoint} refused ${file} (HTTP ${res.status})`,
+      `accept its terms at ${ctx.endpoint}/${ctx.repo} and set HF_TOKEN to an access token of that account; or ${LOCAL_MODEL_HINT}`,
+    );
   }
   if (code === 'RepoNotFound') {
-    return new LmSteerError('NOT_FOUND', `repository ${ctx.repo} not found on ${ctx.endpoint} (asked for ${file})`, `check the repo id (org/name); ${tokenHint}`);
+    return new LmSteerError(
+      'NOT_FOUND',
+      `repository ${ctx.repo} not found on ${ctx.endpoint} (asked for ${file})`,
+      `check the repo id (org/name); ${tokenHint}`,
+    );
   }
   if (code === 'RevisionNotFound') {
-    return new LmSteerError('NOT_FOUND', `revision "${revision}" not found in repository ${ctx.repo}`, 'check the branch, tag or commit after "@"');
+    return new LmSteerError(
+      'NOT_FOUND',
+      `revision "${revision}" not found in repository ${ctx.repo}`,
+      'check the branch, tag or commit after "@"',
+    );
   }
   if (res.status === 401 || res.status === 403) {
-    return new LmSteerError('NETWORK', `${ctx.endpoint} refused ${file} of ${where} (HTTP ${res.status} ${res.status === 401 ? 'unauthorized' : 'forbidden'})`, tokenHint);
+    return new LmSteerError(
+      'NETWORK',
+      `${ctx.endpoint} refused ${file} of ${where} (HTTP ${res.status} ${res.status === 401 ? 'unauthorized' : 'forbidden'})`,
+      tokenHint,
+    );
   }
   if (res.status === 404 && !missingAsError) return 'missing';
   if (res.status === 404) {
-    const what = code === 'EntryNotFound' ? `file ${file} not found in repository ${ctx.repo}` : `file ${file} or repository ${ctx.repo} not found`;
-    return new LmSteerError('NOT_FOUND', `${what} at revision ${revision} on ${ctx.endpoint}`, `check the repo id and the file name (see ${ctx.endpoint}/${ctx.repo}/tree/${revision})`);
+    const what =
+      code === 'EntryNotFound'
+        ? `file ${file} not found in repository ${ctx.repo}`
+        : `file ${file} or repository ${ctx.repo} not found`;
+    return new LmSteerError(
+      'NOT_FOUND',
+      `${what} at revision ${revision} on ${ctx.endpoint}`,
+      `check the repo id and the file name (see ${ctx.endpoint}/${ctx.repo}/tree/${revision})`,
+    );
   }
-  return new LmSteerError('NETWORK', `${ctx.endpoint} answered HTTP ${res.status} for ${file} of ${where}`, 'try again later');
+  return new LmSteerError(
+    'NETWORK',
+    `${ctx.endpoint} answered HTTP ${res.status} for ${file} of ${where}`,
+    'try again later',
+  );
 }
 
 /** Make snapshots/{commit}/{file} point at blobs/{etag}, downloading the blob if it is not cached yet. */
@@ -346,13 +425,21 @@ async function downloadBlob(ctx: Ctx, url: string, file: string, blob: string, m
   const got = sizeOf(part);
   if (meta.size !== undefined && got !== meta.size) {
     rmSync(part, { force: true });
-    throw new LmSteerError('NETWORK', `download of ${file} from ${ctx.repo} has ${got} bytes, the hub announced ${meta.size}`, 'run the same command again');
+    throw new LmSteerError(
+      'NETWORK',
+      `download of ${file} from ${ctx.repo} has ${got} bytes, the hub announced ${meta.size}`,
+      'run the same command again',
+    );
   }
   if (SHA256_RE.test(meta.etag)) {
     const sha = await sha256File(part);
     if (sha !== meta.etag) {
       rmSync(part, { force: true });
-      throw new LmSteerError('NETWORK', `download of ${file} from ${ctx.repo} is corrupt: sha256 ${sha}, expected ${meta.etag}`, 'run the same command again (the corrupt partial file was removed); if it persists, a proxy may be altering downloads');
+      throw new LmSteerError(
+        'NETWORK',
+        `download of ${file} from ${ctx.repo} is corrupt: sha256 ${sha}, expected ${meta.etag}`,
+        'run the same command again (the corrupt partial file was removed); if it persists, a proxy may be altering downloads',
+      );
     }
   }
   renameSync(part, blob);
@@ -365,7 +452,14 @@ async function sha256File(path: string): Promise<string> {
 }
 
 /** One GET from byte `from` (following redirects to the CDN), appended to `part`. Throws Unavailable on cuts. */
-async function getRange(ctx: Ctx, firstUrl: string, file: string, part: string, from: number, total: number | undefined): Promise<void> {
+async function getRange(
+  ctx: Ctx,
+  firstUrl: string,
+  file: string,
+  part: string,
+  from: number,
+  total: number | undefined,
+): Promise<void> {
   let url = firstUrl;
   let res: Response;
   for (let hop = 0; ; hop++) {
@@ -391,7 +485,11 @@ async function getRange(ctx: Ctx, firstUrl: string, file: string, part: string, 
   // 206: the server resumed; 200: it ignored Range, so the file starts over
   const append = res.status === 206 && from > 0;
   if (append && !(res.headers.get('content-range') ?? '').startsWith(`bytes ${from}-`)) {
-    throw new LmSteerError('NETWORK', `${url} resumed ${file} at the wrong offset (${res.headers.get('content-range')}, wanted byte ${from})`, `delete ${part} and run again`);
+    throw new LmSteerError(
+      'NETWORK',
+      `${url} resumed ${file} at the wrong offset (${res.headers.get('content-range')}, wanted byte ${from})`,
+      `delete ${part} and run again`,
+    );
   }
   const start = append ? from : 0;
   const bar = progressBar(ctx, file, total, start);
@@ -413,7 +511,12 @@ async function getRange(ctx: Ctx, firstUrl: string, file: string, part: string, 
     if (e instanceof LmSteerError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS') {
-      throw new LmSteerError('LIMIT', `cannot write ${part}: ${code}`, 'free disk space or set HF_HUB_CACHE to a writable folder with room', { cause: e });
+      throw new LmSteerError(
+        'LIMIT',
+        `cannot write ${part}: ${code}`,
+        'free disk space or set HF_HUB_CACHE to a writable folder with room',
+        { cause: e },
+      );
     }
     throw new Unavailable((e as Error).message);
   } finally {
@@ -432,7 +535,12 @@ function formatBytes(n: number): string {
 }
 
 /** A cli-progress bar on stderr with size, speed and ETA; none when quiet or when stderr is not a terminal. */
-function progressBar(ctx: Ctx, file: string, total: number | undefined, start: number): cliProgress.SingleBar | undefined {
+function progressBar(
+  ctx: Ctx,
+  file: string,
+  total: number | undefined,
+  start: number,
+): cliProgress.SingleBar | undefined {
   if (ctx.quiet || !ctx.progressStream.isTTY) return undefined;
   const bar = new cliProgress.SingleBar(
     {
@@ -455,7 +563,11 @@ export type HubModel =
 
 /** Short names for well-known llama2.c checkpoints: repo and its (model, tokenizer) files. */
 const LLAMA2C_ALIASES: Record<string, { repo: string; model: string; tokenizer: string }> = {
-  stories260k: { repo: 'karpathy/tinyllamas', model: 'stories260K/stories260K.bin', tokenizer: 'stories260K/tok512.bin' },
+  stories260k: {
+    repo: 'karpathy/tinyllamas',
+    model: 'stories260K/stories260K.bin',
+    tokenizer: 'stories260K/tok512.bin',
+  },
 };
 
 /**
@@ -469,10 +581,17 @@ export async function resolveHubModel(spec: string, opts: HubDownloadOptions = {
   if (alias) {
     const revision = rev ?? opts.revision ?? 'main';
     const { dir, commit } = await downloadRepoFiles(alias.repo, [alias.model, alias.tokenizer], { ...opts, revision });
-    return { kind: 'llama2c', repo: alias.repo, revision, commit, modelPath: join(dir, alias.model), tokenizerPath: join(dir, alias.tokenizer) };
+    return {
+      kind: 'llama2c',
+      repo: alias.repo,
+      revision,
+      commit,
+      modelPath: join(dir, alias.model),
+      tokenizerPath: join(dir, alias.tokenizer),
+    };
   }
   const parsed = parseHubSpec(spec);
-  const revision = spec.includes('@') ? parsed.revision : opts.revision ?? parsed.revision;
+  const revision = spec.includes('@') ? parsed.revision : (opts.revision ?? parsed.revision);
   const INDEX = 'model.safetensors.index.json';
   const first = await downloadRepoFiles(
     parsed.repo,
@@ -480,7 +599,12 @@ export async function resolveHubModel(spec: string, opts: HubDownloadOptions = {
     { ...opts, revision, allowMissing: ['generation_config.json', 'tokenizer_config.json', INDEX] },
   ).catch((e: unknown) => {
     if (e instanceof LmSteerError && e.code === 'NOT_FOUND' && e.message.startsWith('file tokenizer.json')) {
-      throw new LmSteerError('UNSUPPORTED', `${parsed.repo} has no tokenizer.json`, 'lmsteer needs a fast-tokenizer tokenizer.json; save one with transformers (AutoTokenizer.from_pretrained(...).save_pretrained(dir)) and use --model dir', { cause: e });
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${parsed.repo} has no tokenizer.json`,
+        'lmsteer needs a fast-tokenizer tokenizer.json; save one with transformers (AutoTokenizer.from_pretrained(...).save_pretrained(dir)) and use --model dir',
+        { cause: e },
+      );
     }
     throw e;
   });
@@ -493,16 +617,31 @@ export async function resolveHubModel(spec: string, opts: HubDownloadOptions = {
     try {
       map = (JSON.parse(readFileSync(indexPath, 'utf8')) as { weight_map?: unknown }).weight_map;
     } catch (e) {
-      throw new LmSteerError('BAD_FILE', `${indexPath} is not valid JSON: ${(e as Error).message}`, 'delete it from the cache and download again', { cause: e });
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${indexPath} is not valid JSON: ${(e as Error).message}`,
+        'delete it from the cache and download again',
+        { cause: e },
+      );
     }
-    if (!map || typeof map !== 'object') throw new LmSteerError('BAD_FILE', `${indexPath} has no "weight_map" object`, 'the index is corrupt; delete it from the cache and download again');
+    if (!map || typeof map !== 'object')
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${indexPath} has no "weight_map" object`,
+        'the index is corrupt; delete it from the cache and download again',
+      );
     weights = [...new Set(Object.values(map as Record<string, unknown>).map(String))].sort();
   }
   try {
     await downloadRepoFiles(parsed.repo, weights, pinned);
   } catch (e) {
     if (e instanceof LmSteerError && e.code === 'NOT_FOUND' && weights[0] === 'model.safetensors') {
-      throw new LmSteerError('UNSUPPORTED', `${parsed.repo}@${revision} has no model.safetensors or ${INDEX}`, 'lmsteer reads safetensors weights only; convert the checkpoint (transformers: model.save_pretrained(dir, safe_serialization=True)) and use --model dir', { cause: e });
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${parsed.repo}@${revision} has no model.safetensors or ${INDEX}`,
+        'lmsteer reads safetensors weights only; convert the checkpoint (transformers: model.save_pretrained(dir, safe_serialization=True)) and use --model dir',
+        { cause: e },
+      );
     }
     throw e;
   }

@@ -53,7 +53,11 @@ export interface Llama2cCheckpoint {
   header: Llama2cHeader;
 }
 
-function bad(path: string, message: string, hint = 'the file is not a llama2.c checkpoint, or it is corrupt; export or download it again'): LmSteerError {
+function bad(
+  path: string,
+  message: string,
+  hint = 'the file is not a llama2.c checkpoint, or it is corrupt; export or download it again',
+): LmSteerError {
   return new LmSteerError('BAD_FILE', `${path}: ${message}`, hint);
 }
 
@@ -67,8 +71,13 @@ export function parseLlama2cHeader(path: string, head: Uint8Array): Llama2cHeade
     const ints = [0, 1, 2, 3, 4, 5, 6].map((i) => dv.getInt32(4 * i, true));
     h = {
       version: 0,
-      dim: ints[0], hiddenDim: ints[1], nLayers: ints[2], nHeads: ints[3], nKvHeads: ints[4],
-      vocabSize: Math.abs(ints[5]), seqLen: ints[6],
+      dim: ints[0],
+      hiddenDim: ints[1],
+      nLayers: ints[2],
+      nHeads: ints[3],
+      nKvHeads: ints[4],
+      vocabSize: Math.abs(ints[5]),
+      seqLen: ints[6],
       sharedClassifier: ints[5] > 0, // legacy flag: the sign of vocab_size
       headerBytes: 28,
     };
@@ -76,27 +85,46 @@ export function parseLlama2cHeader(path: string, head: Uint8Array): Llama2cHeade
     if (head.length < 256) throw bad(path, `${head.length} bytes is too short for a llama2.c v1/v2 header (256 bytes)`);
     const version = dv.getInt32(4, true);
     if (version !== 1 && version !== 2) {
-      throw new LmSteerError('UNSUPPORTED', `${path}: llama2.c checkpoint version ${version} is not supported`, 'export it again with llama2.c export.py --version 0, 1 or 2');
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${path}: llama2.c checkpoint version ${version} is not supported`,
+        'export it again with llama2.c export.py --version 0, 1 or 2',
+      );
     }
     const ints = [0, 1, 2, 3, 4, 5, 6].map((i) => dv.getInt32(8 + 4 * i, true));
     const shared = dv.getUint8(36);
     if (shared > 1) throw bad(path, `shared_classifier flag is ${shared}, expected 0 or 1`);
     h = {
       version,
-      dim: ints[0], hiddenDim: ints[1], nLayers: ints[2], nHeads: ints[3], nKvHeads: ints[4],
-      vocabSize: ints[5], seqLen: ints[6],
+      dim: ints[0],
+      hiddenDim: ints[1],
+      nLayers: ints[2],
+      nHeads: ints[3],
+      nKvHeads: ints[4],
+      vocabSize: ints[5],
+      seqLen: ints[6],
       sharedClassifier: shared === 1,
       headerBytes: 256,
     };
     if (version === 2) h.groupSize = dv.getInt32(37, true);
   }
   const desc = describe(h);
-  for (const [field, v] of [['dim', h.dim], ['hidden_dim', h.hiddenDim], ['n_layers', h.nLayers], ['n_heads', h.nHeads], ['n_kv_heads', h.nKvHeads], ['vocab_size', h.vocabSize], ['seq_len', h.seqLen]] as const) {
+  for (const [field, v] of [
+    ['dim', h.dim],
+    ['hidden_dim', h.hiddenDim],
+    ['n_layers', h.nLayers],
+    ['n_heads', h.nHeads],
+    ['n_kv_heads', h.nKvHeads],
+    ['vocab_size', h.vocabSize],
+    ['seq_len', h.seqLen],
+  ] as const) {
     if (!(v > 0)) throw bad(path, `header field ${field} is ${v}, expected a positive number (${desc})`);
   }
   if (h.dim % h.nHeads !== 0) throw bad(path, `n_heads ${h.nHeads} does not divide dim ${h.dim} (${desc})`);
-  if (h.nHeads % h.nKvHeads !== 0) throw bad(path, `n_kv_heads ${h.nKvHeads} does not divide n_heads ${h.nHeads} (${desc})`);
-  if ((h.dim / h.nHeads) % 2 !== 0) throw bad(path, `head size ${h.dim / h.nHeads} is odd; RoPE needs an even head size (${desc})`);
+  if (h.nHeads % h.nKvHeads !== 0)
+    throw bad(path, `n_kv_heads ${h.nKvHeads} does not divide n_heads ${h.nHeads} (${desc})`);
+  if ((h.dim / h.nHeads) % 2 !== 0)
+    throw bad(path, `head size ${h.dim / h.nHeads} is odd; RoPE needs an even head size (${desc})`);
   if (h.groupSize !== undefined && (h.groupSize <= 0 || h.dim % h.groupSize !== 0)) {
     throw bad(path, `Q8_0 group_size ${h.groupSize} must be positive and divide dim ${h.dim} (${desc})`);
   }
@@ -110,8 +138,20 @@ function describe(h: Llama2cHeader): string {
 
 /** The arrays of a llama2.c file, by their llama2.c names. */
 type L2cName =
-  | 'token_embedding' | 'rms_att' | 'wq' | 'wk' | 'wv' | 'wo' | 'rms_ffn' | 'w1' | 'w2' | 'w3'
-  | 'rms_final' | 'freq_cis_real' | 'freq_cis_imag' | 'wcls';
+  | 'token_embedding'
+  | 'rms_att'
+  | 'wq'
+  | 'wk'
+  | 'wv'
+  | 'wo'
+  | 'rms_ffn'
+  | 'w1'
+  | 'w2'
+  | 'w3'
+  | 'rms_final'
+  | 'freq_cis_real'
+  | 'freq_cis_imag'
+  | 'wcls';
 
 /** One tensor's place in the file. */
 interface Location {
@@ -126,19 +166,32 @@ interface Location {
 function hfName(name: L2cName, l: number): string | undefined {
   const p = `model.layers.${l}.`;
   switch (name) {
-    case 'token_embedding': return 'model.embed_tokens.weight';
-    case 'rms_att': return p + 'input_layernorm.weight';
-    case 'wq': return p + 'self_attn.q_proj.weight';
-    case 'wk': return p + 'self_attn.k_proj.weight';
-    case 'wv': return p + 'self_attn.v_proj.weight';
-    case 'wo': return p + 'self_attn.o_proj.weight';
-    case 'rms_ffn': return p + 'post_attention_layernorm.weight';
-    case 'w1': return p + 'mlp.gate_proj.weight';
-    case 'w2': return p + 'mlp.down_proj.weight';
-    case 'w3': return p + 'mlp.up_proj.weight';
-    case 'rms_final': return 'model.norm.weight';
-    case 'wcls': return 'lm_head.weight';
-    default: return undefined;
+    case 'token_embedding':
+      return 'model.embed_tokens.weight';
+    case 'rms_att':
+      return p + 'input_layernorm.weight';
+    case 'wq':
+      return p + 'self_attn.q_proj.weight';
+    case 'wk':
+      return p + 'self_attn.k_proj.weight';
+    case 'wv':
+      return p + 'self_attn.v_proj.weight';
+    case 'wo':
+      return p + 'self_attn.o_proj.weight';
+    case 'rms_ffn':
+      return p + 'post_attention_layernorm.weight';
+    case 'w1':
+      return p + 'mlp.gate_proj.weight';
+    case 'w2':
+      return p + 'mlp.down_proj.weight';
+    case 'w3':
+      return p + 'mlp.up_proj.weight';
+    case 'rms_final':
+      return 'model.norm.weight';
+    case 'wcls':
+      return 'lm_head.weight';
+    default:
+      return undefined;
   }
 }
 
@@ -167,7 +220,26 @@ function layout(h: Llama2cHeader, path: string): { tensors: Map<string, Location
   const matrices: L2cName[] = ['token_embedding', 'wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3', ...cls];
   const order: { name: L2cName; encoding: 'f32' | 'q8' }[] =
     h.version === 0
-      ? [...(['token_embedding', 'rms_att', 'wq', 'wk', 'wv', 'wo', 'rms_ffn', 'w1', 'w2', 'w3', 'rms_final', 'freq_cis_real', 'freq_cis_imag', ...cls] as L2cName[]).map((name) => ({ name, encoding: 'f32' as const }))]
+      ? [
+          ...(
+            [
+              'token_embedding',
+              'rms_att',
+              'wq',
+              'wk',
+              'wv',
+              'wo',
+              'rms_ffn',
+              'w1',
+              'w2',
+              'w3',
+              'rms_final',
+              'freq_cis_real',
+              'freq_cis_imag',
+              ...cls,
+            ] as L2cName[]
+          ).map((name) => ({ name, encoding: 'f32' as const })),
+        ]
       : [
           ...(['rms_att', 'rms_ffn', 'rms_final'] as L2cName[]).map((name) => ({ name, encoding: 'f32' as const })),
           ...matrices.map((name) => ({ name, encoding: h.version === 2 ? ('q8' as const) : ('f32' as const) })),
@@ -179,7 +251,10 @@ function layout(h: Llama2cHeader, path: string): { tensors: Map<string, Location
     const { layers, shape } = shapes[name];
     const n = shape.reduce((a, b) => a * b, 1);
     if (encoding === 'q8' && n % h.groupSize! !== 0) {
-      throw bad(path, `${name} has ${n} values per layer, not a multiple of group_size ${h.groupSize} (${describe(h)})`);
+      throw bad(
+        path,
+        `${name} has ${n} values per layer, not a multiple of group_size ${h.groupSize} (${describe(h)})`,
+      );
     }
     const bytes = encoding === 'f32' ? 4 * n : n + 4 * (n / h.groupSize!);
     const ropeHeads = name === 'wq' ? h.nHeads : name === 'wk' ? h.nKvHeads : undefined;
@@ -256,7 +331,12 @@ class Llama2cStore implements Llama2cWeights {
   }
   private location(name: string): Location {
     const loc = this.tensors.get(name);
-    if (!loc) throw new LmSteerError('NOT_FOUND', `tensor "${name}" is missing from ${this.source}`, 'llama2.c checkpoints hold only the Llama weights (embed_tokens, layers.*, norm, lm_head when untied)');
+    if (!loc)
+      throw new LmSteerError(
+        'NOT_FOUND',
+        `tensor "${name}" is missing from ${this.source}`,
+        'llama2.c checkpoints hold only the Llama weights (embed_tokens, layers.*, norm, lm_head when untied)',
+      );
     return loc;
   }
 }
@@ -288,12 +368,22 @@ export function llama2cConfig(h: Llama2cHeader): Record<string, unknown> {
 
 /** Open a llama2.c checkpoint (v0, v1 or v2); validates its header against its size. */
 export function openLlama2c(path: string): Llama2cCheckpoint {
-  if (endianness() !== 'LE') throw new LmSteerError('UNSUPPORTED', 'llama2.c checkpoints need a little-endian machine', 'run lmsteer on x86-64 or ARM64');
+  if (endianness() !== 'LE')
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      'llama2.c checkpoints need a little-endian machine',
+      'run lmsteer on x86-64 or ARM64',
+    );
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    throw new LmSteerError('NOT_FOUND', `cannot open llama2.c checkpoint ${path}: ${(err as Error).message}`, 'check the path', { cause: err });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot open llama2.c checkpoint ${path}: ${(err as Error).message}`,
+      'check the path',
+      { cause: err },
+    );
   }
   try {
     const size = fstatSync(fd).size;
@@ -303,7 +393,9 @@ export function openLlama2c(path: string): Llama2cCheckpoint {
       throw bad(
         path,
         `file is ${size} bytes but its ${describe(header)} implies ${totalBytes} bytes`,
-        size < totalBytes ? 'the file is truncated; download or export it again' : 'the file has extra bytes: it is not a llama2.c checkpoint of this version, or it is corrupt',
+        size < totalBytes
+          ? 'the file is truncated; download or export it again'
+          : 'the file has extra bytes: it is not a llama2.c checkpoint of this version, or it is corrupt',
       );
     }
     return { config: llama2cConfig(header), weights: new Llama2cStore(fd, path, tensors, header.groupSize), header };

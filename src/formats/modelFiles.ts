@@ -51,7 +51,9 @@ function isL2cTokenizerName(name: string): boolean {
 }
 
 function listFiles(dir: string): string[] {
-  return readdirSync(dir).filter((f) => isFile(join(dir, f))).sort();
+  return readdirSync(dir)
+    .filter((f) => isFile(join(dir, f)))
+    .sort();
 }
 
 /** The tokenizer beside a llama2.c checkpoint: tokenizer.bin, else the only tok*.bin. */
@@ -61,9 +63,17 @@ function l2cTokenizerBeside(modelPath: string): string {
   const toks = listFiles(dir).filter(isL2cTokenizerName);
   if (toks.length === 1) return join(dir, toks[0]);
   if (toks.length > 1) {
-    throw new LmSteerError('BAD_ARGUMENT', `several llama2.c tokenizers beside ${modelPath}: ${toks.join(', ')}`, 'keep one, or name the right one tokenizer.bin');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `several llama2.c tokenizers beside ${modelPath}: ${toks.join(', ')}`,
+      'keep one, or name the right one tokenizer.bin',
+    );
   }
-  throw new LmSteerError('NOT_FOUND', `no llama2.c tokenizer.bin (or tok*.bin) beside ${modelPath}`, 'put the tokenizer.bin the model was trained with in the same folder');
+  throw new LmSteerError(
+    'NOT_FOUND',
+    `no llama2.c tokenizer.bin (or tok*.bin) beside ${modelPath}`,
+    'put the tokenizer.bin the model was trained with in the same folder',
+  );
 }
 
 function hfModel(dir: string): LocalModel {
@@ -100,11 +110,19 @@ export function locateModel(spec: string): LocalModel {
   const checkpoints = files.filter((f) => f.endsWith('.bin') && !isL2cTokenizerName(f));
   if (checkpoints.length === 1) return l2cModel(join(dir, checkpoints[0]));
   if (checkpoints.length > 1) {
-    throw new LmSteerError('BAD_ARGUMENT', `${dir} has several .bin checkpoints (${checkpoints.join(', ')}) and no model.bin or config.json`, 'pass the path of the checkpoint to use');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${dir} has several .bin checkpoints (${checkpoints.join(', ')}) and no model.bin or config.json`,
+      'pass the path of the checkpoint to use',
+    );
   }
   const onnxPaths = onnxPathsIn(dir, files);
   if (onnxPaths.length > 0) return onnxModel(dir, onnxPaths);
-  throw new LmSteerError('NOT_FOUND', `${dir} holds no model (no config.json, llama2.c .bin or .onnx file)`, MODEL_HINT);
+  throw new LmSteerError(
+    'NOT_FOUND',
+    `${dir} holds no model (no config.json, llama2.c .bin or .onnx file)`,
+    MODEL_HINT,
+  );
 }
 
 /** ONNX exports keep their graphs at the top or in onnx/ (optimum, transformers.js layouts). */
@@ -112,7 +130,9 @@ function onnxPathsIn(dir: string, files: string[]): string[] {
   return [
     ...files.filter((f) => f.endsWith('.onnx')).map((f) => join(dir, f)),
     ...(existsSync(join(dir, 'onnx')) && statSync(join(dir, 'onnx')).isDirectory()
-      ? listFiles(join(dir, 'onnx')).filter((f) => f.endsWith('.onnx')).map((f) => join(dir, 'onnx', f))
+      ? listFiles(join(dir, 'onnx'))
+          .filter((f) => f.endsWith('.onnx'))
+          .map((f) => join(dir, 'onnx', f))
       : []),
   ];
 }
@@ -130,17 +150,28 @@ function locateFile(path: string): LocalModel {
   if (name.endsWith('.onnx')) {
     const here = dirname(path);
     const up = dirname(here);
-    return onnxModel(!isFile(join(here, 'config.json')) && basename(here) === 'onnx' && isFile(join(up, 'config.json')) ? up : here, [path]);
+    return onnxModel(
+      !isFile(join(here, 'config.json')) && basename(here) === 'onnx' && isFile(join(up, 'config.json')) ? up : here,
+      [path],
+    );
   }
   if (name.endsWith('.bin')) {
     if (isL2cTokenizerName(name)) {
-      throw new LmSteerError('BAD_ARGUMENT', `${path} is a llama2.c tokenizer, not a model`, 'pass the model checkpoint (e.g. model.bin) or its folder');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `${path} is a llama2.c tokenizer, not a model`,
+        'pass the model checkpoint (e.g. model.bin) or its folder',
+      );
     }
     // pytorch_model*.bin belongs to an HF folder (whose weight loading says what to do about it).
     if (name.startsWith('pytorch_model') && isFile(join(dirname(path), 'config.json'))) return hfModel(dirname(path));
     return l2cModel(path);
   }
-  throw new LmSteerError('BAD_ARGUMENT', `${path} is not a model file (expected a folder, a llama2.c .bin or an .onnx file)`, MODEL_HINT);
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    `${path} is not a model file (expected a folder, a llama2.c .bin or an .onnx file)`,
+    MODEL_HINT,
+  );
 }
 
 /** Read a located model's config and open its weights. */

@@ -97,7 +97,10 @@ export function readOnnxExport(modelPath: string, fallback: ExportFallback = {})
  * Read an export through the on-disk cache `cacheDir/onnx-exports/<key>/` (rewritten model.onnx, head.bin,
  * io.json), keyed by the source's content, so a second load skips decoding and re-encoding the graph.
  */
-export function openOnnxExport(modelPath: string, opts: { cacheDir: string | false; fallback?: ExportFallback }): OnnxExport {
+export function openOnnxExport(
+  modelPath: string,
+  opts: { cacheDir: string | false; fallback?: ExportFallback },
+): OnnxExport {
   const bytes = readModelBytes(modelPath);
   const proto = decodeOrThrow(modelPath, bytes);
   const key = sourceKey(modelPath, bytes, proto);
@@ -111,7 +114,14 @@ export function openOnnxExport(modelPath: string, opts: { cacheDir: string | fal
       if (io.key === key && raw.byteLength === io.vocabSize * io.hiddenSize * 4) {
         const head = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
         const { key: _k, ...rest } = io;
-        return { modelPath, externalDataDir: dirname(modelPath), bytes: readFileSync(files.model), head: { dtype: 'float32', shape: [io.vocabSize, io.hiddenSize], data: head }, io: rest, key };
+        return {
+          modelPath,
+          externalDataDir: dirname(modelPath),
+          bytes: readFileSync(files.model),
+          head: { dtype: 'float32', shape: [io.vocabSize, io.hiddenSize], data: head },
+          io: rest,
+          key,
+        };
       }
     } catch {
       // a damaged cache entry is rebuilt below
@@ -128,7 +138,12 @@ export function openOnnxExport(modelPath: string, opts: { cacheDir: string | fal
 }
 
 function readModelBytes(modelPath: string): Uint8Array {
-  if (!existsSync(modelPath)) throw new LmSteerError('NOT_FOUND', `ONNX model ${modelPath} does not exist`, 'pass an existing .onnx file or its folder');
+  if (!existsSync(modelPath))
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `ONNX model ${modelPath} does not exist`,
+      'pass an existing .onnx file or its folder',
+    );
   return readFileSync(modelPath);
 }
 
@@ -138,7 +153,12 @@ function decodeOrThrow(modelPath: string, bytes: Uint8Array): Proto {
     if (!m.graph) throw new Error('no graph');
     return m;
   } catch (e) {
-    throw new LmSteerError('BAD_FILE', `${modelPath} is not a readable ONNX model (${(e as Error).message})`, 'check that the file was fully downloaded', { cause: e });
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${modelPath} is not a readable ONNX model (${(e as Error).message})`,
+      'check that the file was fully downloaded',
+      { cause: e },
+    );
   }
 }
 
@@ -160,7 +180,8 @@ function externalLocations(graph: Proto, out = new Set<string>()): Set<string> {
     const loc = (t.external_data ?? []).find((e: Proto) => e.key === 'location');
     if (t.data_location === 1 && loc) out.add(loc.value);
   }
-  for (const n of graph.node ?? []) for (const a of n.attribute ?? []) for (const g of subgraphs(a)) externalLocations(g, out);
+  for (const n of graph.node ?? [])
+    for (const a of n.attribute ?? []) for (const g of subgraphs(a)) externalLocations(g, out);
   return out;
 }
 
@@ -187,7 +208,13 @@ function subgraphs(a: Proto): Proto[] {
   return [...(a.g ? [a.g] : []), ...(a.graphs ?? [])];
 }
 
-function rewrite(modelPath: string, bytes: Uint8Array, key: string, fallback: ExportFallback, decoded?: Proto): OnnxExport {
+function rewrite(
+  modelPath: string,
+  bytes: Uint8Array,
+  key: string,
+  fallback: ExportFallback,
+  decoded?: Proto,
+): OnnxExport {
   const proto = decoded ?? decodeOrThrow(modelPath, bytes);
   const file = basename(modelPath);
   const graph = proto.graph;
@@ -196,10 +223,19 @@ function rewrite(modelPath: string, bytes: Uint8Array, key: string, fallback: Ex
 
   const top = scopeOf(graph);
   if (!(graph.output ?? []).some((o: Proto) => o.name === 'logits')) {
-    throw new LmSteerError('UNSUPPORTED', `${file} has no output named "logits" (outputs: ${(graph.output ?? []).map((o: Proto) => o.name).join(', ')})`, HEAD_HINT);
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${file} has no output named "logits" (outputs: ${(graph.output ?? []).map((o: Proto) => o.name).join(', ')})`,
+      HEAD_HINT,
+    );
   }
   for (const name of ['hidden', 'steer_p1', 'steer_p2t', 'steer_scale']) {
-    if (ctx.names.has(name)) throw new LmSteerError('UNSUPPORTED', `${file} already has a value named "${name}", which lmsteer adds`, 'rename it in the export');
+    if (ctx.names.has(name))
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${file} already has a value named "${name}", which lmsteer adds`,
+        'rename it in the export',
+      );
   }
 
   const steer = addSteerInputs(ctx, graph);
@@ -242,7 +278,15 @@ function allNames(graph: Proto, out = new Set<string>()): Set<string> {
 }
 
 function valueInfo(name: string, elemType: number, dims: (number | string)[]): Proto {
-  return { name, type: { tensor_type: { elem_type: elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } } };
+  return {
+    name,
+    type: {
+      tensor_type: {
+        elem_type: elemType,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) },
+      },
+    },
+  };
 }
 
 /** The graph inputs the export declares (initializers listed as inputs, as IR < 4 did, excluded). */
@@ -259,19 +303,38 @@ function dimsOf(v: Proto): (number | string | undefined)[] {
   return (v.type?.tensor_type?.shape?.dim ?? []).map((d: Proto) => d.dim_value ?? d.dim_param);
 }
 
-const DTYPE_NAME: Record<number, string> = { 1: 'float32', 7: 'int64', 6: 'int32', 9: 'bool', 10: 'float16', 16: 'bfloat16' };
+const DTYPE_NAME: Record<number, string> = {
+  1: 'float32',
+  7: 'int64',
+  6: 'int32',
+  9: 'bool',
+  10: 'float16',
+  16: 'bfloat16',
+};
 
-function inspectIO(file: string, graph: Proto, fallback: ExportFallback): Omit<OnnxExportIO, 'vocabSize' | 'hiddenSize' | 'headNode'> {
+function inspectIO(
+  file: string,
+  graph: Proto,
+  fallback: ExportFallback,
+): Omit<OnnxExportIO, 'vocabSize' | 'hiddenSize' | 'headNode'> {
   const inputs = realInputs(graph);
   const byName = new Map<string, Proto>(inputs.map((i) => [i.name, i]));
   const needType = (name: string, type: number, optional: boolean): boolean => {
     const v = byName.get(name);
     if (!v) {
       if (optional) return false;
-      throw new LmSteerError('UNSUPPORTED', `${file} has no input "${name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`, 'lmsteer runs decoder exports with input_ids, attention_mask and past_key_values.* inputs (optimum --task text-generation-with-past)');
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${file} has no input "${name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`,
+        'lmsteer runs decoder exports with input_ids, attention_mask and past_key_values.* inputs (optimum --task text-generation-with-past)',
+      );
     }
     if (elemType(v) !== type) {
-      throw new LmSteerError('UNSUPPORTED', `${file}: input "${name}" is ${DTYPE_NAME[elemType(v) ?? 0] ?? `type ${elemType(v)}`}, expected ${DTYPE_NAME[type]}`, 'export with the default (int64 ids, float32) settings');
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${file}: input "${name}" is ${DTYPE_NAME[elemType(v) ?? 0] ?? `type ${elemType(v)}`}, expected ${DTYPE_NAME[type]}`,
+        'export with the default (int64 ids, float32) settings',
+      );
     }
     return true;
   };
@@ -290,33 +353,64 @@ function inspectIO(file: string, graph: Proto, fallback: ExportFallback): Omit<O
       continue;
     }
     if (!['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch'].includes(v.name)) {
-      throw new LmSteerError('UNSUPPORTED', `${file} has an input "${v.name}" that lmsteer does not know how to feed`, 'lmsteer feeds input_ids, attention_mask, position_ids, use_cache_branch and past_key_values.{i}.key/value');
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${file} has an input "${v.name}" that lmsteer does not know how to feed`,
+        'lmsteer feeds input_ids, attention_mask, position_ids, use_cache_branch and past_key_values.{i}.key/value',
+      );
     }
   }
   const numLayers = layers.size;
   if (numLayers === 0) {
-    throw new LmSteerError('UNSUPPORTED', `${file} has no past_key_values.* inputs (an export without KV cache)`, 'use the with-past export (optimum-cli export onnx --task text-generation-with-past, or decoder_model_merged.onnx)');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${file} has no past_key_values.* inputs (an export without KV cache)`,
+      'use the with-past export (optimum-cli export onnx --task text-generation-with-past, or decoder_model_merged.onnx)',
+    );
   }
   const outputs = new Set<string>((graph.output ?? []).map((o: Proto) => o.name as string));
   for (let i = 0; i < numLayers; i++) {
     const e = layers.get(i);
     for (const kind of ['key', 'value'] as const) {
-      if (!e?.[kind]) throw new LmSteerError('BAD_FILE', `${file} has past_key_values inputs for ${numLayers} layers but none named past_key_values.${i}.${kind}`, 'the export is incomplete');
+      if (!e?.[kind])
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${file} has past_key_values inputs for ${numLayers} layers but none named past_key_values.${i}.${kind}`,
+          'the export is incomplete',
+        );
       if (elemType(e[kind]) !== ONNX_DTYPE.float32) {
-        throw new LmSteerError('UNSUPPORTED', `${file}: past_key_values.${i}.${kind} is ${DTYPE_NAME[elemType(e[kind]) ?? 0] ?? 'not float32'}; lmsteer runs float32 exports`, 'export in float32 (no --fp16 / --dtype fp16)');
+        throw new LmSteerError(
+          'UNSUPPORTED',
+          `${file}: past_key_values.${i}.${kind} is ${DTYPE_NAME[elemType(e[kind]) ?? 0] ?? 'not float32'}; lmsteer runs float32 exports`,
+          'export in float32 (no --fp16 / --dtype fp16)',
+        );
       }
-      if (!outputs.has(`present.${i}.${kind}`)) throw new LmSteerError('UNSUPPORTED', `${file} has past_key_values.${i}.${kind} but no output present.${i}.${kind}`, 'lmsteer expects optimum output names (present.{i}.key / .value)');
+      if (!outputs.has(`present.${i}.${kind}`))
+        throw new LmSteerError(
+          'UNSUPPORTED',
+          `${file} has past_key_values.${i}.${kind} but no output present.${i}.${kind}`,
+          'lmsteer expects optimum output names (present.{i}.key / .value)',
+        );
     }
   }
   for (const o of outputs) {
     const m = PRESENT.exec(o);
-    if (m && Number(m[1]) >= numLayers) throw new LmSteerError('BAD_FILE', `${file} has output ${o} but no past_key_values.${m[1]}.${m[2]} input`, 'the export is incomplete');
+    if (m && Number(m[1]) >= numLayers)
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${file} has output ${o} but no past_key_values.${m[1]}.${m[2]} input`,
+        'the export is incomplete',
+      );
   }
   const dims = dimsOf(layers.get(0)!.key!);
   const kvH = typeof dims[1] === 'number' ? dims[1] : fallback.numKvHeads;
   const hd = typeof dims[3] === 'number' ? dims[3] : fallback.headDim;
   if (dims.length !== 4 || kvH === undefined || hd === undefined) {
-    throw new LmSteerError('UNSUPPORTED', `${file}: past_key_values.0.key has shape [${dims.map((d) => d ?? '?')}], expected [batch, kv_heads, past, head_dim]`, 'lmsteer runs exports with one key and one value tensor per layer in that layout');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${file}: past_key_values.0.key has shape [${dims.map((d) => d ?? '?')}], expected [batch, kv_heads, past, head_dim]`,
+      'lmsteer runs exports with one key and one value tensor per layer in that layout',
+    );
   }
   return { numLayers, numKvHeads: kvH, headDim: hd, hasPositionIds, hasUseCacheBranch };
 }
@@ -345,12 +439,21 @@ function rewriteHead(ctx: RewriteCtx, scope: Scope, value: string, steer: SteerV
 
   if (n.op_type === 'If' && !n.domain) return rewriteIfHead(ctx, scope, n, value, steer);
   if ((n.op_type !== 'MatMul' && n.op_type !== 'Gemm') || n.domain) {
-    throw new LmSteerError('UNSUPPORTED', `${ctx.file}: the logits come from ${describe(n)}, not from a MatMul or Gemm with the LM head weight`, HEAD_HINT);
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${ctx.file}: the logits come from ${describe(n)}, not from a MatMul or Gemm with the LM head weight`,
+      HEAD_HINT,
+    );
   }
   const head = headMatrix(ctx, scope, n);
   const h = n.input[0] as string;
   n.input[0] = steer.apply(ctx, scope.graph, n, h);
-  return { head, hiddenValue: h, hiddenDims: n.op_type === 'Gemm' ? ['batch_x_seq', head.shape[1]!] : ['batch', 'seq', head.shape[1]!], headNode: n.name || n.op_type };
+  return {
+    head,
+    hiddenValue: h,
+    hiddenDims: n.op_type === 'Gemm' ? ['batch_x_seq', head.shape[1]!] : ['batch', 'seq', head.shape[1]!],
+    headNode: n.name || n.op_type,
+  };
 }
 
 /**
@@ -369,10 +472,19 @@ function rewriteIfHead(ctx: RewriteCtx, scope: Scope, ifNode: Proto, value: stri
     branch.output.push(valueInfo(out, ONNX_DTYPE.float32, found.hiddenDims));
     results.push(found);
   }
-  if (results.length !== 2) throw new LmSteerError('UNSUPPORTED', `${ctx.file}: ${describe(ifNode)} computes the logits but lacks then/else branches`, HEAD_HINT);
+  if (results.length !== 2)
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${ctx.file}: ${describe(ifNode)} computes the logits but lacks then/else branches`,
+      HEAD_HINT,
+    );
   const [a, b] = results as [HeadFound, HeadFound];
   if (a.head.shape.join() !== b.head.shape.join() || !a.head.data.every((x, i) => x === b.head.data[i])) {
-    throw new LmSteerError('UNSUPPORTED', `${ctx.file}: the two branches of ${describe(ifNode)} use different LM head weights`, HEAD_HINT);
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${ctx.file}: the two branches of ${describe(ifNode)} use different LM head weights`,
+      HEAD_HINT,
+    );
   }
   const hidden = fresh(ctx, 'hidden_if');
   ifNode.output.push(hidden);
@@ -386,7 +498,11 @@ function headMatrix(ctx: RewriteCtx, scope: Scope, n: Proto): Tensor {
   let wName = n.input[1] as string;
   if (n.op_type === 'Gemm') {
     if ((attr('transA')?.i ?? 0) !== 0 || (attr('alpha')?.f ?? 1) !== 1) {
-      throw new LmSteerError('UNSUPPORTED', `${ctx.file}: the LM head ${describe(n)} has transA or alpha ≠ 1`, HEAD_HINT);
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${ctx.file}: the LM head ${describe(n)} has transA or alpha ≠ 1`,
+        HEAD_HINT,
+      );
     }
     transposed = (attr('transB')?.i ?? 0) === 1;
   } else {
@@ -396,7 +512,9 @@ function headMatrix(ctx: RewriteCtx, scope: Scope, n: Proto): Tensor {
   if (!t) {
     // MatMul(h, Transpose(E)): a tied embedding shared with the input side.
     const tr = lookupProducer(scope, wName);
-    const perm = tr ? ((tr.attribute ?? []).find((a: Proto) => a.name === 'perm')?.ints as number[] | undefined) : undefined;
+    const perm = tr
+      ? ((tr.attribute ?? []).find((a: Proto) => a.name === 'perm')?.ints as number[] | undefined)
+      : undefined;
     if (tr && tr.op_type === 'Transpose' && !tr.domain && (!perm || (perm[0] === 1 && perm[1] === 0))) {
       wName = tr.input[0];
       t = findTensor(scope, wName);
@@ -405,13 +523,26 @@ function headMatrix(ctx: RewriteCtx, scope: Scope, n: Proto): Tensor {
   }
   if (!t) {
     const p = lookupProducer(scope, n.input[1]);
-    throw new LmSteerError('UNSUPPORTED', `${ctx.file}: the weight of the LM head ${describe(n)} is computed${p ? ` by ${describe(p)}` : ''}, not stored as an initializer`, HEAD_HINT);
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${ctx.file}: the weight of the LM head ${describe(n)} is computed${p ? ` by ${describe(p)}` : ''}, not stored as an initializer`,
+      HEAD_HINT,
+    );
   }
   if (t.data_type !== ONNX_DTYPE.float32) {
-    throw new LmSteerError('UNSUPPORTED', `${ctx.file}: the LM head weight "${wName}" of ${describe(n)} is ${DTYPE_NAME[t.data_type] ?? `type ${t.data_type}`}; lmsteer runs float32 exports`, HEAD_HINT);
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${ctx.file}: the LM head weight "${wName}" of ${describe(n)} is ${DTYPE_NAME[t.data_type] ?? `type ${t.data_type}`}; lmsteer runs float32 exports`,
+      HEAD_HINT,
+    );
   }
   const dims = (t.dims ?? []).map(Number);
-  if (dims.length !== 2) throw new LmSteerError('UNSUPPORTED', `${ctx.file}: the LM head weight "${wName}" has shape [${dims}], expected a matrix`, HEAD_HINT);
+  if (dims.length !== 2)
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${ctx.file}: the LM head weight "${wName}" has shape [${dims}], expected a matrix`,
+      HEAD_HINT,
+    );
   const data = tensorData(ctx, t, dims[0]! * dims[1]!);
   if (transposed) return { dtype: 'float32', shape: [dims[0]!, dims[1]!], data };
   const [d, V] = dims as [number, number];
@@ -434,7 +565,10 @@ function findTensor(scope: Scope, name: string): Proto | undefined {
     const init = (s.graph.initializer ?? []).find((t: Proto) => t.name === name);
     if (init) return init;
     const p = s.producers.get(name);
-    if (p) return p.op_type === 'Constant' && !p.domain ? (p.attribute ?? []).find((a: Proto) => a.name === 'value')?.t : undefined;
+    if (p)
+      return p.op_type === 'Constant' && !p.domain
+        ? (p.attribute ?? []).find((a: Proto) => a.name === 'value')?.t
+        : undefined;
   }
   return undefined;
 }
@@ -446,10 +580,19 @@ function tensorData(ctx: RewriteCtx, t: Proto, n: number): Float32Array {
     const ext = new Map<string, string>((t.external_data ?? []).map((e: Proto) => [e.key, e.value]));
     const loc = ext.get('location');
     if (!loc || isAbsolute(loc) || normalize(loc).startsWith('..')) {
-      throw new LmSteerError('BAD_FILE', `${ctx.file}: initializer "${t.name}" has external data location ${JSON.stringify(loc)}`, 'external data must be a file in the model folder');
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${ctx.file}: initializer "${t.name}" has external data location ${JSON.stringify(loc)}`,
+        'external data must be a file in the model folder',
+      );
     }
     const path = resolve(ctx.dir, loc);
-    if (!existsSync(path)) throw new LmSteerError('NOT_FOUND', `${ctx.file}: the external data file ${path} of initializer "${t.name}" does not exist`, 'download the .onnx_data file beside the .onnx file');
+    if (!existsSync(path))
+      throw new LmSteerError(
+        'NOT_FOUND',
+        `${ctx.file}: the external data file ${path} of initializer "${t.name}" does not exist`,
+        'download the .onnx_data file beside the .onnx file',
+      );
     const offset = Number(ext.get('offset') ?? 0);
     const length = Number(ext.get('length') ?? n * 4);
     const fd = openSync(path, 'r');
@@ -464,7 +607,11 @@ function tensorData(ctx: RewriteCtx, t: Proto, n: number): Float32Array {
     raw = new Uint8Array(Float32Array.from(t.float_data as number[]).buffer);
   }
   if (!raw || raw.byteLength !== n * 4) {
-    throw new LmSteerError('BAD_FILE', `${ctx.file}: initializer "${t.name}" holds ${raw?.byteLength ?? 0} bytes, expected ${n * 4}`, 'the export is damaged or incomplete');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${ctx.file}: initializer "${t.name}" holds ${raw?.byteLength ?? 0} bytes, expected ${n * 4}`,
+      'the export is damaged or incomplete',
+    );
   }
   // Copy into an aligned buffer (raw_data may sit at any offset of the file buffer).
   return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
@@ -488,7 +635,12 @@ interface SteerValues {
 function addSteerInputs(ctx: RewriteCtx, graph: Proto): SteerValues {
   const i64 = (name: string, values: number[]) => {
     const data = BigInt64Array.from(values.map(BigInt));
-    graph.initializer.push({ name, data_type: ONNX_DTYPE.int64, dims: [values.length], raw_data: Buffer.from(data.buffer) });
+    graph.initializer.push({
+      name,
+      data_type: ONNX_DTYPE.int64,
+      dims: [values.length],
+      raw_data: Buffer.from(data.buffer),
+    });
     return name;
   };
   graph.initializer ??= [];

@@ -58,7 +58,9 @@ export function setOwn(obj: Record<string, unknown>, key: string, value: unknown
 
 /** Python builtins that carry plain data and appear in ordinary pickles. */
 export const defaultClasses: Record<string, PyClassHandler> = {
-  'collections.OrderedDict': { reduce: (args) => new Map(args.length ? (args[0] as Iterable<[unknown, unknown]>) : []) },
+  'collections.OrderedDict': {
+    reduce: (args) => new Map(args.length ? (args[0] as Iterable<[unknown, unknown]>) : []),
+  },
   'builtins.set': { reduce: (args) => new Set(args.length ? (args[0] as Iterable<unknown>) : []) },
   'builtins.frozenset': { reduce: (args) => new Set(args.length ? (args[0] as Iterable<unknown>) : []) },
   'builtins.bytearray': { reduce: (args) => (args[0] instanceof Uint8Array ? args[0] : new Uint8Array(0)) },
@@ -68,7 +70,8 @@ export const defaultClasses: Record<string, PyClassHandler> = {
   // Protocol 2 writes Python-3 bytes as _codecs.encode(str, 'latin1').
   '_codecs.encode': {
     reduce: ([s, enc]) => {
-      if (typeof s !== 'string' || (enc !== 'latin1' && enc !== 'latin-1')) return new PyObject('_codecs.encode', [s, enc]);
+      if (typeof s !== 'string' || (enc !== 'latin1' && enc !== 'latin-1'))
+        return new PyObject('_codecs.encode', [s, enc]);
       return Uint8Array.from(s, (ch) => ch.charCodeAt(0) & 0xff);
     },
   },
@@ -94,7 +97,8 @@ class Reader {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
   need(n: number): void {
-    if (n < 0 || this.pos + n > this.bytes.length) this.fail(`truncated: needs ${n} more bytes at offset ${this.pos}, file has ${this.bytes.length}`);
+    if (n < 0 || this.pos + n > this.bytes.length)
+      this.fail(`truncated: needs ${n} more bytes at offset ${this.pos}, file has ${this.bytes.length}`);
   }
   u8(): number {
     this.need(1);
@@ -171,7 +175,11 @@ const tuple = (items: unknown[]): readonly unknown[] => Object.freeze(items);
 export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): unknown {
   const source = opts.source ?? 'pickle';
   const fail = (msg: string): never => {
-    throw new LmSteerError('BAD_FILE', `${source}: ${msg}`, 'the file is damaged or not a pickle written by torch.save / pickle.dump');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${source}: ${msg}`,
+      'the file is damaged or not a pickle written by torch.save / pickle.dump',
+    );
   };
   const classes: Record<string, PyClassHandler> = { ...defaultClasses, ...opts.classes };
   const handled = new WeakMap<object, PyClassHandler>(); // objects a handler built, for BUILD
@@ -181,7 +189,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): unknown
   const memo = new Map<number, unknown>();
 
   const pop = (): unknown => {
-    if (stack.length === 0 || (marks.length && stack.length <= marks[marks.length - 1]!)) fail(`stack underflow at offset ${r.pos - 1}`);
+    if (stack.length === 0 || (marks.length && stack.length <= marks[marks.length - 1]!))
+      fail(`stack underflow at offset ${r.pos - 1}`);
     return stack.pop();
   };
   const top = (): unknown => {
@@ -197,7 +206,12 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): unknown
     if (!memo.has(i)) fail(`memo key ${i} is not defined (offset ${r.pos})`);
     return memo.get(i);
   };
-  const className = (callable: unknown): string => (callable instanceof PyGlobal ? callable.fullName : callable instanceof PyObject ? `<${callable.className}(...)>` : '<value>');
+  const className = (callable: unknown): string =>
+    callable instanceof PyGlobal
+      ? callable.fullName
+      : callable instanceof PyObject
+        ? `<${callable.className}(...)>`
+        : '<value>';
   const construct = (callable: unknown, args: unknown): unknown => {
     if (!Array.isArray(args)) fail(`REDUCE/NEWOBJ arguments are not a tuple at offset ${r.pos - 1}`);
     const name = className(callable);
@@ -307,7 +321,13 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): unknown
         stack.push(decodeUtf8(r.take(r.u64()), fail));
         break;
       case 0x56: // UNICODE (raw-unicode-escape line)
-        stack.push(r.line().replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a, b) => String.fromCodePoint(parseInt(a ?? b, 16))));
+        stack.push(
+          r
+            .line()
+            .replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a, b) =>
+              String.fromCodePoint(parseInt(a ?? b, 16)),
+            ),
+        );
         break;
       case 0x54: // BINSTRING (py2 str): latin-1, as Python 3 does with encoding='latin1'
         stack.push(latin1(r.take(r.i32())));

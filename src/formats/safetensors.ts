@@ -18,10 +18,22 @@ import { readJsonFile } from './hfConfig.js';
 
 /** Bytes per element of every byte-sized dtype the safetensors spec defines. */
 const DTYPE_BYTES = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
-  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  F8_E8M0: 1,
 } as const;
 export type SafetensorsDtype = keyof typeof DTYPE_BYTES;
 // Valid in newer safetensors but packed below one byte per element: recognized, not readable.
@@ -32,8 +44,16 @@ const FLOAT_DTYPES = new Set<SafetensorsDtype>(['F32', 'F16', 'BF16', 'F64']);
 const MAX_HEADER_BYTES = 100_000_000;
 
 export type RawArray =
-  | Float64Array | Float32Array | Uint16Array | Int16Array | Int8Array | Uint8Array
-  | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+  | Float64Array
+  | Float32Array
+  | Uint16Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
 
 /** A tensor exactly as stored: F16/BF16 as their Uint16 bit patterns, BOOL and F8 as bytes. */
 export interface RawTensor {
@@ -67,13 +87,20 @@ export interface SafetensorsHeader {
   metadata: Record<string, string>;
 }
 
-function bad(message: string, hint = 'the file is corrupt or not safetensors; download or export it again'): LmSteerError {
+function bad(
+  message: string,
+  hint = 'the file is corrupt or not safetensors; download or export it again',
+): LmSteerError {
   return new LmSteerError('BAD_FILE', message, hint);
 }
 
 function checkLittleEndian(): void {
   if (endianness() !== 'LE') {
-    throw new LmSteerError('UNSUPPORTED', 'safetensors reading needs a little-endian machine', 'run lmsteer on x86-64 or ARM64');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      'safetensors reading needs a little-endian machine',
+      'run lmsteer on x86-64 or ARM64',
+    );
   }
 }
 
@@ -89,7 +116,12 @@ function isCount(v: unknown): v is number {
  * Validate a parsed header. `dataStart` is the file offset of the data section, `dataLength` its size.
  * Exported for tests and for other readers of the same layout.
  */
-export function parseSafetensorsHeader(path: string, json: unknown, dataStart: number, dataLength: number): SafetensorsHeader {
+export function parseSafetensorsHeader(
+  path: string,
+  json: unknown,
+  dataStart: number,
+  dataLength: number,
+): SafetensorsHeader {
   if (!isPlainObject(json)) throw bad(`${path}: safetensors header is not a JSON object`);
   let metadata: Record<string, string> = {};
   const entries = new Map<string, Entry>();
@@ -106,9 +138,16 @@ export function parseSafetensorsHeader(path: string, json: unknown, dataStart: n
     const { dtype, shape, data_offsets: offsets } = info;
     if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
       if (typeof dtype === 'string' && SUB_BYTE_DTYPES.has(dtype)) {
-        throw new LmSteerError('UNSUPPORTED', `${at} has dtype ${dtype}, which lmsteer cannot read`, 'convert the checkpoint to F32, F16 or BF16');
+        throw new LmSteerError(
+          'UNSUPPORTED',
+          `${at} has dtype ${dtype}, which lmsteer cannot read`,
+          'convert the checkpoint to F32, F16 or BF16',
+        );
       }
-      throw bad(`${at} has unknown dtype ${JSON.stringify(dtype)}`, `known dtypes: ${Object.keys(DTYPE_BYTES).join(', ')}`);
+      throw bad(
+        `${at} has unknown dtype ${JSON.stringify(dtype)}`,
+        `known dtypes: ${Object.keys(DTYPE_BYTES).join(', ')}`,
+      );
     }
     if (!Array.isArray(shape) || !shape.every(isCount)) {
       throw bad(`${at} has shape ${JSON.stringify(shape)}; expected a list of non-negative integers`);
@@ -118,14 +157,24 @@ export function parseSafetensorsHeader(path: string, json: unknown, dataStart: n
     }
     const [begin, end] = offsets as [number, number];
     if (end > dataLength) {
-      throw bad(`${at} has data_offsets [${begin}, ${end}] beyond the data section (${dataLength} bytes)`, 'the file is truncated; download or export it again');
+      throw bad(
+        `${at} has data_offsets [${begin}, ${end}] beyond the data section (${dataLength} bytes)`,
+        'the file is truncated; download or export it again',
+      );
     }
     const size = DTYPE_BYTES[dtype as SafetensorsDtype];
     const expected = numel(shape as number[]) * size;
     if (end - begin !== expected) {
-      throw bad(`${at} (${dtype} [${shape.join(', ')}]) needs ${expected} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+      throw bad(
+        `${at} (${dtype} [${shape.join(', ')}]) needs ${expected} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      );
     }
-    entries.set(name, { dtype: dtype as SafetensorsDtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end });
+    entries.set(name, {
+      dtype: dtype as SafetensorsDtype,
+      shape: shape as number[],
+      begin: dataStart + begin,
+      end: dataStart + end,
+    });
   }
   // Two tensors sharing bytes means a corrupt header (the reference writer never aliases).
   const sorted = [...entries].filter(([, e]) => e.end > e.begin).sort((a, b) => a[1].begin - b[1].begin);
@@ -133,7 +182,9 @@ export function parseSafetensorsHeader(path: string, json: unknown, dataStart: n
     const [prevName, prev] = sorted[i - 1];
     const [name, cur] = sorted[i];
     if (cur.begin < prev.end) {
-      throw bad(`${path}: tensors "${prevName}" and "${name}" overlap (bytes ${prev.begin - dataStart}..${prev.end - dataStart} and ${cur.begin - dataStart}..${cur.end - dataStart} of the data section)`);
+      throw bad(
+        `${path}: tensors "${prevName}" and "${name}" overlap (bytes ${prev.begin - dataStart}..${prev.end - dataStart} and ${cur.begin - dataStart}..${cur.end - dataStart} of the data section)`,
+      );
     }
   }
   return { entries, metadata };
@@ -166,7 +217,11 @@ class SafetensorsReader implements SafetensorsFile {
   get(name: string): Tensor<'float32'> {
     const e = this.entry(name);
     if (!FLOAT_DTYPES.has(e.dtype)) {
-      throw new LmSteerError('UNSUPPORTED', `tensor "${name}" in ${this.source} is ${e.dtype}, not a float tensor`, 'read integer tensors with getRaw()');
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `tensor "${name}" in ${this.source} is ${e.dtype}, not a float tensor`,
+        'read integer tensors with getRaw()',
+      );
     }
     const raw = this.getRaw(name);
     let data: Float32Array;
@@ -192,7 +247,11 @@ class SafetensorsReader implements SafetensorsFile {
   private entry(name: string): Entry {
     const e = this.entries.get(name);
     if (!e) {
-      throw new LmSteerError('NOT_FOUND', `tensor "${name}" is missing from ${this.source}`, 'the checkpoint does not match its config.json, or is incomplete');
+      throw new LmSteerError(
+        'NOT_FOUND',
+        `tensor "${name}" is missing from ${this.source}`,
+        'the checkpoint does not match its config.json, or is incomplete',
+      );
     }
     return e;
   }
@@ -203,16 +262,28 @@ function view(dtype: SafetensorsDtype, b: Uint8Array): RawArray {
   const { buffer, byteOffset: o } = b;
   const n = b.length / DTYPE_BYTES[dtype];
   switch (dtype) {
-    case 'F64': return new Float64Array(buffer, o, n);
-    case 'F32': return new Float32Array(buffer, o, n);
-    case 'F16': case 'BF16': case 'U16': return new Uint16Array(buffer, o, n);
-    case 'I64': return new BigInt64Array(buffer, o, n);
-    case 'U64': return new BigUint64Array(buffer, o, n);
-    case 'I32': return new Int32Array(buffer, o, n);
-    case 'U32': return new Uint32Array(buffer, o, n);
-    case 'I16': return new Int16Array(buffer, o, n);
-    case 'I8': return new Int8Array(buffer, o, n);
-    default: return b; // U8, BOOL, F8_*
+    case 'F64':
+      return new Float64Array(buffer, o, n);
+    case 'F32':
+      return new Float32Array(buffer, o, n);
+    case 'F16':
+    case 'BF16':
+    case 'U16':
+      return new Uint16Array(buffer, o, n);
+    case 'I64':
+      return new BigInt64Array(buffer, o, n);
+    case 'U64':
+      return new BigUint64Array(buffer, o, n);
+    case 'I32':
+      return new Int32Array(buffer, o, n);
+    case 'U32':
+      return new Uint32Array(buffer, o, n);
+    case 'I16':
+      return new Int16Array(buffer, o, n);
+    case 'I8':
+      return new Int8Array(buffer, o, n);
+    default:
+      return b; // U8, BOOL, F8_*
   }
 }
 
@@ -223,15 +294,25 @@ export function openSafetensors(path: string): SafetensorsFile {
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    throw new LmSteerError('NOT_FOUND', `cannot open safetensors file ${path}: ${(err as Error).message}`, 'check the path', { cause: err });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot open safetensors file ${path}: ${(err as Error).message}`,
+      'check the path',
+      { cause: err },
+    );
   }
   try {
     const size = fstatSync(fd).size;
     if (size < 8) throw bad(`${path} is ${size} bytes, shorter than the 8-byte safetensors header length`);
     const lenBig = Buffer.from(readBytesAt(fd, 0, 8, path)).readBigUInt64LE(0);
-    if (lenBig > BigInt(MAX_HEADER_BYTES)) throw bad(`${path}: header length ${lenBig} is absurd (limit ${MAX_HEADER_BYTES} bytes)`);
+    if (lenBig > BigInt(MAX_HEADER_BYTES))
+      throw bad(`${path}: header length ${lenBig} is absurd (limit ${MAX_HEADER_BYTES} bytes)`);
     const headerLen = Number(lenBig);
-    if (8 + headerLen > size) throw bad(`${path}: header length ${headerLen} runs past the end of the ${size}-byte file`, 'the file is truncated or not safetensors');
+    if (8 + headerLen > size)
+      throw bad(
+        `${path}: header length ${headerLen} runs past the end of the ${size}-byte file`,
+        'the file is truncated or not safetensors',
+      );
     let json: unknown;
     try {
       const text = new TextDecoder('utf-8', { fatal: true }).decode(readBytesAt(fd, 8, headerLen, path));
@@ -278,7 +359,11 @@ class ShardedStore implements SafetensorsStore {
   private shard(name: string): SafetensorsFile {
     const s = this.where.get(name);
     if (!s) {
-      throw new LmSteerError('NOT_FOUND', `tensor "${name}" is missing from ${this.source}`, 'the checkpoint does not match its config.json, or is incomplete');
+      throw new LmSteerError(
+        'NOT_FOUND',
+        `tensor "${name}" is missing from ${this.source}`,
+        'the checkpoint does not match its config.json, or is incomplete',
+      );
     }
     return s;
   }
@@ -310,17 +395,28 @@ export function openSafetensorsModel(dir: string): SafetensorsStore {
     throw new LmSteerError(
       'UNSUPPORTED',
       `${dir} holds PyTorch weights (${torchBins.join(', ')}) but no .safetensors file`,
-      'convert them: python -c "from transformers import AutoModelForCausalLM as M; M.from_pretrained(\'DIR\').save_pretrained(\'OUT\', safe_serialization=True)"',
+      "convert them: python -c \"from transformers import AutoModelForCausalLM as M; M.from_pretrained('DIR').save_pretrained('OUT', safe_serialization=True)\"",
     );
   }
-  throw new LmSteerError('NOT_FOUND', `${dir} has no model.safetensors`, `a model folder needs model.safetensors (or ${INDEX_NAME} and its shards) beside config.json`);
+  throw new LmSteerError(
+    'NOT_FOUND',
+    `${dir} has no model.safetensors`,
+    `a model folder needs model.safetensors (or ${INDEX_NAME} and its shards) beside config.json`,
+  );
 }
 
 function listFiles(dir: string): string[] {
   try {
-    return readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile()).sort();
+    return readdirSync(dir)
+      .filter((f) => statSync(join(dir, f)).isFile())
+      .sort();
   } catch (err) {
-    throw new LmSteerError('NOT_FOUND', `cannot list model folder ${dir}: ${(err as Error).message}`, 'check the path', { cause: err });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot list model folder ${dir}: ${(err as Error).message}`,
+      'check the path',
+      { cause: err },
+    );
   }
 }
 
@@ -335,7 +431,10 @@ function openSharded(dir: string, indexName: string): SafetensorsStore {
   for (const [name, file] of Object.entries(weightMap)) {
     // Shard names come from a downloaded file: keep them inside the model folder.
     if (typeof file !== 'string' || file === '' || isAbsolute(file) || normalize(file).split(sep).includes('..')) {
-      throw bad(`${indexPath}: weight_map["${name}"] = ${JSON.stringify(file)} is not a file name inside ${dir}`, 'download the index file again');
+      throw bad(
+        `${indexPath}: weight_map["${name}"] = ${JSON.stringify(file)} is not a file name inside ${dir}`,
+        'download the index file again',
+      );
     }
     shardNames.add(file);
   }
@@ -345,7 +444,11 @@ function openSharded(dir: string, indexName: string): SafetensorsStore {
     for (const file of [...shardNames].sort()) {
       const p = join(dir, file);
       if (!existsSync(p)) {
-        throw new LmSteerError('NOT_FOUND', `shard ${file} listed in ${indexPath} is missing`, `download all ${shardNames.size} shard files into ${dir}`);
+        throw new LmSteerError(
+          'NOT_FOUND',
+          `shard ${file} listed in ${indexPath} is missing`,
+          `download all ${shardNames.size} shard files into ${dir}`,
+        );
       }
       const shard = openSafetensors(p);
       shards.push(shard);
@@ -355,13 +458,19 @@ function openSharded(dir: string, indexName: string): SafetensorsStore {
     for (const shard of shards) {
       for (const name of shard.names()) {
         const other = where.get(name);
-        if (other) throw bad(`tensor "${name}" is in two shards: ${basename(other.source)} and ${basename(shard.source)} (${dir})`);
+        if (other)
+          throw bad(
+            `tensor "${name}" is in two shards: ${basename(other.source)} and ${basename(shard.source)} (${dir})`,
+          );
         where.set(name, shard);
       }
     }
     for (const [name, file] of Object.entries(weightMap)) {
       if (where.get(name) !== byFile.get(file as string)) {
-        throw bad(`${indexPath} says tensor "${name}" is in ${file}, but it is not there`, 'the shards and the index disagree; download them again');
+        throw bad(
+          `${indexPath} says tensor "${name}" is in ${file}, but it is not there`,
+          'the shards and the index disagree; download them again',
+        );
       }
     }
     return new ShardedStore(indexPath, shards, where);
@@ -378,22 +487,36 @@ export interface WriteSafetensorsOptions {
 }
 
 /** Write float32 tensors (in the given order) to `path` atomically. */
-export function writeSafetensors(path: string, tensors: Record<string, Tensor<'float32'>>, opts: WriteSafetensorsOptions = {}): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, Tensor<'float32'>>,
+  opts: WriteSafetensorsOptions = {},
+): void {
   checkLittleEndian();
   const dtype = opts.dtype ?? 'F32';
   const header: Record<string, unknown> = {};
   if (opts.metadata) {
     for (const [k, v] of Object.entries(opts.metadata)) {
-      if (typeof v !== 'string') throw new LmSteerError('BAD_ARGUMENT', `safetensors metadata "${k}" must be a string, got ${typeof v}`, 'convert metadata values with String() or JSON.stringify()');
+      if (typeof v !== 'string')
+        throw new LmSteerError(
+          'BAD_ARGUMENT',
+          `safetensors metadata "${k}" must be a string, got ${typeof v}`,
+          'convert metadata values with String() or JSON.stringify()',
+        );
     }
     header.__metadata__ = opts.metadata;
   }
   const blobs: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
-    if (name === '' || name === '__metadata__') throw new LmSteerError('BAD_ARGUMENT', `cannot write a tensor named "${name}" to ${path}`, 'rename the tensor');
+    if (name === '' || name === '__metadata__')
+      throw new LmSteerError('BAD_ARGUMENT', `cannot write a tensor named "${name}" to ${path}`, 'rename the tensor');
     if (numel(t.shape) !== t.data.length) {
-      throw new LmSteerError('SHAPE_MISMATCH', `tensor "${name}" has ${t.data.length} values but shape [${t.shape}]`, 'fix the tensor before saving');
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `tensor "${name}" has ${t.data.length} values but shape [${t.shape}]`,
+        'fix the tensor before saving',
+      );
     }
     const stored = dtype === 'F32' ? t.data : dtype === 'F16' ? f32ToF16(t.data) : f32ToBf16(t.data);
     const bytes = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
@@ -412,7 +535,10 @@ export function writeSafetensors(path: string, tensors: Record<string, Tensor<'f
 }
 
 /** Every tensor of a (small) safetensors file as float32, with its metadata. */
-export function readAllSafetensors(path: string): { tensors: Record<string, Tensor<'float32'>>; metadata: Record<string, string> } {
+export function readAllSafetensors(path: string): {
+  tensors: Record<string, Tensor<'float32'>>;
+  metadata: Record<string, string>;
+} {
   const file = openSafetensors(path);
   try {
     const tensors: Record<string, Tensor<'float32'>> = {};

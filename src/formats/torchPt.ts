@@ -43,7 +43,11 @@ export function loadTorchFile(path: string): unknown {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new LmSteerError('NOT_FOUND', `cannot read ${path}: ${(e as Error).message}`, 'check the path to the .pt file');
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot read ${path}: ${(e as Error).message}`,
+      'check the path to the .pt file',
+    );
   }
   return loadTorchBytes(bytes, path);
 }
@@ -57,17 +61,31 @@ export function loadTorchBytes(bytes: Uint8Array, source = '.pt file'): unknown 
     );
   }
   if (!(bytes[0] === 0x50 && bytes[1] === 0x4b)) {
-    throw new LmSteerError('BAD_FILE', `${source} is not a PyTorch checkpoint (no zip signature)`, 'pass a file written by torch.save');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${source} is not a PyTorch checkpoint (no zip signature)`,
+      'pass a file written by torch.save',
+    );
   }
   let entries: Record<string, Uint8Array>;
   try {
     entries = unzipSync(bytes);
   } catch (e) {
-    throw new LmSteerError('BAD_FILE', `${source}: cannot read its zip container (${(e as Error).message})`, 'the file is truncated or damaged; copy it again');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${source}: cannot read its zip container (${(e as Error).message})`,
+      'the file is truncated or damaged; copy it again',
+    );
   }
-  const pklName = Object.keys(entries).find((n) => /^[^/]+\/data\.pkl$/.test(n)) ?? Object.keys(entries).find((n) => n.endsWith('data.pkl'));
+  const pklName =
+    Object.keys(entries).find((n) => /^[^/]+\/data\.pkl$/.test(n)) ??
+    Object.keys(entries).find((n) => n.endsWith('data.pkl'));
   if (!pklName) {
-    throw new LmSteerError('BAD_FILE', `${source}: the zip holds no data.pkl (entries: ${Object.keys(entries).slice(0, 8).join(', ') || 'none'})`, 'this zip was not written by torch.save');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${source}: the zip holds no data.pkl (entries: ${Object.keys(entries).slice(0, 8).join(', ') || 'none'})`,
+      'this zip was not written by torch.save',
+    );
   }
   const prefix = pklName.slice(0, -'data.pkl'.length);
   const order = entries[`${prefix}byteorder`];
@@ -86,13 +104,33 @@ export function loadTorchBytes(bytes: Uint8Array, source = '.pt file'): unknown 
       throw new LmSteerError('BAD_FILE', `${source}: malformed tensor record`);
     }
     const dt = STORAGE_DTYPES[storage.storageClass];
-    if (!dt) throw new LmSteerError('UNSUPPORTED', `${source}: tensors of torch.${storage.storageClass} are not supported`, 'only float, half, bfloat16, double, int and long tensors can be read');
+    if (!dt)
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${source}: tensors of torch.${storage.storageClass} are not supported`,
+        'only float, half, bfloat16, double, int and long tensors can be read',
+      );
     const raw = entries[`${prefix}data/${storage.key}`];
-    if (!raw) throw new LmSteerError('BAD_FILE', `${source}: storage data/${storage.key} is missing from the zip`, 'the file is truncated or damaged');
+    if (!raw)
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${source}: storage data/${storage.key} is missing from the zip`,
+        'the file is truncated or damaged',
+      );
     if (raw.length < storage.numel * dt.bytes) {
-      throw new LmSteerError('BAD_FILE', `${source}: storage data/${storage.key} has ${raw.length} bytes, needs ${storage.numel * dt.bytes}`);
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${source}: storage data/${storage.key} has ${raw.length} bytes, needs ${storage.numel * dt.bytes}`,
+      );
     }
-    return gather(readStorage(raw, dt.kind, dt.bytes, bigEndian), size as number[], stride as number[], offset, source, dt.kind);
+    return gather(
+      readStorage(raw, dt.kind, dt.bytes, bigEndian),
+      size as number[],
+      stride as number[],
+      offset,
+      source,
+      dt.kind,
+    );
   };
 
   const classes: Record<string, PyClassHandler> = {
@@ -136,15 +174,28 @@ function readStorage(raw: Uint8Array, kind: string, width: number, bigEndian: bo
 }
 
 /** Copy the (possibly strided, offset) view into a contiguous row-major tensor. */
-function gather(flat: Flat, size: number[], stride: number[], offset: number, source: string, kind: string): TorchTensor {
+function gather(
+  flat: Flat,
+  size: number[],
+  stride: number[],
+  offset: number,
+  source: string,
+  kind: string,
+): TorchTensor {
   if (size.length !== stride.length || ![...size, ...stride].every((v) => Number.isInteger(v) && v >= 0)) {
-    throw new LmSteerError('BAD_FILE', `${source}: tensor size ${describe(size)} / stride ${describe(stride)} are malformed`);
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${source}: tensor size ${describe(size)} / stride ${describe(stride)} are malformed`,
+    );
   }
   const n = size.reduce((a, b) => a * b, 1);
   let maxIndex = offset;
   size.forEach((s, i) => (maxIndex += s > 0 ? (s - 1) * stride[i]! : 0));
   if (n > 0 && maxIndex >= flat.length) {
-    throw new LmSteerError('BAD_FILE', `${source}: tensor of size [${size}] reads past its storage of ${flat.length} elements`);
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${source}: tensor of size [${size}] reads past its storage of ${flat.length} elements`,
+    );
   }
   const contiguous = size.every((_, i) => stride[i] === size.slice(i + 1).reduce((a, b) => a * b, 1) || size[i] === 1);
   let data: Flat;
@@ -168,7 +219,11 @@ function gather(flat: Flat, size: number[], stride: number[], offset: number, so
 
 function describe(x: unknown): string {
   try {
-    return JSON.stringify(x, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof PyGlobal ? v.fullName : v))?.slice(0, 120) ?? String(x);
+    return (
+      JSON.stringify(x, (_, v) =>
+        typeof v === 'bigint' ? v.toString() : v instanceof PyGlobal ? v.fullName : v,
+      )?.slice(0, 120) ?? String(x)
+    );
   } catch {
     return String(x);
   }
@@ -190,7 +245,8 @@ export interface ReferenceCheckpoint {
 /** Read a reference checkpoint `[args, {projector1, projector2}, n_steps]` (a bare state dict is accepted too). */
 export function importReferenceCheckpoint(path: string): ReferenceCheckpoint {
   const value = loadTorchFile(path);
-  const hint = 'expected a checkpoint saved by LM-Steer\'s experiments/training/train.py: [args, {"projector1", "projector2"}, n_steps]';
+  const hint =
+    'expected a checkpoint saved by LM-Steer\'s experiments/training/train.py: [args, {"projector1", "projector2"}, n_steps]';
   let argsValue: unknown = {};
   let state: unknown;
   let steps: unknown = 0;
@@ -199,20 +255,42 @@ export function importReferenceCheckpoint(path: string): ReferenceCheckpoint {
   else throw new LmSteerError('BAD_FILE', `${path}: holds ${kindOf(value)}, not an LM-Steer checkpoint`, hint);
 
   const args = toArgs(argsValue, path, hint);
-  if (!(state instanceof Map)) throw new LmSteerError('BAD_FILE', `${path}: the steer state is ${kindOf(state)}, expected a dict`, hint);
+  if (!(state instanceof Map))
+    throw new LmSteerError('BAD_FILE', `${path}: the steer state is ${kindOf(state)}, expected a dict`, hint);
   if (!state.has('projector1') && (state.has('add_vec') || state.has('offset_vec'))) {
-    throw new LmSteerError('UNSUPPORTED', `${path}: holds an "${state.has('add_vec') ? 'add' : 'offset'}" adaptor, not LM-Steer's "multiply" steer`, 'only checkpoints trained with --adaptor_class multiply (the default) can be imported');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${path}: holds an "${state.has('add_vec') ? 'add' : 'offset'}" adaptor, not LM-Steer's "multiply" steer`,
+      'only checkpoints trained with --adaptor_class multiply (the default) can be imported',
+    );
   }
   const p1 = state.get('projector1');
   const p2 = state.get('projector2');
-  for (const [name, t] of [['projector1', p1], ['projector2', p2]] as const) {
-    if (!isFloatTensor(t)) throw new LmSteerError('BAD_FILE', `${path}: "${name}" is ${t === undefined ? 'missing' : kindOf(t)}, expected a float tensor`, hint);
-    if (t.shape.length !== 3) throw new LmSteerError('SHAPE_MISMATCH', `${path}: "${name}" has shape [${t.shape}], expected [slots, hidden, rank]`, hint);
+  for (const [name, t] of [
+    ['projector1', p1],
+    ['projector2', p2],
+  ] as const) {
+    if (!isFloatTensor(t))
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${path}: "${name}" is ${t === undefined ? 'missing' : kindOf(t)}, expected a float tensor`,
+        hint,
+      );
+    if (t.shape.length !== 3)
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `${path}: "${name}" has shape [${t.shape}], expected [slots, hidden, rank]`,
+        hint,
+      );
   }
   const t1 = p1 as Tensor<'float32'>;
   const t2 = p2 as Tensor<'float32'>;
   if (t1.shape.join() !== t2.shape.join()) {
-    throw new LmSteerError('SHAPE_MISMATCH', `${path}: projector1 is [${t1.shape}] but projector2 is [${t2.shape}]`, hint);
+    throw new LmSteerError(
+      'SHAPE_MISMATCH',
+      `${path}: projector1 is [${t1.shape}] but projector2 is [${t2.shape}]`,
+      hint,
+    );
   }
   const n = typeof steps === 'bigint' ? Number(steps) : steps;
   return { args, projector1: t1, projector2: t2, steps: typeof n === 'number' && Number.isFinite(n) ? n : 0, path };
@@ -226,13 +304,22 @@ function toArgs(v: unknown, path: string, hint: string): Record<string, unknown>
   }
   if (v instanceof PyObject && v.state instanceof Map) return toArgs(v.state, path, hint);
   if (v === null || v instanceof PyObject || typeof v !== 'object' || Array.isArray(v)) {
-    throw new LmSteerError('BAD_FILE', `${path}: the training args are ${kindOf(v)}, expected an argparse.Namespace`, hint);
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${path}: the training args are ${kindOf(v)}, expected an argparse.Namespace`,
+      hint,
+    );
   }
   return v as Record<string, unknown>;
 }
 
 function isFloatTensor(x: unknown): x is Tensor<'float32'> {
-  return typeof x === 'object' && x !== null && (x as Tensor).dtype === 'float32' && (x as Tensor).data instanceof Float32Array;
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    (x as Tensor).dtype === 'float32' &&
+    (x as Tensor).data instanceof Float32Array
+  );
 }
 
 function kindOf(x: unknown): string {
@@ -256,7 +343,11 @@ export interface ReferenceImportOptions {
  * `adaptor_class` (only "multiply" is LM-Steer), `adapted_component` (only "final_layer": the LM head).
  * Rank and slot count come from the tensors' shape, which is what the reference's forward actually uses.
  */
-export function referenceCheckpointToSteer(ckpt: ReferenceCheckpoint, baseModel: BaseModelInfo, opts: ReferenceImportOptions = {}): Steer {
+export function referenceCheckpointToSteer(
+  ckpt: ReferenceCheckpoint,
+  baseModel: BaseModelInfo,
+  opts: ReferenceImportOptions = {},
+): Steer {
   const { args, path } = ckpt;
   const [S, d, r] = ckpt.projector1.shape as [number, number, number];
   const trainedOn = typeof args.model_name === 'string' ? ` (trained on ${args.model_name})` : '';
@@ -268,24 +359,36 @@ export function referenceCheckpointToSteer(ckpt: ReferenceCheckpoint, baseModel:
     );
   }
   if (args.adaptor_class !== undefined && args.adaptor_class !== 'multiply') {
-    throw new LmSteerError('UNSUPPORTED', `${path}: adaptor_class is "${String(args.adaptor_class)}", only LM-Steer's "multiply" is supported`);
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${path}: adaptor_class is "${String(args.adaptor_class)}", only LM-Steer's "multiply" is supported`,
+    );
   }
   if (args.adapted_component !== undefined && args.adapted_component !== 'final_layer') {
-    throw new LmSteerError('UNSUPPORTED', `${path}: adapted_component is "${String(args.adapted_component)}"; only "final_layer" (the output embeddings) is supported`);
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${path}: adapted_component is "${String(args.adapted_component)}"; only "final_layer" (the output embeddings) is supported`,
+    );
   }
   const eps = args.epsilon === undefined || args.epsilon === null ? DEFAULT_EPS : args.epsilon;
-  if (typeof eps !== 'number' || !Number.isFinite(eps)) throw new LmSteerError('BAD_FILE', `${path}: args.epsilon is ${String(eps)}, not a number`);
+  if (typeof eps !== 'number' || !Number.isFinite(eps))
+    throw new LmSteerError('BAD_FILE', `${path}: args.epsilon is ${String(eps)}, not a number`);
   const dummy = args.dummy_steer ?? null;
   if (dummy !== null && !(typeof dummy === 'number' && Number.isInteger(dummy) && dummy >= 0 && dummy < S)) {
     throw new LmSteerError('BAD_FILE', `${path}: args.dummy_steer is ${String(dummy)}, but the steer has ${S} slots`);
   }
   const settable = S - (dummy === null ? 0 : 1);
   if (opts.slotNames && opts.slotNames.length !== settable) {
-    throw new LmSteerError('BAD_ARGUMENT', `${opts.slotNames.length} slot names given, but ${path} has ${settable} settable slots`);
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${opts.slotNames.length} slot names given, but ${path} has ${settable} settable slots`,
+    );
   }
   let u = 0;
   const slots = Array.from({ length: S }, (_, i) =>
-    i === dummy ? { name: DUMMY_SLOT, defaultValue: 1 } : { name: opts.slotNames?.[u++] ?? `slot${i}`, defaultValue: 0 },
+    i === dummy
+      ? { name: DUMMY_SLOT, defaultValue: 1 }
+      : { name: opts.slotNames?.[u++] ?? `slot${i}`, defaultValue: 0 },
   );
   const num = (k: string) => (typeof args[k] === 'number' ? (args[k] as number) : undefined);
   const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);

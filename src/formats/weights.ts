@@ -33,7 +33,12 @@ export class MapWeightStore implements WeightStore {
   }
   get(name: string): Tensor<'float32'> {
     const t = this.map.get(name);
-    if (!t) throw new LmSteerError('NOT_FOUND', `tensor "${name}" is missing from ${this.source}`, 'the checkpoint does not match its config.json, or is incomplete');
+    if (!t)
+      throw new LmSteerError(
+        'NOT_FOUND',
+        `tensor "${name}" is missing from ${this.source}`,
+        'the checkpoint does not match its config.json, or is incomplete',
+      );
     return t;
   }
 }

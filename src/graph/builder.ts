@@ -54,7 +54,12 @@ export class GraphBuilder {
 
   /** A float32 weight (initializer). */
   weight(name: string, t: Tensor<'float32'>): string {
-    return this.initializer(name, 'float32', t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    return this.initializer(
+      name,
+      'float32',
+      t.shape,
+      new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+    );
   }
 
   initializer(name: string, dtype: OnnxDType, dims: number[], bytes: Uint8Array): string {
@@ -78,12 +83,22 @@ export class GraphBuilder {
    * Append a node. Returns its single output name, or all names when `opts.outputs` is a count > 1 or a list.
    * An empty string in `inputs` is an omitted optional input, as ONNX defines.
    */
-  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, opts: { domain?: string; outputs?: number | string[]; name?: string } = {}): string {
+  op(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    opts: { domain?: string; outputs?: number | string[]; name?: string } = {},
+  ): string {
     const outs = this.opN(opType, inputs, attrs, opts);
     return outs[0];
   }
 
-  opN(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, opts: { domain?: string; outputs?: number | string[]; name?: string } = {}): string[] {
+  opN(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    opts: { domain?: string; outputs?: number | string[]; name?: string } = {},
+  ): string[] {
     const outs = Array.isArray(opts.outputs)
       ? opts.outputs
       : Array.from({ length: opts.outputs ?? 1 }, () => this.fresh(opType.toLowerCase()));
@@ -104,7 +119,14 @@ export class GraphBuilder {
    * `externalName` is how the model refers to it) when one is given, each aligned to 4 KiB for mmap.
    * Returns the model bytes and a content hash of everything (graph + weights).
    */
-  serialize(opts: { externalPath?: string; externalName?: string; inlineLimit?: number; metadata?: Record<string, string> } = {}): Uint8Array {
+  serialize(
+    opts: {
+      externalPath?: string;
+      externalName?: string;
+      inlineLimit?: number;
+      metadata?: Record<string, string>;
+    } = {},
+  ): Uint8Array {
     const limit = opts.inlineLimit ?? 1024;
     let fd: number | undefined;
     let offset = 0;
@@ -169,7 +191,8 @@ function attribute(name: string, v: AttrValue): object {
   if (typeof v === 'number') return Number.isInteger(v) ? { name, type: 2, i: v } : { name, type: 1, f: v };
   if (typeof v === 'string') return { name, type: 3, s: Buffer.from(v) };
   if (Array.isArray(v)) {
-    if (v.length > 0 && typeof v[0] === 'string') return { name, type: 8, strings: (v as string[]).map((s) => Buffer.from(s)) };
+    if (v.length > 0 && typeof v[0] === 'string')
+      return { name, type: 8, strings: (v as string[]).map((s) => Buffer.from(s)) };
     return { name, type: 7, ints: v as number[] };
   }
   if ('floats' in v) return { name, type: 6, floats: v.floats };

@@ -97,7 +97,8 @@ export function valueDistribution(values: readonly number[], meanLosses: readonl
     );
   }
   const bad = meanLosses.findIndex((x) => !Number.isFinite(x));
-  if (bad >= 0) throw new LmSteerError('BAD_DATA', `loss at value ${values[bad]} is ${meanLosses[bad]}`, 'the text may be empty');
+  if (bad >= 0)
+    throw new LmSteerError('BAD_DATA', `loss at value ${values[bad]} is ${meanLosses[bad]}`, 'the text may be empty');
   const mean = meanLosses.reduce((a, b) => a + b, 0) / meanLosses.length;
   const logits = meanLosses.map((l) => (mean - l) * sharpness);
   const top = Math.max(...logits);

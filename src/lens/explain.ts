@@ -25,11 +25,16 @@ export function resolveSlot(steer: Steer, name: string | undefined, opts: { allo
   const steerLabel = steer.config.name ?? 'the steer';
   if (name === undefined) {
     if (settable.length === 1) return slots.findIndex((s) => s.name === settable[0]);
-    throw new LmSteerError('BAD_ARGUMENT', `${steerLabel} has ${settable.length} slots; say which one to explain`, `pass --slot NAME, one of: ${listed.join(', ')}`);
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${steerLabel} has ${settable.length} slots; say which one to explain`,
+      `pass --slot NAME, one of: ${listed.join(', ')}`,
+    );
   }
   const index = slots.findIndex((s) => s.name === name);
   if (index < 0 || (!opts.allowDummy && name === DUMMY_SLOT)) {
-    const why = index >= 0 ? `"${name}" is the dummy slot, which stays at its default` : `${steerLabel} has no slot "${name}"`;
+    const why =
+      index >= 0 ? `"${name}" is the dummy slot, which stays at its default` : `${steerLabel} has no slot "${name}"`;
     throw new LmSteerError('NOT_FOUND', why, `its slots: ${listed.join(', ') || '(none)'}`);
   }
   return index;
@@ -74,8 +79,12 @@ export interface SteerDimsReport {
 
 export function explainSteerDims(model: DimsModel, steer: Steer, opts: ExplainDimsOptions = {}): SteerDimsReport {
   const { top = 20, dims = 5, allTokens = false } = opts;
-  for (const [flag, v] of [['top', top], ['dims', dims]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new LmSteerError('BAD_ARGUMENT', `${flag} must be a positive integer, got ${v}`, `e.g. --${flag} 5`);
+  for (const [flag, v] of [
+    ['top', top],
+    ['dims', dims],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1)
+      throw new LmSteerError('BAD_ARGUMENT', `${flag} must be a positive integer, got ${v}`, `e.g. --${flag} 5`);
   }
   const slot = resolveSlot(steer, opts.slot, { allowDummy: true });
   const E = model.outputEmbeddings();
@@ -128,12 +137,21 @@ export interface TextExplanation {
   grid: { values: number[]; meanLosses: number[]; distribution: number[]; best: number };
 }
 
-export async function explainText(model: TextModel, steer: Steer, text: string, opts: ExplainTextOptions = {}): Promise<TextExplanation> {
+export async function explainText(
+  model: TextModel,
+  steer: Steer,
+  text: string,
+  opts: ExplainTextOptions = {},
+): Promise<TextExplanation> {
   const slot = resolveSlot(steer, opts.slot);
   checkWidth(steer, model.cfg.hiddenSize, model.id);
   const grid = opts.grid ?? valueGrid();
   if (grid.length === 0 || grid.some((x) => !Number.isFinite(x))) {
-    throw new LmSteerError('BAD_ARGUMENT', `the value grid [${grid.join(', ')}] must be non-empty and finite`, 'e.g. --grid -3:3:13');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `the value grid [${grid.join(', ')}] must be non-empty and finite`,
+      'e.g. --grid -3:3:13',
+    );
   }
   const ids = model.tokenizer.encode(text);
   let prefix = 0; // leading special tokens (BOS): context for the first text token, not part of the text
@@ -155,7 +173,9 @@ export async function explainText(model: TextModel, steer: Steer, text: string, 
   const ev = textEvidence(texts, logProbs[0]!, logProbs[1]!, opts.spans);
   // With a BOS anchor, drop it: every text token then has evidence; spans shift by one.
   const shift = prefix > 0 ? 1 : 0;
-  const tokens = ev.tokens.slice(shift).map((t, i) => ({ id: ids[anchor + shift + i]!, text: t.text, evidence: t.evidence }));
+  const tokens = ev.tokens
+    .slice(shift)
+    .map((t, i) => ({ id: ids[anchor + shift + i]!, text: t.text, evidence: t.evidence }));
   const meanLosses = logProbs.slice(2).map((lp) => -lp.reduce((a, b) => a + b, 0) / lp.length);
   const fit = valueDistribution(grid, meanLosses);
   return {
@@ -173,7 +193,15 @@ export async function explainText(model: TextModel, steer: Steer, text: string, 
  * log p(ids[t] | ids[<t]) for t = anchor+1 … T−1 with the slot at each of `values` (other slots at their
  * defaults: 0, the dummy slot 1), one row per value, batched into as few forward calls as the buffer allows.
  */
-async function scoreRows(model: TextModel, steer: Steer, slot: number, ids: number[], values: number[], anchor: number, maxFloats: number): Promise<number[][]> {
+async function scoreRows(
+  model: TextModel,
+  steer: Steer,
+  slot: number,
+  ids: number[],
+  values: number[],
+  anchor: number,
+  maxFloats: number,
+): Promise<number[][]> {
   const packed = packSteers([steer]);
   const V = model.cfg.vocabSize;
   const T = ids.length;

@@ -21,7 +21,16 @@ export function evidenceColor(x: number | null, maxAbs: number): string {
   if (x === null || x === 0 || !(maxAbs > 0)) return '#ffffff';
   const t = Math.min(1, Math.abs(x) / maxAbs) * MAX_MIX;
   const base = x > 0 ? POSITIVE : NEGATIVE;
-  return '#' + base.map((c) => Math.round(255 + (c - 255) * t).toString(16).padStart(2, '0')).join('');
+  return (
+    '#' +
+    base
+      .map((c) =>
+        Math.round(255 + (c - 255) * t)
+          .toString(16)
+          .padStart(2, '0'),
+      )
+      .join('')
+  );
 }
 
 /** WCAG 2 contrast ratio between two #rrggbb colours. */
@@ -41,7 +50,11 @@ const fmt = (x: number) => (x >= 0 ? '+' : '−') + Math.abs(x).toFixed(3);
 
 export function dimsTableHtml(dims: SteerDim[], caption = 'Word dimensions of the steer'): string {
   const list = (ts: SteerDim['positive']) =>
-    ts.map((t) => `<span title="id ${t.id}, score ${escapeHtml(fmt(t.score))}">${escapeHtml(tokenLabel(t.token))}</span>`).join(', ');
+    ts
+      .map(
+        (t) => `<span title="id ${t.id}, score ${escapeHtml(fmt(t.score))}">${escapeHtml(tokenLabel(t.token))}</span>`,
+      )
+      .join(', ');
   const rows = dims
     .map(
       (d) =>
@@ -71,7 +84,7 @@ export function evidenceHtml(ev: TextEvidence, labels: EvidenceLabels = {}): str
   const maxAbs = Math.max(0, ...ev.tokens.map((t) => Math.abs(t.evidence ?? 0)));
   const spanAt = new Map(ev.spans.map(([a, b], i) => [a, { end: b, n: i + 1 }]));
   let html = '';
-  for (let t = 0; t < ev.tokens.length; ) {
+  for (let t = 0; t < ev.tokens.length;) {
     const span = spanAt.get(t);
     const end = span ? span.end : t + 1;
     let inner = '';
@@ -88,7 +101,10 @@ export function evidenceHtml(ev: TextEvidence, labels: EvidenceLabels = {}): str
   const spanList = ev.spans
     .map(([a, b], i) => {
       const sum = ev.tokens.slice(a, b).reduce((s, x) => s + (x.evidence ?? 0), 0);
-      const text = ev.tokens.slice(a, b).map((x) => x.text).join('');
+      const text = ev.tokens
+        .slice(a, b)
+        .map((x) => x.text)
+        .join('');
       return `<li>Span ${i + 1} (tokens ${a}–${b - 1}, total ${escapeHtml(fmt(sum))}): <q>${escapeHtml(text)}</q></li>`;
     })
     .join('\n');
@@ -108,7 +124,10 @@ export interface LensPage {
 /** A complete page with either or both parts. */
 export function renderLensHtml(page: LensPage): string {
   const sections: string[] = [];
-  if (page.dims) sections.push(`<section><h2>${escapeHtml(page.dims.heading ?? 'Word dimensions')}</h2>\n${dimsTableHtml(page.dims.dims)}</section>`);
+  if (page.dims)
+    sections.push(
+      `<section><h2>${escapeHtml(page.dims.heading ?? 'Word dimensions')}</h2>\n${dimsTableHtml(page.dims.dims)}</section>`,
+    );
   if (page.evidence) {
     sections.push(
       `<section><h2>${escapeHtml(page.evidence.heading ?? 'Evidence in the text')}</h2>\n${evidenceHtml(page.evidence.text, page.evidence.labels)}</section>`,

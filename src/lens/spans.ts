@@ -34,7 +34,11 @@ export function bestSpans(evidence: readonly number[], options: Partial<SpanOpti
   }
   const bad = evidence.findIndex((x) => !Number.isFinite(x));
   if (bad >= 0) {
-    throw new LmSteerError('BAD_DATA', `evidence[${bad}] is ${evidence[bad]}`, 'evidence must be finite log-probability differences');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `evidence[${bad}] is ${evidence[bad]}`,
+      'evidence must be finite log-probability differences',
+    );
   }
   const n = evidence.length;
   // States after a token: O(j, c) = outside, j spans used, c = min(tokens since the last span, G) (before the

@@ -4,7 +4,18 @@
  * E·v_i (the logit change per unit) is what the lens ranks tokens by (see dims.ts).
  */
 import { LmSteerError } from '../util/errors.js';
-import { applyQ, fromTensor, matmul, matVec, matVecT, qrHouseholder, svdTop, svdTopLanczos, transpose, type LinearOperator } from '../util/linalg.js';
+import {
+  applyQ,
+  fromTensor,
+  matmul,
+  matVec,
+  matVecT,
+  qrHouseholder,
+  svdTop,
+  svdTopLanczos,
+  transpose,
+  type LinearOperator,
+} from '../util/linalg.js';
 import type { Tensor } from '../util/tensor.js';
 
 export interface SteerSvd {
@@ -28,7 +39,12 @@ const QR_MAX_RANK = 64;
  * Signs follow svd_flip (largest-|·| entry of each v positive); u and v flip together.
  */
 export function steerSvd(p1k: Tensor, p2k: Tensor, top: number): SteerSvd {
-  if (p1k.shape.length !== 2 || p2k.shape.length !== 2 || p1k.shape[0] !== p2k.shape[0] || p1k.shape[1] !== p2k.shape[1]) {
+  if (
+    p1k.shape.length !== 2 ||
+    p2k.shape.length !== 2 ||
+    p1k.shape[0] !== p2k.shape[0] ||
+    p1k.shape[1] !== p2k.shape[1]
+  ) {
     throw new LmSteerError(
       'SHAPE_MISMATCH',
       `steer projectors have shapes [${p1k.shape}] and [${p2k.shape}], expected two equal [d, r] matrices`,
@@ -53,7 +69,12 @@ export function steerSvd(p1k: Tensor, p2k: Tensor, top: number): SteerSvd {
     v = core.v.map((x) => applyQ(qb.reflectors, x));
   } else {
     // W·x = P1k·(P2kᵀ·x), Wᵀ·y = P2k·(P1kᵀ·y): 2·d·r each.
-    const op: LinearOperator = { rows: d, cols: d, apply: (x) => matVec(a, matVecT(b, x)), applyT: (y) => matVec(b, matVecT(a, y)) };
+    const op: LinearOperator = {
+      rows: d,
+      cols: d,
+      apply: (x) => matVec(a, matVecT(b, x)),
+      applyT: (y) => matVec(b, matVecT(a, y)),
+    };
     ({ values, u, v } = svdTopLanczos(op, top));
   }
   for (let i = 0; i < v.length; i++) {
@@ -75,7 +96,11 @@ export function slotMatrix(p: Tensor, k: number): Tensor {
   }
   const [s, d, r] = p.shape as [number, number, number];
   if (!Number.isInteger(k) || k < 0 || k >= s) {
-    throw new LmSteerError('NOT_FOUND', `steer slot ${k} does not exist (the steer has ${s} slots)`, `use a slot index from 0 to ${s - 1}`);
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `steer slot ${k} does not exist (the steer has ${s} slots)`,
+      `use a slot index from 0 to ${s - 1}`,
+    );
   }
   return { dtype: 'float32', shape: [d, r], data: p.data.subarray(k * d * r, (k + 1) * d * r) };
 }

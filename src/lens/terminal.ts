@@ -14,7 +14,10 @@ export function shouldColor(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv 
 
 /** Control characters (ESC, CSI, …) shown as visible escapes; newlines and tabs kept. */
 export function sanitize(s: string): string {
-  return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return s.replace(
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 const sgr = (code: string, s: string) => `\x1b[${code}m${s}\x1b[0m`;
@@ -65,7 +68,14 @@ export function evidenceTerminal(ev: TextEvidence, opts: { color: boolean }): st
   });
   const summary = ev.spans.map(([a, b], i) => {
     const sum = ev.tokens.slice(a, b).reduce((x, tok) => x + (tok.evidence ?? 0), 0);
-    return `  ${i + 1}. tokens ${a}–${b - 1} (${fmt(sum)}): ${sanitize(JSON.stringify(ev.tokens.slice(a, b).map((x) => x.text).join('')))}`;
+    return `  ${i + 1}. tokens ${a}–${b - 1} (${fmt(sum)}): ${sanitize(
+      JSON.stringify(
+        ev.tokens
+          .slice(a, b)
+          .map((x) => x.text)
+          .join(''),
+      ),
+    )}`;
   });
   const legend = opts.color
     ? `${sgr('30;48;5;111', ' + ')} likelier at +1   ${sgr('30;48;5;215', ' − ')} likelier at −1   ${sgr('1;4', 'bold underlined')}: evidence spans`

@@ -39,12 +39,21 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
   const one = g.constI64([1], []);
   const bias = (allowed: string, axes: number[]) =>
     g.op('Unsqueeze', [g.op('Where', [allowed, g.constF32([0], []), g.constF32([MASKED], [])]), g.constI64(axes)]);
-  const cap = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [past[0].value]), g.constI64([2]), g.constI64([3])]), g.constI64([0])]);
+  const cap = g.op('Squeeze', [
+    g.op('Slice', [g.op('Shape', [past[0].value]), g.constI64([2]), g.constI64([3])]),
+    g.constI64([0]),
+  ]);
   const capIdx = g.op('Unsqueeze', [g.op('Range', [zero, cap, one]), g.constI64([0])]); // [1, cap]
   const maskPast = bias(g.op('Less', [capIdx, g.op('Unsqueeze', [pastLengths, g.constI64([1])])]), [1, 2, 3]); // [B,1,1,1,cap]
-  const T = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [inputIds]), g.constI64([1]), g.constI64([2])]), g.constI64([0])]);
+  const T = g.op('Squeeze', [
+    g.op('Slice', [g.op('Shape', [inputIds]), g.constI64([1]), g.constI64([2])]),
+    g.constI64([0]),
+  ]);
   const tIdx = g.op('Range', [zero, T, one]);
-  const causal = g.op('LessOrEqual', [g.op('Unsqueeze', [tIdx, g.constI64([0])]), g.op('Unsqueeze', [tIdx, g.constI64([1])])]); // key ≤ query
+  const causal = g.op('LessOrEqual', [
+    g.op('Unsqueeze', [tIdx, g.constI64([0])]),
+    g.op('Unsqueeze', [tIdx, g.constI64([1])]),
+  ]); // key ≤ query
   const maskNew = bias(causal, [0, 1, 2]); // [1,1,1,T,T]
   const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
   let window: ContractInputs['window'];
@@ -52,10 +61,16 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
     // Query t (at position p) sees key s when p − s < W: a row's cache index is the key's position.
     const W = g.constI64([cfg.slidingWindow.size], []);
     const valid = g.op('Less', [capIdx, g.op('Unsqueeze', [pastLengths, g.constI64([1])])]); // [B, cap]
-    const back = g.op('Sub', [g.op('Unsqueeze', [positionIds, g.constI64([2])]), g.op('Unsqueeze', [capIdx, g.constI64([0])])]); // [B,T,cap]
+    const back = g.op('Sub', [
+      g.op('Unsqueeze', [positionIds, g.constI64([2])]),
+      g.op('Unsqueeze', [capIdx, g.constI64([0])]),
+    ]); // [B,T,cap]
     const inPast = g.op('And', [g.op('Unsqueeze', [valid, g.constI64([1])]), g.op('Less', [back, W])]);
     const gap = g.op('Sub', [g.op('Unsqueeze', [tIdx, g.constI64([1])]), g.op('Unsqueeze', [tIdx, g.constI64([0])])]); // [T,T] query − key
-    window = { maskPast: bias(inPast, [1, 2]), maskNew: bias(g.op('And', [causal, g.op('Less', [gap, W])]), [0, 1, 2]) };
+    window = {
+      maskPast: bias(inPast, [1, 2]),
+      maskNew: bias(g.op('And', [causal, g.op('Less', [gap, W])]), [0, 1, 2]),
+    };
   }
   return {
     inputIds,
@@ -74,7 +89,10 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
  * rope.ts computes in float64 (scaling and yarn's attention factor included).
  */
 export function ropeTables(g: GraphBuilder, cfg: DecoderConfig, positionIds: string): { cos: string; sin: string } {
-  const table = ropeCosSin(cfg, Array.from({ length: cfg.maxPositions }, (_, p) => p));
+  const table = ropeCosSin(
+    cfg,
+    Array.from({ length: cfg.maxPositions }, (_, p) => p),
+  );
   const cosT = g.weight('rope.cos', { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.cos) });
   const sinT = g.weight('rope.sin', { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.sin) });
   const axes = g.constI64([2]);
@@ -88,7 +106,15 @@ export function ropeTables(g: GraphBuilder, cfg: DecoderConfig, positionIds: str
  * HF rotate_half RoPE on x [B, T, N*hd] over the first `rotaryDim` channels of each head (partial rotary keeps
  * the rest): with x1, x2 the two halves of the rotated part, out = [x1·cos − x2·sin, x2·cos + x1·sin, x_pass].
  */
-export function applyRope(g: GraphBuilder, x: string, n: number, cos: string, sin: string, rotaryDim: number, headDim: number): string {
+export function applyRope(
+  g: GraphBuilder,
+  x: string,
+  n: number,
+  cos: string,
+  sin: string,
+  rotaryDim: number,
+  headDim: number,
+): string {
   const half = rotaryDim / 2;
   const heads = g.op('Reshape', [x, g.constI64([0, 0, n, headDim])]); // [B,T,N,hd]
   const parts = rotaryDim < headDim ? [half, half, headDim - rotaryDim] : [half, half];
@@ -115,17 +141,29 @@ export function applyRope(g: GraphBuilder, x: string, n: number, cos: string, si
  * either way the whole cache moves each step (measured, 25 rows × 328 positions, GPT-2 layer shape:
  * 16 ms per layer, vs 2–4 ms for these plain ops that only read it).
  */
-export function cachedAttention(g: GraphBuilder, cfg: DecoderConfig, layer: number, inp: ContractInputs, q: string, k: string, v: string): string {
+export function cachedAttention(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  layer: number,
+  inp: ContractInputs,
+  q: string,
+  k: string,
+  v: string,
+): string {
   const { numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
   const groups = H / kvH;
   const masks = cfg.slidingWindow?.layers.includes(layer) ? inp.window! : inp;
-  const heads = (x: string, n: number, perm: number[]) => g.op('Transpose', [g.op('Reshape', [x, g.constI64([0, 0, n, hd])])], { perm });
+  const heads = (x: string, n: number, perm: number[]) =>
+    g.op('Transpose', [g.op('Reshape', [x, g.constI64([0, 0, n, hd])])], { perm });
   const ax2 = g.constI64([2]);
   const qScaled = g.op('Mul', [q, g.constF32([1 / Math.sqrt(hd)], [])]);
-  const q5 = g.op('Transpose', [g.op('Reshape', [qScaled, g.constI64([0, 0, kvH, groups, hd])])], { perm: [0, 2, 3, 1, 4] }); // [B,kvH,g,T,hd]
+  const q5 = g.op('Transpose', [g.op('Reshape', [qScaled, g.constI64([0, 0, kvH, groups, hd])])], {
+    perm: [0, 2, 3, 1, 4],
+  }); // [B,kvH,g,T,hd]
   const kNew = heads(k, kvH, [0, 2, 1, 3]); // [B,kvH,T,hd]
   const vNew = heads(v, kvH, [0, 2, 1, 3]);
-  const qkT = (keys: string) => g.op('FusedMatMul', [q5, g.op('Unsqueeze', [keys, ax2])], { transB: 1 }, { domain: MS_DOMAIN }); // keys [B,kvH,n,hd] → [B,kvH,g,T,n]
+  const qkT = (keys: string) =>
+    g.op('FusedMatMul', [q5, g.op('Unsqueeze', [keys, ax2])], { transB: 1 }, { domain: MS_DOMAIN }); // keys [B,kvH,n,hd] → [B,kvH,g,T,n]
   const sPast = g.op('Add', [qkT(inp.past[layer].key), masks.maskPast]); // [B,kvH,g,T,cap]
   const sNew = g.op('Add', [qkT(kNew), masks.maskNew]); // [B,kvH,g,T,T]
   const p = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
@@ -188,7 +226,13 @@ export function linear(g: GraphBuilder, x: string, w: string, b?: string): strin
  * the LM head logits = h'·Eᵀ. `headWeight` is Eᵀ [d, V]: MatMul over [in, out] reads it ~3× faster than Gemm
  * with transB at batch 1 (measured: 4.6 vs 15.6 ms for GPT-2's head, bench in docs/PERFORMANCE.md).
  */
-export function steeredHead(g: GraphBuilder, cfg: DecoderConfig, inp: ContractInputs, hidden: string, headWeight: string): void {
+export function steeredHead(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  inp: ContractInputs,
+  hidden: string,
+  headWeight: string,
+): void {
   const d = cfg.hiddenSize;
   g.output(hidden, 'hidden', 'float32', ['batch', 'seq', d]);
   const p1 = g.input('steer_p1', 'float32', [d, 'steer_k']);
@@ -214,4 +258,3 @@ export function steeredHead(g: GraphBuilder, cfg: DecoderConfig, inp: ContractIn
 export function embedFromTransposed(g: GraphBuilder, embT: string, ids: string): string {
   return g.op('Transpose', [g.op('Gather', [embT, ids], { axis: 1 })], { perm: [1, 2, 0] });
 }
-

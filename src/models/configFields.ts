@@ -54,7 +54,8 @@ export class ConfigReader {
   numberIn(field: string, lo: number, hi: number, fallback: number): number {
     if (!this.has(field)) return fallback;
     const v = this.raw[field];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) this.fail(field, `must be a number in [${lo}, ${hi}]`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi)
+      this.fail(field, `must be a number in [${lo}, ${hi}]`);
     return v;
   }
 
@@ -93,7 +94,8 @@ export class ConfigReader {
     if (!this.has(field)) return fallback;
     const v = this.raw[field];
     const list = Array.isArray(v) ? v : [v];
-    if (!list.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) this.fail(field, 'must be a token id or a list of token ids');
+    if (!list.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0))
+      this.fail(field, 'must be a token id or a list of token ids');
     return list as number[];
   }
 
@@ -134,7 +136,11 @@ export function checkExpectedWeights(expected: ExpectedWeight[], weights: Weight
   const hint = 'config.json does not match the weights: use the config.json saved with this checkpoint';
   for (const { name, shape } of expected) {
     if (!weights.has(name)) {
-      throw new LmSteerError('NOT_FOUND', `config.json does not match the weights: tensor "${name}" (expected shape [${shape}]) is missing from ${weights.source}`, hint);
+      throw new LmSteerError(
+        'NOT_FOUND',
+        `config.json does not match the weights: tensor "${name}" (expected shape [${shape}]) is missing from ${weights.source}`,
+        hint,
+      );
     }
     const actual = weights.shape(name);
     if (actual.length !== shape.length || actual.some((s, i) => s !== shape[i])) {

@@ -32,14 +32,23 @@ export function toTensor(x: Mat): Tensor {
 
 /** ids must be token ids of this model; positions beyond a learned position table do not exist. */
 export function checkIds(cfg: DecoderConfig, ids: readonly number[]): void {
-  if (ids.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'referenceForward: ids is empty', 'pass at least one token id');
+  if (ids.length === 0)
+    throw new LmSteerError('BAD_ARGUMENT', 'referenceForward: ids is empty', 'pass at least one token id');
   ids.forEach((id, t) => {
     if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) {
-      throw new LmSteerError('BAD_ARGUMENT', `referenceForward: token id ${id} at position ${t} is outside the vocabulary [0, ${cfg.vocabSize})`, 'use ids from this model\'s tokenizer');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `referenceForward: token id ${id} at position ${t} is outside the vocabulary [0, ${cfg.vocabSize})`,
+        "use ids from this model's tokenizer",
+      );
     }
   });
   if (ids.length > cfg.maxPositions) {
-    throw new LmSteerError('LIMIT', `referenceForward: ${ids.length} tokens exceed the model's ${cfg.maxPositions} positions`, 'pass a shorter sequence');
+    throw new LmSteerError(
+      'LIMIT',
+      `referenceForward: ${ids.length} tokens exceed the model's ${cfg.maxPositions} positions`,
+      'pass a shorter sequence',
+    );
   }
 }
 

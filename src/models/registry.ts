@@ -30,7 +30,9 @@ export function parseDecoderConfig(raw: unknown, source: string): DecoderConfig 
     default:
       throw new LmSteerError(
         'UNSUPPORTED',
-        modelType === undefined ? `${source}: config.json has no "model_type"` : `${source}: model_type ${JSON.stringify(modelType)} is not supported`,
+        modelType === undefined
+          ? `${source}: config.json has no "model_type"`
+          : `${source}: model_type ${JSON.stringify(modelType)} is not supported`,
         `supported model_types: ${SUPPORTED_MODEL_TYPES.join(', ')}`,
       );
   }
@@ -64,7 +66,9 @@ export function canonicalWeights(cfg: DecoderConfig, weights: WeightStore): Weig
 
 /** The token embedding [V, d] (the input side). */
 export function inputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
-  const name = { llama: 'model.embed_tokens.weight', gpt2: 'wte.weight', gpt_neox: 'gpt_neox.embed_in.weight' }[cfg.arch];
+  const name = { llama: 'model.embed_tokens.weight', gpt2: 'wte.weight', gpt_neox: 'gpt_neox.embed_in.weight' }[
+    cfg.arch
+  ];
   return canonicalWeights(cfg, weights).get(name);
 }
 

@@ -16,10 +16,19 @@ export const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'dynamic', 'llama3', '
  * legacy `type`); transformers ≥ 5 writes one `rope_parameters` object holding both. `thetaAliases` are older
  * names of rope_theta (GPT-NeoX: rotary_emb_base). `maxPositions` is the config's max_position_embeddings.
  */
-export function parseRope(r: ConfigReader, defaultTheta: number, maxPositions: number, thetaAliases: string[] = []): { theta: number; scaling?: RopeScaling } {
+export function parseRope(
+  r: ConfigReader,
+  defaultTheta: number,
+  maxPositions: number,
+  thetaAliases: string[] = [],
+): { theta: number; scaling?: RopeScaling } {
   const params = r.object('rope_parameters');
   const thetaField = ['rope_theta', ...thetaAliases].find((f) => r.has(f));
-  const theta = params?.has('rope_theta') ? params.positive('rope_theta') : thetaField ? r.positive(thetaField) : defaultTheta;
+  const theta = params?.has('rope_theta')
+    ? params.positive('rope_theta')
+    : thetaField
+      ? r.positive(thetaField)
+      : defaultTheta;
   const s = r.object('rope_scaling') ?? params;
   return { theta, scaling: s ? parseScaling(s, maxPositions) : undefined };
 }
@@ -53,9 +62,19 @@ function parseScaling(s: ConfigReader, maxPositions: number): RopeScaling | unde
     case 'yarn': {
       // These change yarn's cos/sin scale or ramp; DecoderConfig has no field to carry them yet.
       for (const f of ['attention_factor', 'mscale', 'mscale_all_dim']) {
-        if (s.has(f)) throw new LmSteerError('UNSUPPORTED', `${s.source}: config field "${s.prefix}${f}" (yarn) is not supported yet`, 'only yarn with factor, original_max_position_embeddings, beta_fast and beta_slow is supported');
+        if (s.has(f))
+          throw new LmSteerError(
+            'UNSUPPORTED',
+            `${s.source}: config field "${s.prefix}${f}" (yarn) is not supported yet`,
+            'only yarn with factor, original_max_position_embeddings, beta_fast and beta_slow is supported',
+          );
       }
-      if (!s.bool('truncate', true)) throw new LmSteerError('UNSUPPORTED', `${s.source}: config field "${s.prefix}truncate": false (yarn) is not supported yet`, 'only the default truncate: true is supported');
+      if (!s.bool('truncate', true))
+        throw new LmSteerError(
+          'UNSUPPORTED',
+          `${s.source}: config field "${s.prefix}truncate": false (yarn) is not supported yet`,
+          'only the default truncate: true is supported',
+        );
       const original = s.int('original_max_position_embeddings', maxPositions);
       return {
         type,
@@ -124,7 +143,8 @@ export function ropeInvFreq(cfg: DecoderConfig, seqLen?: number): Float64Array {
 
     case 'yarn': {
       // YaRN: a linear ramp between extrapolation (high-frequency dims) and interpolation (low-frequency dims).
-      const correctionDim = (rotations: number) => (dim * Math.log(original / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+      const correctionDim = (rotations: number) =>
+        (dim * Math.log(original / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
       const lo = Math.max(Math.floor(correctionDim(scaling.betaFast ?? 32)), 0);
       let hi = Math.min(Math.ceil(correctionDim(scaling.betaSlow ?? 1)), dim - 1);
       if (lo === hi) hi += 0.001; // as transformers: avoid a zero-width ramp

@@ -49,7 +49,10 @@ export class ContinuousBatch {
   ) {
     const d = dec.hiddenSize;
     if (opts.capacity > dec.cfg.maxPositions) {
-      throw new LmSteerError('BAD_ARGUMENT', `batch capacity ${opts.capacity} exceeds the model's ${dec.cfg.maxPositions} positions`);
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `batch capacity ${opts.capacity} exceeds the model's ${dec.cfg.maxPositions} positions`,
+      );
     }
     this.cache = new KvCache(dec.cfg, opts.maxRows, Math.min(MIN_CAP, opts.capacity));
     this.K = opts.steer ? opts.steer.p1.shape[1] : 1;
@@ -70,12 +73,20 @@ export class ContinuousBatch {
    * Prefill prompts (together, right-padded) and give each a slot. Returns handles and each prompt's
    * next-token logits [V]. `scales[i]` is prompt i's steer_scale row (length K), zeros when absent.
    */
-  async add(prompts: number[][], scales: (Float32Array | undefined)[] = []): Promise<{ rows: RowHandle[]; logits: Float32Array[] }> {
-    if (prompts.length > this.free) throw new Error(`internal: ${prompts.length} rows added to a batch with ${this.free} free slots`);
+  async add(
+    prompts: number[][],
+    scales: (Float32Array | undefined)[] = [],
+  ): Promise<{ rows: RowHandle[]; logits: Float32Array[] }> {
+    if (prompts.length > this.free)
+      throw new Error(`internal: ${prompts.length} rows added to a batch with ${this.free} free slots`);
     this.dec.checkRows(prompts);
     for (const [i, p] of prompts.entries()) {
       if (p.length >= this.opts.capacity) {
-        throw new LmSteerError('LIMIT', `prompt ${i} has ${p.length} tokens; this server keeps at most ${this.opts.capacity} per request`, 'shorten the prompt');
+        throw new LmSteerError(
+          'LIMIT',
+          `prompt ${i} has ${p.length} tokens; this server keeps at most ${this.opts.capacity} per request`,
+          'shorten the prompt',
+        );
       }
     }
     const B = prompts.length;
@@ -83,11 +94,15 @@ export class ContinuousBatch {
     this.ensureCap(T + 1);
     const scaleData = new Float32Array(B * this.K);
     scales.forEach((s, i) => s && scaleData.set(s, i * this.K));
-    const feeds = this.dec.prefillFeeds(prompts, prompts.map((p) => [p.length - 1]), {
-      p1: { dtype: 'float32', shape: [...this.p1.dims], data: this.p1.data as Float32Array },
-      p2t: { dtype: 'float32', shape: [...this.p2t.dims], data: this.p2t.data as Float32Array },
-      scale: { dtype: 'float32', shape: [B, this.K], data: scaleData },
-    });
+    const feeds = this.dec.prefillFeeds(
+      prompts,
+      prompts.map((p) => [p.length - 1]),
+      {
+        p1: { dtype: 'float32', shape: [...this.p1.dims], data: this.p1.data as Float32Array },
+        p2t: { dtype: 'float32', shape: [...this.p2t.dims], data: this.p2t.data as Float32Array },
+        scale: { dtype: 'float32', shape: [B, this.K], data: scaleData },
+      },
+    );
     // Prefilled on their own (an empty past), then their new keys/values go straight into free slots.
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
     new KvCache(this.dec.cfg, B, 1).bind(feeds, fetches);
@@ -100,7 +115,12 @@ export class ContinuousBatch {
       this.scale.set(scaleData.subarray(i * this.K, (i + 1) * this.K), handle.slot * this.K);
       return handle;
     });
-    this.cache.write(out, handles.map((h) => h.slot), handles.map(() => 0), prompts.map((p) => p.length));
+    this.cache.write(
+      out,
+      handles.map((h) => h.slot),
+      handles.map(() => 0),
+      prompts.map((p) => p.length),
+    );
     return { rows: handles, logits: prompts.map((_, i) => logits.slice(i * V, (i + 1) * V)) };
   }
 
@@ -114,7 +134,11 @@ export class ContinuousBatch {
     for (const r of this.rows) {
       const t = tokens.get(r);
       if (t === undefined) throw new Error('internal: step() is missing a row');
-      if (r.length + 1 > this.opts.capacity) throw new LmSteerError('LIMIT', `a request reached this server's context limit of ${this.opts.capacity} tokens`);
+      if (r.length + 1 > this.opts.capacity)
+        throw new LmSteerError(
+          'LIMIT',
+          `a request reached this server's context limit of ${this.opts.capacity} tokens`,
+        );
       ids[r.slot] = t;
       lengths[r.slot] = r.length;
     }
@@ -131,7 +155,12 @@ export class ContinuousBatch {
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
     this.cache.bind(feeds, fetches, n);
     const out = await this.dec.session.run(feeds, fetches);
-    this.cache.write(out, lengths.map((_, slot) => slot), lengths, lengths.map(() => 1));
+    this.cache.write(
+      out,
+      lengths.map((_, slot) => slot),
+      lengths,
+      lengths.map(() => 1),
+    );
     const V = this.dec.vocabSize;
     const logits = out.logits.data as Float32Array;
     const result = new Map<RowHandle, Float32Array>();
@@ -154,7 +183,8 @@ export class ContinuousBatch {
       this.rows[i] = last;
     }
     row.slot = -1;
-    if (this.rows.length === 0 && this.cache.capacity > MIN_CAP) this.cache.resize(Math.min(MIN_CAP, this.opts.capacity), 0);
+    if (this.rows.length === 0 && this.cache.capacity > MIN_CAP)
+      this.cache.resize(Math.min(MIN_CAP, this.opts.capacity), 0);
   }
 
   /** Grow the buffers (doubling, at most `capacity`) so every row fits `need` tokens. */

@@ -33,7 +33,11 @@ export interface Decoder {
    * Prefill prompts of different lengths; returns the batch and each prompt's next-token logits.
    * `maxNewTokens` sizes the KV cache up front (it grows if exceeded).
    */
-  start(prompts: number[][], steer?: SteerInputs, opts?: { maxNewTokens?: number }): Promise<{ batch: DecoderBatch; out: StepOutput }>;
+  start(
+    prompts: number[][],
+    steer?: SteerInputs,
+    opts?: { maxNewTokens?: number },
+  ): Promise<{ batch: DecoderBatch; out: StepOutput }>;
 }
 
 /**

@@ -89,7 +89,16 @@ export interface GenerateHooks {
 }
 
 export const MAX_SAMPLES = 10000;
-const DEFAULTS = { maxNewTokens: 64, minNewTokens: 0, temperature: 1, topK: 0, topP: 1, seed: 0, stop: [] as string[], stopAtEos: true };
+const DEFAULTS = {
+  maxNewTokens: 64,
+  minNewTokens: 0,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  stop: [] as string[],
+  stopAtEos: true,
+};
 const DEFAULT_MAX_BATCH = 32;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -106,8 +115,14 @@ const RULES: Record<string, { rule: string; hint: string }> = {
   stopAtEos: { rule: 'true or false', hint: 'pass a boolean' },
   maxBatch: { rule: 'an integer ≥ 1', hint: 'e.g. 8; lower it if the model runs out of memory' },
   maxPositions: { rule: 'an integer ≥ 1', hint: "pass the model's max_position_embeddings" },
-  numSamples: { rule: `an integer from 1 to ${MAX_SAMPLES}`, hint: 'ask for at least one sample; split huge jobs into several calls' },
-  prompt: { rule: 'a string or { ids: number[] } with integer token ids ≥ 0', hint: 'pass the prompt text, or its token ids' },
+  numSamples: {
+    rule: `an integer from 1 to ${MAX_SAMPLES}`,
+    hint: 'ask for at least one sample; split huge jobs into several calls',
+  },
+  prompt: {
+    rule: 'a string or { ids: number[] } with integer token ids ≥ 0',
+    hint: 'pass the prompt text, or its token ids',
+  },
   steerScale: { rule: 'a Float32Array', hint: 'pass the packed steer values of this request (src/steer/pack.ts)' },
   steer: { rule: '{ p1: float32 Tensor [d, K], p2t: float32 Tensor [K, d] }', hint: 'build it with src/steer/pack.ts' },
 };
@@ -123,7 +138,11 @@ const settings = {
   stop: z.array(z.string().min(1)).optional(),
   stopAtEos: z.boolean().optional(),
 };
-const tensorSchema = z.object({ dtype: z.literal('float32'), shape: z.array(z.number().int()), data: z.instanceof(Float32Array) });
+const tensorSchema = z.object({
+  dtype: z.literal('float32'),
+  shape: z.array(z.number().int()),
+  data: z.instanceof(Float32Array),
+});
 const OptionsSchema = z.strictObject({
   ...settings,
   maxBatch: int(1).optional(),
@@ -138,7 +157,8 @@ const RequestSchema = z.strictObject({
 });
 
 function show(v: unknown): string {
-  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null || typeof v === 'bigint') return String(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null || typeof v === 'bigint')
+    return String(v);
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   if (Array.isArray(v)) return v.length > 8 ? `an array of ${v.length}` : JSON.stringify(v);
   return typeof v === 'object' ? `an object (${(v as object).constructor?.name ?? 'Object'})` : typeof v;
@@ -158,13 +178,19 @@ function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, where: string): T
   const issue = innermost(r.error.issues[0]);
   if (issue.code === 'unrecognized_keys') {
     const known = Object.keys((schema as unknown as z.ZodObject).shape).join(', ');
-    throw new LmSteerError('BAD_ARGUMENT', `${where} has unknown field(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`, `known fields: ${known}`);
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${where} has unknown field(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`,
+      `known fields: ${known}`,
+    );
   }
   const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
   let got: unknown = value;
   for (const p of issue.path) got = got == null ? undefined : (got as Record<PropertyKey, unknown>)[p];
   const field = issue.path.find((p): p is string => typeof p === 'string' && p in RULES);
-  const rule = field ? RULES[field] : { rule: `valid (${issue.message})`, hint: 'see GenerateOptions in src/runtime/generate.ts' };
+  const rule = field
+    ? RULES[field]
+    : { rule: `valid (${issue.message})`, hint: 'see GenerateOptions in src/runtime/generate.ts' };
   const what = issue.path.length === 0 ? `${where} must be an object` : `${where}${path} must be ${rule.rule}`;
   throw new LmSteerError('BAD_ARGUMENT', `${what} (got ${show(got)})`, rule.hint);
 }
@@ -201,9 +227,17 @@ function plan(decoder: Decoder, tokenizer: Tokenizer, requests: GenerateRequest[
     const s = { ...DEFAULTS, ...definedOf(opts), ...definedOf(req) };
     const prompt = typeof req.prompt === 'string' ? tokenizer.encode(req.prompt) : [...req.prompt.ids];
     const hintStart = `use a non-empty prompt, or { ids: [${tokenizer.bosId ?? tokenizer.eosIds[0] ?? 0}] } to start from the beginning-of-text token`;
-    check(prompt.length > 0, `${where}.prompt ${typeof req.prompt === 'string' ? `${show(req.prompt)} encodes to` : 'has'} zero tokens`, hintStart);
+    check(
+      prompt.length > 0,
+      `${where}.prompt ${typeof req.prompt === 'string' ? `${show(req.prompt)} encodes to` : 'has'} zero tokens`,
+      hintStart,
+    );
     const badId = prompt.find((id) => id >= decoder.vocabSize);
-    check(badId === undefined, `${where}.prompt has token id ${badId}, beyond the model's vocabulary of ${decoder.vocabSize}`, 'pass ids from this model\'s tokenizer');
+    check(
+      badId === undefined,
+      `${where}.prompt has token id ${badId}, beyond the model's vocabulary of ${decoder.vocabSize}`,
+      "pass ids from this model's tokenizer",
+    );
     check(
       s.minNewTokens <= s.maxNewTokens,
       `${where}: minNewTokens ${s.minNewTokens} exceeds maxNewTokens ${s.maxNewTokens}`,
@@ -225,7 +259,11 @@ function plan(decoder: Decoder, tokenizer: Tokenizer, requests: GenerateRequest[
       );
     }
     if (req.steerScale) {
-      check(opts.steer, `${where}.steerScale is given but opts.steer is not`, 'pass the packed steer (p1, p2t) in opts.steer');
+      check(
+        opts.steer,
+        `${where}.steerScale is given but opts.steer is not`,
+        'pass the packed steer (p1, p2t) in opts.steer',
+      );
       check(
         req.steerScale.length === K,
         `${where}.steerScale has ${req.steerScale.length} values, but opts.steer has K = ${K} columns`,
@@ -236,7 +274,12 @@ function plan(decoder: Decoder, tokenizer: Tokenizer, requests: GenerateRequest[
       check(bad < 0, `${where}.steerScale[${bad}] is ${req.steerScale[bad]}`, 'steer values must be finite numbers');
     }
     const n = req.numSamples ?? 1;
-    const stop: StopConfig = { eosIds: tokenizer.eosIds, stopAtEos: s.stopAtEos, minNewTokens: s.minNewTokens, maxNewTokens: s.maxNewTokens };
+    const stop: StopConfig = {
+      eosIds: tokenizer.eosIds,
+      stopAtEos: s.stopAtEos,
+      minNewTokens: s.minNewTokens,
+      maxNewTokens: s.maxNewTokens,
+    };
     for (let j = 0; j < n; j++) {
       rows.push({
         index: rows.length,
@@ -266,20 +309,42 @@ function checkSteer(decoder: Decoder, steer: { p1: Tensor; p2t: Tensor }): numbe
   expectShape('opts.steer.p1', steer.p1, [d, -1]);
   const K = steer.p1.shape[1];
   expectShape('opts.steer.p2t', steer.p2t, [K, d]);
-  check(K >= 1, `opts.steer.p1 has K = 0 columns`, 'an unsteered run passes no steer (or K = 1 with zeros)', 'SHAPE_MISMATCH');
-  for (const [name, t] of [['p1', steer.p1], ['p2t', steer.p2t]] as const) {
-    check(t.data.length === d * K, `opts.steer.${name} has ${t.data.length} values for shape [${t.shape}]`, 'build it with src/steer/pack.ts', 'SHAPE_MISMATCH');
+  check(
+    K >= 1,
+    `opts.steer.p1 has K = 0 columns`,
+    'an unsteered run passes no steer (or K = 1 with zeros)',
+    'SHAPE_MISMATCH',
+  );
+  for (const [name, t] of [
+    ['p1', steer.p1],
+    ['p2t', steer.p2t],
+  ] as const) {
+    check(
+      t.data.length === d * K,
+      `opts.steer.${name} has ${t.data.length} values for shape [${t.shape}]`,
+      'build it with src/steer/pack.ts',
+      'SHAPE_MISMATCH',
+    );
     const bad = t.data.findIndex((v) => !Number.isFinite(v));
-    check(bad < 0, `opts.steer.${name} has a non-finite value (${t.data[bad]}) at flat index ${bad}`, 'check the steer file the directions came from');
+    check(
+      bad < 0,
+      `opts.steer.${name} has a non-finite value (${t.data[bad]}) at flat index ${bad}`,
+      'check the steer file the directions came from',
+    );
   }
   return K;
 }
 
 function cancelled(signal: AbortSignal, steps: number): LmSteerError {
   const why = signal.reason instanceof Error ? `: ${signal.reason.message}` : '';
-  return new LmSteerError('CANCELLED', `generation was cancelled after ${steps} decoder step(s)${why}`, 'the caller aborted it; nothing was returned', {
-    cause: signal.reason,
-  });
+  return new LmSteerError(
+    'CANCELLED',
+    `generation was cancelled after ${steps} decoder step(s)${why}`,
+    'the caller aborted it; nothing was returned',
+    {
+      cause: signal.reason,
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -292,7 +357,11 @@ export async function generate(
   opts: GenerateOptions = {},
   hooks: GenerateHooks = {},
 ): Promise<GenerateResult[]> {
-  check(Array.isArray(requests), `requests must be an array of requests (got ${show(requests)})`, 'pass [{ prompt: "..." }]');
+  check(
+    Array.isArray(requests),
+    `requests must be an array of requests (got ${show(requests)})`,
+    'pass [{ prompt: "..." }]',
+  );
   // The caller's own steer tensors go to the decoder (zod returns copies of objects; a decoder may key on identity).
   const o = { ...parseOrThrow(OptionsSchema, opts, 'opts'), steer: opts.steer };
   const { rows, promptTokens, numSamples } = plan(decoder, tokenizer, requests, o);
@@ -353,7 +422,9 @@ async function runBatch(
       if (rows.every((r) => r.finish)) return;
       if (signal?.aborted) throw cancelled(signal, steps);
       // Finished rows still need a token; theirs is ignored.
-      out = await batch.step(rows.map((r) => (r.finish ? filler ?? r.tokens[r.tokens.length - 1] : r.tokens[r.tokens.length - 1])));
+      out = await batch.step(
+        rows.map((r) => (r.finish ? (filler ?? r.tokens[r.tokens.length - 1]) : r.tokens[r.tokens.length - 1])),
+      );
       steps++;
       if (signal?.aborted) throw cancelled(signal, steps);
     }

@@ -52,7 +52,11 @@ export interface LoadModelOptions extends SessionOptions {
 export async function locateModelSpec(spec: string, hub: HubDownloadOptions = {}): Promise<LocalModel> {
   if (existsSync(spec)) return locateModel(spec);
   if (spec.startsWith('.') || spec.startsWith('/') || spec.includes('\\')) {
-    throw new LmSteerError('NOT_FOUND', `model path ${spec} does not exist`, 'pass a folder with config.json + *.safetensors + tokenizer.json, an ONNX export (.onnx file or its folder), a llama2.c model.bin, or a hub id like gpt2');
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `model path ${spec} does not exist`,
+      'pass a folder with config.json + *.safetensors + tokenizer.json, an ONNX export (.onnx file or its folder), a llama2.c model.bin, or a hub id like gpt2',
+    );
   }
   const m = await resolveHubModel(spec, hub);
   return m.kind === 'hf' ? locateModel(m.dir) : locateModel(m.modelPath);
@@ -99,10 +103,18 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
  * except E, which identifies the base model exactly as the Hugging Face checkpoint's E does (same fingerprint,
  * so steers move between the two).
  */
-async function loadOnnxExportModel(spec: string, local: Extract<LocalModel, { kind: 'onnx' }>, opts: LoadModelOptions): Promise<LoadedModel> {
+async function loadOnnxExportModel(
+  spec: string,
+  local: Extract<LocalModel, { kind: 'onnx' }>,
+  opts: LoadModelOptions,
+): Promise<LoadedModel> {
   const modelPath = chooseOnnxFile(local.dir, local.onnxPaths);
   if (!existsSync(join(local.dir, 'config.json'))) {
-    throw new LmSteerError('NOT_FOUND', `the ONNX export ${modelPath} has no config.json beside it (looked in ${local.dir})`, 'put the config.json and tokenizer.json of the exported model in the folder of the .onnx file (or its parent, for onnx/model.onnx)');
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `the ONNX export ${modelPath} has no config.json beside it (looked in ${local.dir})`,
+      'put the config.json and tokenizer.json of the exported model in the folder of the .onnx file (or its parent, for onnx/model.onnx)',
+    );
   }
   const cfg = parseDecoderConfig(readModelConfig(local.dir), spec);
   const exp = openOnnxExport(modelPath, {
@@ -116,7 +128,11 @@ async function loadOnnxExportModel(spec: string, local: Extract<LocalModel, { ki
     io.numLayers !== cfg.numLayers && `${io.numLayers} layers vs ${cfg.numLayers}`,
   ].filter(Boolean);
   if (disagree.length > 0) {
-    throw new LmSteerError('MODEL_MISMATCH', `${modelPath} does not match ${join(local.dir, 'config.json')}: ${disagree.join(', ')}`, 'use the config.json the model was exported with');
+    throw new LmSteerError(
+      'MODEL_MISMATCH',
+      `${modelPath} does not match ${join(local.dir, 'config.json')}: ${disagree.join(', ')}`,
+      'use the config.json the model was exported with',
+    );
   }
   const tokenizer = loadTokenizer({ kind: 'hf', dir: local.dir });
   checkTokenizerFits(spec, tokenizer, cfg);
@@ -147,6 +163,10 @@ async function loadOnnxExportModel(spec: string, local: Extract<LocalModel, { ki
 /** A tokenizer may have fewer ids than the model's (padded) vocabulary, never more. */
 function checkTokenizerFits(spec: string, tokenizer: Tokenizer, cfg: DecoderConfig): void {
   if (tokenizer.vocabSize > cfg.vocabSize) {
-    throw new LmSteerError('MODEL_MISMATCH', `${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${cfg.vocabSize}`, 'the tokenizer.json belongs to another model');
+    throw new LmSteerError(
+      'MODEL_MISMATCH',
+      `${spec}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${cfg.vocabSize}`,
+      'the tokenizer.json belongs to another model',
+    );
   }
 }

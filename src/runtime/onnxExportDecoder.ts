@@ -43,7 +43,12 @@ export class OnnxExportDecoder implements ModelDecoder {
     try {
       session = await ort.InferenceSession.create(exp.bytes, so);
     } catch (e) {
-      throw new LmSteerError('BAD_FILE', `ONNX Runtime cannot load ${exp.modelPath}: ${(e as Error).message}`, 'check the export opens in onnxruntime (and that its .onnx_data file is beside it)', { cause: e });
+      throw new LmSteerError(
+        'BAD_FILE',
+        `ONNX Runtime cannot load ${exp.modelPath}: ${(e as Error).message}`,
+        'check the export opens in onnxruntime (and that its .onnx_data file is beside it)',
+        { cause: e },
+      );
     }
     return new OnnxExportDecoder(session, exp.io, opts.maxPositions);
   }
@@ -55,13 +60,21 @@ export class OnnxExportDecoder implements ModelDecoder {
   checkRows(rows: number[][]): void {
     if (rows.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'no prompts were given');
     rows.forEach((r, i) => {
-      if (r.length === 0) throw new LmSteerError('BAD_ARGUMENT', `prompt ${i} has no tokens`, 'give a non-empty prompt');
+      if (r.length === 0)
+        throw new LmSteerError('BAD_ARGUMENT', `prompt ${i} has no tokens`, 'give a non-empty prompt');
       if (r.length > this.maxPositions) {
-        throw new LmSteerError('LIMIT', `prompt ${i} has ${r.length} tokens, more than the model's ${this.maxPositions} positions`, 'shorten the prompt');
+        throw new LmSteerError(
+          'LIMIT',
+          `prompt ${i} has ${r.length} tokens, more than the model's ${this.maxPositions} positions`,
+          'shorten the prompt',
+        );
       }
       for (const id of r) {
         if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-          throw new LmSteerError('BAD_ARGUMENT', `token id ${id} in prompt ${i} is outside the vocabulary (0..${this.vocabSize - 1})`);
+          throw new LmSteerError(
+            'BAD_ARGUMENT',
+            `token id ${id} in prompt ${i} is outside the vocabulary (0..${this.vocabSize - 1})`,
+          );
         }
       }
     });
@@ -78,14 +91,26 @@ export class OnnxExportDecoder implements ModelDecoder {
   checkSteer(steer: SteerInputs, B: number): void {
     const d = this.hiddenSize;
     const K = steer.p1.shape[1];
-    const ok = steer.p1.shape.length === 2 && steer.p1.shape[0] === d && steer.p2t.shape.join() === `${K},${d}` && steer.scale.shape.join() === `${B},${K}`;
+    const ok =
+      steer.p1.shape.length === 2 &&
+      steer.p1.shape[0] === d &&
+      steer.p2t.shape.join() === `${K},${d}` &&
+      steer.scale.shape.join() === `${B},${K}`;
     if (!ok) {
-      throw new LmSteerError('SHAPE_MISMATCH', `steer inputs have shapes p1 [${steer.p1.shape}], p2t [${steer.p2t.shape}], scale [${steer.scale.shape}]; this model needs [${d}, K], [K, ${d}], [${B}, K]`, 'pack the steers for this model (hidden size and batch)');
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `steer inputs have shapes p1 [${steer.p1.shape}], p2t [${steer.p2t.shape}], scale [${steer.scale.shape}]; this model needs [${d}, K], [K, ${d}], [${B}, K]`,
+        'pack the steers for this model (hidden size and batch)',
+      );
     }
   }
 
   /** One call over `rows` (left-padded) from an empty past. */
-  async runPrefill(rows: number[][], steer: SteerInputs, fetchHidden: boolean): Promise<{ out: ort.InferenceSession.OnnxValueMapType; mask: number[] }> {
+  async runPrefill(
+    rows: number[][],
+    steer: SteerInputs,
+    fetchHidden: boolean,
+  ): Promise<{ out: ort.InferenceSession.OnnxValueMapType; mask: number[] }> {
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     const ids = new Array<number>(B * T).fill(0);
@@ -107,10 +132,24 @@ export class OnnxExportDecoder implements ModelDecoder {
     return { out, mask };
   }
 
-  feeds(ids: ort.Tensor, mask: ort.Tensor, pos: ort.Tensor, past: ort.Tensor[], useCache: boolean, steer: SteerInputs): Feeds {
-    const feeds: Feeds = { input_ids: ids, attention_mask: mask, steer_p1: f32(steer.p1), steer_p2t: f32(steer.p2t), steer_scale: f32(steer.scale) };
+  feeds(
+    ids: ort.Tensor,
+    mask: ort.Tensor,
+    pos: ort.Tensor,
+    past: ort.Tensor[],
+    useCache: boolean,
+    steer: SteerInputs,
+  ): Feeds {
+    const feeds: Feeds = {
+      input_ids: ids,
+      attention_mask: mask,
+      steer_p1: f32(steer.p1),
+      steer_p2t: f32(steer.p2t),
+      steer_scale: f32(steer.scale),
+    };
     if (this.io.hasPositionIds) feeds.position_ids = pos;
-    if (this.io.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(useCache ? 1 : 0), [1]);
+    if (this.io.hasUseCacheBranch)
+      feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(useCache ? 1 : 0), [1]);
     for (let i = 0; i < this.io.numLayers; i++) {
       feeds[`past_key_values.${i}.key`] = past[2 * i]!;
       feeds[`past_key_values.${i}.value`] = past[2 * i + 1]!;
@@ -154,7 +193,8 @@ export class OnnxExportDecoder implements ModelDecoder {
           const src = pad + (opts.hiddenOnly ? len - 1 : Math.min(t, len - 1));
           logits.set(lg.subarray((g * Tg + src) * V, (g * Tg + src + 1) * V), (b * nLogits + t) * V);
         }
-        for (let t = 0; t < len; t++) hidden.set(hd.subarray((g * Tg + pad + t) * d, (g * Tg + pad + t + 1) * d), (b * T + t) * d);
+        for (let t = 0; t < len; t++)
+          hidden.set(hd.subarray((g * Tg + pad + t) * d, (g * Tg + pad + t + 1) * d), (b * T + t) * d);
       });
     }
     return {
@@ -180,7 +220,17 @@ export class OnnxExportDecoder implements ModelDecoder {
       const lg = out.logits!.data as Float32Array;
       checkSize('logits', lg, sub.length * T * V);
       group.forEach((b, g) => logits.set(lg.subarray((g * T + T - 1) * V, (g * T + T) * V), b * V));
-      parts.push({ rows: group, batch: new ExportBatch(this, gs, presents(this.io, out), mask, T, sub.map((r) => r.length)) });
+      parts.push({
+        rows: group,
+        batch: new ExportBatch(
+          this,
+          gs,
+          presents(this.io, out),
+          mask,
+          T,
+          sub.map((r) => r.length),
+        ),
+      });
     }
     return { batch: new GroupedBatch(parts, B, V), out: { logits: { dtype: 'float32', shape: [B, V], data: logits } } };
   }
@@ -207,7 +257,11 @@ class ExportBatch {
     const B = this.lengths.length;
     const longest = Math.max(...this.lengths) + 1;
     if (longest > this.dec.maxPositions) {
-      throw new LmSteerError('LIMIT', `generation reached the model's ${this.dec.maxPositions} positions`, 'ask for fewer new tokens or a shorter prompt');
+      throw new LmSteerError(
+        'LIMIT',
+        `generation reached the model's ${this.dec.maxPositions} positions`,
+        'ask for fewer new tokens or a shorter prompt',
+      );
     }
     const L = this.L + 1;
     const mask = new Array<number>(B * L);
@@ -215,7 +269,14 @@ class ExportBatch {
       for (let t = 0; t < this.L; t++) mask[b * L + t] = this.mask[b * this.L + t]!;
       mask[b * L + this.L] = 1;
     }
-    const feeds = this.dec.feeds(i64(nextTokens, [B, 1]), i64(mask, [B, L]), i64(this.lengths, [B, 1]), this.past, true, this.steerFeeds);
+    const feeds = this.dec.feeds(
+      i64(nextTokens, [B, 1]),
+      i64(mask, [B, L]),
+      i64(this.lengths, [B, 1]),
+      this.past,
+      true,
+      this.steerFeeds,
+    );
     const out = await this.dec.session.run(feeds, this.dec.fetchNames(false));
     const lg = out.logits!.data as Float32Array;
     checkSize('logits', lg, B * this.dec.vocabSize);
@@ -241,7 +302,8 @@ class GroupedBatch implements DecoderBatch {
   ) {}
 
   async step(nextTokens: number[]): Promise<StepOutput> {
-    if (nextTokens.length !== this.batchSize) throw new Error(`internal: step() got ${nextTokens.length} tokens for ${this.batchSize} rows`);
+    if (nextTokens.length !== this.batchSize)
+      throw new Error(`internal: step() got ${nextTokens.length} tokens for ${this.batchSize} rows`);
     const V = this.V;
     const logits = new Float32Array(this.batchSize * V);
     for (const { rows, batch } of this.parts) {
@@ -258,7 +320,8 @@ class GroupedBatch implements DecoderBatch {
 
 function presents(io: OnnxExportIO, out: ort.InferenceSession.OnnxValueMapType): ort.Tensor[] {
   const past: ort.Tensor[] = [];
-  for (let i = 0; i < io.numLayers; i++) past.push(out[`present.${i}.key`] as ort.Tensor, out[`present.${i}.value`] as ort.Tensor);
+  for (let i = 0; i < io.numLayers; i++)
+    past.push(out[`present.${i}.key`] as ort.Tensor, out[`present.${i}.value`] as ort.Tensor);
   return past;
 }
 
@@ -274,6 +337,10 @@ function rowsOf(steer: SteerInputs, rows: number[]): SteerInputs {
 
 function checkSize(name: string, data: Float32Array, expected: number): void {
   if (data.length !== expected) {
-    throw new LmSteerError('SHAPE_MISMATCH', `the export's "${name}" output has ${data.length} values, expected ${expected}`, 'the export does not follow the optimum decoder layout ([batch, seq, …] outputs)');
+    throw new LmSteerError(
+      'SHAPE_MISMATCH',
+      `the export's "${name}" output has ${data.length} values, expected ${expected}`,
+      'the export does not follow the optimum decoder layout ([batch, seq, …] outputs)',
+    );
   }
 }

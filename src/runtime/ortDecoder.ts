@@ -11,7 +11,12 @@ import type { Decoder, DecoderBatch, SteerInputs, StepOutput } from './decoder.j
 
 type Feeds = Record<string, ort.Tensor>;
 
-export const i64 = (values: ArrayLike<number>, dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(Array.from(values), (v) => BigInt(v)), dims);
+export const i64 = (values: ArrayLike<number>, dims: number[]) =>
+  new ort.Tensor(
+    'int64',
+    BigInt64Array.from(Array.from(values), (v) => BigInt(v)),
+    dims,
+  );
 export const f32 = (t: Tensor) => new ort.Tensor('float32', t.data as Float32Array, t.shape);
 
 /** Zero steer: K = 1 column of zeros, so the graph adds exactly 0 (docs/ARCHITECTURE.md). */
@@ -71,7 +76,8 @@ export class KvCache {
       const src = t.data as Float32Array;
       const dst = n.data as Float32Array;
       if (keep > 0) {
-        for (let bh = 0; bh < this.batch * kvH; bh++) dst.set(src.subarray(bh * old * hd, bh * old * hd + keep * hd), bh * cap * hd);
+        for (let bh = 0; bh < this.batch * kvH; bh++)
+          dst.set(src.subarray(bh * old * hd, bh * old * hd + keep * hd), bh * cap * hd);
       }
       return n;
     };
@@ -83,7 +89,10 @@ export class KvCache {
   /** The first `rows` rows as `past.*` feeds (zero-copy views), and `new.*` among the fetches. */
   bind(feeds: Feeds, fetches: Record<string, ort.Tensor | null>, rows = this.batch, fetchNew = true): void {
     const n = rows * this.kvH * this.capacity * this.hd;
-    const view = (t: ort.Tensor) => (rows === this.batch ? t : new ort.Tensor('float32', (t.data as Float32Array).subarray(0, n), [rows, ...t.dims.slice(1)]));
+    const view = (t: ort.Tensor) =>
+      rows === this.batch
+        ? t
+        : new ort.Tensor('float32', (t.data as Float32Array).subarray(0, n), [rows, ...t.dims.slice(1)]);
     for (let i = 0; i < this.key.length; i++) {
       feeds[`past.${i}.key`] = view(this.key[i]);
       feeds[`past.${i}.value`] = view(this.value[i]);
@@ -95,7 +104,13 @@ export class KvCache {
    * Write a run's new keys/values (`new.*` [B', kvH, T, hd]) into the buffers: entry r copies the first
    * `count[r]` positions of output row `src[r]` (default r) to slot `slot[r]` from position `start[r]`.
    */
-  write(out: ort.InferenceSession.OnnxValueMapType, slot: number[], start: number[], count: number[], src: number[] = slot.map((_, r) => r)): void {
+  write(
+    out: ort.InferenceSession.OnnxValueMapType,
+    slot: number[],
+    start: number[],
+    count: number[],
+    src: number[] = slot.map((_, r) => r),
+  ): void {
     const { kvH, hd } = this;
     const cap = this.capacity;
     for (let r = 0; r < slot.length; r++) {
@@ -147,13 +162,21 @@ export class OrtDecoder implements Decoder {
   checkRows(rows: number[][]): void {
     if (rows.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'no prompts were given');
     rows.forEach((r, i) => {
-      if (r.length === 0) throw new LmSteerError('BAD_ARGUMENT', `prompt ${i} has no tokens`, 'give a non-empty prompt');
+      if (r.length === 0)
+        throw new LmSteerError('BAD_ARGUMENT', `prompt ${i} has no tokens`, 'give a non-empty prompt');
       if (r.length > this.cfg.maxPositions) {
-        throw new LmSteerError('LIMIT', `prompt ${i} has ${r.length} tokens, more than the model's ${this.cfg.maxPositions} positions`, 'shorten the prompt');
+        throw new LmSteerError(
+          'LIMIT',
+          `prompt ${i} has ${r.length} tokens, more than the model's ${this.cfg.maxPositions} positions`,
+          'shorten the prompt',
+        );
       }
       for (const id of r) {
         if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-          throw new LmSteerError('BAD_ARGUMENT', `token id ${id} in prompt ${i} is outside the vocabulary (0..${this.vocabSize - 1})`);
+          throw new LmSteerError(
+            'BAD_ARGUMENT',
+            `token id ${id} in prompt ${i} is outside the vocabulary (0..${this.vocabSize - 1})`,
+          );
         }
       }
     });
@@ -190,7 +213,9 @@ export class OrtDecoder implements Decoder {
     const T = Math.max(...rows.map((r) => r.length));
     // hiddenOnly (hidden-state extraction): logits at each row's last position only, as B·T·V logits
     // would dwarf the hidden states for a 50k vocabulary; `logits` is then [B, 1, V].
-    const index = opts.hiddenOnly ? rows.map((r) => [r.length - 1]) : rows.map((r) => Array.from({ length: T }, (_, t) => Math.min(t, r.length - 1)));
+    const index = opts.hiddenOnly
+      ? rows.map((r) => [r.length - 1])
+      : rows.map((r) => Array.from({ length: T }, (_, t) => Math.min(t, r.length - 1)));
     const feeds = this.prefillFeeds(rows, index, opts.steer);
     const fetches: Record<string, ort.Tensor | null> = { logits: null, hidden: null };
     new KvCache(this.cfg, rows.length, 1).bind(feeds, fetches, rows.length, false); // no cache kept
@@ -198,12 +223,26 @@ export class OrtDecoder implements Decoder {
     return { logits: toTensor(out.logits), hidden: toTensor(out.hidden), lengths: rows.map((r) => r.length) };
   }
 
-  async start(prompts: number[][], steer?: SteerInputs, opts: { maxNewTokens?: number } = {}): Promise<{ batch: DecoderBatch; out: StepOutput }> {
+  async start(
+    prompts: number[][],
+    steer?: SteerInputs,
+    opts: { maxNewTokens?: number } = {},
+  ): Promise<{ batch: DecoderBatch; out: StepOutput }> {
     this.checkRows(prompts);
     const T = Math.max(...prompts.map((r) => r.length));
-    const cache = new KvCache(this.cfg, prompts.length, Math.min(this.cfg.maxPositions, T + (opts.maxNewTokens ?? 128)));
+    const cache = new KvCache(
+      this.cfg,
+      prompts.length,
+      Math.min(this.cfg.maxPositions, T + (opts.maxNewTokens ?? 128)),
+    );
     const shared = sharedPrompts(prompts);
-    if (shared) return this.startShared(prompts, shared, cache, steerFeedsOf(steer ?? zeroSteer(this.hiddenSize, prompts.length)));
+    if (shared)
+      return this.startShared(
+        prompts,
+        shared,
+        cache,
+        steerFeedsOf(steer ?? zeroSteer(this.hiddenSize, prompts.length)),
+      );
     const feeds = this.prefillFeeds(
       prompts,
       prompts.map((r) => [r.length - 1]),
@@ -212,9 +251,19 @@ export class OrtDecoder implements Decoder {
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
     cache.bind(feeds, fetches);
     const out = await this.session.run(feeds, fetches);
-    cache.write(out, prompts.map((_, b) => b), prompts.map(() => 0), prompts.map((r) => r.length));
+    cache.write(
+      out,
+      prompts.map((_, b) => b),
+      prompts.map(() => 0),
+      prompts.map((r) => r.length),
+    );
     const steerFeeds = { steer_p1: feeds.steer_p1, steer_p2t: feeds.steer_p2t, steer_scale: feeds.steer_scale };
-    const batch = new OrtBatch(this, cache, steerFeeds, prompts.map((r) => r.length));
+    const batch = new OrtBatch(
+      this,
+      cache,
+      steerFeeds,
+      prompts.map((r) => r.length),
+    );
     return { batch, out: { logits: lastLogits(out.logits) } };
   }
 
@@ -224,12 +273,21 @@ export class OrtDecoder implements Decoder {
    * row that shares it, and the last tokens go through one ordinary step of all rows — which also applies
    * each row's own steer values (the cache does not depend on the steer: it sits at the head).
    */
-  private async startShared(prompts: number[][], shared: { unique: number[][]; of: number[] }, cache: KvCache, steerFeeds: Feeds): Promise<{ batch: DecoderBatch; out: StepOutput }> {
+  private async startShared(
+    prompts: number[][],
+    shared: { unique: number[][]; of: number[] },
+    cache: KvCache,
+    steerFeeds: Feeds,
+  ): Promise<{ batch: DecoderBatch; out: StepOutput }> {
     const prefixOf = shared.unique.map((p) => p.slice(0, -1));
     const toRun = prefixOf.map((p, u) => ({ p, u })).filter((x) => x.p.length > 0);
     if (toRun.length > 0) {
       const rows = toRun.map((x) => x.p);
-      const feeds = this.prefillFeeds(rows, rows.map((r) => [r.length - 1]), undefined);
+      const feeds = this.prefillFeeds(
+        rows,
+        rows.map((r) => [r.length - 1]),
+        undefined,
+      );
       const fetches: Record<string, ort.Tensor | null> = {}; // only the keys/values: ORT then skips the head
       cache.bind(feeds, fetches, rows.length);
       const out = await this.session.run(feeds, fetches);
@@ -243,7 +301,12 @@ export class OrtDecoder implements Decoder {
         slots.map((b) => outRow.get(shared.of[b])!),
       );
     }
-    const batch = new OrtBatch(this, cache, steerFeeds, prompts.map((r) => r.length - 1));
+    const batch = new OrtBatch(
+      this,
+      cache,
+      steerFeeds,
+      prompts.map((r) => r.length - 1),
+    );
     const out = await batch.step(prompts.map((r) => r[r.length - 1]));
     return { batch, out };
   }
@@ -285,11 +348,16 @@ class OrtBatch implements DecoderBatch {
 
   async step(nextTokens: number[]): Promise<StepOutput> {
     if (this.disposed) throw new Error('internal: step() on a disposed batch');
-    if (nextTokens.length !== this.batchSize) throw new Error(`internal: step() got ${nextTokens.length} tokens for ${this.batchSize} rows`);
+    if (nextTokens.length !== this.batchSize)
+      throw new Error(`internal: step() got ${nextTokens.length} tokens for ${this.batchSize} rows`);
     const maxPos = this.dec.cfg.maxPositions;
     const longest = Math.max(...this.lengths) + 1;
     if (longest > maxPos) {
-      throw new LmSteerError('LIMIT', `generation reached the model's ${maxPos} positions`, 'ask for fewer new tokens or a shorter prompt');
+      throw new LmSteerError(
+        'LIMIT',
+        `generation reached the model's ${maxPos} positions`,
+        'ask for fewer new tokens or a shorter prompt',
+      );
     }
     if (longest > this.cache.capacity) this.cache.resize(Math.min(maxPos, Math.max(longest, this.cache.capacity * 2)));
     const B = this.batchSize;
@@ -303,7 +371,12 @@ class OrtBatch implements DecoderBatch {
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
     this.cache.bind(feeds, fetches);
     const out = await this.dec.session.run(feeds, fetches);
-    this.cache.write(out, this.lengths.map((_, b) => b), this.lengths, this.lengths.map(() => 1));
+    this.cache.write(
+      out,
+      this.lengths.map((_, b) => b),
+      this.lengths,
+      this.lengths.map(() => 1),
+    );
     this.lengths = this.lengths.map((n) => n + 1);
     return { logits: lastLogits(out.logits) };
   }

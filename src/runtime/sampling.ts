@@ -23,13 +23,25 @@ export const DEFAULT_SAMPLING: Readonly<SamplingParams> = { temperature: 1, topK
 export function validateSamplingParams(p: SamplingParams, where = ''): void {
   const { temperature: t, topK: k, topP: q } = p;
   if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
-    throw new LmSteerError('BAD_ARGUMENT', `${where}temperature must be a finite number ≥ 0, got ${t}`, 'use 0 for greedy decoding, 1 for plain sampling');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${where}temperature must be a finite number ≥ 0, got ${t}`,
+      'use 0 for greedy decoding, 1 for plain sampling',
+    );
   }
   if (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 0) {
-    throw new LmSteerError('BAD_ARGUMENT', `${where}topK must be an integer ≥ 0, got ${k}`, 'use 0 to turn top-k off, or e.g. 50');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${where}topK must be an integer ≥ 0, got ${k}`,
+      'use 0 to turn top-k off, or e.g. 50',
+    );
   }
   if (typeof q !== 'number' || !Number.isFinite(q) || q <= 0 || q > 1) {
-    throw new LmSteerError('BAD_ARGUMENT', `${where}topP must be in (0, 1], got ${q}`, 'use 1 to turn top-p off, or e.g. 0.9');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${where}topP must be in (0, 1], got ${q}`,
+      'use 1 to turn top-p off, or e.g. 0.9',
+    );
   }
 }
 
@@ -52,7 +64,11 @@ function rowMax(row: ArrayLike<number>): number {
     } else if (v !== v) throw nonFinite(i, v);
   }
   if (max === -Infinity) {
-    throw new LmSteerError('BAD_DATA', `every one of the ${row.length} logits is -Infinity`, 'no token can be sampled; check the logits masks (EOS masking with a vocabulary of only EOS?)');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `every one of the ${row.length} logits is -Infinity`,
+      'no token can be sampled; check the logits masks (EOS masking with a vocabulary of only EOS?)',
+    );
   }
   return max;
 }
@@ -227,7 +243,7 @@ export function sampleToken(logits: Float32Array, params: SamplingParams, rng: R
     const keep = scratchKeep(V);
     for (let i = 0; i < n; i++) keep[idx[i]] = 1;
     let k = 0;
-    for (let id = 0; id < V; id++) if (keep[id]) (keep[id] = 0), (idx[k++] = id);
+    for (let id = 0; id < V; id++) if (keep[id]) ((keep[id] = 0), (idx[k++] = id));
   }
   let mass = 0;
   for (let i = 0; i < n; i++) mass += w[idx[i]];

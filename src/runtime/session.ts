@@ -44,7 +44,11 @@ export function weightsKey(cfg: DecoderConfig, weights: WeightStore): string {
   return h.digest('hex');
 }
 
-export async function createDecoderSession(cfg: DecoderConfig, weights: WeightStore, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+export async function createDecoderSession(
+  cfg: DecoderConfig,
+  weights: WeightStore,
+  opts: SessionOptions = {},
+): Promise<ort.InferenceSession> {
   const so = sessionOptions(opts.threads);
   if (opts.cacheDir === false) {
     return ort.InferenceSession.create(buildDecoderGraph(cfg, weights).serialize(), so);
@@ -56,7 +60,10 @@ export async function createDecoderSession(cfg: DecoderConfig, weights: WeightSt
     const tmp = `${dir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
-    const bytes = buildDecoderGraph(cfg, weights).serialize({ externalPath: join(tmp, 'weights.bin'), externalName: 'weights.bin' });
+    const bytes = buildDecoderGraph(cfg, weights).serialize({
+      externalPath: join(tmp, 'weights.bin'),
+      externalName: 'weights.bin',
+    });
     const { writeFileSync } = await import('node:fs');
     writeFileSync(join(tmp, 'model.onnx'), bytes);
     try {

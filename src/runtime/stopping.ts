@@ -39,7 +39,11 @@ export function tokenFinish(cfg: StopConfig, id: number, generated: number): Fin
  * The earliest stop string in `text` that ends at or after `from` (so a caller that already searched
  * text[0, from) passes its length and only new matches are looked for). Equal starts: the longer one.
  */
-export function findStopString(text: string, stops: readonly string[], from = 0): { index: number; stop: string } | undefined {
+export function findStopString(
+  text: string,
+  stops: readonly string[],
+  from = 0,
+): { index: number; stop: string } | undefined {
   let best: { index: number; stop: string } | undefined;
   for (const stop of stops) {
     const index = text.indexOf(stop, Math.max(0, from - stop.length + 1));

@@ -58,7 +58,8 @@ export const fallbackTemplate: ChatTemplate = {
 /** A special token in tokenizer_config.json is a string or an AddedToken object {content, …}. */
 function tokenText(v: unknown): string {
   if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string')
+    return (v as { content: string }).content;
   return '';
 }
 
@@ -70,7 +71,11 @@ function findTemplate(dir: string): { source: string; config: Record<string, unk
     try {
       config = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
     } catch (e) {
-      throw new LmSteerError('BAD_FILE', `${cfgPath} is not valid JSON: ${(e as Error).message}`, 'fix or remove the file');
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${cfgPath} is not valid JSON: ${(e as Error).message}`,
+        'fix or remove the file',
+      );
     }
   }
   const jinjaPath = join(dir, 'chat_template.jinja');
@@ -94,7 +99,11 @@ export function loadChatTemplate(dir: string | undefined): ChatTemplate {
   try {
     template = new Template(found.source);
   } catch (e) {
-    throw new LmSteerError('BAD_FILE', `the chat template in ${found.where} does not parse: ${(e as Error).message}`, 'fix the template, or remove it to use the plain fallback format');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `the chat template in ${found.where} does not parse: ${(e as Error).message}`,
+      'fix the template, or remove it to use the plain fallback format',
+    );
   }
   const bos = tokenText(found.config.bos_token);
   const eos = tokenText(found.config.eos_token);
@@ -106,7 +115,11 @@ export function loadChatTemplate(dir: string | undefined): ChatTemplate {
         return { text, addSpecialTokens: false, stop: [] };
       } catch (e) {
         // Templates reject conversations they cannot format (raise_exception: "roles must alternate" …).
-        throw new LmSteerError('BAD_ARGUMENT', `the model's chat template refused these messages: ${(e as Error).message}`, 'check the roles and their order');
+        throw new LmSteerError(
+          'BAD_ARGUMENT',
+          `the model's chat template refused these messages: ${(e as Error).message}`,
+          'check the roles and their order',
+        );
       }
     },
   };

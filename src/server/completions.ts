@@ -55,26 +55,59 @@ type Common = {
 
 function checkModel(ctx: GenerationContext, model: string | null | undefined): void {
   if (model != null && model !== ctx.modelId) {
-    throw new ApiError(404, 'NOT_FOUND', `model "${model}" is not served here`, `this server serves "${ctx.modelId}" (GET /v1/models); use that name or leave "model" out`, 'model');
+    throw new ApiError(
+      404,
+      'NOT_FOUND',
+      `model "${model}" is not served here`,
+      `this server serves "${ctx.modelId}" (GET /v1/models); use that name or leave "model" out`,
+      'model',
+    );
   }
 }
 
 function encodePrompt(tok: Tokenizer, text: string, addSpecialTokens: boolean, where: string): number[] {
   const ids = tok.encode(text, { addSpecialTokens });
-  if (ids.length === 0) throw new ApiError(400, 'BAD_ARGUMENT', `"${where}" encodes to zero tokens`, 'give some text, or token ids', where);
+  if (ids.length === 0)
+    throw new ApiError(400, 'BAD_ARGUMENT', `"${where}" encodes to zero tokens`, 'give some text, or token ids', where);
   return ids;
 }
 
-function jobSpec(ctx: GenerationContext, body: Common, prompts: number[][], maxTokens: number, extraStop: string[], signal: AbortSignal): JobSpec {
+function jobSpec(
+  ctx: GenerationContext,
+  body: Common,
+  prompts: number[][],
+  maxTokens: number,
+  extraStop: string[],
+  signal: AbortSignal,
+): JobSpec {
   const { limits } = ctx;
   if (maxTokens > limits.maxTokens) {
-    throw new ApiError(400, 'LIMIT', `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokens}`, `ask for at most ${limits.maxTokens} tokens (the server's --max-tokens-limit)`, 'max_tokens');
+    throw new ApiError(
+      400,
+      'LIMIT',
+      `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokens}`,
+      `ask for at most ${limits.maxTokens} tokens (the server's --max-tokens-limit)`,
+      'max_tokens',
+    );
   }
   const minTokens = body.min_tokens ?? 0;
-  if (minTokens > maxTokens) throw new ApiError(400, 'BAD_ARGUMENT', `min_tokens ${minTokens} exceeds max_tokens ${maxTokens}`, 'lower min_tokens', 'min_tokens');
+  if (minTokens > maxTokens)
+    throw new ApiError(
+      400,
+      'BAD_ARGUMENT',
+      `min_tokens ${minTokens} exceeds max_tokens ${maxTokens}`,
+      'lower min_tokens',
+      'min_tokens',
+    );
   for (const id of prompts.flat()) {
     if (id >= ctx.tokenizer.vocabSize) {
-      throw new ApiError(400, 'BAD_ARGUMENT', `prompt token id ${id} is outside the vocabulary (0..${ctx.tokenizer.vocabSize - 1})`, "pass ids from this model's tokenizer", 'prompt');
+      throw new ApiError(
+        400,
+        'BAD_ARGUMENT',
+        `prompt token id ${id} is outside the vocabulary (0..${ctx.tokenizer.vocabSize - 1})`,
+        "pass ids from this model's tokenizer",
+        'prompt',
+      );
     }
   }
   const stop = body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
@@ -102,7 +135,12 @@ function abortOnClose(res: ServerResponse): AbortController {
 }
 
 function meta(ctx: GenerationContext, prefix: string): ResponseMeta {
-  return { id: `${prefix}-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: ctx.modelId, steer: {} };
+  return {
+    id: `${prefix}-${randomBytes(12).toString('hex')}`,
+    created: Math.floor(Date.now() / 1000),
+    model: ctx.modelId,
+    steer: {},
+  };
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -208,7 +246,13 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   const prompt = encodePrompt(ctx.tokenizer, rendered.text, rendered.addSpecialTokens, 'messages');
   const room = ctx.limits.context - prompt.length;
   if (room < 1) {
-    throw new ApiError(400, 'BAD_ARGUMENT', `the messages take ${prompt.length} tokens; this server's context is ${ctx.limits.context}`, 'shorten the conversation', 'messages');
+    throw new ApiError(
+      400,
+      'BAD_ARGUMENT',
+      `the messages take ${prompt.length} tokens; this server's context is ${ctx.limits.context}`,
+      'shorten the conversation',
+      'messages',
+    );
   }
   const maxTokens = req.max_completion_tokens ?? req.max_tokens ?? Math.min(ctx.limits.maxTokens, room);
   const spec = jobSpec(ctx, req, [prompt], maxTokens, rendered.stop, abortOnClose(res).signal);
@@ -216,7 +260,11 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   return run(ctx, res, spec, !!req.stream, !!req.stream_options?.include_usage, m, {
     object: 'chat.completion.chunk',
     start: (sse) => {
-      for (let i = 0; i < spec.n; i++) sse.send({ ...chatChunk(m, i, { role: 'assistant', content: '' }, null), ...(req.stream_options?.include_usage ? { usage: null } : {}) });
+      for (let i = 0; i < spec.n; i++)
+        sse.send({
+          ...chatChunk(m, i, { role: 'assistant', content: '' }, null),
+          ...(req.stream_options?.include_usage ? { usage: null } : {}),
+        });
     },
     chunk: (choice, delta) => chatChunk(m, choice, { content: delta }, null),
     finish: (choice, f) => chatChunk(m, choice, {}, f),

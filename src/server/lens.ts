@@ -30,7 +30,14 @@ function intParam(params: URLSearchParams, name: string, def: number, max: numbe
   const raw = params.get(name);
   if (raw === null || raw === '') return def;
   const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1 || v > max) throw new ApiError(400, 'BAD_ARGUMENT', `query parameter ${name}=${raw} must be an integer from 1 to ${max}`, undefined, name);
+  if (!Number.isInteger(v) || v < 1 || v > max)
+    throw new ApiError(
+      400,
+      'BAD_ARGUMENT',
+      `query parameter ${name}=${raw} must be an integer from 1 to ${max}`,
+      undefined,
+      name,
+    );
   return v;
 }
 
@@ -38,7 +45,13 @@ export function createLens(model: DimsModel & TextModel, limits: { maxTextTokens
   const cache = new Map<string, unknown>();
   const steerOf = (steers: SteerSet, name: string) => {
     const s = steers.get(name);
-    if (!s) throw new ApiError(404, 'NOT_FOUND', `no steer named "${name}" is loaded`, `loaded steers: ${steers.names().join(', ') || '(none)'}`);
+    if (!s)
+      throw new ApiError(
+        404,
+        'NOT_FOUND',
+        `no steer named "${name}" is loaded`,
+        `loaded steers: ${steers.names().join(', ') || '(none)'}`,
+      );
     return s.steer;
   };
   return {
@@ -60,7 +73,13 @@ export function createLens(model: DimsModel & TextModel, limits: { maxTextTokens
       const steer = steerOf(steers, body.steer);
       const n = model.tokenizer.encode(body.text).length;
       if (n > limits.maxTextTokens) {
-        throw new ApiError(400, 'BAD_ARGUMENT', `the text has ${n} tokens; this server explains at most ${limits.maxTextTokens}`, 'explain a shorter text', 'text');
+        throw new ApiError(
+          400,
+          'BAD_ARGUMENT',
+          `the text has ${n} tokens; this server explains at most ${limits.maxTextTokens}`,
+          'explain a shorter text',
+          'text',
+        );
       }
       return explainText(model, steer, body.text, { slot: body.slot ?? undefined, grid: body.grid ?? undefined });
     },

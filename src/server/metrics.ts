@@ -67,7 +67,8 @@ export class Metrics {
   render(now = Date.now()): string {
     const g = this.gauges();
     const out: string[] = [];
-    const head = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    const head = (name: string, type: string, help: string) =>
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     head('lmsteer_requests_total', 'counter', 'HTTP requests answered, by route and status.');
     for (const [key, n] of this.requests) {
       const [route, status] = key.split('\t');
@@ -92,7 +93,11 @@ export class Metrics {
       const l = labels ? `{${labels}}` : '';
       out.push(`${name}_sum${l} ${h.sum}`, `${name}_count${l} ${h.count}`);
     };
-    head('lmsteer_request_duration_seconds', 'histogram', 'Time from request to the last byte of the response, by route.');
+    head(
+      'lmsteer_request_duration_seconds',
+      'histogram',
+      'Time from request to the last byte of the response, by route.',
+    );
     for (const [route, h] of this.latency) hist('lmsteer_request_duration_seconds', h, `route="${label(route)}"`);
     head('lmsteer_time_to_first_token_seconds', 'histogram', 'Time from a generation request to its first token.');
     hist('lmsteer_time_to_first_token_seconds', this.ttft, '');

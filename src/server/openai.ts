@@ -62,12 +62,29 @@ function errorType(status: number): string {
 }
 
 /** The OpenAI error body; message and hint together, so clients that show only `message` show both. */
-export function errorBody(e: unknown, status = statusOf(e)): { error: { message: string; type: string; code: string; param: string | null } } {
+export function errorBody(
+  e: unknown,
+  status = statusOf(e),
+): { error: { message: string; type: string; code: string; param: string | null } } {
   if (e instanceof LmSteerError) {
     const message = e.hint ? `${e.message} (${e.hint})` : e.message;
-    return { error: { message, type: errorType(status), code: e.code.toLowerCase(), param: e instanceof ApiError ? (e.param ?? null) : null } };
+    return {
+      error: {
+        message,
+        type: errorType(status),
+        code: e.code.toLowerCase(),
+        param: e instanceof ApiError ? (e.param ?? null) : null,
+      },
+    };
   }
-  return { error: { message: 'internal server error (please report it; details are in the server log)', type: 'server_error', code: 'internal_error', param: null } };
+  return {
+    error: {
+      message: 'internal server error (please report it; details are in the server log)',
+      type: 'server_error',
+      code: 'internal_error',
+      param: null,
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -162,7 +179,12 @@ function show(v: unknown): string {
 /** Parse a request body or throw a 400 naming the field, the value and what it must be. */
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new ApiError(400, 'BAD_ARGUMENT', 'the request body must be a JSON object', 'send Content-Type: application/json with an object body');
+    throw new ApiError(
+      400,
+      'BAD_ARGUMENT',
+      'the request body must be a JSON object',
+      'send Content-Type: application/json with an object body',
+    );
   }
   const r = schema.safeParse(body);
   if (r.success) return r.data;
@@ -173,12 +195,16 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
     if (inner.path.length === 0) break;
     issue = { ...inner, path: [...issue.path, ...inner.path] } as typeof issue;
   }
-  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+  const path = issue.path
+    .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+    .join('')
+    .replace(/^\./, '');
   let got: unknown = body;
   for (const p of issue.path) got = got == null ? undefined : (got as Record<PropertyKey, unknown>)[p as PropertyKey];
   const top = String(issue.path[0] ?? '');
   const what = got === undefined ? `is required` : `is invalid (got ${show(got)}): ${issue.message}`;
-  const code: ErrorCode = top in HINTS && /penalty|logit_bias|echo|logprobs|suffix|best_of|tools/.test(top) ? 'UNSUPPORTED' : 'BAD_ARGUMENT';
+  const code: ErrorCode =
+    top in HINTS && /penalty|logit_bias|echo|logprobs|suffix|best_of|tools/.test(top) ? 'UNSUPPORTED' : 'BAD_ARGUMENT';
   throw new ApiError(400, code, `"${path}" ${what}`, HINTS[top], path);
 }
 
@@ -198,7 +224,11 @@ export interface Usage {
 }
 
 export function usage(promptTokens: number, completionTokens: number): Usage {
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
 }
 
 export interface ResponseMeta {
@@ -214,7 +244,12 @@ export function completionResponse(meta: ResponseMeta, choices: { text: string; 
     object: 'text_completion' as const,
     created: meta.created,
     model: meta.model,
-    choices: choices.map((c, index) => ({ index, text: c.text, logprobs: null, finish_reason: openAiFinish(c.finish) })),
+    choices: choices.map((c, index) => ({
+      index,
+      text: c.text,
+      logprobs: null,
+      finish_reason: openAiFinish(c.finish),
+    })),
     usage: u,
     steer: meta.steer,
   };
@@ -237,13 +272,23 @@ export function chatResponse(meta: ResponseMeta, choices: { text: string; finish
     object: 'chat.completion' as const,
     created: meta.created,
     model: meta.model,
-    choices: choices.map((c, index) => ({ index, message: { role: 'assistant' as const, content: c.text }, logprobs: null, finish_reason: openAiFinish(c.finish) })),
+    choices: choices.map((c, index) => ({
+      index,
+      message: { role: 'assistant' as const, content: c.text },
+      logprobs: null,
+      finish_reason: openAiFinish(c.finish),
+    })),
     usage: u,
     steer: meta.steer,
   };
 }
 
-export function chatChunk(meta: ResponseMeta, index: number, delta: { role?: 'assistant'; content?: string }, finish: FinishReason | null) {
+export function chatChunk(
+  meta: ResponseMeta,
+  index: number,
+  delta: { role?: 'assistant'; content?: string },
+  finish: FinishReason | null,
+) {
   return {
     id: meta.id,
     object: 'chat.completion.chunk' as const,

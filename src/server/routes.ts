@@ -70,7 +70,12 @@ function authorized(ctx: RouteContext, req: IncomingMessage): boolean {
 /** Read a JSON body of at most `limit` bytes (413 beyond it; 400 for bad JSON). */
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const tooBig = () =>
-    new ApiError(413, 'LIMIT', `the request body is larger than this server's limit of ${limit} bytes`, 'send a shorter prompt, or raise --max-body-bytes');
+    new ApiError(
+      413,
+      'LIMIT',
+      `the request body is larger than this server's limit of ${limit} bytes`,
+      'send a shorter prompt, or raise --max-body-bytes',
+    );
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw tooBig();
   const chunks: Buffer[] = [];
@@ -85,7 +90,12 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new ApiError(400, 'BAD_ARGUMENT', `the request body is not valid JSON: ${(e as Error).message}`, 'send a JSON object (NaN and Infinity are not JSON)');
+    throw new ApiError(
+      400,
+      'BAD_ARGUMENT',
+      `the request body is not valid JSON: ${(e as Error).message}`,
+      'send a JSON object (NaN and Infinity are not JSON)',
+    );
   }
 }
 
@@ -107,7 +117,18 @@ const LoadSteerSchema = z.looseObject({ path: z.string().min(1), force: z.boolea
 function routeLabel(method: string, path: string): string {
   if (path.startsWith('/v1/steers/')) return `${method} /v1/steers/{name}${path.endsWith('/dims') ? '/dims' : ''}`;
   if (path in STATIC) return 'GET /static';
-  if (['/health', '/metrics', '/v1/models', '/v1/completions', '/v1/chat/completions', '/v1/steers', '/v1/explain'].includes(path)) return `${method} ${path}`;
+  if (
+    [
+      '/health',
+      '/metrics',
+      '/v1/models',
+      '/v1/completions',
+      '/v1/chat/completions',
+      '/v1/steers',
+      '/v1/explain',
+    ].includes(path)
+  )
+    return `${method} ${path}`;
   return 'other';
 }
 
@@ -117,7 +138,8 @@ export function createHandler(ctx: RouteContext): (req: IncomingMessage, res: Se
     const method = req.method ?? 'GET';
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname.replace(/\/+$/, '') || '/';
-    const done = (status: number) => ctx.metrics.request(routeLabel(method, path), status, (performance.now() - t0) / 1000);
+    const done = (status: number) =>
+      ctx.metrics.request(routeLabel(method, path), status, (performance.now() - t0) / 1000);
     route(ctx, req, res, method, path).then(
       (status) => done(status),
       (e: unknown) => {
@@ -139,7 +161,13 @@ function methodNotAllowed(method: string, path: string, allowed: string[]): ApiE
   return new ApiError(405, 'BAD_ARGUMENT', `${method} ${path} is not supported`, `use ${allowed.join(' or ')}`);
 }
 
-async function route(ctx: RouteContext, req: IncomingMessage, res: ServerResponse, method: string, path: string): Promise<number> {
+async function route(
+  ctx: RouteContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  path: string,
+): Promise<number> {
   const stat = STATIC[path];
   if (stat && (method === 'GET' || method === 'HEAD')) {
     res.writeHead(200, { 'Content-Type': stat.type, 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' });
@@ -148,11 +176,23 @@ async function route(ctx: RouteContext, req: IncomingMessage, res: ServerRespons
   }
   if (path === '/health') {
     const s = ctx.scheduler.stats();
-    sendJson(res, 200, { status: 'ok', model: ctx.modelId, steers: ctx.scheduler.steers.names(), queued: s.queued, active: s.active, uptime_s: Math.round((Date.now() - ctx.startedAt) / 1000) });
+    sendJson(res, 200, {
+      status: 'ok',
+      model: ctx.modelId,
+      steers: ctx.scheduler.steers.names(),
+      queued: s.queued,
+      active: s.active,
+      uptime_s: Math.round((Date.now() - ctx.startedAt) / 1000),
+    });
     return 200;
   }
   if (!authorized(ctx, req)) {
-    throw new ApiError(401, 'BAD_ARGUMENT', 'missing or wrong API key', 'send the header "Authorization: Bearer <key>" with the key the server was started with');
+    throw new ApiError(
+      401,
+      'BAD_ARGUMENT',
+      'missing or wrong API key',
+      'send the header "Authorization: Bearer <key>" with the key the server was started with',
+    );
   }
   if (path === '/metrics') {
     res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
@@ -161,7 +201,19 @@ async function route(ctx: RouteContext, req: IncomingMessage, res: ServerRespons
   }
   if (path === '/v1/models') {
     const created = Math.floor(ctx.startedAt / 1000);
-    sendJson(res, 200, { object: 'list', data: [{ id: ctx.modelId, object: 'model', created, owned_by: 'lmsteer', context_length: ctx.limits.context, steers: ctx.scheduler.steers.names() }] });
+    sendJson(res, 200, {
+      object: 'list',
+      data: [
+        {
+          id: ctx.modelId,
+          object: 'model',
+          created,
+          owned_by: 'lmsteer',
+          context_length: ctx.limits.context,
+          steers: ctx.scheduler.steers.names(),
+        },
+      ],
+    });
     return 200;
   }
   if (path === '/v1/completions' || path === '/v1/chat/completions') {
@@ -183,7 +235,11 @@ async function route(ctx: RouteContext, req: IncomingMessage, res: ServerRespons
       return r.set;
     });
     ctx.lens?.forget(name);
-    sendJson(res, 201, set.info().find((s) => s.name === name));
+    sendJson(
+      res,
+      201,
+      set.info().find((s) => s.name === name),
+    );
     return 201;
   }
   const m = /^\/v1\/steers\/([^/]+)(\/dims)?$/.exec(path);
@@ -192,7 +248,11 @@ async function route(ctx: RouteContext, req: IncomingMessage, res: ServerRespons
     if (m[2]) {
       if (method !== 'GET') throw methodNotAllowed(method, path, ['GET']);
       if (!ctx.lens) throw lensMissing();
-      sendJson(res, 200, await ctx.lens.dims(ctx.scheduler.steers, name, new URL(req.url ?? '/', 'http://localhost').searchParams));
+      sendJson(
+        res,
+        200,
+        await ctx.lens.dims(ctx.scheduler.steers, name, new URL(req.url ?? '/', 'http://localhost').searchParams),
+      );
       return 200;
     }
     if (method === 'GET') {
@@ -215,13 +275,28 @@ async function route(ctx: RouteContext, req: IncomingMessage, res: ServerRespons
     sendJson(res, 200, await ctx.lens.explain(ctx.scheduler.steers, body));
     return 200;
   }
-  throw new ApiError(404, 'NOT_FOUND', `no route ${method} ${path}`, 'see GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /v1/steers');
+  throw new ApiError(
+    404,
+    'NOT_FOUND',
+    `no route ${method} ${path}`,
+    'see GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /v1/steers',
+  );
 }
 
 function unknownSteer(ctx: RouteContext, name: string): LmSteerError {
-  return new ApiError(404, 'NOT_FOUND', `no steer named "${name}" is loaded`, `loaded steers: ${ctx.scheduler.steers.names().join(', ') || '(none)'}`);
+  return new ApiError(
+    404,
+    'NOT_FOUND',
+    `no steer named "${name}" is loaded`,
+    `loaded steers: ${ctx.scheduler.steers.names().join(', ') || '(none)'}`,
+  );
 }
 
 function lensMissing(): LmSteerError {
-  return new ApiError(404, 'NOT_FOUND', 'the lens endpoints are not available in this build', 'src/lens/explain.ts is missing');
+  return new ApiError(
+    404,
+    'NOT_FOUND',
+    'the lens endpoints are not available in this build',
+    'src/lens/explain.ts is missing',
+  );
 }

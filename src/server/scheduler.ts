@@ -102,7 +102,13 @@ class Job {
     spec.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (spec.timeoutMs !== undefined) {
       this.timer = setTimeout(
-        () => this.fail(new RequestTimeout(`the request did not finish within this server's timeout of ${spec.timeoutMs} ms`, 'ask for fewer tokens, retry when the server is less busy, or raise --timeout-ms')),
+        () =>
+          this.fail(
+            new RequestTimeout(
+              `the request did not finish within this server's timeout of ${spec.timeoutMs} ms`,
+              'ask for fewer tokens, retry when the server is less busy, or raise --timeout-ms',
+            ),
+          ),
         spec.timeoutMs,
       );
       this.timer.unref?.();
@@ -164,7 +170,12 @@ export class RequestTimeout extends LmSteerError {
 }
 
 function cancelledError(reason: unknown): LmSteerError {
-  return new LmSteerError('CANCELLED', `the request was cancelled${reason instanceof Error ? `: ${reason.message}` : ''}`, 'the client went away', { cause: reason });
+  return new LmSteerError(
+    'CANCELLED',
+    `the request was cancelled${reason instanceof Error ? `: ${reason.message}` : ''}`,
+    'the client went away',
+    { cause: reason },
+  );
 }
 
 export interface SchedulerOptions {
@@ -217,18 +228,37 @@ export class Scheduler {
    * lengths and steer names happens here, before anything is queued.
    */
   submit(spec: JobSpec, listener: JobListener = {}): Promise<JobResult> {
-    if (this.stopped) return Promise.reject(new LmSteerError('CANCELLED', 'the server is shutting down', 'retry against another server'));
+    if (this.stopped)
+      return Promise.reject(
+        new LmSteerError('CANCELLED', 'the server is shutting down', 'retry against another server'),
+      );
     const rowsNeeded = spec.prompts.length * spec.n;
     if (rowsNeeded > this.opts.maxRows * 8) {
-      return Promise.reject(new LmSteerError('BAD_ARGUMENT', `the request asks for ${rowsNeeded} generations (prompts × n); this server runs at most ${this.opts.maxRows * 8} per request`, 'split it into several requests'));
+      return Promise.reject(
+        new LmSteerError(
+          'BAD_ARGUMENT',
+          `the request asks for ${rowsNeeded} generations (prompts × n); this server runs at most ${this.opts.maxRows * 8} per request`,
+          'split it into several requests',
+        ),
+      );
     }
     if (this.queuedJobs >= this.opts.maxQueue) {
-      return Promise.reject(new LmSteerError('LIMIT', `the server is busy: ${this.queuedJobs} requests are already waiting (--max-queue ${this.opts.maxQueue})`, 'retry after a short wait'));
+      return Promise.reject(
+        new LmSteerError(
+          'LIMIT',
+          `the server is busy: ${this.queuedJobs} requests are already waiting (--max-queue ${this.opts.maxQueue})`,
+          'retry after a short wait',
+        ),
+      );
     }
     for (const [i, p] of spec.prompts.entries()) {
       if (p.length + spec.maxTokens > this.opts.capacity) {
         return Promise.reject(
-          new LmSteerError('BAD_ARGUMENT', `prompt ${i} has ${p.length} tokens; with max_tokens ${spec.maxTokens} that exceeds this server's context of ${this.opts.capacity} tokens`, `ask for at most ${Math.max(0, this.opts.capacity - p.length)} tokens, or shorten the prompt`),
+          new LmSteerError(
+            'BAD_ARGUMENT',
+            `prompt ${i} has ${p.length} tokens; with max_tokens ${spec.maxTokens} that exceeds this server's context of ${this.opts.capacity} tokens`,
+            `ask for at most ${Math.max(0, this.opts.capacity - p.length)} tokens, or shorten the prompt`,
+          ),
         );
       }
     }
@@ -240,7 +270,12 @@ export class Scheduler {
     return new Promise<JobResult>((resolve, reject) => {
       const job = new Job(spec, listener, resolve, reject, () => this.kick());
       if (spec.signal?.aborted) return job.fail(cancelledError(spec.signal.reason));
-      const stop: StopConfig = { eosIds: this.tokenizer.eosIds, stopAtEos: true, minNewTokens: spec.minTokens, maxNewTokens: spec.maxTokens };
+      const stop: StopConfig = {
+        eosIds: this.tokenizer.eosIds,
+        stopAtEos: true,
+        minNewTokens: spec.minTokens,
+        maxNewTokens: spec.maxTokens,
+      };
       spec.prompts.forEach((prompt, p) => {
         for (let j = 0; j < spec.n; j++) {
           const choice = p * spec.n + j;
@@ -295,7 +330,11 @@ export class Scheduler {
   }
 
   private newBatch(set: SteerSet): ContinuousBatch {
-    return new ContinuousBatch(this.decoder, { maxRows: this.opts.maxRows, capacity: this.opts.capacity, steer: set.directions });
+    return new ContinuousBatch(this.decoder, {
+      maxRows: this.opts.maxRows,
+      capacity: this.opts.capacity,
+      steer: set.directions,
+    });
   }
 
   private kick(): void {
@@ -313,7 +352,8 @@ export class Scheduler {
         this.reap();
         if (this.active.length === 0) {
           // Idle: sleep until submit(), a failing job, a swap or close() kicks (the executor sets wakeup synchronously).
-          if (this.queue.length === 0 && !this.pendingSwap && !this.stopped) await new Promise<void>((r) => (this.wakeup = r));
+          if (this.queue.length === 0 && !this.pendingSwap && !this.stopped)
+            await new Promise<void>((r) => (this.wakeup = r));
           continue;
         }
         await this.step();
@@ -374,7 +414,15 @@ export class Scheduler {
       );
     } catch (e) {
       // add() changes the batch only after its prefill succeeded, so the running rows are unaffected.
-      const err = e instanceof LmSteerError ? e : new LmSteerError('BAD_DATA', `prefill failed: ${(e as Error).message}`, 'this is likely a bug; retry the request', { cause: e });
+      const err =
+        e instanceof LmSteerError
+          ? e
+          : new LmSteerError(
+              'BAD_DATA',
+              `prefill failed: ${(e as Error).message}`,
+              'this is likely a bug; retry the request',
+              { cause: e },
+            );
       for (const r of joining) r.job.fail(err);
       return;
     }
@@ -406,7 +454,12 @@ export class Scheduler {
     try {
       id = sampleToken(row, job.spec.sampling, r.rng);
     } catch (e) {
-      if (e instanceof LmSteerError) return job.fail(new LmSteerError(e.code, `choice ${r.choice}, token ${r.tokens.length + 1}: ${e.message}`, e.hint, { cause: e }));
+      if (e instanceof LmSteerError)
+        return job.fail(
+          new LmSteerError(e.code, `choice ${r.choice}, token ${r.tokens.length + 1}: ${e.message}`, e.hint, {
+            cause: e,
+          }),
+        );
       throw e;
     }
     this.tokensGenerated++;
@@ -418,7 +471,15 @@ export class Scheduler {
 
   /** The session failed mid-step: the batch's cache is in an unknown state, so fail its rows and start afresh. */
   private recover(e: Error): void {
-    const err = e instanceof LmSteerError ? e : new LmSteerError('BAD_DATA', `generation failed: ${e.message}`, 'this is likely a bug; the server recovered, retry the request', { cause: e });
+    const err =
+      e instanceof LmSteerError
+        ? e
+        : new LmSteerError(
+            'BAD_DATA',
+            `generation failed: ${e.message}`,
+            'this is likely a bug; the server recovered, retry the request',
+            { cause: e },
+          );
     for (const r of this.active) r.job.fail(err);
     this.active.length = 0;
     this.batch = this.newBatch(this.steerSet);

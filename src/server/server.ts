@@ -46,22 +46,42 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export const DEFAULTS = { host: '127.0.0.1', port: 8080, maxBatch: 16, maxContext: 2048, maxQueue: 256, timeoutMs: 300_000, maxBodyBytes: 1 << 20 };
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  maxBatch: 16,
+  maxContext: 2048,
+  maxQueue: 256,
+  timeoutMs: 300_000,
+  maxBodyBytes: 1 << 20,
+};
 
 export async function startServer(model: LoadedModel, steers: SteerSet, o: ServerOptions = {}): Promise<RunningServer> {
   // Continuous batching writes each row's KV in place (GroupQueryAttention), which only lmsteer's own graphs do.
   if (!(model.decoder instanceof OrtDecoder)) {
-    throw new LmSteerError('UNSUPPORTED', `${model.id} is an ONNX export; serving exports is not supported yet`, 'serve the Hugging Face folder (config.json + model.safetensors) of the same model; generate, eval and train work on the export');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${model.id} is an ONNX export; serving exports is not supported yet`,
+      'serve the Hugging Face folder (config.json + model.safetensors) of the same model; generate, eval and train work on the export',
+    );
   }
   const decoder = model.decoder;
   const context = o.context ?? Math.min(model.cfg.maxPositions, DEFAULTS.maxContext);
   if (context < 2 || context > model.cfg.maxPositions) {
-    throw new LmSteerError('BAD_ARGUMENT', `--context ${context} must be from 2 to the model's ${model.cfg.maxPositions} positions`, `e.g. --context ${Math.min(model.cfg.maxPositions, 1024)}`);
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `--context ${context} must be from 2 to the model's ${model.cfg.maxPositions} positions`,
+      `e.g. --context ${Math.min(model.cfg.maxPositions, 1024)}`,
+    );
   }
   const maxTokens = Math.min(o.maxTokensLimit ?? context, context - 1);
   const maxBatch = o.maxBatch ?? DEFAULTS.maxBatch;
   let scheduler: Scheduler | undefined;
-  const metrics = new Metrics(() => ({ queueDepth: scheduler?.queuedJobs ?? 0, batchSize: scheduler?.activeRows ?? 0, steers: scheduler?.steers.size ?? 0 }));
+  const metrics = new Metrics(() => ({
+    queueDepth: scheduler?.queuedJobs ?? 0,
+    batchSize: scheduler?.activeRows ?? 0,
+    steers: scheduler?.steers.size ?? 0,
+  }));
   scheduler = new Scheduler(
     decoder,
     model.tokenizer,
@@ -90,7 +110,15 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
   const host = o.host ?? DEFAULTS.host;
   await new Promise<void>((resolve, reject) => {
     http.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? new LmSteerError('BAD_ARGUMENT', `port ${o.port} on ${host} is already in use`, 'pick another --port, or 0 for any free one') : e),
+      reject(
+        e.code === 'EADDRINUSE'
+          ? new LmSteerError(
+              'BAD_ARGUMENT',
+              `port ${o.port} on ${host} is already in use`,
+              'pick another --port, or 0 for any free one',
+            )
+          : e,
+      ),
     );
     http.listen(o.port ?? DEFAULTS.port, host, () => resolve());
   });

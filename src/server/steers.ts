@@ -60,15 +60,34 @@ export class SteerSet {
   }
 
   /** Load steer folders for `base` (fingerprint-checked) with server-wide default values. */
-  static load(base: SteerBase, dirs: string[], values: Record<string, number> = {}, opts: { force?: boolean } = {}): SteerSet {
+  static load(
+    base: SteerBase,
+    dirs: string[],
+    values: Record<string, number> = {},
+    opts: { force?: boolean } = {},
+  ): SteerSet {
     const loaded = dirs.map((dir) => ({ steer: loadOne(base, dir, opts.force), path: dir }));
     const names = loaded.map((l, k) => steerName(l.steer, k));
     const dup = names.find((n, i) => names.indexOf(n) !== i);
-    if (dup !== undefined) throw new LmSteerError('BAD_ARGUMENT', `two steers are both named "${dup}"`, 'give each steer a distinct name (its folder name or steer.json "name")');
+    if (dup !== undefined)
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `two steers are both named "${dup}"`,
+        'give each steer a distinct name (its folder name or steer.json "name")',
+      );
     if (loaded.length === 0 && Object.keys(values).length > 0) {
-      throw new LmSteerError('BAD_ARGUMENT', `--value was given but no --steer`, 'add --steer DIR (a steer folder made by lmsteer train)');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `--value was given but no --steer`,
+        'add --steer DIR (a steer folder made by lmsteer train)',
+      );
     }
-    const defaults = loaded.length ? resolveValues(loaded.map((l) => l.steer), values) : [];
+    const defaults = loaded.length
+      ? resolveValues(
+          loaded.map((l) => l.steer),
+          values,
+        )
+      : [];
     return new SteerSet(loaded.map((l, k) => ({ ...l, defaults: defaults[k]! })));
   }
 
@@ -103,7 +122,11 @@ export class SteerSet {
     const steer = loadOne(base, dir, opts.force);
     const name = steerName(steer, this.entries.length);
     if (this.has(name)) {
-      throw new LmSteerError('BAD_ARGUMENT', `a steer named "${name}" is already loaded`, `unload it first (DELETE /v1/steers/${name}) or give the new one another name`);
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `a steer named "${name}" is already loaded`,
+        `unload it first (DELETE /v1/steers/${name}) or give the new one another name`,
+      );
     }
     const defaults = steer.config.slots.map((s) => s.defaultValue);
     return { set: new SteerSet([...this.entries, { steer, path: dir, defaults }]), name };
@@ -112,7 +135,12 @@ export class SteerSet {
   /** A new set without the named steer. */
   without(name: string): SteerSet {
     const k = this.names().indexOf(name);
-    if (k < 0) throw new LmSteerError('NOT_FOUND', `no steer named "${name}" is loaded`, `loaded steers: ${this.names().join(', ') || '(none)'}`);
+    if (k < 0)
+      throw new LmSteerError(
+        'NOT_FOUND',
+        `no steer named "${name}" is loaded`,
+        `loaded steers: ${this.names().join(', ') || '(none)'}`,
+      );
     return new SteerSet(this.entries.filter((_, i) => i !== k));
   }
 
@@ -125,7 +153,11 @@ export class SteerSet {
     const names = Object.keys(request);
     if (!this.packed) {
       if (names.length > 0) {
-        throw new LmSteerError('BAD_ARGUMENT', `unknown steer value "${names[0]}": this server has no steers loaded`, 'load one with --steer DIR or POST /v1/steers {"path": DIR}, or leave "steer" out');
+        throw new LmSteerError(
+          'BAD_ARGUMENT',
+          `unknown steer value "${names[0]}": this server has no steers loaded`,
+          'load one with --steer DIR or POST /v1/steers {"path": DIR}, or leave "steer" out',
+        );
       }
       return { effective: {} };
     }
@@ -134,7 +166,8 @@ export class SteerSet {
     try {
       resolveValues(this.steers, request);
     } catch (e) {
-      if (e instanceof LmSteerError && e.code === 'NOT_FOUND') throw new LmSteerError('BAD_ARGUMENT', e.message, e.hint, { cause: e });
+      if (e instanceof LmSteerError && e.code === 'NOT_FOUND')
+        throw new LmSteerError('BAD_ARGUMENT', e.message, e.hint, { cause: e });
       throw e;
     }
     const values = this.entries.map((e) => [...e.defaults]);
@@ -171,7 +204,16 @@ export class SteerSet {
       rank: steer.config.rank,
       base_model: steer.config.baseModel.id,
       slots: steer.config.slots.flatMap((slot, s) =>
-        slot.name === DUMMY_SLOT ? [] : [{ name: slot.name, value_name: valueName(steer, k, slot.name), default: defaults[s]!, file_default: slot.defaultValue }],
+        slot.name === DUMMY_SLOT
+          ? []
+          : [
+              {
+                name: slot.name,
+                value_name: valueName(steer, k, slot.name),
+                default: defaults[s]!,
+                file_default: slot.defaultValue,
+              },
+            ],
       ),
       ...(steer.config.training ? { training: steer.config.training } : {}),
       ...(steer.config.metrics ? { metrics: steer.config.metrics } : {}),
@@ -180,5 +222,10 @@ export class SteerSet {
 }
 
 function loadOne(base: SteerBase, dir: string, force?: boolean): Steer {
-  return loadSteer(dir, { expectFingerprint: base.fingerprint(), expectModelId: base.id, expectHiddenSize: base.cfg.hiddenSize, force });
+  return loadSteer(dir, {
+    expectFingerprint: base.fingerprint(),
+    expectModelId: base.id,
+    expectHiddenSize: base.cfg.hiddenSize,
+    force,
+  });
 }

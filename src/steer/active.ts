@@ -14,9 +14,20 @@ export interface ActiveSteers {
 }
 
 /** Load steer folders for a base model (refused when trained for another one, unless `force`). */
-export function loadActiveSteers(dirs: string[], base: { fingerprint(): string; id: string; cfg: { hiddenSize: number } }, opts: { force?: boolean } = {}): ActiveSteers | undefined {
+export function loadActiveSteers(
+  dirs: string[],
+  base: { fingerprint(): string; id: string; cfg: { hiddenSize: number } },
+  opts: { force?: boolean } = {},
+): ActiveSteers | undefined {
   if (dirs.length === 0) return undefined;
-  const steers = dirs.map((dir) => loadSteer(dir, { expectFingerprint: base.fingerprint(), expectModelId: base.id, expectHiddenSize: base.cfg.hiddenSize, force: opts.force }));
+  const steers = dirs.map((dir) =>
+    loadSteer(dir, {
+      expectFingerprint: base.fingerprint(),
+      expectModelId: base.id,
+      expectHiddenSize: base.cfg.hiddenSize,
+      force: opts.force,
+    }),
+  );
   return { steers, packed: packSteers(steers) };
 }
 

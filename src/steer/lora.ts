@@ -36,17 +36,29 @@ export interface LoraWeights {
 export function loraWeights(steer: Steer, values: readonly number[] | Record<string, number>, E: Tensor): LoraWeights {
   validateSteer(steer);
   const { eps, rank: r, slots } = steer.config;
-  const v = Array.isArray(values) ? [...(values as readonly number[])] : resolveValues([steer], values as Record<string, number>)[0]!;
+  const v = Array.isArray(values)
+    ? [...(values as readonly number[])]
+    : resolveValues([steer], values as Record<string, number>)[0]!;
   if (v.length !== slots.length || !v.every(Number.isFinite)) {
-    throw new LmSteerError('BAD_ARGUMENT', `LoRA export needs ${slots.length} finite slot values (${slots.map((s) => s.name).join(', ')}), got [${v.join(', ')}]`);
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `LoRA export needs ${slots.length} finite slot values (${slots.map((s) => s.name).join(', ')}), got [${v.join(', ')}]`,
+    );
   }
   const [V, d] = E.shape as [number, number];
   if (E.shape.length !== 2 || d !== steer.p1.shape[1]) {
-    throw new LmSteerError('SHAPE_MISMATCH', `output embeddings have shape [${E.shape}], but the steer needs [vocab, ${steer.p1.shape[1]}]`);
+    throw new LmSteerError(
+      'SHAPE_MISMATCH',
+      `output embeddings have shape [${E.shape}], but the steer needs [vocab, ${steer.p1.shape[1]}]`,
+    );
   }
   const active = slots.map((_, i) => i).filter((i) => v[i] !== 0);
   if (active.length === 0) {
-    throw new LmSteerError('BAD_ARGUMENT', 'every steer value is 0, so the adapter would change nothing', 'give at least one slot a non-zero value');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'every steer value is 0, so the adapter would change nothing',
+      'give at least one slot a non-zero value',
+    );
   }
   const R = active.length * r;
   const A = new Float32Array(R * d);
@@ -80,13 +92,24 @@ export function exportLora(
   opts: LoraExportOptions,
 ): { rank: number; values: number[] } {
   const target = opts.targetModule ?? 'lm_head';
-  if (!/^[A-Za-z_][\w.]*$/.test(target)) throw new LmSteerError('BAD_ARGUMENT', `target module "${target}" is not a module name`, 'use e.g. lm_head or embed_out');
+  if (!/^[A-Za-z_][\w.]*$/.test(target))
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `target module "${target}" is not a module name`,
+      'use e.g. lm_head or embed_out',
+    );
   const fp = embeddingFingerprint(E);
   const base = steer.config.baseModel;
   if (fp !== base.embeddingFingerprint && !opts.force) {
-    throw new LmSteerError('MODEL_MISMATCH', `the steer was trained for ${base.id} (embeddings ${base.embeddingFingerprint}), but the embeddings given are ${fp}`, 'export with the base model the steer was trained for, or pass --force');
+    throw new LmSteerError(
+      'MODEL_MISMATCH',
+      `the steer was trained for ${base.id} (embeddings ${base.embeddingFingerprint}), but the embeddings given are ${fp}`,
+      'export with the base model the steer was trained for, or pass --force',
+    );
   }
-  const v = Array.isArray(values) ? [...(values as readonly number[])] : resolveValues([steer], values as Record<string, number>)[0]!;
+  const v = Array.isArray(values)
+    ? [...(values as readonly number[])]
+    : resolveValues([steer], values as Record<string, number>)[0]!;
   const { A, B, rank } = loraWeights(steer, v, E);
   mkdirSync(outDir, { recursive: true });
   const slotValues = steer.config.slots.map((s, i) => `${s.name}=${v[i]}`).join(', ');

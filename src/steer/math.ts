@@ -16,7 +16,11 @@ export type RowValues = readonly (readonly (readonly number[])[])[];
 /** The steered hidden states h' [n, d] of h [n, d]. */
 export function steeredHidden(h: Tensor, steers: readonly Steer[], rowValues: RowValues): Tensor {
   const [n, d] = dims2('hidden state', h);
-  checkRowValues(steers.map((s) => s.config.slots.length), rowValues, n);
+  checkRowValues(
+    steers.map((s) => s.config.slots.length),
+    rowValues,
+    n,
+  );
   const out = new Float32Array(h.data);
   const row = new Float64Array(d);
   for (let b = 0; b < n; b++) {
@@ -27,7 +31,10 @@ export function steeredHidden(h: Tensor, steers: readonly Steer[], rowValues: Ro
       const r = steer.config.rank;
       const eps = steer.config.eps;
       if (steer.p1.shape[1] !== d) {
-        throw new LmSteerError('SHAPE_MISMATCH', `steer ${k + 1} has hidden size ${steer.p1.shape[1]} but the hidden state has ${d}`);
+        throw new LmSteerError(
+          'SHAPE_MISMATCH',
+          `steer ${k + 1} has hidden size ${steer.p1.shape[1]} but the hidden state has ${d}`,
+        );
       }
       steer.config.slots.forEach((_, s) => {
         const v = values[k]![s]!;
@@ -55,7 +62,11 @@ export function steeredLogits(h: Tensor, E: Tensor, steers: readonly Steer[], ro
 export function matmulTransposed(a: Tensor, b: Tensor): Tensor {
   const [n, d] = dims2('left matrix', a);
   const [m, d2] = dims2('right matrix', b);
-  if (d !== d2) throw new LmSteerError('SHAPE_MISMATCH', `cannot multiply [${a.shape}] by [${b.shape}]ᵀ: inner sizes ${d} and ${d2} differ`);
+  if (d !== d2)
+    throw new LmSteerError(
+      'SHAPE_MISMATCH',
+      `cannot multiply [${a.shape}] by [${b.shape}]ᵀ: inner sizes ${d} and ${d2} differ`,
+    );
   const out = new Float32Array(n * m);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < m; j++) {
@@ -68,24 +79,34 @@ export function matmulTransposed(a: Tensor, b: Tensor): Tensor {
 }
 
 function dims2(what: string, t: Tensor): [number, number] {
-  if (t.shape.length !== 2) throw new LmSteerError('SHAPE_MISMATCH', `${what} has shape [${t.shape}], expected 2 dimensions`);
+  if (t.shape.length !== 2)
+    throw new LmSteerError('SHAPE_MISMATCH', `${what} has shape [${t.shape}], expected 2 dimensions`);
   return [t.shape[0]!, t.shape[1]!];
 }
 
 /** Throw BAD_ARGUMENT unless rowValues has 1 or n rows, one entry per steer and `slotCounts[k]` finite values for steer k. */
 export function checkRowValues(slotCounts: readonly number[], rowValues: RowValues, n: number): void {
   if (rowValues.length !== 1 && rowValues.length !== n) {
-    throw new LmSteerError('BAD_ARGUMENT', `steer values are given for ${rowValues.length} rows but the batch has ${n}`, 'give one set of values, or one per row');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `steer values are given for ${rowValues.length} rows but the batch has ${n}`,
+      'give one set of values, or one per row',
+    );
   }
   rowValues.forEach((row, b) => {
     if (row.length !== slotCounts.length) {
-      throw new LmSteerError('BAD_ARGUMENT', `row ${b} has values for ${row.length} steers, but ${slotCounts.length} steers are loaded`);
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `row ${b} has values for ${row.length} steers, but ${slotCounts.length} steers are loaded`,
+      );
     }
     row.forEach((vals, k) => {
       const S = slotCounts[k]!;
-      if (vals.length !== S) throw new LmSteerError('BAD_ARGUMENT', `row ${b}, steer ${k + 1}: ${vals.length} values for ${S} slots`);
+      if (vals.length !== S)
+        throw new LmSteerError('BAD_ARGUMENT', `row ${b}, steer ${k + 1}: ${vals.length} values for ${S} slots`);
       vals.forEach((v, s) => {
-        if (!Number.isFinite(v)) throw new LmSteerError('BAD_ARGUMENT', `row ${b}, steer ${k + 1}, slot ${s}: value ${v} is not finite`);
+        if (!Number.isFinite(v))
+          throw new LmSteerError('BAD_ARGUMENT', `row ${b}, steer ${k + 1}, slot ${s}: value ${v} is not finite`);
       });
     });
   });

@@ -24,12 +24,20 @@ export interface PackedSteers {
 
 export function packSteers(steers: readonly Steer[]): PackedSteers {
   if (steers.length === 0) {
-    throw new LmSteerError('BAD_ARGUMENT', 'packSteers needs at least one steer', 'use noSteer(d, batch) to run the base model');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'packSteers needs at least one steer',
+      'use noSteer(d, batch) to run the base model',
+    );
   }
   const d = steers[0]!.p1.shape[1]!;
   steers.forEach((s, k) => {
     if (s.p1.shape[1] !== d || s.p2.shape[1] !== d) {
-      throw new LmSteerError('SHAPE_MISMATCH', `steer ${s.config.name ?? k + 1} has hidden size ${s.p1.shape[1]}, but steer ${steers[0]!.config.name ?? 1} has ${d}`, 'steers used together must be for the same base model');
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `steer ${s.config.name ?? k + 1} has hidden size ${s.p1.shape[1]}, but steer ${steers[0]!.config.name ?? 1} has ${d}`,
+        'steers used together must be for the same base model',
+      );
     }
   });
   const K = steers.reduce((acc, s) => acc + s.config.slots.length * s.config.rank, 0);

@@ -23,14 +23,28 @@ export interface ImportSteerOptions {
   overwrite?: boolean;
 }
 
-export function importReferenceSteer(ptPath: string, model: ImportTarget, outDir: string, opts: ImportSteerOptions = {}): Steer {
+export function importReferenceSteer(
+  ptPath: string,
+  model: ImportTarget,
+  outDir: string,
+  opts: ImportSteerOptions = {},
+): Steer {
   if (existsSync(join(outDir, STEER_JSON)) && !opts.overwrite) {
-    throw new LmSteerError('BAD_ARGUMENT', `${outDir} already holds a steer (steer.json)`, 'choose another --out folder, or pass --overwrite');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${outDir} already holds a steer (steer.json)`,
+      'choose another --out folder, or pass --overwrite',
+    );
   }
   const ckpt = importReferenceCheckpoint(ptPath);
   const steer = referenceCheckpointToSteer(
     ckpt,
-    { id: model.id, embeddingFingerprint: model.fingerprint(), vocabSize: model.cfg.vocabSize, hiddenSize: model.cfg.hiddenSize },
+    {
+      id: model.id,
+      embeddingFingerprint: model.fingerprint(),
+      vocabSize: model.cfg.vocabSize,
+      hiddenSize: model.cfg.hiddenSize,
+    },
     { name: opts.name, slotNames: opts.slotNames },
   );
   saveSteer(outDir, steer);

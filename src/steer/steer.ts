@@ -111,11 +111,18 @@ export function validateSteer(steer: Steer, source?: string): void {
   const code: ErrorCode = source ? 'BAD_FILE' : 'BAD_ARGUMENT';
   const parsed = steerConfigSchema.safeParse(steer.config);
   if (!parsed.success) {
-    throw new LmSteerError(code, `${where}: invalid steer config: ${describeIssues(parsed.error)}`, 'fix the config (steer.json) or re-create the steer');
+    throw new LmSteerError(
+      code,
+      `${where}: invalid steer config: ${describeIssues(parsed.error)}`,
+      'fix the config (steer.json) or re-create the steer',
+    );
   }
   const { slots, baseModel, rank } = steer.config;
   const want = [slots.length, baseModel.hiddenSize, rank];
-  for (const [label, t] of [['projector1', steer.p1], ['projector2', steer.p2]] as const) {
+  for (const [label, t] of [
+    ['projector1', steer.p1],
+    ['projector2', steer.p2],
+  ] as const) {
     if (t.dtype !== 'float32') throw new LmSteerError(code, `${where}: ${label} is ${t.dtype}, expected float32`);
     const ok = t.shape.length === 3 && t.shape.every((s, i) => s === want[i]);
     if (!ok) {
@@ -125,10 +132,15 @@ export function validateSteer(steer: Steer, source?: string): void {
         'the tensors and steer.json disagree; the steer folder was edited or mixed with another steer',
       );
     }
-    if (t.data.length !== want[0] * want[1] * want[2]) throw new Error(`${label}: data length ${t.data.length} does not match shape [${t.shape}]`);
+    if (t.data.length !== want[0] * want[1] * want[2])
+      throw new Error(`${label}: data length ${t.data.length} does not match shape [${t.shape}]`);
     const bad = firstNonFinite(t.data);
     if (bad >= 0) {
-      throw new LmSteerError(code, `${where}: ${label} holds ${t.data[bad]} at flat index ${bad}`, 'the steer diverged during training; retrain with a lower learning rate');
+      throw new LmSteerError(
+        code,
+        `${where}: ${label} holds ${t.data[bad]} at flat index ${bad}`,
+        'the steer diverged during training; retrain with a lower learning rate',
+      );
     }
   }
 }
@@ -152,7 +164,8 @@ const FINGERPRINT_SAMPLES = 4096;
  * still differs in practically every sampled value.
  */
 export function embeddingFingerprint(E: Tensor): string {
-  if (E.shape.length !== 2) throw new LmSteerError('SHAPE_MISMATCH', `output embeddings have shape [${E.shape}], expected [vocab, hidden]`);
+  if (E.shape.length !== 2)
+    throw new LmSteerError('SHAPE_MISMATCH', `output embeddings have shape [${E.shape}], expected [vocab, hidden]`);
   const n = E.data.length;
   const count = Math.min(FINGERPRINT_SAMPLES, n);
   const sample = new Float32Array(count);
@@ -197,7 +210,11 @@ export function resolveValues(
   const sNames = steers.map((s, k) => names?.[k] ?? steerName(s, k));
   const dup = sNames.find((n, i) => sNames.indexOf(n) !== i);
   if (dup !== undefined) {
-    throw new LmSteerError('BAD_ARGUMENT', `two steers are both named "${dup}"`, 'give each steer a distinct name (e.g. load them from differently named folders)');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `two steers are both named "${dup}"`,
+      'give each steer a distinct name (e.g. load them from differently named folders)',
+    );
   }
   const out = steers.map((s) => s.config.slots.map((slot) => slot.defaultValue));
   const entries = values instanceof Map ? [...values.entries()] : Object.entries(values as Record<string, number>);
@@ -208,7 +225,11 @@ export function resolveValues(
   const seen = new Map<string, string>(); // "k.s" → the name that set it, to catch one slot set twice
   for (const [name, value] of entries) {
     if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw new LmSteerError('BAD_ARGUMENT', `steer value "${name}" is ${String(value)}, not a finite number`, 'give a number such as 5 or -2.5');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `steer value "${name}" is ${String(value)}, not a finite number`,
+        'give a number such as 5 or -2.5',
+      );
     }
     const hits = matchName(steers, sNames, name);
     if (hits.length === 0) {
@@ -221,13 +242,21 @@ export function resolveValues(
     }
     if (hits.length > 1) {
       const options = hits.map(([k, s]) => `${sNames[k]}.${steers[k]!.config.slots[s]!.name}`).join(', ');
-      throw new LmSteerError('BAD_ARGUMENT', `steer value "${name}" is ambiguous: it could be ${options}`, 'use the full steer.slot name');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `steer value "${name}" is ambiguous: it could be ${options}`,
+        'use the full steer.slot name',
+      );
     }
     const [k, s] = hits[0]!;
     const key = `${k}.${s}`;
     const prev = seen.get(key);
     if (prev !== undefined) {
-      throw new LmSteerError('BAD_ARGUMENT', `steer values "${prev}" and "${name}" both set ${sNames[k]}.${steers[k]!.config.slots[s]!.name}`, 'give each slot one value');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `steer values "${prev}" and "${name}" both set ${sNames[k]}.${steers[k]!.config.slots[s]!.name}`,
+        'give each slot one value',
+      );
     }
     seen.set(key, name);
     out[k]![s] = value;
@@ -243,7 +272,9 @@ function matchName(steers: readonly Steer[], sNames: readonly string[], name: st
       if (slot.name === DUMMY_SLOT) return;
       if (name === `${sNames[k]}.${slot.name}` || name === slot.name) add(k, s);
     });
-    const settable = steer.config.slots.map((slot, s) => [slot, s] as const).filter(([slot]) => slot.name !== DUMMY_SLOT);
+    const settable = steer.config.slots
+      .map((slot, s) => [slot, s] as const)
+      .filter(([slot]) => slot.name !== DUMMY_SLOT);
     if (name === sNames[k] && settable.length === 1) add(k, settable[0]![1]);
   });
   // A fully qualified match wins over a bare slot name that happens to also exist elsewhere.

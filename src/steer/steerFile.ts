@@ -9,7 +9,14 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../formats/atomicWrite.js';
 import { readAllSafetensors, writeSafetensors } from '../formats/safetensors.js';
 import { LmSteerError } from '../util/errors.js';
-import { describeIssues, STEER_FORMAT_VERSION, steerConfigSchema, validateSteer, type Steer, type SteerConfig } from './steer.js';
+import {
+  describeIssues,
+  STEER_FORMAT_VERSION,
+  steerConfigSchema,
+  validateSteer,
+  type Steer,
+  type SteerConfig,
+} from './steer.js';
 
 export const STEER_JSON = 'steer.json';
 export const STEER_TENSORS = 'steer.safetensors';
@@ -17,7 +24,11 @@ export const STEER_TENSORS = 'steer.safetensors';
 export function saveSteer(dir: string, steer: Steer): void {
   validateSteer(steer);
   mkdirSync(dir, { recursive: true });
-  writeSafetensors(join(dir, STEER_TENSORS), { projector1: steer.p1, projector2: steer.p2 }, { metadata: { format: 'lmsteer', formatVersion: String(STEER_FORMAT_VERSION) } });
+  writeSafetensors(
+    join(dir, STEER_TENSORS),
+    { projector1: steer.p1, projector2: steer.p2 },
+    { metadata: { format: 'lmsteer', formatVersion: String(STEER_FORMAT_VERSION) } },
+  );
   writeJsonAtomic(join(dir, STEER_JSON), steer.config);
 }
 
@@ -41,13 +52,25 @@ export function loadSteer(path: string, opts: LoadSteerOptions = {}): Steer {
   const tensorPath = join(dir, STEER_TENSORS);
   const config = readConfig(jsonPath);
   if (!existsSync(tensorPath)) {
-    throw new LmSteerError('NOT_FOUND', `steer folder ${dir} has ${STEER_JSON} but no ${STEER_TENSORS}`, 'the folder is incomplete; copy the whole steer folder');
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `steer folder ${dir} has ${STEER_JSON} but no ${STEER_TENSORS}`,
+      'the folder is incomplete; copy the whole steer folder',
+    );
   }
   const { tensors } = readAllSafetensors(tensorPath);
   const p1 = tensors.projector1;
   const p2 = tensors.projector2;
-  for (const [name, t] of [['projector1', p1], ['projector2', p2]] as const) {
-    if (!t) throw new LmSteerError('BAD_FILE', `${tensorPath} has no tensor "${name}" (it has: ${Object.keys(tensors).join(', ') || 'none'})`, 'this is not an lmsteer steer file');
+  for (const [name, t] of [
+    ['projector1', p1],
+    ['projector2', p2],
+  ] as const) {
+    if (!t)
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${tensorPath} has no tensor "${name}" (it has: ${Object.keys(tensors).join(', ') || 'none'})`,
+        'this is not an lmsteer steer file',
+      );
   }
   const steer: Steer = { config: { ...config, name: config.name ?? basename(dir) }, p1: p1!, p2: p2! };
   validateSteer(steer, dir);
@@ -72,14 +95,27 @@ export function loadSteer(path: string, opts: LoadSteerOptions = {}): Steer {
 
 function resolveSteerDir(path: string): string {
   const p = resolve(path);
-  if (!existsSync(p)) throw new LmSteerError('NOT_FOUND', `steer ${path} does not exist`, 'pass a steer folder (one holding steer.json and steer.safetensors)');
+  if (!existsSync(p))
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `steer ${path} does not exist`,
+      'pass a steer folder (one holding steer.json and steer.safetensors)',
+    );
   if (statSync(p).isDirectory()) return p;
   if (p.endsWith('.pt')) {
-    throw new LmSteerError('BAD_ARGUMENT', `${path} is a PyTorch checkpoint, not a steer folder`, 'convert it to a steer folder first with the reference-checkpoint import (see `lmsteer --help`)');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${path} is a PyTorch checkpoint, not a steer folder`,
+      'convert it to a steer folder first with the reference-checkpoint import (see `lmsteer --help`)',
+    );
   }
   const name = basename(p);
   if (name === STEER_JSON || name === STEER_TENSORS) return dirname(p);
-  throw new LmSteerError('BAD_ARGUMENT', `${path} is a file, not a steer folder`, 'pass a steer folder (one holding steer.json and steer.safetensors)');
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    `${path} is a file, not a steer folder`,
+    'pass a steer folder (one holding steer.json and steer.safetensors)',
+  );
 }
 
 function readConfig(jsonPath: string): SteerConfig {
@@ -89,20 +125,35 @@ function readConfig(jsonPath: string): SteerConfig {
     throw new LmSteerError(
       'NOT_FOUND',
       `${dir} is not a steer folder: ${STEER_JSON} is missing`,
-      partial ? 'the steer was not completely saved (steer.json is written last); save or train it again' : 'pass a folder written by lmsteer (steer.json + steer.safetensors)',
+      partial
+        ? 'the steer was not completely saved (steer.json is written last); save or train it again'
+        : 'pass a folder written by lmsteer (steer.json + steer.safetensors)',
     );
   }
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(jsonPath, 'utf8'));
   } catch (e) {
-    throw new LmSteerError('BAD_FILE', `${jsonPath} is not valid JSON: ${(e as Error).message}`, 'restore the file from the original steer');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${jsonPath} is not valid JSON: ${(e as Error).message}`,
+      'restore the file from the original steer',
+    );
   }
   const version = (raw as { formatVersion?: unknown } | null)?.formatVersion;
   if (typeof version === 'number' && version > STEER_FORMAT_VERSION) {
-    throw new LmSteerError('UNSUPPORTED', `${jsonPath} has formatVersion ${version}; this lmsteer reads version ${STEER_FORMAT_VERSION}`, 'upgrade lmsteer');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${jsonPath} has formatVersion ${version}; this lmsteer reads version ${STEER_FORMAT_VERSION}`,
+      'upgrade lmsteer',
+    );
   }
   const parsed = steerConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new LmSteerError('BAD_FILE', `${jsonPath}: ${describeIssues(parsed.error)}`, 'fix the field named, or re-create the steer');
+  if (!parsed.success)
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${jsonPath}: ${describeIssues(parsed.error)}`,
+      'fix the field named, or re-create the steer',
+    );
   return parsed.data;
 }

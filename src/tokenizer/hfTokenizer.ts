@@ -31,12 +31,22 @@ export function readJsonFile(path: string): unknown {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new LmSteerError('NOT_FOUND', `cannot read ${path}: ${(e as Error).message}`, 'check the path and its permissions', { cause: e });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot read ${path}: ${(e as Error).message}`,
+      'check the path and its permissions',
+      { cause: e },
+    );
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new LmSteerError('BAD_FILE', `${path} is not valid JSON: ${(e as Error).message}`, 'the file is truncated or corrupt; download it again', { cause: e });
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${path} is not valid JSON: ${(e as Error).message}`,
+      'the file is truncated or corrupt; download it again',
+      { cause: e },
+    );
   }
 }
 
@@ -44,7 +54,11 @@ function readOptionalJsonObject(path: string): Json | undefined {
   if (!existsSync(path)) return undefined;
   const v = readJsonFile(path);
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new LmSteerError('BAD_FILE', `${path} holds ${Array.isArray(v) ? 'an array' : typeof v}, expected a JSON object`, 'download the file again');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${path} holds ${Array.isArray(v) ? 'an array' : typeof v}, expected a JSON object`,
+      'download the file again',
+    );
   }
   return v as Json;
 }
@@ -86,7 +100,11 @@ export class HfTokenizer implements Tokenizer {
     }
     const model = tj.model as Json | undefined;
     if (!model || typeof model !== 'object' || !model.vocab) {
-      throw new LmSteerError('BAD_FILE', `${files.source} has no "model" section (with "type" and "vocab")`, TOKENIZER_JSON_HINT);
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${files.source} has no "model" section (with "type" and "vocab")`,
+        TOKENIZER_JSON_HINT,
+      );
     }
     if (!Array.isArray(tj.added_tokens ?? [])) {
       throw new LmSteerError('BAD_FILE', `${files.source}: "added_tokens" must be an array`, TOKENIZER_JSON_HINT);
@@ -98,7 +116,14 @@ export class HfTokenizer implements Tokenizer {
     cfg.clean_up_tokenization_spaces = this.cleanUpSpaces;
     try {
       // tokenizers.js insists on these keys being present; transformers writes them as null when unused.
-      const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...tj, added_tokens: tj.added_tokens ?? [] };
+      const full = {
+        normalizer: null,
+        pre_tokenizer: null,
+        post_processor: null,
+        decoder: null,
+        ...tj,
+        added_tokens: tj.added_tokens ?? [],
+      };
       this.tok = new TokenizersJs(full, cfg);
     } catch (e) {
       throw new LmSteerError(
@@ -133,7 +158,10 @@ export class HfTokenizer implements Tokenizer {
       return undefined;
     };
 
-    this.bosId = ids(gen.bos_token_id)[0] ?? idOfName(cfg.bos_token) ?? ids(mc.bos_token_id)[0] ??
+    this.bosId =
+      ids(gen.bos_token_id)[0] ??
+      idOfName(cfg.bos_token) ??
+      ids(mc.bos_token_id)[0] ??
       byName(['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>']);
     let eos = [...ids(gen.eos_token_id), ...[idOfName(cfg.eos_token)].filter((x): x is number => x !== undefined)];
     if (eos.length === 0) eos = ids(mc.eos_token_id);
@@ -181,7 +209,10 @@ export class HfTokenizer implements Tokenizer {
     this.checkId(id);
     if (!this.tokenStrings) {
       const added = this.tok.get_added_tokens_decoder(); // a fresh Map per call: fetch it once for the vocab
-      this.tokenStrings = Array.from({ length: this.vocabSize }, (_, i) => added.get(i)?.content ?? this.computeTokenString(i));
+      this.tokenStrings = Array.from(
+        { length: this.vocabSize },
+        (_, i) => added.get(i)?.content ?? this.computeTokenString(i),
+      );
     }
     return this.tokenStrings[id]!;
   }
@@ -197,7 +228,11 @@ export class HfTokenizer implements Tokenizer {
 
   private checkId(id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new LmSteerError('BAD_ARGUMENT', `token id ${id} is outside the vocabulary of ${this.source} (0..${this.vocabSize - 1})`, 'the ids come from another model or tokenizer');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `token id ${id} is outside the vocabulary of ${this.source} (0..${this.vocabSize - 1})`,
+        'the ids come from another model or tokenizer',
+      );
     }
   }
 
@@ -205,7 +240,7 @@ export class HfTokenizer implements Tokenizer {
     const piece = this.tok.id_to_token(id);
     if (piece === undefined) return '';
     const r = applyDecoderToPiece(piece, this.decoderSpec);
-    return r ?? (this.tok.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false }));
+    return r ?? this.tok.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 }
 

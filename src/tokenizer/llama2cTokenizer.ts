@@ -25,9 +25,14 @@ export interface Llama2cVocab {
 /** Parse tokenizer.bin bytes; BAD_FILE naming `source` and the byte offset on anything malformed. */
 export function parseLlama2cTokenizer(bytes: Uint8Array, source: string): Llama2cVocab {
   const bad = (what: string) =>
-    new LmSteerError('BAD_FILE', `${source} is not a valid llama2.c tokenizer.bin: ${what}`, 'use the tokenizer.bin (or tok512.bin etc.) that came with the llama2.c model, or download it again');
+    new LmSteerError(
+      'BAD_FILE',
+      `${source} is not a valid llama2.c tokenizer.bin: ${what}`,
+      'use the tokenizer.bin (or tok512.bin etc.) that came with the llama2.c model, or download it again',
+    );
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.byteLength < 4) throw bad(`only ${bytes.byteLength} bytes, too short for the int32 max_token_length header`);
+  if (bytes.byteLength < 4)
+    throw bad(`only ${bytes.byteLength} bytes, too short for the int32 max_token_length header`);
   const maxTokenLength = view.getInt32(0, true);
   if (maxTokenLength <= 0 || maxTokenLength > 1 << 16) throw bad(`max_token_length is ${maxTokenLength}`);
   const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -41,8 +46,10 @@ export function parseLlama2cTokenizer(bytes: Uint8Array, source: string): Llama2
     const len = view.getInt32(off + 4, true);
     off += 8;
     if (!Number.isFinite(score)) throw bad(`token ${id} has score ${score}`);
-    if (len < 0 || len > maxTokenLength) throw bad(`token ${id} has length ${len} (max_token_length is ${maxTokenLength})`);
-    if (off + len > bytes.byteLength) throw bad(`truncated at byte ${bytes.byteLength}: token ${id} needs ${len} bytes from byte ${off}`);
+    if (len < 0 || len > maxTokenLength)
+      throw bad(`token ${id} has length ${len} (max_token_length is ${maxTokenLength})`);
+    if (off + len > bytes.byteLength)
+      throw bad(`truncated at byte ${bytes.byteLength}: token ${id} needs ${len} bytes from byte ${off}`);
     try {
       pieces.push(utf8.decode(bytes.subarray(off, off + len)));
     } catch {
@@ -79,7 +86,10 @@ export function extractMerges(pieces: string[], scores: number[]): [string, stri
 }
 
 /** The tokenizer.json and tokenizer_config.json transformers' LlamaConverter would write for this vocabulary. */
-export function llama2cToHfTokenizer(vocab: Llama2cVocab, source: string): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
+export function llama2cToHfTokenizer(
+  vocab: Llama2cVocab,
+  source: string,
+): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
   STORED_SPECIALS.forEach((s, i) => {
     if (vocab.pieces[i] !== s) {
       throw new LmSteerError(
@@ -93,13 +103,26 @@ export function llama2cToHfTokenizer(vocab: Llama2cVocab, source: string): { tok
   const seen = new Map<string, number>();
   pieces.forEach((p, i) => {
     const j = seen.get(p);
-    if (j !== undefined) throw new LmSteerError('BAD_FILE', `${source}: tokens ${j} and ${i} are both ${JSON.stringify(p)}`, 'the tokenizer.bin is corrupt; download it again');
+    if (j !== undefined)
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${source}: tokens ${j} and ${i} are both ${JSON.stringify(p)}`,
+        'the tokenizer.bin is corrupt; download it again',
+      );
     seen.set(p, i);
   });
   // LlamaConverter.vocab(): ids 0..2 get score 0, the rest keep their sentencepiece scores.
   const scores = vocab.scores.map((s, i) => (i < SPECIALS.length ? 0 : s));
   const merges = extractMerges(pieces, scores);
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   const tokenizerJson = {
     version: '1.0',
     truncation: null,
@@ -169,12 +192,26 @@ export function loadLlama2cTokenizer(path: string, opts: { vocabSize?: number } 
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new LmSteerError('NOT_FOUND', `cannot read llama2.c tokenizer ${path}: ${(e as Error).message}`, 'pass the tokenizer.bin that came with the model (llama2.c: tokenizer.bin; stories260K: tok512.bin)', { cause: e });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot read llama2.c tokenizer ${path}: ${(e as Error).message}`,
+      'pass the tokenizer.bin that came with the model (llama2.c: tokenizer.bin; stories260K: tok512.bin)',
+      { cause: e },
+    );
   }
   const vocab = parseLlama2cTokenizer(bytes, path);
   if (opts.vocabSize !== undefined && opts.vocabSize !== vocab.pieces.length) {
-    throw new LmSteerError('MODEL_MISMATCH', `${path} has ${vocab.pieces.length} tokens but the model's vocab_size is ${opts.vocabSize}`, 'use the tokenizer.bin made for this model');
+    throw new LmSteerError(
+      'MODEL_MISMATCH',
+      `${path} has ${vocab.pieces.length} tokens but the model's vocab_size is ${opts.vocabSize}`,
+      'use the tokenizer.bin made for this model',
+    );
   }
   const { tokenizerJson, tokenizerConfig } = llama2cToHfTokenizer(vocab, path);
-  return new HfTokenizer({ tokenizerJson, tokenizerConfig, generationConfig: { bos_token_id: 1, eos_token_id: 2 }, source: path });
+  return new HfTokenizer({
+    tokenizerJson,
+    tokenizerConfig,
+    generationConfig: { bos_token_id: 1, eos_token_id: 2 },
+    source: path,
+  });
 }

@@ -31,13 +31,19 @@ export function adamInit(sizes: readonly number[]): AdamState {
 /** One update of every parameter in place; `grads[i]` is the gradient of `params[i]`. */
 export function adamStep(cfg: AdamConfig, state: AdamState, params: Float32Array[], grads: Float32Array[]): void {
   if (params.length !== state.m.length || grads.length !== params.length) {
-    throw new Error(`internal: adam has ${state.m.length} moments, got ${params.length} params and ${grads.length} grads`);
+    throw new Error(
+      `internal: adam has ${state.m.length} moments, got ${params.length} params and ${grads.length} grads`,
+    );
   }
   // Check before touching anything, so a diverged step leaves parameters and moments as they were.
   grads.forEach((g, k) => {
     for (let i = 0; i < g.length; i++) {
       if (!Number.isFinite(g[i]!)) {
-        throw new LmSteerError('BAD_DATA', `gradient is ${g[i]} at step ${state.step + 1} (parameter ${k}, index ${i})`, 'training diverged; lower the learning rate or check the data');
+        throw new LmSteerError(
+          'BAD_DATA',
+          `gradient is ${g[i]} at step ${state.step + 1} (parameter ${k}, index ${i})`,
+          'training diverged; lower the learning rate or check the data',
+        );
       }
     }
   });

@@ -60,14 +60,18 @@ export function saveCheckpoint(outDir: string, ck: Checkpoint): void {
   mkdirSync(dir, { recursive: true });
   const name = `tensors-${String(ck.step).padStart(7, '0')}.safetensors`;
   const [d, K] = ck.p1.shape as [number, number];
-  writeSafetensors(join(dir, name), {
-    p1: ck.p1,
-    p2t: ck.p2t,
-    'adam.m.p1': tensor([d, K], ck.adam.m[0]),
-    'adam.v.p1': tensor([d, K], ck.adam.v[0]),
-    'adam.m.p2t': tensor([K, d], ck.adam.m[1]),
-    'adam.v.p2t': tensor([K, d], ck.adam.v[1]),
-  }, { metadata: { format: FORMAT, step: String(ck.step) } });
+  writeSafetensors(
+    join(dir, name),
+    {
+      p1: ck.p1,
+      p2t: ck.p2t,
+      'adam.m.p1': tensor([d, K], ck.adam.m[0]),
+      'adam.v.p1': tensor([d, K], ck.adam.v[0]),
+      'adam.m.p2t': tensor([K, d], ck.adam.m[1]),
+      'adam.v.p2t': tensor([K, d], ck.adam.v[1]),
+    },
+    { metadata: { format: FORMAT, step: String(ck.step) } },
+  );
   writeJsonAtomic(join(dir, JSON_NAME), {
     format: FORMAT,
     step: ck.step,
@@ -80,7 +84,10 @@ export function saveCheckpoint(outDir: string, ck: Checkpoint): void {
   });
   // Older tensors files and temp files of writes a killed run left behind.
   for (const f of readdirSync(dir)) {
-    if ((f.startsWith('tensors-') && f.endsWith('.safetensors') && f !== name) || (f.startsWith('.tensors-') && f.endsWith('.tmp'))) {
+    if (
+      (f.startsWith('tensors-') && f.endsWith('.safetensors') && f !== name) ||
+      (f.startsWith('.tensors-') && f.endsWith('.tmp'))
+    ) {
       try {
         unlinkSync(join(dir, f));
       } catch {
@@ -105,7 +112,8 @@ export function loadCheckpoint(outDir: string): Checkpoint | undefined {
     return damaged(`not valid JSON (${(e as Error).message})`);
   }
   if (j.format !== FORMAT) damaged(`unknown format ${JSON.stringify(j.format)}`);
-  if (!Number.isInteger(j.step) || j.step < 0 || typeof j.tensors !== 'string' || !Array.isArray(j.history)) damaged('missing step, tensors or history');
+  if (!Number.isInteger(j.step) || j.step < 0 || typeof j.tensors !== 'string' || !Array.isArray(j.history))
+    damaged('missing step, tensors or history');
   const tpath = join(dir, j.tensors);
   if (!existsSync(tpath)) damaged(`its tensors file ${j.tensors} is missing`);
   if (sha256File(tpath) !== j.sha256) damaged(`its tensors file ${j.tensors} does not match the recorded sha256`);
@@ -115,7 +123,11 @@ export function loadCheckpoint(outDir: string): Checkpoint | undefined {
     step: j.step,
     p1: get('p1'),
     p2t: get('p2t'),
-    adam: { step: j.adamStep, m: [get('adam.m.p1').data, get('adam.m.p2t').data], v: [get('adam.v.p1').data, get('adam.v.p2t').data] },
+    adam: {
+      step: j.adamStep,
+      m: [get('adam.m.p1').data, get('adam.m.p2t').data],
+      v: [get('adam.v.p1').data, get('adam.v.p2t').data],
+    },
     history: j.history,
     sampler: j.sampler,
     options: j.options ?? {},

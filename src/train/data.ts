@@ -90,7 +90,11 @@ export function detectFormat(path: string): DataFormat {
   if (ext === '.csv') return 'csv';
   if (ext === '.tsv') return 'tsv';
   if (ext === '.txt' || ext === '') return 'txt';
-  throw new LmSteerError('UNSUPPORTED', `${path}: unknown dataset format "${ext}"`, 'use .jsonl, .csv, .tsv or .txt (one text per line)');
+  throw new LmSteerError(
+    'UNSUPPORTED',
+    `${path}: unknown dataset format "${ext}"`,
+    'use .jsonl, .csv, .tsv or .txt (one text per line)',
+  );
 }
 
 interface RawExample {
@@ -101,8 +105,14 @@ interface RawExample {
 
 /** Read every source, map labels, balance; throws BAD_DATA naming file and line for anything malformed. */
 export function loadDataset(sources: readonly (DatasetSource | string)[], opts: LoadOptions = {}): Dataset {
-  if (sources.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'no dataset files given', 'pass at least one file, e.g. toxic.txt:-1 clean.txt:1');
-  const labelMap = typeof opts.labelMap === 'string' ? parseLabelMap(opts.labelMap) : (opts.labelMap ?? { kind: 'binary' });
+  if (sources.length === 0)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'no dataset files given',
+      'pass at least one file, e.g. toxic.txt:-1 clean.txt:1',
+    );
+  const labelMap =
+    typeof opts.labelMap === 'string' ? parseLabelMap(opts.labelMap) : (opts.labelMap ?? { kind: 'binary' });
   const examples: Example[] = [];
   const files: DatasetSummary['files'] = [];
   for (const s of sources) {
@@ -111,7 +121,8 @@ export function loadDataset(sources: readonly (DatasetSource | string)[], opts: 
     let values: number[];
     let report: LabelMapReport;
     if (src.label !== undefined) {
-      if (!Number.isFinite(src.label)) throw new LmSteerError('BAD_ARGUMENT', `${src.path}: fixed label ${src.label} is not a finite number`);
+      if (!Number.isFinite(src.label))
+        throw new LmSteerError('BAD_ARGUMENT', `${src.path}: fixed label ${src.label} is not a finite number`);
       values = raws.map(() => src.label!);
       report = { file: src.path, description: `fixed label ${src.label}` };
     } else {
@@ -146,15 +157,25 @@ export function hashExamples(examples: readonly { text: string; label: number }[
 /** A few lines for the terminal: files, label mapping, counts per steer value. */
 export function describeDataset(ds: Dataset): string {
   const lines = ds.summary.files.map(
-    (f) => `  ${f.path} (${f.format}): ${f.examples} examples, ${f.labels}${f.skippedEmpty ? `, ${f.skippedEmpty} empty texts skipped` : ''}`,
+    (f) =>
+      `  ${f.path} (${f.format}): ${f.examples} examples, ${f.labels}${f.skippedEmpty ? `, ${f.skippedEmpty} empty texts skipped` : ''}`,
   );
-  lines.push(`  per steer value: ${ds.summary.perLabel.map((p) => `${p.label}: ${p.count}`).join(', ')} (${ds.summary.total} total; ${ds.summary.balancing})`);
+  lines.push(
+    `  per steer value: ${ds.summary.perLabel.map((p) => `${p.label}: ${p.count}`).join(', ')} (${ds.summary.total} total; ${ds.summary.balancing})`,
+  );
   return lines.join('\n');
 }
 
-function readSource(src: DatasetSource, opts: LoadOptions): { raws: RawExample[]; skippedEmpty: number; format: DataFormat } {
+function readSource(
+  src: DatasetSource,
+  opts: LoadOptions,
+): { raws: RawExample[]; skippedEmpty: number; format: DataFormat } {
   if (!existsSync(src.path) || !statSync(src.path).isFile()) {
-    throw new LmSteerError('NOT_FOUND', `dataset file ${src.path} does not exist`, 'check the path (a trailing :number is read as the file’s label)');
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `dataset file ${src.path} does not exist`,
+      'check the path (a trailing :number is read as the file’s label)',
+    );
   }
   const format = src.format ?? detectFormat(src.path);
   const content = readFileSync(src.path, 'utf8').replace(/^\uFEFF/, '');
@@ -168,12 +189,17 @@ function readSource(src: DatasetSource, opts: LoadOptions): { raws: RawExample[]
   const kept: RawExample[] = [];
   for (const r of raws) {
     let text = r.text;
-    if (strip && format !== 'csv' && format !== 'tsv' && text.length >= 2 && text.startsWith('"') && text.endsWith('"')) text = text.slice(1, -1);
+    if (strip && format !== 'csv' && format !== 'tsv' && text.length >= 2 && text.startsWith('"') && text.endsWith('"'))
+      text = text.slice(1, -1);
     if (text.trim() === '') skippedEmpty++;
     else kept.push({ ...r, text });
   }
   if (kept.length === 0) {
-    throw new LmSteerError('BAD_DATA', `dataset file ${src.path} has no examples${skippedEmpty ? ` (${skippedEmpty} empty texts)` : ''}`, 'check the file and its text field');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `dataset file ${src.path} has no examples${skippedEmpty ? ` (${skippedEmpty} empty texts)` : ''}`,
+      'check the file and its text field',
+    );
   }
   return { raws: kept, skippedEmpty, format };
 }
@@ -191,7 +217,11 @@ function readTxt(src: DatasetSource, content: string, needLabel: boolean): RawEx
     } else raws.push({ text: l, line: i + 1 });
   });
   if (raws.length > 0 && needLabel && !fastText) {
-    throw new LmSteerError('BAD_DATA', `${src.path}: a plain text file has no labels`, `give the file a fixed label, e.g. ${src.path}:-1, or use JSONL/CSV with a label field`);
+    throw new LmSteerError(
+      'BAD_DATA',
+      `${src.path}: a plain text file has no labels`,
+      `give the file a fixed label, e.g. ${src.path}:-1, or use JSONL/CSV with a label field`,
+    );
   }
   return raws;
 }
@@ -207,19 +237,35 @@ function readJsonl(src: DatasetSource, content: string, needLabel: boolean, opts
     try {
       obj = JSON.parse(l);
     } catch (e) {
-      throw new LmSteerError('BAD_DATA', `${src.path}:${line}: not valid JSON (${(e as Error).message})`, 'each line of a .jsonl file must be one JSON object');
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${src.path}:${line}: not valid JSON (${(e as Error).message})`,
+        'each line of a .jsonl file must be one JSON object',
+      );
     }
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
-      throw new LmSteerError('BAD_DATA', `${src.path}:${line}: expected a JSON object, got ${Array.isArray(obj) ? 'an array' : JSON.stringify(obj)}`, 'each line of a .jsonl file must be one JSON object');
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${src.path}:${line}: expected a JSON object, got ${Array.isArray(obj) ? 'an array' : JSON.stringify(obj)}`,
+        'each line of a .jsonl file must be one JSON object',
+      );
     }
     const rec = obj as Record<string, unknown>;
     textField ??= TEXT_FIELDS.find((f) => getPath(rec, f) !== undefined);
     if (textField === undefined) {
-      throw new LmSteerError('BAD_DATA', `${src.path}:${line}: no text field (looked for ${TEXT_FIELDS.join(', ')}; keys: ${Object.keys(rec).join(', ')})`, 'name the field with --text-field');
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${src.path}:${line}: no text field (looked for ${TEXT_FIELDS.join(', ')}; keys: ${Object.keys(rec).join(', ')})`,
+        'name the field with --text-field',
+      );
     }
     const text = getPath(rec, textField);
     if (typeof text !== 'string') {
-      throw new LmSteerError('BAD_DATA', `${src.path}:${line}: text field "${textField}" is ${text === undefined ? 'missing' : `not a string (${JSON.stringify(text)})`}`, 'every line needs the same text field');
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${src.path}:${line}: text field "${textField}" is ${text === undefined ? 'missing' : `not a string (${JSON.stringify(text)})`}`,
+        'every line needs the same text field',
+      );
     }
     let label: string | undefined;
     if (needLabel) {
@@ -254,7 +300,13 @@ function getPath(rec: Record<string, unknown>, path: string): unknown {
 /** A header cell looks like an identifier; a data row has sentences and numbers. */
 const HEADER_CELL = /^[A-Za-z_][\w .-]{0,63}$/;
 
-function readTable(src: DatasetSource, content: string, format: 'csv' | 'tsv', needLabel: boolean, opts: LoadOptions): RawExample[] {
+function readTable(
+  src: DatasetSource,
+  content: string,
+  format: 'csv' | 'tsv',
+  needLabel: boolean,
+  opts: LoadOptions,
+): RawExample[] {
   let records: { record: string[]; info: { lines: number }; raw: string }[];
   try {
     records = parseCsv(content, {
@@ -268,13 +320,19 @@ function readTable(src: DatasetSource, content: string, format: 'csv' | 'tsv', n
     }) as unknown as { record: string[]; info: { lines: number }; raw: string }[];
   } catch (e) {
     const err = e as Error & { lines?: number };
-    throw new LmSteerError('BAD_DATA', `${src.path}${err.lines ? `:${err.lines}` : ''}: cannot parse ${format.toUpperCase()} (${err.message})`, format === 'csv' ? 'check quoting; a TSV file should be named .tsv' : 'check the file');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `${src.path}${err.lines ? `:${err.lines}` : ''}: cannot parse ${format.toUpperCase()} (${err.message})`,
+      format === 'csv' ? 'check quoting; a TSV file should be named .tsv' : 'check the file',
+    );
   }
   if (records.length === 0) return [];
   const first = records[0]!.record;
   const textName = src.textField ?? opts.textField;
   const labelName = src.labelField ?? opts.labelField;
-  const header = src.header ?? (first.every((c) => HEADER_CELL.test(c.trim())) || (textName !== undefined && first.includes(textName)));
+  const header =
+    src.header ??
+    (first.every((c) => HEADER_CELL.test(c.trim())) || (textName !== undefined && first.includes(textName)));
   let textCol: number;
   let labelCol: number | undefined;
   const colsMsg = header ? `columns: ${first.join(', ')}` : `${first.length} columns, no header`;
@@ -290,13 +348,21 @@ function readTable(src: DatasetSource, content: string, format: 'csv' | 'tsv', n
   textCol = findCol(textName, TEXT_FIELDS);
   if (textCol < 0 && !header && textName === undefined) textCol = 0; // headerless `text,label` (e.g. the Jigsaw CSV)
   if (textCol < 0) {
-    throw new LmSteerError('BAD_DATA', `${src.path}: no text field ${textName ? `"${textName}"` : `(looked for ${TEXT_FIELDS.join(', ')})`} (${colsMsg})`, header ? 'name the text column with --text-field' : 'headerless files name columns by index: --text-field 0');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `${src.path}: no text field ${textName ? `"${textName}"` : `(looked for ${TEXT_FIELDS.join(', ')})`} (${colsMsg})`,
+      header ? 'name the text column with --text-field' : 'headerless files name columns by index: --text-field 0',
+    );
   }
   if (needLabel) {
     labelCol = findCol(labelName, LABEL_FIELDS);
     if (labelCol < 0 && !header && labelName === undefined && first.length >= 2) labelCol = first.length - 1;
     if (labelCol < 0 || labelCol === textCol) {
-      throw new LmSteerError('BAD_DATA', `${src.path}: no label field ${labelName ? `"${labelName}"` : `(looked for ${LABEL_FIELDS.join(', ')})`} (${colsMsg})`, `name the label column with --label-field, or give the file a fixed label: ${src.path}:-1`);
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${src.path}: no label field ${labelName ? `"${labelName}"` : `(looked for ${LABEL_FIELDS.join(', ')})`} (${colsMsg})`,
+        `name the label column with --label-field, or give the file a fixed label: ${src.path}:-1`,
+      );
     }
   }
   const raws: RawExample[] = [];
@@ -304,11 +370,17 @@ function readTable(src: DatasetSource, content: string, format: 'csv' | 'tsv', n
     const { record, info, raw } = records[i]!;
     // info.lines is where the record ends; a quoted field may span lines, and messages want where it starts.
     const line = info.lines - (raw.replace(/\r?\n$/, '').match(/\n/g)?.length ?? 0);
-    if (textCol >= record.length) throw new LmSteerError('BAD_DATA', `${src.path}:${line}: row has ${record.length} columns, the text is column ${textCol + 1}`, 'fix that row');
+    if (textCol >= record.length)
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${src.path}:${line}: row has ${record.length} columns, the text is column ${textCol + 1}`,
+        'fix that row',
+      );
     let label: string | undefined;
     if (labelCol !== undefined) {
       label = record[labelCol];
-      if (label === undefined || label.trim() === '') throw new LmSteerError('BAD_DATA', `${src.path}:${line}: empty label`, 'fix that row or drop it');
+      if (label === undefined || label.trim() === '')
+        throw new LmSteerError('BAD_DATA', `${src.path}:${line}: empty label`, 'fix that row or drop it');
     }
     raws.push({ text: record[textCol]!, label, line });
   }

@@ -30,7 +30,14 @@ export interface ExtractorOptions {
  * Probe strings whose encodings reveal a tokenizer's behaviour: special tokens added or not, whitespace
  * handling, byte fallback, special-token matching inside text.
  */
-const PROBES = ['Once upon a time', ' two  spaces\tand a tab\n', 'Zoë ate crème brûlée 🍰 — yum!', "I can't, it's 12:30.", 'a<s>b</s><|endoftext|>c', ''];
+const PROBES = [
+  'Once upon a time',
+  ' two  spaces\tand a tab\n',
+  'Zoë ate crème brûlée 🍰 — yum!',
+  "I can't, it's 12:30.",
+  'a<s>b</s><|endoftext|>c',
+  '',
+];
 
 /** sha256 over the vocabulary size, the special ids and the probe encodings (special tokens on and off). */
 export function tokenizerFingerprint(tok: Tokenizer): string {
@@ -46,7 +53,9 @@ export function tokenizerFingerprint(tok: Tokenizer): string {
  */
 export function extractionFingerprint(model: Pick<LoadedModel, 'cfg' | 'weights' | 'tokenizer'>): string {
   const h = createHash('sha256');
-  h.update(`lmsteer-hidden-v1\u0000${weightsKey(model.cfg, model.weights)}\u0000${tokenizerFingerprint(model.tokenizer)}`);
+  h.update(
+    `lmsteer-hidden-v1\u0000${weightsKey(model.cfg, model.weights)}\u0000${tokenizerFingerprint(model.tokenizer)}`,
+  );
   return `hid1-${h.digest('hex').slice(0, 32)}`;
 }
 
@@ -74,9 +83,13 @@ export function lengthBatches(lengths: readonly number[], tokenBudget: number, m
 }
 
 /** The ExtractFn over a loaded model. */
-export function makeExtractor(model: Pick<LoadedModel, 'tokenizer' | 'decoder' | 'cfg'>, opts: ExtractorOptions): ExtractFn {
+export function makeExtractor(
+  model: Pick<LoadedModel, 'tokenizer' | 'decoder' | 'cfg'>,
+  opts: ExtractorOptions,
+): ExtractFn {
   const maxLen = Math.min(opts.maxLength, model.cfg.maxPositions);
-  if (!(Number.isInteger(maxLen) && maxLen > 0)) throw new LmSteerError('BAD_ARGUMENT', `max length ${opts.maxLength} is not a positive integer`);
+  if (!(Number.isInteger(maxLen) && maxLen > 0))
+    throw new LmSteerError('BAD_ARGUMENT', `max length ${opts.maxLength} is not a positive integer`);
   const budget = opts.tokenBudget ?? 4096;
   const maxRows = opts.maxRows ?? 256;
   const d = model.cfg.hiddenSize;
@@ -84,7 +97,11 @@ export function makeExtractor(model: Pick<LoadedModel, 'tokenizer' | 'decoder' |
     const ids = texts.map((t) => encodeForTraining(model.tokenizer, t, maxLen));
     // A text that encodes to no tokens (possible without BOS) has no hidden states and adds nothing to the loss.
     const out = ids.map((row) => ({ hidden: tensor([0, d], new Float32Array(0)), ids: row }));
-    for (const batch of lengthBatches(ids.map((r) => r.length), budget, maxRows)) {
+    for (const batch of lengthBatches(
+      ids.map((r) => r.length),
+      budget,
+      maxRows,
+    )) {
       const rows = batch.map((i) => ids[i]!);
       const res = await model.decoder.forward(rows, { hiddenOnly: true });
       const T = res.hidden.shape[1]!;
@@ -93,7 +110,10 @@ export function makeExtractor(model: Pick<LoadedModel, 'tokenizer' | 'decoder' |
         const n = ids[i]!.length;
         out[i]!.hidden = tensor([n, d], H.slice(b * T * d, (b * T + n) * d));
       });
-      opts.onBatch?.(batch.length, rows.reduce((a, r) => a + r.length, 0));
+      opts.onBatch?.(
+        batch.length,
+        rows.reduce((a, r) => a + r.length, 0),
+      );
     }
     return out;
   };

@@ -80,13 +80,25 @@ export class HiddenCache {
     }
     if (!opts.dir) return new HiddenCache(opts, undefined);
     const dt = opts.fp16 ? 'f16' : 'f32';
-    const key = createHash('sha256').update(`${opts.modelFingerprint}\u0000${opts.maxLength}\u0000${dt}`).digest('hex').slice(0, 24);
+    const key = createHash('sha256')
+      .update(`${opts.modelFingerprint}\u0000${opts.maxLength}\u0000${dt}`)
+      .digest('hex')
+      .slice(0, 24);
     const folder = join(opts.dir, `hidden-${key}`);
     mkdirSync(folder, { recursive: true });
     const metaPath = join(folder, 'meta.json');
-    if (!existsSync(metaPath)) writeJsonAtomic(metaPath, { modelFingerprint: opts.modelFingerprint, maxLength: opts.maxLength, dtype: dt, format: 'lmsteer-hidden-cache-v1' });
+    if (!existsSync(metaPath))
+      writeJsonAtomic(metaPath, {
+        modelFingerprint: opts.modelFingerprint,
+        maxLength: opts.maxLength,
+        dtype: dt,
+        format: 'lmsteer-hidden-cache-v1',
+      });
     const cache = new HiddenCache(opts, folder);
-    for (const f of readdirSync(folder).filter((x) => /^shard-.*\.bin$/.test(x)).sort()) cache.scanShard(join(folder, f));
+    for (const f of readdirSync(folder)
+      .filter((x) => /^shard-.*\.bin$/.test(x))
+      .sort())
+      cache.scanShard(join(folder, f));
     return cache;
   }
 
@@ -112,7 +124,8 @@ export class HiddenCache {
     for (let s = 0; s < missing.length; s += batch) {
       const chunk = missing.slice(s, s + batch);
       const results = await extract(chunk);
-      if (results.length !== chunk.length) throw new Error(`internal: extract returned ${results.length} results for ${chunk.length} texts`);
+      if (results.length !== chunk.length)
+        throw new Error(`internal: extract returned ${results.length} results for ${chunk.length} texts`);
       chunk.forEach((t, i) => {
         const entry = this.truncate(results[i]!, t);
         this.write(textKey(t), entry);
@@ -135,10 +148,18 @@ export class HiddenCache {
     const n = r.ids.length;
     const d = r.hidden.shape[1];
     if (r.hidden.shape.length !== 2 || r.hidden.shape[0] !== n || d === undefined) {
-      throw new LmSteerError('SHAPE_MISMATCH', `hidden states of "${text.slice(0, 40)}" have shape [${r.hidden.shape}] for ${n} tokens`, 'the extractor must return hidden [n_tokens, hidden_size]');
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `hidden states of "${text.slice(0, 40)}" have shape [${r.hidden.shape}] for ${n} tokens`,
+        'the extractor must return hidden [n_tokens, hidden_size]',
+      );
     }
     if (this.hiddenSize !== undefined && d !== this.hiddenSize) {
-      throw new LmSteerError('SHAPE_MISMATCH', `hidden size ${d} differs from ${this.hiddenSize} seen before in this cache`, 'one cache folder holds one model; check the model fingerprint');
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `hidden size ${d} differs from ${this.hiddenSize} seen before in this cache`,
+        'one cache folder holds one model; check the model fingerprint',
+      );
     }
     this.hiddenSize = d;
     const keep = Math.min(n, this.opts.maxLength);
@@ -225,7 +246,14 @@ export class HiddenCache {
         break;
       }
       const { k, n, d, dt, crc } = h;
-      if (typeof k !== 'string' || typeof n !== 'number' || typeof d !== 'number' || (dt !== 'f16' && dt !== 'f32') || typeof crc !== 'number') break;
+      if (
+        typeof k !== 'string' ||
+        typeof n !== 'number' ||
+        typeof d !== 'number' ||
+        (dt !== 'f16' && dt !== 'f32') ||
+        typeof crc !== 'number'
+      )
+        break;
       const payloadStart = pos + 8 + len;
       const end = payloadStart + n * 4 + n * d * (dt === 'f16' ? 2 : 4);
       if (end > size) break; // a record cut short by a killed run

@@ -34,9 +34,16 @@ export interface LabelMapReport {
 }
 
 const BINARY: Record<string, number> = {
-  '0': -1, '1': 1, '-1': -1, '+1': 1,
-  neg: -1, pos: 1, negative: -1, positive: 1,
-  false: -1, true: 1,
+  '0': -1,
+  '1': 1,
+  '-1': -1,
+  '+1': 1,
+  neg: -1,
+  pos: 1,
+  negative: -1,
+  positive: 1,
+  false: -1,
+  true: 1,
 };
 
 /** Parse a `--label-map` value: `binary`, `sst5`, `sst5-0`, `sst5-1`, `identity`, or `a=1,b=-1`. */
@@ -55,14 +62,27 @@ export function parseLabelMap(spec: string): LabelMapSpec {
       const valueText = part.slice(eq + 1).trim();
       const value = Number(valueText);
       if (eq < 0 || key === '' || valueText === '' || !Number.isFinite(value)) {
-        throw new LmSteerError('BAD_ARGUMENT', `label map "${spec}": "${part}" is not raw=number`, 'write the custom map as raw=value pairs, e.g. "toxic=-1,clean=1"');
+        throw new LmSteerError(
+          'BAD_ARGUMENT',
+          `label map "${spec}": "${part}" is not raw=number`,
+          'write the custom map as raw=value pairs, e.g. "toxic=-1,clean=1"',
+        );
       }
-      if (table.has(key)) throw new LmSteerError('BAD_ARGUMENT', `label map "${spec}" maps "${key}" twice`, 'give each raw label one value');
+      if (table.has(key))
+        throw new LmSteerError(
+          'BAD_ARGUMENT',
+          `label map "${spec}" maps "${key}" twice`,
+          'give each raw label one value',
+        );
       table.set(key, value);
     }
     return { kind: 'custom', table };
   }
-  throw new LmSteerError('BAD_ARGUMENT', `unknown label map "${spec}"`, 'use binary, sst5, sst5-0, sst5-1, identity, or a custom map like "neg=-1,pos=1"');
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    `unknown label map "${spec}"`,
+    'use binary, sst5, sst5-0, sst5-1, identity, or a custom map like "neg=-1,pos=1"',
+  );
 }
 
 /** SST's fastText-style label `__label__N` → `N`; other labels unchanged. */
@@ -74,13 +94,25 @@ export function stripFastTextLabel(raw: string): string {
  * Map one file's raw labels to steer values. All labels of a file are mapped together because the sst5
  * convention (0- or 1-based) is a property of the file, not of one label.
  */
-export function applyLabelMap(map: LabelMapSpec, labels: readonly RawLabel[], file: string): { values: number[]; report: LabelMapReport } {
+export function applyLabelMap(
+  map: LabelMapSpec,
+  labels: readonly RawLabel[],
+  file: string,
+): { values: number[]; report: LabelMapReport } {
   const bad = (l: RawLabel, allowed: string): never => {
-    throw new LmSteerError('BAD_DATA', `${l.file}:${l.line}: label "${l.value}" is not in the label map (${allowed})`, 'fix that line, drop it, or choose another --label-map (binary, sst5, identity, or a custom "a=1,b=-1")');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `${l.file}:${l.line}: label "${l.value}" is not in the label map (${allowed})`,
+      'fix that line, drop it, or choose another --label-map (binary, sst5, identity, or a custom "a=1,b=-1")',
+    );
   };
   switch (map.kind) {
     case 'binary': {
-      const values = labels.map((l) => BINARY[stripFastTextLabel(l.value).trim().toLowerCase()] ?? bad(l, `binary: ${Object.keys(BINARY).join(', ')}`));
+      const values = labels.map(
+        (l) =>
+          BINARY[stripFastTextLabel(l.value).trim().toLowerCase()] ??
+          bad(l, `binary: ${Object.keys(BINARY).join(', ')}`),
+      );
       return { values, report: { file, description: 'binary labels → −1/+1' } };
     }
     case 'identity': {
@@ -93,15 +125,25 @@ export function applyLabelMap(map: LabelMapSpec, labels: readonly RawLabel[], fi
     }
     case 'custom': {
       const allowed = `custom: ${[...map.table.keys()].join(', ')}`;
-      const values = labels.map((l) => map.table.get(l.value.trim()) ?? map.table.get(stripFastTextLabel(l.value.trim())) ?? bad(l, allowed));
-      return { values, report: { file, description: `custom map ${[...map.table].map(([k, v]) => `${k}=${v}`).join(',')}` } };
+      const values = labels.map(
+        (l) => map.table.get(l.value.trim()) ?? map.table.get(stripFastTextLabel(l.value.trim())) ?? bad(l, allowed),
+      );
+      return {
+        values,
+        report: { file, description: `custom map ${[...map.table].map(([k, v]) => `${k}=${v}`).join(',')}` },
+      };
     }
     case 'sst5':
       return applySst5(map.base, labels, file, bad);
   }
 }
 
-function applySst5(base: 'auto' | 0 | 1, labels: readonly RawLabel[], file: string, bad: (l: RawLabel, allowed: string) => never): { values: number[]; report: LabelMapReport } {
+function applySst5(
+  base: 'auto' | 0 | 1,
+  labels: readonly RawLabel[],
+  file: string,
+  bad: (l: RawLabel, allowed: string) => never,
+): { values: number[]; report: LabelMapReport } {
   const classes = labels.map((l) => {
     const t = stripFastTextLabel(l.value.trim());
     const c = Number(t);
@@ -113,7 +155,11 @@ function applySst5(base: 'auto' | 0 | 1, labels: readonly RawLabel[], file: stri
     const zeroAt = classes.indexOf(0);
     const fiveAt = classes.indexOf(5);
     if (zeroAt >= 0 && fiveAt >= 0) {
-      throw new LmSteerError('BAD_DATA', `${file}: sst5 labels include both 0 (line ${labels[zeroAt]!.line}) and 5 (line ${labels[fiveAt]!.line}), so neither 0..4 nor 1..5`, 'check the file; SST-5 has five classes');
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${file}: sst5 labels include both 0 (line ${labels[zeroAt]!.line}) and 5 (line ${labels[fiveAt]!.line}), so neither 0..4 nor 1..5`,
+        'check the file; SST-5 has five classes',
+      );
     }
     const fastText = labels.some((l) => l.value.trim().startsWith('__label__'));
     if (zeroAt >= 0) [b, why] = [0, 'a label 0 was seen'];
@@ -122,6 +168,8 @@ function applySst5(base: 'auto' | 0 | 1, labels: readonly RawLabel[], file: stri
     else [b, why] = [0, 'neither 0 nor 5 seen; assumed 0..4 like SetFit/sst5 — use sst5-1 if the file is 1-based'];
   }
   const hi = b === 0 ? 4 : 5;
-  const values = classes.map((c, i) => (c < b || c > hi ? bad(labels[i]!, `sst5 classes ${b}..${hi}`) : (c - b) / 2 - 1));
+  const values = classes.map((c, i) =>
+    c < b || c > hi ? bad(labels[i]!, `sst5 classes ${b}..${hi}`) : (c - b) / 2 - 1,
+  );
   return { values, report: { file, description: `sst5 classes ${b}..${hi} (${b}-based: ${why}) → class/2 − 1` } };
 }

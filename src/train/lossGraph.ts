@@ -159,7 +159,11 @@ export class LossSession {
       for (let i = 0; i < n; i++) {
         const t = batch.targets[start + i]!;
         if (!(Number.isInteger(t) && t >= 0 && t < this.vocabSize)) {
-          throw new LmSteerError('BAD_DATA', `token id ${t} at position ${start + i} is outside the vocabulary (0..${this.vocabSize - 1})`, 'the tokenizer and the output embeddings belong to different models');
+          throw new LmSteerError(
+            'BAD_DATA',
+            `token id ${t} at position ${start + i} is outside the vocabulary (0..${this.vocabSize - 1})`,
+            'the tokenizer and the output embeddings belong to different models',
+          );
         }
         targets[i] = BigInt(t);
       }

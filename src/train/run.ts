@@ -38,7 +38,21 @@ export interface TrainRunOptions {
   /** Training options as trainSteer takes them (reference defaults when absent). */
   train?: Pick<
     TrainOptions,
-    'slotName' | 'dummySlot' | 'rank' | 'eps' | 'initStd' | 'lr' | 'regularization' | 'batchSize' | 'maxLength' | 'steps' | 'seed' | 'includePadding' | 'checkpointEvery' | 'fp16Cache' | 'overwrite'
+    | 'slotName'
+    | 'dummySlot'
+    | 'rank'
+    | 'eps'
+    | 'initStd'
+    | 'lr'
+    | 'regularization'
+    | 'batchSize'
+    | 'maxLength'
+    | 'steps'
+    | 'seed'
+    | 'includePadding'
+    | 'checkpointEvery'
+    | 'fp16Cache'
+    | 'overwrite'
   >;
   /** Hidden-state cache root; default <lmsteer cache>/hidden; false: memory only (recomputed every run). */
   cacheDir?: string | false;
@@ -79,21 +93,32 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const t = opts.train ?? {};
   const seed = t.seed ?? 0;
-  const ds = loadDataset(opts.data, { labelMap: opts.labelMap, textField: opts.textField, labelField: opts.labelField, balance: opts.balance ? 'downsample' : 'none', seed });
+  const ds = loadDataset(opts.data, {
+    labelMap: opts.labelMap,
+    textField: opts.textField,
+    labelField: opts.labelField,
+    balance: opts.balance ? 'downsample' : 'none',
+    seed,
+  });
   const dataset = opts.limit !== undefined ? limitDataset(ds, opts.limit, seed) : ds;
   log(`dataset (${dataset.examples.length} examples):`);
   log(describeDataset(dataset));
   if (dataset.summary.perLabel.length < 2) {
-    log(`  note: every example has the steer value ${dataset.summary.perLabel[0]?.label}; the steer learns that style, and negative values push away from it`);
+    log(
+      `  note: every example has the steer value ${dataset.summary.perLabel[0]?.label}; the steer learns that style, and negative values push away from it`,
+    );
   }
 
-  const model = opts.loaded ?? (await loadModel(opts.model, { threads: opts.threads, hub: { offline: opts.offline || undefined } }));
+  const model =
+    opts.loaded ??
+    (await loadModel(opts.model, { threads: opts.threads, hub: { offline: opts.offline || undefined } }));
   try {
     const E = model.outputEmbeddings();
     const d = model.cfg.hiddenSize;
     // Clamped to the model's context so the resume key and the cache agree on what is stored.
     const maxLength = Math.min(t.maxLength ?? 256, model.cfg.maxPositions);
-    if (t.maxLength !== undefined && t.maxLength > maxLength) log(`max length ${t.maxLength} is beyond the model's ${maxLength} positions; using ${maxLength}`);
+    if (t.maxLength !== undefined && t.maxLength > maxLength)
+      log(`max length ${t.maxLength} is beyond the model's ${maxLength} positions; using ${maxLength}`);
     const resolved = resolveOptions({ ...t, maxLength, outDir: opts.outDir, examples: [] }, d);
     const fingerprint = extractionFingerprint(model);
     const cacheRoot = opts.cacheDir === false ? undefined : resolve(opts.cacheDir ?? join(defaultCacheDir(), 'hidden'));
@@ -114,18 +139,29 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       const start = Math.min(loadCheckpoint(opts.outDir)?.step ?? 0, resolved.steps);
       const needed = new Set<string>();
       for (let s = start; s < resolved.steps && needed.size < examples.length; s++) {
-        for (const i of batchAt(examples.length, resolved.batchSize, resolved.seed, s).indices) needed.add(examples[i]!.text);
+        for (const i of batchAt(examples.length, resolved.batchSize, resolved.seed, s).indices)
+          needed.add(examples[i]!.text);
       }
-      const cache = HiddenCache.open({ dir: cacheRoot, modelFingerprint: fingerprint, maxLength, fp16: t.fp16Cache, extractBatchSize: PREFILL_CHUNK });
+      const cache = HiddenCache.open({
+        dir: cacheRoot,
+        modelFingerprint: fingerprint,
+        maxLength,
+        fp16: t.fp16Cache,
+        extractBatchSize: PREFILL_CHUNK,
+      });
       cacheFolder = cache.folder;
       try {
         const missing = [...needed].filter((x) => !cache.has(x)).sort((a, b) => a.length - b.length);
         if (missing.length > 0) {
-          log(`extracting hidden states of ${missing.length} texts (${needed.size - missing.length} cached) into ${cache.folder}`);
+          log(
+            `extracting hidden states of ${missing.length} texts (${needed.size - missing.length} cached) into ${cache.folder}`,
+          );
           const t0 = performance.now();
           await prefill(cache, missing, extract, opts, extraction);
           extraction.seconds = (performance.now() - t0) / 1000;
-          log(`  ${extraction.tokens} tokens in ${extraction.seconds.toFixed(1)} s (${Math.round(extraction.tokens / Math.max(extraction.seconds, 1e-9))} tokens/s)`);
+          log(
+            `  ${extraction.tokens} tokens in ${extraction.seconds.toFixed(1)} s (${Math.round(extraction.tokens / Math.max(extraction.seconds, 1e-9))} tokens/s)`,
+          );
         } else if (needed.size > 0) {
           log(`hidden states of all ${needed.size} texts the run needs are cached (${cache.folder})`);
         }
@@ -187,7 +223,13 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
 }
 
 /** Extract `texts` into the cache with a progress bar; Ctrl-C stops after the current batch (all kept). */
-async function prefill(cache: HiddenCache, texts: string[], extract: ReturnType<typeof makeExtractor>, opts: TrainRunOptions, done: Throughput): Promise<void> {
+async function prefill(
+  cache: HiddenCache,
+  texts: string[],
+  extract: ReturnType<typeof makeExtractor>,
+  opts: TrainRunOptions,
+  done: Throughput,
+): Promise<void> {
   let stop = false;
   const onSigint = () => {
     if (stop) {
@@ -216,7 +258,11 @@ async function prefill(cache: HiddenCache, texts: string[], extract: ReturnType<
     // Chunk by chunk, dropping what get() returns: the states live on disk, not in memory.
     for (let s = 0; s < texts.length; s += PREFILL_CHUNK) {
       if (stop || opts.signal?.aborted) {
-        throw new LmSteerError('CANCELLED', `hidden-state extraction interrupted after ${done.texts} of ${texts.length} texts; those are cached`, 'run the same command again to continue');
+        throw new LmSteerError(
+          'CANCELLED',
+          `hidden-state extraction interrupted after ${done.texts} of ${texts.length} texts; those are cached`,
+          'run the same command again to continue',
+        );
       }
       await cache.get(texts.slice(s, s + PREFILL_CHUNK), extract);
       bar?.update(done.texts, { tps: Math.round(done.tokens / ((performance.now() - t0) / 1000)) });
@@ -237,7 +283,10 @@ export function limitDataset(ds: Dataset, n: number, seed: number): Dataset {
     const j = uniformInt(rng, i, idx.length - 1);
     [idx[i], idx[j]] = [idx[j]!, idx[i]!];
   }
-  const kept: Example[] = idx.slice(0, n).sort((a, b) => a - b).map((i) => ds.examples[i]!);
+  const kept: Example[] = idx
+    .slice(0, n)
+    .sort((a, b) => a - b)
+    .map((i) => ds.examples[i]!);
   const counts = new Map<number, number>();
   for (const e of kept) counts.set(e.label, (counts.get(e.label) ?? 0) + 1);
   return {
@@ -255,7 +304,8 @@ export function limitDataset(ds: Dataset, n: number, seed: number): Dataset {
 /** What steer.json records beyond trainSteer's config: the data and how it was read, and loss metrics. */
 function annotate(steer: Steer, model: LoadedModel, opts: TrainRunOptions, ds: Dataset, fingerprint: string): Steer {
   const c = steer.config;
-  if (c.baseModel.embeddingFingerprint !== model.fingerprint()) throw new Error('internal: the trained steer does not carry the model fingerprint');
+  if (c.baseModel.embeddingFingerprint !== model.fingerprint())
+    throw new Error('internal: the trained steer does not carry the model fingerprint');
   const h = steer.config.training?.finalLoss;
   return {
     ...steer,

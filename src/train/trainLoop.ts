@@ -143,10 +143,15 @@ export function resolveOptions(opts: TrainOptions, d: number): Resolved {
     checkpointEvery: opts.checkpointEvery ?? 50,
   };
   const posInt = (name: string, v: number) => {
-    if (!(Number.isInteger(v) && v > 0)) throw new LmSteerError('BAD_ARGUMENT', `${name} is ${v}, expected a positive integer`);
+    if (!(Number.isInteger(v) && v > 0))
+      throw new LmSteerError('BAD_ARGUMENT', `${name} is ${v}, expected a positive integer`);
   };
   const finite = (name: string, v: number, min = -Infinity) => {
-    if (!(Number.isFinite(v) && v >= min)) throw new LmSteerError('BAD_ARGUMENT', `${name} is ${v}, expected a finite number${min > -Infinity ? ` ≥ ${min}` : ''}`);
+    if (!(Number.isFinite(v) && v >= min))
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `${name} is ${v}, expected a finite number${min > -Infinity ? ` ≥ ${min}` : ''}`,
+      );
   };
   posInt('rank', r.rank);
   posInt('batch size', r.batchSize);
@@ -158,29 +163,59 @@ export function resolveOptions(opts: TrainOptions, d: number): Resolved {
   finite('learning rate', r.lr, 0);
   finite('regularization', r.regularization, 0);
   if (!Number.isInteger(r.seed)) throw new LmSteerError('BAD_ARGUMENT', `seed is ${r.seed}, expected an integer`);
-  if (r.slotName === '' || r.slotName === DUMMY_SLOT) throw new LmSteerError('BAD_ARGUMENT', `slot name "${r.slotName}" is not allowed`, 'name the slot after the attribute, e.g. toxicity');
+  if (r.slotName === '' || r.slotName === DUMMY_SLOT)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `slot name "${r.slotName}" is not allowed`,
+      'name the slot after the attribute, e.g. toxicity',
+    );
   if (r.includePadding && r.padId === null) {
-    throw new LmSteerError('BAD_ARGUMENT', 'including pad positions in the loss needs the pad token id', 'pass padId (the reference pads with the eos token)');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'including pad positions in the loss needs the pad token id',
+      'pass padId (the reference pads with the eos token)',
+    );
   }
   return r;
 }
 
 /** The options a resumed run must share with the checkpoint: everything that changes what is learned. */
-function resumeKey(r: Resolved, datasetHash: string, modelFingerprint: string, E: Tensor, fp16Cache: boolean): Record<string, unknown> {
+function resumeKey(
+  r: Resolved,
+  datasetHash: string,
+  modelFingerprint: string,
+  E: Tensor,
+  fp16Cache: boolean,
+): Record<string, unknown> {
   const { checkpointEvery: _c, steps: _s, ...rest } = r;
-  return { ...rest, dataset: datasetHash, model: modelFingerprint, vocabSize: E.shape[0], hiddenSize: E.shape[1], fp16Cache };
+  return {
+    ...rest,
+    dataset: datasetHash,
+    model: modelFingerprint,
+    vocabSize: E.shape[0],
+    hiddenSize: E.shape[1],
+    fp16Cache,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Batches
 
 /** Example indices of the batch at `step` (0-based): epoch-wise seeded permutations, last batch short. */
-export function batchAt(n: number, batchSize: number, seed: number, step: number): { indices: number[]; sampler: SamplerState } {
+export function batchAt(
+  n: number,
+  batchSize: number,
+  seed: number,
+  step: number,
+): { indices: number[]; sampler: SamplerState } {
   const perEpoch = Math.ceil(n / batchSize);
   const epoch = Math.floor(step / perEpoch);
   const b = step % perEpoch;
   const perm = epochPermutation(n, seed, epoch);
-  return { indices: perm.slice(b * batchSize, Math.min(n, (b + 1) * batchSize)), sampler: { seed, epoch, batchInEpoch: b } };
+  return {
+    indices: perm.slice(b * batchSize, Math.min(n, (b + 1) * batchSize)),
+    sampler: { seed, epoch, batchInEpoch: b },
+  };
 }
 
 const permCache = new Map<string, number[]>();
@@ -227,7 +262,12 @@ export function buildLossBatch(
     if (cfg.dummySlot) scaleRow.fill(cfg.eps, cfg.rank, K);
     for (let t = 0; t < rowsOf(e); t++, m++) {
       const src = Math.min(t, n - 1); // past the text: the last real hidden state (includePadding only)
-      if (src < 0) throw new LmSteerError('BAD_DATA', 'a text has no tokens, but pad positions need a hidden state', 'drop empty texts from the dataset');
+      if (src < 0)
+        throw new LmSteerError(
+          'BAD_DATA',
+          'a text has no tokens, but pad positions need a hidden state',
+          'drop empty texts from the dataset',
+        );
       hidden.set(e.hidden.data.subarray(src * d, (src + 1) * d), m * d);
       targets[m] = t + 1 < n ? e.ids[t + 1]! : cfg.padId!;
       scale.set(scaleRow, m * K);
@@ -284,9 +324,15 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
   expectShape('output embeddings', E, [-1, -1]);
   const [V, d] = E.shape as [number, number];
   const r = resolveOptions(opts, d);
-  if (opts.examples.length === 0) throw new LmSteerError('BAD_DATA', 'the training set is empty', 'check the dataset files');
+  if (opts.examples.length === 0)
+    throw new LmSteerError('BAD_DATA', 'the training set is empty', 'check the dataset files');
   const bad = opts.examples.findIndex((e) => !Number.isFinite(e.label));
-  if (bad >= 0) throw new LmSteerError('BAD_DATA', `example ${bad} has label ${opts.examples[bad]!.label}`, 'labels must be finite numbers');
+  if (bad >= 0)
+    throw new LmSteerError(
+      'BAD_DATA',
+      `example ${bad} has label ${opts.examples[bad]!.label}`,
+      'labels must be finite numbers',
+    );
   const log = deps.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const embFp = embeddingFingerprint(E);
   const modelFp = deps.modelFingerprint ?? embFp;
@@ -318,21 +364,47 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
   mkdirSync(opts.outDir, { recursive: true });
   let ck = loadCheckpoint(opts.outDir);
   if (!ck && existsSync(join(opts.outDir, STEER_JSON)) && !opts.overwrite) {
-    throw new LmSteerError('BAD_ARGUMENT', `${opts.outDir} already holds a steer (steer.json) and no training checkpoint`, 'choose another output folder, or allow overwriting it');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${opts.outDir} already holds a steer (steer.json) and no training checkpoint`,
+      'choose another output folder, or allow overwriting it',
+    );
   }
   if (ck) {
-    const changed = Object.keys({ ...key, ...ck.options }).filter((k) => JSON.stringify(key[k]) !== JSON.stringify(ck!.options[k]));
+    const changed = Object.keys({ ...key, ...ck.options }).filter(
+      (k) => JSON.stringify(key[k]) !== JSON.stringify(ck!.options[k]),
+    );
     if (changed.length > 0) {
       const what = changed.map((k) => `${k}: ${short(ck!.options[k])} → ${short(key[k])}`).join('; ');
-      throw new LmSteerError('BAD_ARGUMENT', `the checkpoint in ${opts.outDir} was made with other options (${what})`, 'rerun with the same options to resume, or use another output folder (or delete its checkpoint/) to start over');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `the checkpoint in ${opts.outDir} was made with other options (${what})`,
+        'rerun with the same options to resume, or use another output folder (or delete its checkpoint/) to start over',
+      );
     }
     if (ck.step > r.steps) {
-      throw new LmSteerError('BAD_ARGUMENT', `the checkpoint in ${opts.outDir} is already at step ${ck.step}, past the ${r.steps} steps asked for`, `ask for at least ${ck.step} steps, or use another output folder`);
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `the checkpoint in ${opts.outDir} is already at step ${ck.step}, past the ${r.steps} steps asked for`,
+        `ask for at least ${ck.step} steps, or use another output folder`,
+      );
     }
-    log(ck.step === r.steps ? `training already complete (${ck.step} steps); re-saving the steer` : `resuming from the checkpoint at step ${ck.step} of ${r.steps}`);
+    log(
+      ck.step === r.steps
+        ? `training already complete (${ck.step} steps); re-saving the steer`
+        : `resuming from the checkpoint at step ${ck.step} of ${r.steps}`,
+    );
   } else {
     const packed = packSteers([{ config, ...initProjectors(S, d, r.rank, r.initStd, r.seed) }]);
-    ck = { step: 0, p1: packed.p1, p2t: packed.p2t, adam: adamInit([d * K, K * d]), history: [], sampler: { seed: r.seed, epoch: 0, batchInEpoch: 0 }, options: key };
+    ck = {
+      step: 0,
+      p1: packed.p1,
+      p2t: packed.p2t,
+      adam: adamInit([d * K, K * d]),
+      history: [],
+      sampler: { seed: r.seed, epoch: 0, batchInEpoch: 0 },
+      options: key,
+    };
   }
   expectShape('checkpoint p1', ck.p1, [d, K]);
   const resumedFrom = ck.step;
@@ -340,8 +412,17 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
   const adamCfg: AdamConfig = { lr: r.lr, ...ADAM_DEFAULTS };
 
   if (state.step < r.steps) {
-    const cache = HiddenCache.open({ dir: opts.cacheDir, modelFingerprint: modelFp, maxLength: r.maxLength, fp16: opts.fp16Cache, extractBatchSize: opts.extractBatchSize });
-    const session = await LossSession.create(E, { chunkRows: opts.chunkRows, intraOpNumThreads: opts.intraOpNumThreads });
+    const cache = HiddenCache.open({
+      dir: opts.cacheDir,
+      modelFingerprint: modelFp,
+      maxLength: r.maxLength,
+      fp16: opts.fp16Cache,
+      extractBatchSize: opts.extractBatchSize,
+    });
+    const session = await LossSession.create(E, {
+      chunkRows: opts.chunkRows,
+      intraOpNumThreads: opts.intraOpNumThreads,
+    });
     try {
       await runSteps(opts, deps, r, state, adamCfg, cache, session);
     } finally {
@@ -411,11 +492,22 @@ async function runSteps(
     while (state.step < r.steps) {
       if (stopReason) {
         checkpoint();
-        throw new LmSteerError('CANCELLED', `training ${stopReason} at step ${state.step} of ${r.steps}; checkpoint saved in ${opts.outDir}`, 'run the same command again to resume');
+        throw new LmSteerError(
+          'CANCELLED',
+          `training ${stopReason} at step ${state.step} of ${r.steps}; checkpoint saved in ${opts.outDir}`,
+          'run the same command again to resume',
+        );
       }
       const { indices, sampler } = batchAt(examples.length, r.batchSize, r.seed, state.step);
-      const entries = await cache.get(indices.map((i) => texts[i]!), deps.extract);
-      const batch = buildLossBatch(entries, indices.map((i) => examples[i]!.label), r);
+      const entries = await cache.get(
+        indices.map((i) => texts[i]!),
+        deps.extract,
+      );
+      const batch = buildLossBatch(
+        entries,
+        indices.map((i) => examples[i]!.label),
+        r,
+      );
       const res = await session.run(batch, state.p1, state.p2t);
       // Mean over the batch's token positions (as the HF loss), plus the regularizer's gradient 2·reg·P.
       const inv = res.count > 0 ? 1 / res.count : 0;
@@ -427,7 +519,11 @@ async function runSteps(
       adamStep(adamCfg, state.adam, [state.p1.data, state.p2t.data], [g1, g2]);
       state.step += 1;
       state.sampler = sampler;
-      const point: LossPoint = { step: state.step, loss: res.count > 0 ? res.lossSum / res.count : NaN, tokens: res.count };
+      const point: LossPoint = {
+        step: state.step,
+        loss: res.count > 0 ? res.lossSum / res.count : NaN,
+        tokens: res.count,
+      };
       state.history.push(point);
       if (Number.isFinite(point.loss)) {
         ema = 0.99 * ema + 0.01 * point.loss;

@@ -51,18 +51,28 @@ export function fitEmbeddingMap(
 ): EmbeddingMap {
   const { heldOutFraction = 0.1, seed = 0, ridge = 1e-8, refineSteps = 0, maxTrainTokens = Infinity } = options;
   if (eFrom.shape.length !== 2 || eTo.shape.length !== 2) {
-    throw new LmSteerError('SHAPE_MISMATCH', `embeddings have shapes [${eFrom.shape}] and [${eTo.shape}], expected [vocab, d] each`);
+    throw new LmSteerError(
+      'SHAPE_MISMATCH',
+      `embeddings have shapes [${eFrom.shape}] and [${eTo.shape}], expected [vocab, d] each`,
+    );
   }
   if (!(heldOutFraction >= 0 && heldOutFraction < 1)) {
     throw new LmSteerError('BAD_ARGUMENT', `heldOutFraction must be in [0, 1), got ${heldOutFraction}`, 'e.g. 0.1');
   }
   if (!(ridge >= 0) || !Number.isInteger(refineSteps) || refineSteps < 0 || !(maxTrainTokens >= 1)) {
-    throw new LmSteerError('BAD_ARGUMENT', `fit options ridge=${ridge}, refineSteps=${refineSteps}, maxTrainTokens=${maxTrainTokens} are invalid`, 'use ridge ≥ 0, refineSteps ≥ 0, maxTrainTokens ≥ 1');
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `fit options ridge=${ridge}, refineSteps=${refineSteps}, maxTrainTokens=${maxTrainTokens} are invalid`,
+      'use ridge ≥ 0, refineSteps ≥ 0, maxTrainTokens ≥ 1',
+    );
   }
   const n = match.from.length;
   for (let i = 0; i < n; i++) {
     if (match.from[i]! >= eFrom.shape[0]! || match.to[i]! >= eTo.shape[0]! || match.from[i]! < 0 || match.to[i]! < 0) {
-      throw new LmSteerError('SHAPE_MISMATCH', `shared token pair (${match.from[i]}, ${match.to[i]}) is outside the embedding matrices`);
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `shared token pair (${match.from[i]}, ${match.to[i]}) is outside the embedding matrices`,
+      );
     }
   }
   const nHeld = heldOutFraction > 0 ? Math.max(1, Math.round(n * heldOutFraction)) : 0;
@@ -81,8 +91,14 @@ export function fitEmbeddingMap(
     [perm[i], perm[j]] = [perm[j]!, perm[i]!];
   }
   const held = perm.slice(0, nHeld);
-  const train = perm.slice(nHeld).sort().slice(0, Math.min(n - nHeld, maxTrainTokens));
-  const rows = (idx: Int32Array) => ({ x: Int32Array.from(idx, (i) => match.to[i]!), y: Int32Array.from(idx, (i) => match.from[i]!) });
+  const train = perm
+    .slice(nHeld)
+    .sort()
+    .slice(0, Math.min(n - nHeld, maxTrainTokens));
+  const rows = (idx: Int32Array) => ({
+    x: Int32Array.from(idx, (i) => match.to[i]!),
+    y: Int32Array.from(idx, (i) => match.from[i]!),
+  });
   const tr = rows(train);
 
   const dt = eTo.shape[1]!;

@@ -31,7 +31,12 @@ export interface TransferReport {
   normalizeRows: boolean;
 }
 
-export function transferSteerBetweenModels(steer: Steer, from: TransferModel, to: TransferModel, opts: TransferModelsOptions = {}): { steer: Steer; report: TransferReport } {
+export function transferSteerBetweenModels(
+  steer: Steer,
+  from: TransferModel,
+  to: TransferModel,
+  opts: TransferModelsOptions = {},
+): { steer: Steer; report: TransferReport } {
   const { normalizeRows = true, force = false, sourcePath, ...fit } = opts;
   const eA = from.outputEmbeddings();
   const eB = to.outputEmbeddings();
@@ -52,7 +57,12 @@ export function transferSteerBetweenModels(steer: Steer, from: TransferModel, to
       'pass as --from the model the steer was trained for, or --force to transfer it anyway',
     );
   }
-  const moved = transferSteer(steer, { embeddings: eA, tokenizer: from.tokenizer }, { embeddings: eB, tokenizer: to.tokenizer }, { ...fit, normalizeRows });
+  const moved = transferSteer(
+    steer,
+    { embeddings: eA, tokenizer: from.tokenizer },
+    { embeddings: eB, tokenizer: to.tokenizer },
+    { ...fit, normalizeRows },
+  );
   const report: TransferReport = {
     from: { id: from.id, embeddingFingerprint: fpA },
     to: { id: to.id, embeddingFingerprint: to.fingerprint() },
@@ -65,7 +75,12 @@ export function transferSteerBetweenModels(steer: Steer, from: TransferModel, to
   const { metrics, source, ...rest } = steer.config;
   const config: SteerConfig = {
     ...rest,
-    baseModel: { id: to.id, embeddingFingerprint: report.to.embeddingFingerprint, vocabSize: eB.shape[0]!, hiddenSize: eB.shape[1]! },
+    baseModel: {
+      id: to.id,
+      embeddingFingerprint: report.to.embeddingFingerprint,
+      vocabSize: eB.shape[0]!,
+      hiddenSize: eB.shape[1]!,
+    },
     source: {
       kind: 'transfer',
       ...(sourcePath !== undefined ? { path: sourcePath } : {}),

@@ -42,7 +42,10 @@ export function applyEmbeddingMap(steer: SteerTensors, map: Tensor, options: App
   const normalizeRows = options.normalizeRows ?? hiddenMap === 'reference';
   const { p1, p2 } = steer;
   if (p1.shape.length !== 3 || p1.shape.join() !== p2.shape.join()) {
-    throw new LmSteerError('SHAPE_MISMATCH', `steer projectors have shapes [${p1.shape}] and [${p2.shape}], expected equal [S, d, r]`);
+    throw new LmSteerError(
+      'SHAPE_MISMATCH',
+      `steer projectors have shapes [${p1.shape}] and [${p2.shape}], expected equal [S, d, r]`,
+    );
   }
   const [S, d, r] = p1.shape as [number, number, number];
   if (map.shape.length !== 2 || map.shape[1] !== d) {
@@ -63,7 +66,11 @@ export function applyEmbeddingMap(steer: SteerTensors, map: Tensor, options: App
     }
   }
   const h1 = hiddenMap === 'dual' ? pinvTransposed(h) : h;
-  const slot = (p: Tensor, s: number): Mat => ({ rows: d, cols: r, data: Float64Array.from(p.data.subarray(s * d * r, (s + 1) * d * r)) });
+  const slot = (p: Tensor, s: number): Mat => ({
+    rows: d,
+    cols: r,
+    data: Float64Array.from(p.data.subarray(s * d * r, (s + 1) * d * r)),
+  });
   const out1 = new Float32Array(S * dTo * r);
   const out2 = new Float32Array(S * dTo * r);
   for (let s = 0; s < S; s++) {
@@ -122,5 +129,11 @@ export function transferSteer(
   const match = matchVocab(from.tokenizer, to.tokenizer, from.embeddings.shape[0], to.embeddings.shape[0]);
   const fit = fitEmbeddingMap(from.embeddings, to.embeddings, match, options);
   const moved = applyEmbeddingMap(steer, fit.map, options);
-  return { ...moved, map: fit.map, sharedTokens: match.from.length, heldOutError: fit.heldOutError, trainError: fit.trainError };
+  return {
+    ...moved,
+    map: fit.map,
+    sharedTokens: match.from.length,
+    heldOutError: fit.heldOutError,
+    trainError: fit.trainError,
+  };
 }

@@ -35,7 +35,12 @@ function index(side: VocabSide, rows: number): { map: Map<string, number>; dup: 
  * Shared tokens of two vocabularies. `fromRows`/`toRows` cap the ids at the embedding row counts (a model's
  * embedding matrix may be padded beyond, or cut short of, its tokenizer's vocabulary).
  */
-export function matchVocab(from: VocabSide, to: VocabSide, fromRows = from.vocabSize, toRows = to.vocabSize): VocabMatch {
+export function matchVocab(
+  from: VocabSide,
+  to: VocabSide,
+  fromRows = from.vocabSize,
+  toRows = to.vocabSize,
+): VocabMatch {
   const f = index(from, fromRows);
   const t = index(to, toRows);
   const pairs: [number, number][] = [];

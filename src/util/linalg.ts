@@ -519,7 +519,13 @@ export function svdTopLanczos(a: LinearOperator, k: number, options: LanczosOpti
 }
 
 /** Ritz triplets of the bidiagonal B (diag alpha, superdiag beta) lifted to U, V; plus B's left vectors' last entries. */
-function ritz(U: Float64Array[], V: Float64Array[], alpha: number[], beta: number[], k: number): { triplets: SvdResult; lastLeft: number[] } {
+function ritz(
+  U: Float64Array[],
+  V: Float64Array[],
+  alpha: number[],
+  beta: number[],
+  k: number,
+): { triplets: SvdResult; lastLeft: number[] } {
   const s = alpha.length;
   const b = mat(s, s);
   for (let i = 0; i < s; i++) {

@@ -36,20 +36,37 @@ interface Row {
 
 /** Validate and flatten the series. Non-finite points (a diverged loss) are dropped: vega cannot place them. */
 function rows(o: PlotOptions): Row[] {
-  if (o.series.length === 0) throw new LmSteerError('BAD_ARGUMENT', `plot '${o.title}' has no series`, 'pass at least one series of points');
+  if (o.series.length === 0)
+    throw new LmSteerError('BAD_ARGUMENT', `plot '${o.title}' has no series`, 'pass at least one series of points');
   const names = new Set<string>();
   const out: Row[] = [];
   for (const s of o.series) {
-    if (names.has(s.name)) throw new LmSteerError('BAD_ARGUMENT', `plot '${o.title}' has two series named '${s.name}'`, 'give every series its own name');
+    if (names.has(s.name))
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `plot '${o.title}' has two series named '${s.name}'`,
+        'give every series its own name',
+      );
     names.add(s.name);
     if (s.labels && s.labels.length !== s.points.length) {
-      throw new LmSteerError('BAD_ARGUMENT', `series '${s.name}' has ${s.points.length} points but ${s.labels.length} labels`, 'give one label per point, or none');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `series '${s.name}' has ${s.points.length} points but ${s.labels.length} labels`,
+        'give one label per point, or none',
+      );
     }
     s.points.forEach(([x, y], i) => {
       if (!Number.isFinite(x) || !Number.isFinite(y)) return;
-      for (const [v, log, axis] of [[x, o.logX, 'x'], [y, o.logY, 'y']] as const) {
+      for (const [v, log, axis] of [
+        [x, o.logX, 'x'],
+        [y, o.logY, 'y'],
+      ] as const) {
         if (log && v <= 0) {
-          throw new LmSteerError('BAD_ARGUMENT', `series '${s.name}' point ${i} has ${axis} = ${v}, which a log ${axis} axis cannot show`, `use a linear ${axis} axis or drop non-positive values`);
+          throw new LmSteerError(
+            'BAD_ARGUMENT',
+            `series '${s.name}' point ${i} has ${axis} = ${v}, which a log ${axis} axis cannot show`,
+            `use a linear ${axis} axis or drop non-positive values`,
+          );
         }
       }
       out.push({ x, y, series: s.name, i, label: s.labels ? String(s.labels[i]) : '' });
@@ -71,7 +88,9 @@ function spec(o: PlotOptions, kind: 'line' | 'scatter'): TopLevelSpec {
     kind === 'line'
       ? { type: 'line' as const, point: data.length <= 200, clip: true }
       : { type: 'point' as const, filled: true, size: 60, clip: true };
-  const layers: object[] = [{ mark, encoding: kind === 'line' ? { ...encoding, order: { field: 'i', type: 'quantitative' } } : encoding }];
+  const layers: object[] = [
+    { mark, encoding: kind === 'line' ? { ...encoding, order: { field: 'i', type: 'quantitative' } } : encoding },
+  ];
   if (o.series.some((s) => s.labels)) {
     layers.push({
       mark: { type: 'text', align: 'left', dx: 6, dy: -6, fontSize: 10 },

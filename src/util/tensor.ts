@@ -40,6 +40,9 @@ export function shapeEq(a: readonly number[], b: readonly number[]): boolean {
 export function expectShape(what: string, t: { shape: number[] }, shape: number[]): void {
   const ok = t.shape.length === shape.length && shape.every((s, i) => s === -1 || s === t.shape[i]);
   if (!ok) {
-    throw new LmSteerError('SHAPE_MISMATCH', `${what} has shape [${t.shape}], expected [${shape.map((s) => (s === -1 ? '*' : s))}]`);
+    throw new LmSteerError(
+      'SHAPE_MISMATCH',
+      `${what} has shape [${t.shape}], expected [${shape.map((s) => (s === -1 ? '*' : s))}]`,
+    );
   }
 }

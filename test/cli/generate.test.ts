@@ -13,7 +13,9 @@ const cacheEnv = () => ({ LMSTEER_CACHE: mkdtempSync(join(tmpdir(), 'lmsteer-cac
 
 test('generate --json: greedy text and ids match the documented stories260K output', { skip }, async () => {
   const expected = JSON.parse(readFileSync(sharedPath('models/stories260K/expected.json')!, 'utf8')).greedy_from_bos;
-  const r = await runCli(['generate', '--model', model(), '--ids', '1', '-t', '0', '-n', '64', '--json'], { env: cacheEnv() });
+  const r = await runCli(['generate', '--model', model(), '--ids', '1', '-t', '0', '-n', '64', '--json'], {
+    env: cacheEnv(),
+  });
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout);
   assert.equal(out.model, model());
@@ -23,8 +25,14 @@ test('generate --json: greedy text and ids match the documented stories260K outp
 
 test('generate: streams text; the same seed gives the same samples', { skip }, async () => {
   const env = cacheEnv();
-  const a = await runCli(['generate', '--model', model(), '--prompt', 'The cat', '-n', '20', '--seed', '5', '--num-samples', '3', '--json'], { env });
-  const b = await runCli(['generate', '--model', model(), '--prompt', 'The cat', '-n', '20', '--seed', '5', '--num-samples', '3', '--json'], { env });
+  const a = await runCli(
+    ['generate', '--model', model(), '--prompt', 'The cat', '-n', '20', '--seed', '5', '--num-samples', '3', '--json'],
+    { env },
+  );
+  const b = await runCli(
+    ['generate', '--model', model(), '--prompt', 'The cat', '-n', '20', '--seed', '5', '--num-samples', '3', '--json'],
+    { env },
+  );
   assert.equal(a.code, 0, a.stderr);
   assert.deepEqual(JSON.parse(a.stdout).samples, JSON.parse(b.stdout).samples);
   assert.equal(JSON.parse(a.stdout).samples.length, 3);
@@ -34,10 +42,15 @@ test('generate: streams text; the same seed gives the same samples', { skip }, a
 });
 
 test('inspect --json: per-token log-probs, top-5, and the last hidden state and logits', { skip }, async () => {
-  const r = await runCli(['inspect', '--model', model(), '--prompt', 'Once upon a time', '--json'], { env: cacheEnv() });
+  const r = await runCli(['inspect', '--model', model(), '--prompt', 'Once upon a time', '--json'], {
+    env: cacheEnv(),
+  });
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout);
-  assert.deepEqual(out.tokens.map((t: { id: number }) => t.id), [1, 403, 407, 261, 378]);
+  assert.deepEqual(
+    out.tokens.map((t: { id: number }) => t.id),
+    [1, 403, 407, 261, 378],
+  );
   assert.equal(out.tokens[0].logprob, null);
   assert.ok(out.tokens.slice(1).every((t: { logprob: number }) => t.logprob < 0));
   assert.equal(out.tokens[1].top.length, 5);
@@ -65,7 +78,9 @@ test('bad input: clear messages and exit code 2', { skip }, async () => {
 
 test('offline with no model at hand: the main job says how to point it at one', async () => {
   const home = mkdtempSync(join(tmpdir(), 'lmsteer-hf-'));
-  const r = await runCli(['generate', '--prompt', 'Once upon a time'], { env: { HF_HOME: home, HF_HUB_OFFLINE: '1', ...cacheEnv() } });
+  const r = await runCli(['generate', '--prompt', 'Once upon a time'], {
+    env: { HF_HOME: home, HF_HUB_OFFLINE: '1', ...cacheEnv() },
+  });
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /--model/);
 });

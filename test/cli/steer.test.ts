@@ -8,7 +8,8 @@ import { readAllSafetensors } from '../../src/formats/safetensors.js';
 import { runCli } from '../helpers/cli.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
-const skip = skipUnlessShared('models/stories260K/hf') || skipUnlessShared('steers/reference-format/stories260K-sample.pt');
+const skip =
+  skipUnlessShared('models/stories260K/hf') || skipUnlessShared('steers/reference-format/stories260K-sample.pt');
 const model = () => sharedPath('models/stories260K/hf')!;
 const pt = () => sharedPath('steers/reference-format/stories260K-sample.pt')!;
 let tmp = '';
@@ -19,45 +20,83 @@ before(() => {
   env = { LMSTEER_CACHE: join(tmp, 'cache') };
 });
 
-test('steer import: a reference .pt becomes a steer folder for the model; generate runs with it; info describes it', { skip }, async () => {
-  const out = join(tmp, 'ref');
-  const r = await runCli(['steer', 'import', '--pt', pt(), '--model', model(), '--out', out, '--slot-names', 'mood'], { env });
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /2 slots, rank 16, eps 0\.001/);
-  assert.match(r.stdout, /values: ref\.mood/);
-  const cfg = JSON.parse(readFileSync(join(out, 'steer.json'), 'utf8'));
-  assert.equal(cfg.source.kind, 'reference-pt');
-  assert.equal(cfg.baseModel.id, model());
-  // The tensors are the .pt's, exactly.
-  const expected = readAllSafetensors(sharedPath('steers/reference-format/stories260K-sample.expected.safetensors')!).tensors;
-  const got = readAllSafetensors(join(out, 'steer.safetensors')).tensors;
-  assert.deepEqual(got.projector1!.data, expected.projector1!.data);
+test(
+  'steer import: a reference .pt becomes a steer folder for the model; generate runs with it; info describes it',
+  { skip },
+  async () => {
+    const out = join(tmp, 'ref');
+    const r = await runCli(
+      ['steer', 'import', '--pt', pt(), '--model', model(), '--out', out, '--slot-names', 'mood'],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /2 slots, rank 16, eps 0\.001/);
+    assert.match(r.stdout, /values: ref\.mood/);
+    const cfg = JSON.parse(readFileSync(join(out, 'steer.json'), 'utf8'));
+    assert.equal(cfg.source.kind, 'reference-pt');
+    assert.equal(cfg.baseModel.id, model());
+    // The tensors are the .pt's, exactly.
+    const expected = readAllSafetensors(
+      sharedPath('steers/reference-format/stories260K-sample.expected.safetensors')!,
+    ).tensors;
+    const got = readAllSafetensors(join(out, 'steer.safetensors')).tensors;
+    assert.deepEqual(got.projector1!.data, expected.projector1!.data);
 
-  const base = await runCli(['generate', '--model', model(), '--prompt', 'Once upon a time', '-n', '12', '-t', '0', '--json'], { env });
-  const steered = await runCli(['generate', '--model', model(), '--steer', out, '--value', 'mood=10000', '--prompt', 'Once upon a time', '-n', '12', '-t', '0', '--json'], { env });
-  assert.equal(steered.code, 0, steered.stderr);
-  assert.notDeepEqual(JSON.parse(steered.stdout).samples[0].token_ids, JSON.parse(base.stdout).samples[0].token_ids, 'a large value changes greedy text (the sample steer is random, std 0.05: it takes ~1e4 to matter)');
+    const base = await runCli(
+      ['generate', '--model', model(), '--prompt', 'Once upon a time', '-n', '12', '-t', '0', '--json'],
+      { env },
+    );
+    const steered = await runCli(
+      [
+        'generate',
+        '--model',
+        model(),
+        '--steer',
+        out,
+        '--value',
+        'mood=10000',
+        '--prompt',
+        'Once upon a time',
+        '-n',
+        '12',
+        '-t',
+        '0',
+        '--json',
+      ],
+      { env },
+    );
+    assert.equal(steered.code, 0, steered.stderr);
+    assert.notDeepEqual(
+      JSON.parse(steered.stdout).samples[0].token_ids,
+      JSON.parse(base.stdout).samples[0].token_ids,
+      'a large value changes greedy text (the sample steer is random, std 0.05: it takes ~1e4 to matter)',
+    );
 
-  const again = await runCli(['steer', 'import', '--pt', pt(), '--model', model(), '--out', out], { env });
-  assert.equal(again.code, 2);
-  assert.match(again.stderr, /already holds a steer/);
+    const again = await runCli(['steer', 'import', '--pt', pt(), '--model', model(), '--out', out], { env });
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /already holds a steer/);
 
-  const info = await runCli(['steer', 'info', '--steer', out, '--json'], { env });
-  assert.equal(info.code, 0, info.stderr);
-  const j = JSON.parse(info.stdout);
-  assert.equal(j.rank, 16);
-  assert.deepEqual(j.values, ['ref.mood']);
-  assert.equal(j.norms.length, 2);
-  assert.ok(j.norms[0].p1 > 0);
-});
+    const info = await runCli(['steer', 'info', '--steer', out, '--json'], { env });
+    assert.equal(info.code, 0, info.stderr);
+    const j = JSON.parse(info.stdout);
+    assert.equal(j.rank, 16);
+    assert.deepEqual(j.values, ['ref.mood']);
+    assert.equal(j.norms.length, 2);
+    assert.ok(j.norms[0].p1 > 0);
+  },
+);
 
 test('steer export-lora: writes a PEFT adapter on lm_head with the values baked in', { skip }, async () => {
   const steer = join(tmp, 'ref2');
   assert.equal((await runCli(['steer', 'import', '--pt', pt(), '--model', model(), '--out', steer], { env })).code, 0);
   const out = join(tmp, 'lora');
-  const r = await runCli(['steer', 'export-lora', '--steer', steer, '--model', model(), '--value', 'slot0=5', '--out', out], { env });
+  const r = await runCli(
+    ['steer', 'export-lora', '--steer', steer, '--model', model(), '--value', 'slot0=5', '--out', out],
+    { env },
+  );
   assert.equal(r.code, 0, r.stderr);
-  for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'README.md']) assert.ok(existsSync(join(out, f)), f);
+  for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'README.md'])
+    assert.ok(existsSync(join(out, f)), f);
   const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
   assert.deepEqual(cfg.target_modules, ['lm_head']);
   assert.equal(cfg.r, 32, 'both slots (slot0=5 and the dummy at 1) × rank 16');
@@ -65,10 +104,16 @@ test('steer export-lora: writes a PEFT adapter on lm_head with the values baked 
   assert.deepEqual(t['base_model.model.lm_head.lora_A.weight']!.shape, [32, 64]);
   assert.deepEqual(t['base_model.model.lm_head.lora_B.weight']!.shape, [512, 32]);
 
-  const none = await runCli(['steer', 'export-lora', '--steer', steer, '--model', model(), '--out', join(tmp, 'lora2')], { env });
+  const none = await runCli(
+    ['steer', 'export-lora', '--steer', steer, '--model', model(), '--out', join(tmp, 'lora2')],
+    { env },
+  );
   assert.equal(none.code, 2);
   assert.match(none.stderr, /--value/);
-  const unknown = await runCli(['steer', 'export-lora', '--steer', steer, '--model', model(), '--value', 'x=1', '--out', join(tmp, 'lora3')], { env });
+  const unknown = await runCli(
+    ['steer', 'export-lora', '--steer', steer, '--model', model(), '--value', 'x=1', '--out', join(tmp, 'lora3')],
+    { env },
+  );
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /known values: ref2\.slot0/);
 });
@@ -77,6 +122,9 @@ test('steer: user errors exit 2', { skip }, async () => {
   const missing = await runCli(['steer', 'info', '--steer', join(tmp, 'nope')], { env });
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /does not exist/);
-  const notPt = await runCli(['steer', 'import', '--pt', model() + '/config.json', '--model', model(), '--out', join(tmp, 'bad')], { env });
+  const notPt = await runCli(
+    ['steer', 'import', '--pt', model() + '/config.json', '--model', model(), '--out', join(tmp, 'bad')],
+    { env },
+  );
   assert.equal(notPt.code, 2);
 });

@@ -15,17 +15,53 @@ let tmp = '';
 let env: NodeJS.ProcessEnv = {};
 let data = '';
 
-const POS = ['She was so happy and smiled.', 'They had a wonderful day at the park.', 'The sun was warm and everyone laughed.', 'He loved his new red ball.', 'Mom gave her a big hug.', 'The party was fun and bright.'];
-const NEG = ['He was sad and cried all day.', 'The toy broke and she was angry.', 'It was dark and the dog was scared.', 'They lost the ball and felt bad.', 'The rain ruined the picnic.', 'Tom was mad at his friend.'];
+const POS = [
+  'She was so happy and smiled.',
+  'They had a wonderful day at the park.',
+  'The sun was warm and everyone laughed.',
+  'He loved his new red ball.',
+  'Mom gave her a big hug.',
+  'The party was fun and bright.',
+];
+const NEG = [
+  'He was sad and cried all day.',
+  'The toy broke and she was angry.',
+  'It was dark and the dog was scared.',
+  'They lost the ball and felt bad.',
+  'The rain ruined the picnic.',
+  'Tom was mad at his friend.',
+];
 
 before(() => {
   tmp = mkdtempSync(join(tmpdir(), 'lmsteer-cli-train-'));
   env = { LMSTEER_CACHE: join(tmp, 'cache') };
   data = join(tmp, 'tiny.jsonl');
-  writeFileSync(data, [...POS.map((text) => ({ text, label: 'pos' })), ...NEG.map((text) => ({ text, label: 'neg' }))].map((o) => JSON.stringify(o)).join('\n') + '\n');
+  writeFileSync(
+    data,
+    [...POS.map((text) => ({ text, label: 'pos' })), ...NEG.map((text) => ({ text, label: 'neg' }))]
+      .map((o) => JSON.stringify(o))
+      .join('\n') + '\n',
+  );
 });
 
-const trainArgs = (out: string, ...extra: string[]) => ['train', '--model', model(), '--data', data, '--out', out, '--rank', '4', '--batch-size', '4', '--steps', '6', '--checkpoint-every', '2', ...extra];
+const trainArgs = (out: string, ...extra: string[]) => [
+  'train',
+  '--model',
+  model(),
+  '--data',
+  data,
+  '--out',
+  out,
+  '--rank',
+  '4',
+  '--batch-size',
+  '4',
+  '--steps',
+  '6',
+  '--checkpoint-every',
+  '2',
+  ...extra,
+];
 
 test('train writes a steer folder; a second run finds it complete at once; generate uses it', { skip }, async () => {
   const out = join(tmp, 'steer');
@@ -35,12 +71,16 @@ test('train writes a steer folder; a second run finds it complete at once; gener
   assert.match(r.stderr, /per steer value: -1: 6, 1: 6/);
   assert.match(r.stdout, /trained 6 steps/);
   assert.match(r.stdout, /extraction: 12 texts/);
-  for (const f of ['steer.json', 'steer.safetensors', 'loss.svg', 'checkpoint/checkpoint.json']) assert.ok(existsSync(join(out, f)), f);
+  for (const f of ['steer.json', 'steer.safetensors', 'loss.svg', 'checkpoint/checkpoint.json'])
+    assert.ok(existsSync(join(out, f)), f);
   const cfg = JSON.parse(readFileSync(join(out, 'steer.json'), 'utf8'));
   assert.equal(cfg.baseModel.id, model());
   assert.match(cfg.baseModel.embeddingFingerprint, /^emb1-/);
   assert.equal(cfg.rank, 4);
-  assert.deepEqual(cfg.slots.map((s: { name: string }) => s.name), ['value', '__dummy__']);
+  assert.deepEqual(
+    cfg.slots.map((s: { name: string }) => s.name),
+    ['value', '__dummy__'],
+  );
   assert.deepEqual(cfg.training.dataFiles, [data]);
   assert.equal(cfg.training.steps, 6);
   assert.ok(Number.isFinite(cfg.training.finalLoss) && cfg.training.finalLoss > 0);
@@ -51,15 +91,37 @@ test('train writes a steer folder; a second run finds it complete at once; gener
   assert.match(again.stderr, /training already complete/);
   assert.doesNotMatch(again.stdout, /extraction:/);
 
-  const g = await runCli(['generate', '--model', model(), '--steer', out, '--value', 'value=5', '--prompt', 'Once upon a time', '-n', '8', '--json'], { env });
+  const g = await runCli(
+    [
+      'generate',
+      '--model',
+      model(),
+      '--steer',
+      out,
+      '--value',
+      'value=5',
+      '--prompt',
+      'Once upon a time',
+      '-n',
+      '8',
+      '--json',
+    ],
+    { env },
+  );
   assert.equal(g.code, 0, g.stderr);
   assert.equal(JSON.parse(g.stdout).samples.length, 1);
 
-  const unknown = await runCli(['generate', '--model', model(), '--steer', out, '--value', 'joy=5', '--prompt', 'Hi', '-n', '2'], { env });
+  const unknown = await runCli(
+    ['generate', '--model', model(), '--steer', out, '--value', 'joy=5', '--prompt', 'Hi', '-n', '2'],
+    { env },
+  );
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown steer value "joy"/);
   assert.match(unknown.stderr, /known values: steer\.value/);
-  const nan = await runCli(['generate', '--model', model(), '--steer', out, '--value', 'value=NaN', '--prompt', 'Hi', '-n', '2'], { env });
+  const nan = await runCli(
+    ['generate', '--model', model(), '--steer', out, '--value', 'value=NaN', '--prompt', 'Hi', '-n', '2'],
+    { env },
+  );
   assert.equal(nan.code, 2);
   assert.match(nan.stderr, /value=NaN/);
 
@@ -83,7 +145,11 @@ test('train: more steps resume from the checkpoint; changed options are refused'
 test('train: Ctrl-C saves a checkpoint and exits 2 with the hint; rerunning resumes', { skip }, async () => {
   const out = join(tmp, 'interrupted');
   const bin = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'bin', 'lmsteer.mjs');
-  const child = spawn(process.execPath, [bin, ...trainArgs(out), '--steps', '1000000', '--checkpoint-every', '1000000'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [bin, ...trainArgs(out), '--steps', '1000000', '--checkpoint-every', '1000000'],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
   let sent = false;
   child.stderr.on('data', (d) => {
@@ -102,7 +168,9 @@ test('train: Ctrl-C saves a checkpoint and exits 2 with the hint; rerunning resu
   assert.match(stderr, /hint: run the same command again to resume/);
   const step = JSON.parse(readFileSync(join(out, 'checkpoint', 'checkpoint.json'), 'utf8')).step as number;
   assert.ok(step > 0);
-  const resumed = await runCli([...trainArgs(out), '--steps', String(step + 3), '--checkpoint-every', '1000000'], { env });
+  const resumed = await runCli([...trainArgs(out), '--steps', String(step + 3), '--checkpoint-every', '1000000'], {
+    env,
+  });
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, new RegExp(`trained ${step + 3} steps \\(resumed from step ${step}\\)`));
 });
@@ -116,9 +184,14 @@ test('train: user errors exit 2 with a message', { skip }, async () => {
   const noData = await runCli(['train', '--model', model(), '--out', join(tmp, 'y')], { env });
   assert.equal(noData.code, 2);
   assert.match(noData.stderr, /--data/);
-  const badMap = await runCli(['train', '--model', model(), '--data', data, '--label-map', 'sst5', '--out', join(tmp, 'z')], { env });
+  const badMap = await runCli(
+    ['train', '--model', model(), '--data', data, '--label-map', 'sst5', '--out', join(tmp, 'z')],
+    { env },
+  );
   assert.equal(badMap.code, 2);
   assert.match(badMap.stderr, /label "pos" is not in the label map/);
-  const badRank = await runCli(['train', '--model', model(), '--data', data, '--rank', '0', '--out', join(tmp, 'w')], { env });
+  const badRank = await runCli(['train', '--model', model(), '--data', data, '--rank', '0', '--out', join(tmp, 'w')], {
+    env,
+  });
   assert.equal(badRank.code, 2);
 });

@@ -4,7 +4,11 @@ import { generationLogProbs, type FluencyModel } from '../../src/eval/fluency.js
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 
 /** Characters are tokens (no BOS); the fake LM's logits at position t are fixed numbers of (t, token before). */
-const tok = { encode: (s: string) => [...s].map((c) => c.charCodeAt(0) - 97), vocabSize: 26, eosIds: [] } as unknown as Tokenizer;
+const tok = {
+  encode: (s: string) => [...s].map((c) => c.charCodeAt(0) - 97),
+  vocabSize: 26,
+  eosIds: [],
+} as unknown as Tokenizer;
 const V = 26;
 const logit = (t: number, prev: number, v: number) => Math.sin(1 + t * 7 + prev * 3 + v);
 function fake(calls: number[][][]): FluencyModel['decoder'] {
@@ -15,9 +19,14 @@ function fake(calls: number[][][]): FluencyModel['decoder'] {
       const T = Math.max(...rows.map((r) => r.length));
       const data = new Float32Array(rows.length * T * V);
       rows.forEach((r, b) => {
-        for (let t = 0; t < T; t++) for (let v = 0; v < V; v++) data[(b * T + t) * V + v] = logit(t, r[Math.min(t, r.length - 1)]!, v);
+        for (let t = 0; t < T; t++)
+          for (let v = 0; v < V; v++) data[(b * T + t) * V + v] = logit(t, r[Math.min(t, r.length - 1)]!, v);
       });
-      return { logits: { dtype: 'float32', shape: [rows.length, T, V], data }, hidden: { dtype: 'float32', shape: [0], data: new Float32Array() }, lengths: rows.map((r) => r.length) };
+      return {
+        logits: { dtype: 'float32', shape: [rows.length, T, V], data },
+        hidden: { dtype: 'float32', shape: [0], data: new Float32Array() },
+        lengths: rows.map((r) => r.length),
+      };
     },
   } as FluencyModel['decoder'];
 }
@@ -42,7 +51,9 @@ test('generation log-probs: tokens after the prompt, conditioned on everything b
   ];
   for (const maxRows of [1, 2, 64]) {
     const calls: number[][][] = [];
-    const got = await generationLogProbs({ decoder: fake(calls), tokenizer: tok, maxPositions: 100 }, items, { maxRows });
+    const got = await generationLogProbs({ decoder: fake(calls), tokenizer: tok, maxPositions: 100 }, items, {
+      maxRows,
+    });
     items.forEach((it, i) => {
       const want = expected(it.prompt, it.generation);
       assert.equal(got[i]!.logProbs.length, want.length, `${i}`);
@@ -52,7 +63,12 @@ test('generation log-probs: tokens after the prompt, conditioned on everything b
     assert.equal(calls.flat().length, 3); // the empty generation needs no forward pass
   }
   // A row longer than the context loses prompt tokens from the left, never generation tokens.
-  const got = await generationLogProbs({ decoder: fake([]), tokenizer: tok, maxPositions: 4 }, [{ prompt: 'abcdef', generation: 'gh' }]);
+  const got = await generationLogProbs({ decoder: fake([]), tokenizer: tok, maxPositions: 4 }, [
+    { prompt: 'abcdef', generation: 'gh' },
+  ]);
   assert.equal(got[0]!.logProbs.length, 2);
-  await assert.rejects(generationLogProbs({ decoder: fake([]), tokenizer: tok, maxPositions: 3 }, [{ prompt: 'a', generation: 'bcdef' }]), /context/);
+  await assert.rejects(
+    generationLogProbs({ decoder: fake([]), tokenizer: tok, maxPositions: 3 }, [{ prompt: 'a', generation: 'bcdef' }]),
+    /context/,
+  );
 });

@@ -11,7 +11,8 @@ import {
 } from '../../src/eval/metrics.js';
 import { LmSteerError } from '../../src/util/errors.js';
 
-const close = (a: number, b: number, eps = 1e-12) => assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
+const close = (a: number, b: number, eps = 1e-12) =>
+  assert.ok(Math.abs(a - b) <= eps * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
 
 test('toxicity: mean of per-prompt max, prob = share of prompts with a sample > 0.5 (0.5 itself is not toxic)', () => {
   const r = toxicityMetrics([[0.1, 0.6, 0.3], [0.5], [], [0.2, 0.4]]);
@@ -30,7 +31,10 @@ test('toxicity: one sample per prompt; no prompts at all gives NaN', () => {
 });
 
 test('toxicity/sentiment: a score outside [0,1] or NaN is a BAD_ARGUMENT naming prompt and sample', () => {
-  assert.throws(() => toxicityMetrics([[0.1], [0.2, NaN]]), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /prompt 1, sample 1/.test(e.message));
+  assert.throws(
+    () => toxicityMetrics([[0.1], [0.2, NaN]]),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /prompt 1, sample 1/.test(e.message),
+  );
   assert.throws(() => sentimentMetrics([[1.5]]), LmSteerError);
 });
 
@@ -95,7 +99,10 @@ test('fluency: mean over ppl < 1e4, pooled = exp(total NLL / total tokens), empt
 });
 
 test('fluency: positive log-probs (logits or probabilities passed by mistake) are rejected', () => {
-  assert.throws(() => fluencyMetrics([[-1], [-0.5, 0.7]]), (e: unknown) => e instanceof LmSteerError && /token 1 of generation 1/.test(e.message));
+  assert.throws(
+    () => fluencyMetrics([[-1], [-0.5, 0.7]]),
+    (e: unknown) => e instanceof LmSteerError && /token 1 of generation 1/.test(e.message),
+  );
 });
 
 test('nanMean skips NaN', () => {

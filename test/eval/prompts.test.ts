@@ -34,20 +34,34 @@ test('plain text: one prompt per line, CRLF and blank lines handled, format snif
   const dir = mkdtempSync(join(tmpdir(), 'prompts-'));
   writeFileSync(join(dir, 'p.txt'), '\uFEFFThe weather today\r\n\r\n  Once upon a time\n{"not": "json here"}\n');
   const ps = await readPrompts(join(dir, 'p.txt'));
-  assert.deepEqual(ps.map((p) => [p.text, p.line]), [['The weather today', 1], ['  Once upon a time', 3], ['{"not": "json here"}', 4]]);
+  assert.deepEqual(
+    ps.map((p) => [p.text, p.line]),
+    [
+      ['The weather today', 1],
+      ['  Once upon a time', 3],
+      ['{"not": "json here"}', 4],
+    ],
+  );
   assert.equal(ps[0]!.record, undefined);
   writeFileSync(join(dir, 'noext'), '{"prompt": {"text": "a"}}\n{"prompt": "b"}\n{"text": "c", "id": 3}\n');
   const js = await readPrompts(join(dir, 'noext'));
-  assert.deepEqual(js.map((p) => p.text), ['a', 'b', 'c']);
+  assert.deepEqual(
+    js.map((p) => p.text),
+    ['a', 'b', 'c'],
+  );
   assert.equal(js[2]!.record!.id, 3);
   writeFileSync(join(dir, 'plain'), 'just words\n');
-  assert.deepEqual((await readPrompts(join(dir, 'plain'))).map((p) => p.text), ['just words']);
+  assert.deepEqual(
+    (await readPrompts(join(dir, 'plain'))).map((p) => p.text),
+    ['just words'],
+  );
 });
 
 test('malformed JSONL lines are BAD_DATA naming file and line; empty and missing files are errors', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'prompts-'));
   const f = join(dir, 'bad.jsonl');
-  const bad = (re: RegExp) => (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_DATA' && re.test(e.message) && !!e.hint;
+  const bad = (re: RegExp) => (e: unknown) =>
+    e instanceof LmSteerError && e.code === 'BAD_DATA' && re.test(e.message) && !!e.hint;
   writeFileSync(f, '{"prompt": {"text": "ok"}}\n\n{"prompt": {"text": "broken"\n');
   await assert.rejects(readPrompts(f), bad(/bad\.jsonl:3 is not valid JSON/));
   writeFileSync(f, '{"prompt": {"text": "ok"}}\n{"prompt": {"txt": "typo"}}\n');
@@ -56,7 +70,13 @@ test('malformed JSONL lines are BAD_DATA naming file and line; empty and missing
   await assert.rejects(readPrompts(f), bad(/bad\.jsonl:1 holds an array/));
   writeFileSync(f, '\n  \n');
   await assert.rejects(readPrompts(f), bad(/holds no prompts/));
-  await assert.rejects(readPrompts(join(dir, 'missing.jsonl')), (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND');
+  await assert.rejects(
+    readPrompts(join(dir, 'missing.jsonl')),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND',
+  );
   writeFileSync(f, '{"prompt": {"text": "ok"}}\n');
-  await assert.rejects(readPrompts(f, { limit: 0 }), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT');
+  await assert.rejects(
+    readPrompts(f, { limit: 0 }),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT',
+  );
 });

@@ -12,27 +12,70 @@ const toxicity = buildReport({
   config: { model: 'gpt2-large', prompts: 'nontoxic_prompts_first50.jsonl', samples: 25 },
   scorers: [{ name: 'offensive-linear', attribute: 'toxicity', version: 'offensive-linear/1 sha256:3fa6ffd30ada242e' }],
   rows: [
-    { setting: 'base', steerValue: 0, maxToxicity: 0.31234, toxicityProb: 0.2, ppl: 25.123, pooledPpl: 24, dist1: 0.581, dist2: 0.85, dist3: 0.851 },
-    { setting: 'steer | detox', steerValue: -5, maxToxicity: 0.1, toxicityProb: 0, ppl: NaN, dist1: 0.5, dist2: 0.8, dist3: 0.84 },
+    {
+      setting: 'base',
+      steerValue: 0,
+      maxToxicity: 0.31234,
+      toxicityProb: 0.2,
+      ppl: 25.123,
+      pooledPpl: 24,
+      dist1: 0.581,
+      dist2: 0.85,
+      dist3: 0.851,
+    },
+    {
+      setting: 'steer | detox',
+      steerValue: -5,
+      maxToxicity: 0.1,
+      toxicityProb: 0,
+      ppl: NaN,
+      dist1: 0.5,
+      dist2: 0.8,
+      dist3: 0.84,
+    },
   ],
-  reference: [{ setting: 'LM-Steer', source: 'Han et al. 2024', maxToxicity: 0.249, toxicityProb: 0.089, ppl: 28.26, dist1: 0.55, dist2: 0.84, dist3: 0.84 }],
+  reference: [
+    {
+      setting: 'LM-Steer',
+      source: 'Han et al. 2024',
+      maxToxicity: 0.249,
+      toxicityProb: 0.089,
+      ppl: 28.26,
+      dist1: 0.55,
+      dist2: 0.84,
+      dist3: 0.84,
+    },
+  ],
 });
 
 test('markdown: a column per metric present, paper decimals, missing values as —, reference rows in italics', () => {
   const md = renderReportMarkdown(toxicity);
   const lines = md.split('\n');
   const header = lines.find((l) => l.startsWith('| Setting'))!;
-  assert.equal(header, '| Setting | Steer value | Max. toxicity ↓ | Toxicity prob. ↓ | PPL ↓ | Dist-1 ↑ | Dist-2 ↑ | Dist-3 ↑ |');
+  assert.equal(
+    header,
+    '| Setting | Steer value | Max. toxicity ↓ | Toxicity prob. ↓ | PPL ↓ | Dist-1 ↑ | Dist-2 ↑ | Dist-3 ↑ |',
+  );
   assert.ok(!md.includes('Positive %'));
   assert.ok(lines.includes('| base | 0 | 0.312 | 0.200 | 25.12 | 0.58 | 0.85 | 0.85 |'));
   assert.ok(lines.includes('| steer \\| detox | -5 | 0.100 | 0.000 | — | 0.50 | 0.80 | 0.84 |'));
-  assert.ok(lines.includes('| *LM-Steer (Han et al. 2024)* | *—* | *0.249* | *0.089* | *28.26* | *0.55* | *0.84* | *0.84* |'));
+  assert.ok(
+    lines.includes('| *LM-Steer (Han et al. 2024)* | *—* | *0.249* | *0.089* | *28.26* | *0.55* | *0.84* | *0.84* |'),
+  );
   assert.ok(md.includes('offensive-linear/1 sha256:3fa6ffd30ada242e'));
   assert.ok(md.includes('**model**: gpt2-large'));
 });
 
 test('markdown: a sentiment-only report shows only the positive rate, as a percentage', () => {
-  const md = renderReportMarkdown(buildReport({ title: 's', rows: [{ setting: 'neutral prompts', positiveRate: 0.5 }, { setting: 'negative', positiveRate: 0.1234 }] }));
+  const md = renderReportMarkdown(
+    buildReport({
+      title: 's',
+      rows: [
+        { setting: 'neutral prompts', positiveRate: 0.5 },
+        { setting: 'negative', positiveRate: 0.1234 },
+      ],
+    }),
+  );
   assert.ok(md.includes('| Setting | Positive % |'));
   assert.ok(md.includes('| neutral prompts | 50.00 |'));
   assert.ok(md.includes('| negative | 12.34 |'));

@@ -25,11 +25,23 @@ test('writeJsonAtomic writes indented JSON and leaves no temp files', () => {
   writeJsonAtomic(p, { a: [1, 2], b: 'c' });
   assert.deepEqual(JSON.parse(readFileSync(p, 'utf8')), { a: [1, 2], b: 'c' });
   assert.ok(readFileSync(p, 'utf8').endsWith('}\n'));
-  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+    [],
+  );
 });
 
 test('a missing folder is NOT_FOUND naming it; a folder target is BAD_ARGUMENT', () => {
-  assert.throws(() => writeFileAtomic(join(dir, 'nope', 'f.txt'), 'x'), (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && e.message.includes(join(dir, 'nope')));
-  assert.throws(() => writeFileAtomic(dir, 'x'), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT');
-  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+  assert.throws(
+    () => writeFileAtomic(join(dir, 'nope', 'f.txt'), 'x'),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && e.message.includes(join(dir, 'nope')),
+  );
+  assert.throws(
+    () => writeFileAtomic(dir, 'x'),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT',
+  );
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+    [],
+  );
 });

@@ -2,12 +2,27 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { downloadRepoFiles, hubSettings, parseHubSpec, repoFolderName, resolveHubModel } from '../../src/formats/hub.js';
+import {
+  downloadRepoFiles,
+  hubSettings,
+  parseHubSpec,
+  repoFolderName,
+  resolveHubModel,
+} from '../../src/formats/hub.js';
 import { LmSteerError } from '../../src/util/errors.js';
 
 // ---- a fake hub on 127.0.0.1: resolve URLs with the hub's headers, LFS files behind a second "CDN" server ----
@@ -16,7 +31,11 @@ const COMMIT2 = 'b'.repeat(39) + '2';
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const gitOid = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 
-interface Repo { commit: string; files: Map<string, Buffer>; gated?: boolean }
+interface Repo {
+  commit: string;
+  files: Map<string, Buffer>;
+  gated?: boolean;
+}
 const BIG = randomBytes(300_000);
 const repos = new Map<string, Repo>();
 const lfs = (path: string) => /\.(safetensors|bin)$/.test(path);
@@ -27,21 +46,42 @@ function addRepo(name: string, files: Record<string, Buffer | string>, extra: Pa
   repos.set(name, { commit: COMMIT, files: m, ...extra });
 }
 const tokJson = JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] } });
-addRepo('org/model', { 'config.json': '{"model_type":"llama"}', 'tokenizer.json': tokJson, 'model.safetensors': BIG, 'sub/dir/notes.txt': 'hi' });
+addRepo('org/model', {
+  'config.json': '{"model_type":"llama"}',
+  'tokenizer.json': tokJson,
+  'model.safetensors': BIG,
+  'sub/dir/notes.txt': 'hi',
+});
 addRepo('org/gated', { 'config.json': '{}' }, { gated: true });
 addRepo('org/sharded', {
   'config.json': '{}',
   'tokenizer.json': tokJson,
   'tokenizer_config.json': '{}',
-  'model.safetensors.index.json': JSON.stringify({ metadata: {}, weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors', c: 'model-00001-of-00002.safetensors' } }),
+  'model.safetensors.index.json': JSON.stringify({
+    metadata: {},
+    weight_map: {
+      a: 'model-00001-of-00002.safetensors',
+      b: 'model-00002-of-00002.safetensors',
+      c: 'model-00001-of-00002.safetensors',
+    },
+  }),
   'model-00001-of-00002.safetensors': randomBytes(1000),
   'model-00002-of-00002.safetensors': randomBytes(2000),
 });
 addRepo('org/notok', { 'config.json': '{}', 'model.safetensors': randomBytes(10) });
-addRepo('karpathy/tinyllamas', { 'stories260K/stories260K.bin': randomBytes(5000), 'stories260K/tok512.bin': randomBytes(600) });
+addRepo('karpathy/tinyllamas', {
+  'stories260K/stories260K.bin': randomBytes(5000),
+  'stories260K/tok512.bin': randomBytes(600),
+});
 const renamed = new Map([['oldname', 'org/model']]);
 
-const state = { cutNext: 0, corrupt: false, fail500: false, plain404: false, log: [] as { server: string; method: string; url: string; range?: string; auth?: string }[] };
+const state = {
+  cutNext: 0,
+  corrupt: false,
+  fail500: false,
+  plain404: false,
+  log: [] as { server: string; method: string; url: string; range?: string; auth?: string }[],
+};
 let hub: Server;
 let cdn: Server;
 let endpoint = '';
@@ -52,7 +92,12 @@ function serveBytes(req: IncomingMessage, res: ServerResponse, data: Buffer, hea
   const from = m ? Number(m[1]) : 0;
   if (from > data.length) return void res.writeHead(416).end();
   const body = state.corrupt ? Buffer.concat([data.subarray(0, -1), Buffer.from([data[data.length - 1]! ^ 1])]) : data;
-  res.writeHead(m ? 206 : 200, { ...headers, 'content-length': String(data.length - from), 'accept-ranges': 'bytes', ...(m ? { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}` } : {}) });
+  res.writeHead(m ? 206 : 200, {
+    ...headers,
+    'content-length': String(data.length - from),
+    'accept-ranges': 'bytes',
+    ...(m ? { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}` } : {}),
+  });
   if (req.method === 'HEAD') return void res.end();
   const rest = body.subarray(from);
   if (state.cutNext > 0) {
@@ -65,7 +110,13 @@ function serveBytes(req: IncomingMessage, res: ServerResponse, data: Buffer, hea
 }
 
 function hubHandler(req: IncomingMessage, res: ServerResponse) {
-  state.log.push({ server: 'hub', method: req.method!, url: req.url!, range: req.headers.range, auth: req.headers.authorization });
+  state.log.push({
+    server: 'hub',
+    method: req.method!,
+    url: req.url!,
+    range: req.headers.range,
+    auth: req.headers.authorization,
+  });
   if (state.fail500) return void res.writeHead(500).end();
   const url = decodeURI(req.url!);
   const i = url.indexOf('/resolve/');
@@ -75,28 +126,53 @@ function hubHandler(req: IncomingMessage, res: ServerResponse) {
   const target = renamed.get(repoName);
   if (target) return void res.writeHead(307, { location: req.url!.replace(`/${repoName}/`, `/${target}/`) }).end();
   const repo = repos.get(repoName);
-  const fail = (status: number, code?: string) => res.writeHead(status, code && !state.plain404 ? { 'x-error-code': code } : {}).end();
+  const fail = (status: number, code?: string) =>
+    res.writeHead(status, code && !state.plain404 ? { 'x-error-code': code } : {}).end();
   if (!repo) return void fail(state.plain404 ? 404 : 401, 'RepoNotFound');
   if (repo.gated && req.headers.authorization !== 'Bearer good') return void fail(401, 'GatedRepo');
-  const commit = rev === 'v2' ? COMMIT2 : rev === 'main' || rev === repo.commit ? repo.commit : rev === COMMIT2 ? COMMIT2 : undefined;
+  const commit =
+    rev === 'v2'
+      ? COMMIT2
+      : rev === 'main' || rev === repo.commit
+        ? repo.commit
+        : rev === COMMIT2
+          ? COMMIT2
+          : undefined;
   if (!commit) return void fail(404, 'RevisionNotFound');
   const data = repo.files.get(path!);
   if (!data) return void fail(404, 'EntryNotFound');
   if (lfs(path!)) {
     const sha = sha256(data);
-    return void res.writeHead(302, { location: `${cdnBase}/cdn/${sha}`, 'x-repo-commit': commit, 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(data.length), etag: `"${gitOid(Buffer.from('pointer'))}"` }).end();
+    return void res
+      .writeHead(302, {
+        location: `${cdnBase}/cdn/${sha}`,
+        'x-repo-commit': commit,
+        'x-linked-etag': `"${sha}"`,
+        'x-linked-size': String(data.length),
+        etag: `"${gitOid(Buffer.from('pointer'))}"`,
+      })
+      .end();
   }
   serveBytes(req, res, data, { 'x-repo-commit': commit, etag: `"${gitOid(data)}"` });
 }
 
 function cdnHandler(req: IncomingMessage, res: ServerResponse) {
-  state.log.push({ server: 'cdn', method: req.method!, url: req.url!, range: req.headers.range, auth: req.headers.authorization });
+  state.log.push({
+    server: 'cdn',
+    method: req.method!,
+    url: req.url!,
+    range: req.headers.range,
+    auth: req.headers.authorization,
+  });
   const data = blobsBySha.get(req.url!.slice('/cdn/'.length));
   if (!data) return void res.writeHead(404).end();
   serveBytes(req, res, data);
 }
 
-const listen = (s: Server) => new Promise<string>((ok) => s.listen(0, '127.0.0.1', () => ok(`http://127.0.0.1:${(s.address() as AddressInfo).port}`)));
+const listen = (s: Server) =>
+  new Promise<string>((ok) =>
+    s.listen(0, '127.0.0.1', () => ok(`http://127.0.0.1:${(s.address() as AddressInfo).port}`)),
+  );
 before(async () => {
   hub = createServer(hubHandler);
   cdn = createServer(cdnHandler);
@@ -118,7 +194,14 @@ beforeEach(() => {
 });
 after(() => caches.forEach((c) => rmSync(c, { recursive: true, force: true })));
 
-const opts = (o: Record<string, unknown> = {}) => ({ endpoint, cacheDir: cache, quiet: true, offline: false, token: '', ...o });
+const opts = (o: Record<string, unknown> = {}) => ({
+  endpoint,
+  cacheDir: cache,
+  quiet: true,
+  offline: false,
+  token: '',
+  ...o,
+});
 const isErr = (code: string, re?: RegExp, hintRe?: RegExp) => (e: unknown) => {
   assert.ok(e instanceof LmSteerError, String(e));
   assert.equal(e.code, code, e.message);
@@ -148,11 +231,17 @@ test('downloads into the HF cache layout: blobs, snapshot symlinks, refs', async
   state.log = [];
   const again = await downloadRepoFiles('org/model', ['config.json', 'model.safetensors'], opts());
   assert.deepEqual(again, r);
-  assert.deepEqual(state.log.map((l) => l.method), ['HEAD', 'HEAD']);
+  assert.deepEqual(
+    state.log.map((l) => l.method),
+    ['HEAD', 'HEAD'],
+  );
 });
 
 test('offline (option or network failure) uses the cache; not cached is OFFLINE with a local-model hint', async () => {
-  await assert.rejects(downloadRepoFiles('org/model', ['config.json'], opts({ offline: true })), isErr('OFFLINE', /config\.json/, /--model .*stories260K\/hf/));
+  await assert.rejects(
+    downloadRepoFiles('org/model', ['config.json'], opts({ offline: true })),
+    isErr('OFFLINE', /config\.json/, /--model .*stories260K\/hf/),
+  );
   assert.equal(state.log.length, 0);
   const r = await downloadRepoFiles('org/model', ['config.json', 'tokenizer.json'], opts());
   state.log = [];
@@ -161,7 +250,10 @@ test('offline (option or network failure) uses the cache; not cached is OFFLINE 
   // a closed port: connection refused → cache
   const dead = 'http://127.0.0.1:1';
   assert.deepEqual(await downloadRepoFiles('org/model', ['config.json'], opts({ endpoint: dead })), r);
-  await assert.rejects(downloadRepoFiles('org/model', ['model.safetensors'], opts({ endpoint: dead })), isErr('OFFLINE', /model\.safetensors.*unreachable/));
+  await assert.rejects(
+    downloadRepoFiles('org/model', ['model.safetensors'], opts({ endpoint: dead })),
+    isErr('OFFLINE', /model\.safetensors.*unreachable/),
+  );
   // a failing hub (HTTP 500) → cache too
   state.fail500 = true;
   assert.deepEqual(await downloadRepoFiles('org/model', ['config.json'], opts()), r);
@@ -170,7 +262,10 @@ test('offline (option or network failure) uses the cache; not cached is OFFLINE 
 
 test('an interrupted download fails with a resume hint; the rerun resumes with Range and is byte-identical', async () => {
   state.cutNext = 1;
-  await assert.rejects(downloadRepoFiles('org/model', ['model.safetensors'], opts({ retries: 0 })), isErr('NETWORK', /model\.safetensors.*stopped after \d+ of 300000/, /again.*resumes/));
+  await assert.rejects(
+    downloadRepoFiles('org/model', ['model.safetensors'], opts({ retries: 0 })),
+    isErr('NETWORK', /model\.safetensors.*stopped after \d+ of 300000/, /again.*resumes/),
+  );
   const part = join(storage(), 'blobs', sha256(BIG) + '.incomplete');
   const have = statSync(part).size;
   assert.ok(have > 0 && have < BIG.length, `partial file has ${have} bytes`);
@@ -194,7 +289,10 @@ test('with retries, a cut connection resumes within the same call', async () => 
 
 test('a download whose sha256 does not match the LFS etag is rejected and removed', async () => {
   state.corrupt = true;
-  await assert.rejects(downloadRepoFiles('org/model', ['model.safetensors'], opts()), isErr('NETWORK', /corrupt: sha256/));
+  await assert.rejects(
+    downloadRepoFiles('org/model', ['model.safetensors'], opts()),
+    isErr('NETWORK', /corrupt: sha256/),
+  );
   assert.ok(!existsSync(join(storage(), 'blobs', sha256(BIG))));
   assert.ok(!existsSync(join(storage(), 'blobs', sha256(BIG) + '.incomplete')));
   assert.ok(!existsSync(join(storage(), 'snapshots', COMMIT, 'model.safetensors')));
@@ -211,21 +309,47 @@ test('gated repo: 401 names HF_TOKEN; with a token the hub gets it and the CDN d
 });
 
 test('404s: missing repo and missing file are named; plain 404s name both', async () => {
-  await assert.rejects(downloadRepoFiles('org/nope', ['config.json'], opts()), isErr('NOT_FOUND', /repository org\/nope not found/, /HF_TOKEN/));
-  await assert.rejects(downloadRepoFiles('org/model', ['missing.json'], opts()), isErr('NOT_FOUND', /file missing\.json not found in repository org\/model/));
-  await assert.rejects(downloadRepoFiles('org/model', ['config.json'], opts({ revision: 'nobranch' })), isErr('NOT_FOUND', /revision "nobranch"/));
+  await assert.rejects(
+    downloadRepoFiles('org/nope', ['config.json'], opts()),
+    isErr('NOT_FOUND', /repository org\/nope not found/, /HF_TOKEN/),
+  );
+  await assert.rejects(
+    downloadRepoFiles('org/model', ['missing.json'], opts()),
+    isErr('NOT_FOUND', /file missing\.json not found in repository org\/model/),
+  );
+  await assert.rejects(
+    downloadRepoFiles('org/model', ['config.json'], opts({ revision: 'nobranch' })),
+    isErr('NOT_FOUND', /revision "nobranch"/),
+  );
   state.plain404 = true;
-  await assert.rejects(downloadRepoFiles('org/nope', ['config.json'], opts()), isErr('NOT_FOUND', /config\.json or repository org\/nope/));
+  await assert.rejects(
+    downloadRepoFiles('org/nope', ['config.json'], opts()),
+    isErr('NOT_FOUND', /config\.json or repository org\/nope/),
+  );
 });
 
 test('allowMissing files are skipped, remembered in .no_exist, and fine offline', async () => {
-  const r = await downloadRepoFiles('org/model', ['generation_config.json', 'config.json'], opts({ allowMissing: ['generation_config.json'] }));
+  const r = await downloadRepoFiles(
+    'org/model',
+    ['generation_config.json', 'config.json'],
+    opts({ allowMissing: ['generation_config.json'] }),
+  );
   assert.ok(existsSync(join(r.dir, 'config.json')));
   assert.ok(!existsSync(join(r.dir, 'generation_config.json')));
   assert.ok(existsSync(join(storage(), '.no_exist', COMMIT, 'generation_config.json')));
-  assert.deepEqual(await downloadRepoFiles('org/model', ['config.json', 'generation_config.json'], opts({ allowMissing: ['generation_config.json'], offline: true })), r);
+  assert.deepEqual(
+    await downloadRepoFiles(
+      'org/model',
+      ['config.json', 'generation_config.json'],
+      opts({ allowMissing: ['generation_config.json'], offline: true }),
+    ),
+    r,
+  );
   // a missing repo is an error even when every asked-for file is optional
-  await assert.rejects(downloadRepoFiles('org/nope', ['x.json'], opts({ allowMissing: ['x.json'] })), isErr('NOT_FOUND', /org\/nope/));
+  await assert.rejects(
+    downloadRepoFiles('org/nope', ['x.json'], opts({ allowMissing: ['x.json'] })),
+    isErr('NOT_FOUND', /org\/nope/),
+  );
 });
 
 test('revisions: a tag maps to its commit in refs/, a commit is used as is, a renamed repo is followed', async () => {
@@ -248,7 +372,10 @@ test('parseHubSpec', () => {
   assert.deepEqual(parseHubSpec('org/name@rev'), { repo: 'org/name', revision: 'rev' });
   assert.deepEqual(parseHubSpec('gpt2'), { repo: 'gpt2', revision: 'main' });
   assert.deepEqual(parseHubSpec('Org-1/Name_2.v3@refs/pr/1'), { repo: 'Org-1/Name_2.v3', revision: 'refs/pr/1' });
-  assert.deepEqual(parseHubSpec('https://huggingface.co/openai-community/gpt2'), { repo: 'openai-community/gpt2', revision: 'main' });
+  assert.deepEqual(parseHubSpec('https://huggingface.co/openai-community/gpt2'), {
+    repo: 'openai-community/gpt2',
+    revision: 'main',
+  });
   assert.deepEqual(parseHubSpec('https://huggingface.co/org/name/tree/v1.0'), { repo: 'org/name', revision: 'v1.0' });
   for (const bad of ['', 'a/b/c', 'org/name@', '/abs', 'org/../x', 'org/na me']) {
     assert.throws(() => parseHubSpec(bad), isErr('BAD_ARGUMENT'), bad);
@@ -264,7 +391,13 @@ test('hubSettings follows huggingface_hub environment variables', () => {
   assert.equal(s.endpoint, 'https://huggingface.co');
   assert.equal(s.token, 'saved-token');
   assert.equal(s.offline, false);
-  const t = hubSettings({ HF_HOME: home, HF_HUB_CACHE: '/x/cache', HF_TOKEN: 'env-token', HF_HUB_OFFLINE: '1', HF_ENDPOINT: 'http://mirror/' });
+  const t = hubSettings({
+    HF_HOME: home,
+    HF_HUB_CACHE: '/x/cache',
+    HF_TOKEN: 'env-token',
+    HF_HUB_OFFLINE: '1',
+    HF_ENDPOINT: 'http://mirror/',
+  });
   assert.deepEqual([t.cacheDir, t.token, t.offline, t.endpoint], ['/x/cache', 'env-token', true, 'http://mirror']);
   assert.equal(hubSettings({ HF_HOME: '/nonexistent-home' }).token, undefined);
 });
@@ -283,11 +416,20 @@ test('progress bar: drawn on a terminal with size and speed, silent when quiet',
 test('resolveHubModel: single-file, sharded, errors, and the stories260K alias', async () => {
   const single = await resolveHubModel('org/model', opts());
   assert.equal(single.kind, 'hf');
-  assert.ok(single.kind === 'hf' && existsSync(join(single.dir, 'model.safetensors')) && existsSync(join(single.dir, 'tokenizer.json')));
+  assert.ok(
+    single.kind === 'hf' &&
+      existsSync(join(single.dir, 'model.safetensors')) &&
+      existsSync(join(single.dir, 'tokenizer.json')),
+  );
 
   const sharded = await resolveHubModel('org/sharded@main', opts());
   assert.ok(sharded.kind === 'hf');
-  for (const f of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'tokenizer_config.json', 'model.safetensors.index.json']) {
+  for (const f of [
+    'model-00001-of-00002.safetensors',
+    'model-00002-of-00002.safetensors',
+    'tokenizer_config.json',
+    'model.safetensors.index.json',
+  ]) {
     assert.ok(existsSync(join(sharded.dir, f)), f);
   }
   assert.ok(!existsSync(join(sharded.dir, 'model.safetensors')));
@@ -299,7 +441,10 @@ test('resolveHubModel: single-file, sharded, errors, and the stories260K alias',
   assert.equal(s.kind, 'llama2c');
   assert.ok(s.kind === 'llama2c');
   assert.equal(s.repo, 'karpathy/tinyllamas');
-  assert.equal(s.modelPath, join(cache, 'models--karpathy--tinyllamas', 'snapshots', COMMIT, 'stories260K', 'stories260K.bin'));
+  assert.equal(
+    s.modelPath,
+    join(cache, 'models--karpathy--tinyllamas', 'snapshots', COMMIT, 'stories260K', 'stories260K.bin'),
+  );
   assert.equal(statSync(s.modelPath).size, 5000);
   assert.equal(statSync(s.tokenizerPath).size, 600);
   // offline afterwards: same answer from the cache

@@ -19,8 +19,10 @@ function dirWith(files: Record<string, string>): string {
   }
   return d;
 }
-const isErr = (code: string, ...parts: string[]) => (e: unknown) =>
-  e instanceof LmSteerError && e.code === code && parts.every((p) => e.message.includes(p)) && !!e.hint;
+const isErr =
+  (code: string, ...parts: string[]) =>
+  (e: unknown) =>
+    e instanceof LmSteerError && e.code === code && parts.every((p) => e.message.includes(p)) && !!e.hint;
 
 test('stories260K hf folder: located and loaded', { skip: skipUnlessShared('models/stories260K/hf') }, () => {
   const dir = sharedPath('models/stories260K/hf')!;
@@ -41,25 +43,39 @@ test('stories260K hf folder: located and loaded', { skip: skipUnlessShared('mode
   weights.close();
 });
 
-test('stories260K llama2c: folder or .bin path; tokenizer found beside it', { skip: skipUnlessShared('models/stories260K/llama2c/model.bin') }, () => {
-  const dir = sharedPath('models/stories260K/llama2c')!;
-  const m = locateModel(dir);
-  assert.deepEqual(m, { kind: 'llama2c', dir, modelPath: join(dir, 'model.bin'), tokenizerPath: join(dir, 'tokenizer.bin') });
-  assert.deepEqual(locateModel(join(dir, 'model.bin')), m);
-  const { config, generationConfig, weights } = loadWeights(m);
-  assert.equal(config.model_type, 'llama');
-  assert.equal(config.tie_word_embeddings, true);
-  assert.equal(generationConfig, undefined);
-  assert.deepEqual(weights.shape('model.layers.0.self_attn.k_proj.weight'), [32, 64]);
-  weights.close();
+test(
+  'stories260K llama2c: folder or .bin path; tokenizer found beside it',
+  { skip: skipUnlessShared('models/stories260K/llama2c/model.bin') },
+  () => {
+    const dir = sharedPath('models/stories260K/llama2c')!;
+    const m = locateModel(dir);
+    assert.deepEqual(m, {
+      kind: 'llama2c',
+      dir,
+      modelPath: join(dir, 'model.bin'),
+      tokenizerPath: join(dir, 'tokenizer.bin'),
+    });
+    assert.deepEqual(locateModel(join(dir, 'model.bin')), m);
+    const { config, generationConfig, weights } = loadWeights(m);
+    assert.equal(config.model_type, 'llama');
+    assert.equal(config.tie_word_embeddings, true);
+    assert.equal(generationConfig, undefined);
+    assert.deepEqual(weights.shape('model.layers.0.self_attn.k_proj.weight'), [32, 64]);
+    weights.close();
 
-  // Other names: stories260K.bin + tok512.bin (links, not copies).
-  const d = dirWith({});
-  symlinkSync(join(dir, 'model.bin'), join(d, 'stories260K.bin'));
-  symlinkSync(join(dir, 'tokenizer.bin'), join(d, 'tok512.bin'));
-  assert.deepEqual(locateModel(d), { kind: 'llama2c', dir: d, modelPath: join(d, 'stories260K.bin'), tokenizerPath: join(d, 'tok512.bin') });
-  assert.throws(() => locateModel(join(d, 'tok512.bin')), isErr('BAD_ARGUMENT', 'tok512.bin', 'tokenizer'));
-});
+    // Other names: stories260K.bin + tok512.bin (links, not copies).
+    const d = dirWith({});
+    symlinkSync(join(dir, 'model.bin'), join(d, 'stories260K.bin'));
+    symlinkSync(join(dir, 'tokenizer.bin'), join(d, 'tok512.bin'));
+    assert.deepEqual(locateModel(d), {
+      kind: 'llama2c',
+      dir: d,
+      modelPath: join(d, 'stories260K.bin'),
+      tokenizerPath: join(d, 'tok512.bin'),
+    });
+    assert.throws(() => locateModel(join(d, 'tok512.bin')), isErr('BAD_ARGUMENT', 'tok512.bin', 'tokenizer'));
+  },
+);
 
 test('llama2.c files without a tokenizer, or ambiguous folders, are clear errors', () => {
   const lone = dirWith({ 'stories.bin': 'x' });
@@ -78,23 +94,50 @@ test('llama2.c files without a tokenizer, or ambiguous folders, are clear errors
 test('ONNX folders are recognized; their weights cannot be loaded as a checkpoint', () => {
   const top = dirWith({ 'model.onnx': 'x', 'tokenizer.json': '{}' });
   const m = locateModel(top);
-  assert.deepEqual(m, { kind: 'onnx', dir: top, onnxPaths: [join(top, 'model.onnx')], tokenizerJsonPath: join(top, 'tokenizer.json') });
+  assert.deepEqual(m, {
+    kind: 'onnx',
+    dir: top,
+    onnxPaths: [join(top, 'model.onnx')],
+    tokenizerJsonPath: join(top, 'tokenizer.json'),
+  });
   assert.throws(() => loadWeights(m), isErr('UNSUPPORTED', 'model.onnx'));
   const sub = dirWith({ 'onnx/decoder_model.onnx': 'x' });
-  assert.deepEqual(locateModel(sub), { kind: 'onnx', dir: sub, onnxPaths: [join(sub, 'onnx', 'decoder_model.onnx')], tokenizerJsonPath: undefined });
+  assert.deepEqual(locateModel(sub), {
+    kind: 'onnx',
+    dir: sub,
+    onnxPaths: [join(sub, 'onnx', 'decoder_model.onnx')],
+    tokenizerJsonPath: undefined,
+  });
   assert.equal(locateModel(join(sub, 'onnx', 'decoder_model.onnx')).kind, 'onnx');
   // With config.json: safetensors win (lmsteer's own graph); without them the onnx/ export is the model.
   const exportOnly = dirWith({ 'config.json': '{"model_type":"gpt2"}', 'onnx/model.onnx': 'x' });
-  assert.deepEqual(locateModel(exportOnly), { kind: 'onnx', dir: exportOnly, onnxPaths: [join(exportOnly, 'onnx', 'model.onnx')], tokenizerJsonPath: undefined });
+  assert.deepEqual(locateModel(exportOnly), {
+    kind: 'onnx',
+    dir: exportOnly,
+    onnxPaths: [join(exportOnly, 'onnx', 'model.onnx')],
+    tokenizerJsonPath: undefined,
+  });
   const both = dirWith({ 'config.json': '{"model_type":"gpt2"}', 'model.safetensors': 'x', 'onnx/model.onnx': 'x' });
   assert.equal(locateModel(both).kind, 'hf');
   // …and the .onnx file itself picks the export, config.json found one folder up
-  assert.deepEqual(locateModel(join(both, 'onnx', 'model.onnx')), { kind: 'onnx', dir: both, onnxPaths: [join(both, 'onnx', 'model.onnx')], tokenizerJsonPath: undefined });
+  assert.deepEqual(locateModel(join(both, 'onnx', 'model.onnx')), {
+    kind: 'onnx',
+    dir: both,
+    onnxPaths: [join(both, 'onnx', 'model.onnx')],
+    tokenizerJsonPath: undefined,
+  });
 });
 
 test('nothing there: NOT_FOUND with a hint saying what a model folder holds', () => {
   assert.throws(() => locateModel(join(root, 'absent')), isErr('NOT_FOUND', join(root, 'absent'), 'does not exist'));
-  assert.throws(() => locateModel(dirWith({ 'README.md': 'hi' })), (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && /config\.json/.test(e.hint ?? '') && /tokenizer\.bin/.test(e.hint ?? ''));
+  assert.throws(
+    () => locateModel(dirWith({ 'README.md': 'hi' })),
+    (e: unknown) =>
+      e instanceof LmSteerError &&
+      e.code === 'NOT_FOUND' &&
+      /config\.json/.test(e.hint ?? '') &&
+      /tokenizer\.bin/.test(e.hint ?? ''),
+  );
   const d = dirWith({ 'notes.txt': 'x' });
   assert.throws(() => locateModel(join(d, 'notes.txt')), isErr('BAD_ARGUMENT', 'notes.txt'));
   // An HF folder without weights is located, and loading says what is missing.

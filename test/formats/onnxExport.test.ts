@@ -16,14 +16,26 @@ let n = 0;
 const fresh = () => join(root, `m${n++}`);
 
 function assertUnsupported(fn: () => unknown, pattern: RegExp): void {
-  assert.throws(fn, (e: unknown) => e instanceof LmSteerError && e.code === 'UNSUPPORTED' && pattern.test(e.message) && !!e.hint);
+  assert.throws(
+    fn,
+    (e: unknown) => e instanceof LmSteerError && e.code === 'UNSUPPORTED' && pattern.test(e.message) && !!e.hint,
+  );
 }
 
 test('llama export with external data: IO described, E read back, hidden + steer inputs added', () => {
   const ex = writeTinyExport(fresh(), 'llama', { external: true });
   assert.ok(existsSync(join(ex.dir, 'onnx', 'model.onnx_data')));
   const r = readOnnxExport(ex.modelPath);
-  assert.deepEqual(r.io, { numLayers: 2, numKvHeads: 2, headDim: 8, hasPositionIds: true, hasUseCacheBranch: false, vocabSize: 64, hiddenSize: 32, headNode: '/lm_head/MatMul' });
+  assert.deepEqual(r.io, {
+    numLayers: 2,
+    numKvHeads: 2,
+    headDim: 8,
+    hasPositionIds: true,
+    hasUseCacheBranch: false,
+    vocabSize: 64,
+    hiddenSize: 32,
+    headNode: '/lm_head/MatMul',
+  });
   assert.deepEqual(r.head.shape, [64, 32]);
   assert.deepEqual(Array.from(r.head.data), Array.from(outputEmbeddings(ex.cfg, ex.weights).data));
   const g = decodeModel(r.bytes).graph;
@@ -33,10 +45,18 @@ test('llama export with external data: IO described, E read back, hidden + steer
   );
   assert.ok(g.output.some((o: { name: string }) => o.name === 'hidden'));
   // external data stays where it was: the rewritten model still points at the export's own file
-  assert.ok(g.initializer.some((t: { external_data?: { key: string; value: string }[] }) => t.external_data?.some((e) => e.key === 'location' && e.value === 'model.onnx_data')));
+  assert.ok(
+    g.initializer.some((t: { external_data?: { key: string; value: string }[] }) =>
+      t.external_data?.some((e) => e.key === 'location' && e.value === 'model.onnx_data'),
+    ),
+  );
 });
 
-for (const [kind, head] of [['gpt2', 'transpose'], ['llama', 'gemm'], ['gpt2', 'gemm']] as const) {
+for (const [kind, head] of [
+  ['gpt2', 'transpose'],
+  ['llama', 'gemm'],
+  ['gpt2', 'gemm'],
+] as const) {
   test(`${kind}: LM head as ${head} is found and E matches the checkpoint's`, () => {
     const ex = writeTinyExport(fresh(), kind, { head });
     const r = readOnnxExport(ex.modelPath);
@@ -51,7 +71,11 @@ test('merged decoder: the head inside both If branches is rewritten; use_cache_b
   assert.equal(r.io.hasUseCacheBranch, true);
   assert.deepEqual(Array.from(r.head.data), Array.from(outputEmbeddings(ex.cfg, ex.weights).data));
   const ifNode = decodeModel(r.bytes).graph.node.find((x: { op_type: string }) => x.op_type === 'If');
-  for (const a of ifNode.attribute) assert.ok(a.g.node.some((x: { input: string[] }) => x.input.includes('steer_p1')), `${a.name} has the steer`);
+  for (const a of ifNode.attribute)
+    assert.ok(
+      a.g.node.some((x: { input: string[] }) => x.input.includes('steer_p1')),
+      `${a.name} has the steer`,
+    );
 });
 
 test('logits from an op that is not a MatMul/Gemm: UNSUPPORTED naming the node', () => {
@@ -84,7 +108,10 @@ test('an export without KV cache inputs, or with an unknown input, is refused by
 test('a file that is not ONNX is BAD_FILE', () => {
   const p = join(root, 'junk.onnx');
   writeFileSync(p, 'not a model at all');
-  assert.throws(() => readOnnxExport(p), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && e.message.includes(p));
+  assert.throws(
+    () => readOnnxExport(p),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && e.message.includes(p),
+  );
 });
 
 test('the rewrite is cached by content: a second open reads the cache, a changed model gets a new entry', () => {
@@ -93,7 +120,11 @@ test('the rewrite is cached by content: a second open reads the cache, a changed
   const a = openOnnxExport(ex.modelPath, { cacheDir });
   const entries = readdirSync(join(cacheDir, 'onnx-exports'));
   assert.equal(entries.length, 1);
-  assert.deepEqual(readdirSync(join(cacheDir, 'onnx-exports', entries[0]!)).sort(), ['head.bin', 'io.json', 'model.onnx']);
+  assert.deepEqual(readdirSync(join(cacheDir, 'onnx-exports', entries[0]!)).sort(), [
+    'head.bin',
+    'io.json',
+    'model.onnx',
+  ]);
   const b = openOnnxExport(ex.modelPath, { cacheDir });
   assert.equal(b.key, a.key);
   assert.deepEqual(b.io, a.io);
@@ -107,8 +138,14 @@ test('the rewrite is cached by content: a second open reads the cache, a changed
 });
 
 test('chooseOnnxFile prefers the with-past decoders and asks when the choice is unclear', () => {
-  assert.equal(chooseOnnxFile('/m', ['/m/onnx/decoder_model.onnx', '/m/onnx/decoder_model_merged.onnx']), '/m/onnx/decoder_model_merged.onnx');
+  assert.equal(
+    chooseOnnxFile('/m', ['/m/onnx/decoder_model.onnx', '/m/onnx/decoder_model_merged.onnx']),
+    '/m/onnx/decoder_model_merged.onnx',
+  );
   assert.equal(chooseOnnxFile('/m', ['/m/onnx/model_fp16.onnx', '/m/onnx/model.onnx']), '/m/onnx/model.onnx');
   assert.equal(chooseOnnxFile('/m', ['/m/x.onnx']), '/m/x.onnx');
-  assert.throws(() => chooseOnnxFile('/m', ['/m/onnx/model_fp16.onnx', '/m/onnx/model_q4.onnx']), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /onnx\/model_q4\.onnx/.test(e.message));
+  assert.throws(
+    () => chooseOnnxFile('/m', ['/m/onnx/model_fp16.onnx', '/m/onnx/model_q4.onnx']),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /onnx\/model_q4\.onnx/.test(e.message),
+  );
 });

@@ -35,7 +35,11 @@ for (const [protocol, bytes] of Object.entries(PICKLES)) {
 
 test('argparse.Namespace becomes a plain object of its fields', () => {
   // pickle.dumps(argparse.Namespace(epsilon=0.001, dummy_steer=None, rank=4), protocol=2)
-  const ns = unpickle(hex('80026361726770617273650a4e616d6573706163650a7100298171017d7102285807000000657073696c6f6e7103473f50624dd2f1a9fc580b00000064756d6d795f737465657271044e580400000072616e6b71054b0475622e'));
+  const ns = unpickle(
+    hex(
+      '80026361726770617273650a4e616d6573706163650a7100298171017d7102285807000000657073696c6f6e7103473f50624dd2f1a9fc580b00000064756d6d795f737465657271044e580400000072616e6b71054b0475622e',
+    ),
+  );
   assert.deepEqual(ns, { epsilon: 0.001, dummy_steer: null, rank: 4 });
 });
 
@@ -45,7 +49,14 @@ test('a malicious pickle (GLOBAL os.system + REDUCE) stays an inert description;
   const len = Buffer.alloc(4);
   len.writeUInt32LE(cmd.length);
   // \x80\x02 c os\nsystem\n ( X <cmd> t R .
-  const bytes = Buffer.concat([Buffer.from([0x80, 2]), Buffer.from('cos\nsystem\n('), Buffer.from('X'), len, cmd, Buffer.from('tR.')]);
+  const bytes = Buffer.concat([
+    Buffer.from([0x80, 2]),
+    Buffer.from('cos\nsystem\n('),
+    Buffer.from('X'),
+    len,
+    cmd,
+    Buffer.from('tR.'),
+  ]);
   const v = unpickle(bytes);
   assert.ok(v instanceof PyObject);
   assert.equal(v.className, 'os.system');
@@ -71,8 +82,14 @@ test('a __proto__ field in a Namespace does not touch prototypes', () => {
 
 test('malformed pickles give BAD_FILE naming the source', () => {
   const full = hex(PICKLES[2]!);
-  assert.throws(() => unpickle(full.subarray(0, 40), { source: 'x.pkl' }), (e: E) => e.code === 'BAD_FILE' && /x\.pkl: truncated/.test(e.message));
-  assert.throws(() => unpickle(Buffer.from([0x80, 2, 0xff])), (e: E) => e.code === 'BAD_FILE' && /unknown opcode 0xff/.test(e.message));
+  assert.throws(
+    () => unpickle(full.subarray(0, 40), { source: 'x.pkl' }),
+    (e: E) => e.code === 'BAD_FILE' && /x\.pkl: truncated/.test(e.message),
+  );
+  assert.throws(
+    () => unpickle(Buffer.from([0x80, 2, 0xff])),
+    (e: E) => e.code === 'BAD_FILE' && /unknown opcode 0xff/.test(e.message),
+  );
   assert.throws(() => unpickle(Buffer.from('\x80\x02h\x07.', 'latin1')), /memo key 7/);
   assert.throws(() => unpickle(Buffer.from('\x80\x02R.', 'latin1')), /stack underflow/);
   assert.throws(() => unpickle(Buffer.from('\x80\x02(X\x01\x00\x00\x00aQ.', 'latin1')), /no loader/);

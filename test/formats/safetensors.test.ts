@@ -36,7 +36,8 @@ function throwsCode(fn: () => unknown, code: ErrorCode, ...parts: (string | RegE
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof LmSteerError, `expected LmSteerError, got ${String(e)}`);
     assert.equal(e.code, code, e.message);
-    for (const p of parts) assert.match(e.message, typeof p === 'string' ? new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : p);
+    for (const p of parts)
+      assert.match(e.message, typeof p === 'string' ? new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : p);
     assert.ok(e.hint, 'has a hint');
     return true;
   });
@@ -51,7 +52,14 @@ test('F32 round trip with metadata, in order, header padded to 8 bytes', () => {
   const bytes = readFileSync(p);
   const headerLen = Number(bytes.readBigUInt64LE(0));
   assert.equal(headerLen % 8, 0);
-  assert.equal(bytes.subarray(8, 8 + headerLen).toString().trimEnd().endsWith('}'), true);
+  assert.equal(
+    bytes
+      .subarray(8, 8 + headerLen)
+      .toString()
+      .trimEnd()
+      .endsWith('}'),
+    true,
+  );
   const { tensors, metadata } = readAllSafetensors(p);
   assert.deepEqual(metadata, { format: 'pt', note: 'x' });
   assert.deepEqual(Object.keys(tensors), ['w.a', 'w.b', 'empty']);
@@ -94,7 +102,11 @@ test('F16/BF16/F64 files widen/narrow to float32; integer tensors only via getRa
   const dtypes = ['F16', 'BF16', 'F64', 'I64', 'I32', 'U8', 'BOOL'];
   let off = 0;
   parts.forEach((p, k) => {
-    header[names[k]] = { dtype: dtypes[k], shape: [p.length / { F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, U8: 1, BOOL: 1 }[dtypes[k]]!], data_offsets: [off, off + p.length] };
+    header[names[k]] = {
+      dtype: dtypes[k],
+      shape: [p.length / { F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, U8: 1, BOOL: 1 }[dtypes[k]]!],
+      data_offsets: [off, off + p.length],
+    };
     off += p.length;
   });
   const f = openSafetensors(rawFile(header, Buffer.concat(parts)));
@@ -110,7 +122,10 @@ test('F16/BF16/F64 files widen/narrow to float32; integer tensors only via getRa
   assert.deepEqual([...(f.getRaw('flag').data as Uint8Array)], [255, 0, 1]);
   assert.equal(f.getRaw('u').dtype, 'U8');
   throwsCode(() => f.get('l'), 'UNSUPPORTED', '"l"', 'I64');
-  assert.throws(() => f.get('i'), (e: unknown) => e instanceof LmSteerError && /getRaw/.test(e.hint ?? ''));
+  assert.throws(
+    () => f.get('i'),
+    (e: unknown) => e instanceof LmSteerError && /getRaw/.test(e.hint ?? ''),
+  );
   throwsCode(() => f.get('flag'), 'UNSUPPORTED', 'BOOL');
   f.close();
 });
@@ -128,26 +143,64 @@ test('malformed files are BAD_FILE naming the file and the tensor', () => {
   throwsCode(() => openSafetensors(rawFile([1, 2], data)), 'BAD_FILE', 'not a JSON object');
   throwsCode(() => openSafetensors(rawFile('null', data)), 'BAD_FILE', 'not a JSON object');
   throwsCode(() => openSafetensors(rawFile({ t: 3 }, data)), 'BAD_FILE', '"t"');
-  throwsCode(() => openSafetensors(rawFile({ t: { ...ok, dtype: 'F13' } }, data)), 'BAD_FILE', '"t"', 'unknown dtype "F13"');
+  throwsCode(
+    () => openSafetensors(rawFile({ t: { ...ok, dtype: 'F13' } }, data)),
+    'BAD_FILE',
+    '"t"',
+    'unknown dtype "F13"',
+  );
   throwsCode(() => openSafetensors(rawFile({ t: { ...ok, dtype: 'F4' } }, data)), 'UNSUPPORTED', 'F4');
   for (const shape of [[-2], [1.5], '2', [2, null], null]) {
     throwsCode(() => openSafetensors(rawFile({ t: { ...ok, shape } }, data)), 'BAD_FILE', '"t"', 'shape');
   }
   for (const offsets of [[0], [8, 0], [-8, 0], [0, 8, 16], 'x', [0, 1.5]]) {
-    throwsCode(() => openSafetensors(rawFile({ t: { ...ok, data_offsets: offsets } }, data)), 'BAD_FILE', '"t"', 'data_offsets');
+    throwsCode(
+      () => openSafetensors(rawFile({ t: { ...ok, data_offsets: offsets } }, data)),
+      'BAD_FILE',
+      '"t"',
+      'data_offsets',
+    );
   }
-  throwsCode(() => openSafetensors(rawFile({ t: { ...ok, data_offsets: [0, 16] , shape: [4] } }, data)), 'BAD_FILE', '"t"', 'beyond the data section (8 bytes)');
-  throwsCode(() => openSafetensors(rawFile({ t: { ...ok, shape: [3] } }, data)), 'BAD_FILE', '"t"', 'needs 12 bytes', 'hold 8');
   throwsCode(
-    () => openSafetensors(rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12))),
-    'BAD_FILE', '"a"', '"b"', 'overlap',
+    () => openSafetensors(rawFile({ t: { ...ok, data_offsets: [0, 16], shape: [4] } }, data)),
+    'BAD_FILE',
+    '"t"',
+    'beyond the data section (8 bytes)',
+  );
+  throwsCode(
+    () => openSafetensors(rawFile({ t: { ...ok, shape: [3] } }, data)),
+    'BAD_FILE',
+    '"t"',
+    'needs 12 bytes',
+    'hold 8',
+  );
+  throwsCode(
+    () =>
+      openSafetensors(
+        rawFile(
+          {
+            a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+            b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+          },
+          new Uint8Array(12),
+        ),
+      ),
+    'BAD_FILE',
+    '"a"',
+    '"b"',
+    'overlap',
   );
   throwsCode(() => openSafetensors(rawFile({ __metadata__: { a: 1 }, t: ok }, data)), 'BAD_FILE', '__metadata__');
   throwsCode(() => openSafetensors(join(root, 'absent.safetensors')), 'NOT_FOUND', 'absent.safetensors');
 });
 
 test('a valid hand-made file (zero-size tensor, holes between tensors) opens', () => {
-  const f = openSafetensors(rawFile({ z: { dtype: 'F32', shape: [0], data_offsets: [4, 4] }, t: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8)));
+  const f = openSafetensors(
+    rawFile(
+      { z: { dtype: 'F32', shape: [0], data_offsets: [4, 4] }, t: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } },
+      new Uint8Array(8),
+    ),
+  );
   assert.deepEqual(f.get('z').shape, [0]);
   assert.deepEqual([...f.get('t').data], [0]);
   f.close();
@@ -155,8 +208,16 @@ test('a valid hand-made file (zero-size tensor, holes between tensors) opens', (
 
 test('writeSafetensors rejects bad names, shapes and metadata', () => {
   throwsCode(() => writeSafetensors(tmp(), { __metadata__: tensor([1]) }), 'BAD_ARGUMENT', '__metadata__');
-  throwsCode(() => writeSafetensors(tmp(), { t: { dtype: 'float32', shape: [3], data: new Float32Array(2) } }), 'SHAPE_MISMATCH', '"t"');
-  throwsCode(() => writeSafetensors(tmp(), { t: tensor([1]) }, { metadata: { a: 3 as unknown as string } }), 'BAD_ARGUMENT', '"a"');
+  throwsCode(
+    () => writeSafetensors(tmp(), { t: { dtype: 'float32', shape: [3], data: new Float32Array(2) } }),
+    'SHAPE_MISMATCH',
+    '"t"',
+  );
+  throwsCode(
+    () => writeSafetensors(tmp(), { t: tensor([1]) }, { metadata: { a: 3 as unknown as string } }),
+    'BAD_ARGUMENT',
+    '"a"',
+  );
 });
 
 /** Write shards of {name: value} (one-element tensors) and an index mapping names to shard files. */
@@ -169,12 +230,18 @@ function shardedDir(shards: Record<string, Record<string, number>>, weightMap?: 
     writeSafetensors(join(dir, file), tensors);
     for (const k of Object.keys(ts)) map[k] = file;
   }
-  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap ?? map }));
+  writeFileSync(
+    join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: {}, weight_map: weightMap ?? map }),
+  );
   return dir;
 }
 
 test('sharded models: tensors from every shard; missing or inconsistent shards are clear errors', () => {
-  const dir = shardedDir({ 'model-00001-of-00002.safetensors': { a: 1, b: 2 }, 'model-00002-of-00002.safetensors': { c: 3 } });
+  const dir = shardedDir({
+    'model-00001-of-00002.safetensors': { a: 1, b: 2 },
+    'model-00002-of-00002.safetensors': { c: 3 },
+  });
   const s = openSafetensorsModel(dir);
   assert.deepEqual(s.names().sort(), ['a', 'b', 'c']);
   assert.deepEqual([...s.get('c').data], [3]);
@@ -184,12 +251,23 @@ test('sharded models: tensors from every shard; missing or inconsistent shards a
   s.close();
 
   rmSync(join(dir, 'model-00002-of-00002.safetensors'));
-  throwsCode(() => openSafetensorsModel(dir), 'NOT_FOUND', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json');
+  throwsCode(
+    () => openSafetensorsModel(dir),
+    'NOT_FOUND',
+    'model-00002-of-00002.safetensors',
+    'model.safetensors.index.json',
+  );
 
-  const dup = shardedDir({ 'x1.safetensors': { a: 1, b: 2 }, 'x2.safetensors': { b: 5 } }, { a: 'x1.safetensors', b: 'x2.safetensors' });
+  const dup = shardedDir(
+    { 'x1.safetensors': { a: 1, b: 2 }, 'x2.safetensors': { b: 5 } },
+    { a: 'x1.safetensors', b: 'x2.safetensors' },
+  );
   throwsCode(() => openSafetensorsModel(dup), 'BAD_FILE', '"b"', 'two shards', 'x1.safetensors', 'x2.safetensors');
 
-  const wrong = shardedDir({ 'x1.safetensors': { a: 1 }, 'x2.safetensors': { b: 2 } }, { a: 'x2.safetensors', b: 'x2.safetensors' });
+  const wrong = shardedDir(
+    { 'x1.safetensors': { a: 1 }, 'x2.safetensors': { b: 2 } },
+    { a: 'x2.safetensors', b: 'x2.safetensors' },
+  );
   throwsCode(() => openSafetensorsModel(wrong), 'BAD_FILE', '"a"', 'x2.safetensors');
 
   const escape = shardedDir({ 'x1.safetensors': { a: 1 } }, { a: '../x1.safetensors' });
@@ -224,37 +302,46 @@ test('model folders: model.safetensors, a lone other name, ambiguous and empty f
   throwsCode(() => openSafetensorsModel(empty), 'UNSUPPORTED', 'pytorch_model.bin');
 });
 
-test('stories260K hf/model.safetensors: every tensor has the shape its config.json implies', { skip: skipUnlessShared('models/stories260K/hf/model.safetensors') }, () => {
-  const dir = sharedPath('models/stories260K/hf')!;
-  const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-  const d = cfg.hidden_size, hd = cfg.head_dim, ff = cfg.intermediate_size;
-  const expected: Record<string, number[]> = { 'model.embed_tokens.weight': [cfg.vocab_size, d], 'model.norm.weight': [d] };
-  for (let l = 0; l < cfg.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
-    Object.assign(expected, {
-      [p + 'input_layernorm.weight']: [d],
-      [p + 'post_attention_layernorm.weight']: [d],
-      [p + 'self_attn.q_proj.weight']: [cfg.num_attention_heads * hd, d],
-      [p + 'self_attn.k_proj.weight']: [cfg.num_key_value_heads * hd, d],
-      [p + 'self_attn.v_proj.weight']: [cfg.num_key_value_heads * hd, d],
-      [p + 'self_attn.o_proj.weight']: [d, cfg.num_attention_heads * hd],
-      [p + 'mlp.gate_proj.weight']: [ff, d],
-      [p + 'mlp.up_proj.weight']: [ff, d],
-      [p + 'mlp.down_proj.weight']: [d, ff],
-    });
-  }
-  const s = openSafetensorsModel(dir);
-  try {
-    assert.deepEqual(s.names().sort(), Object.keys(expected).sort());
-    for (const [name, shape] of Object.entries(expected)) {
-      assert.deepEqual(s.shape(name), shape, name);
-      assert.equal(s.dtypeOf(name), 'F32');
+test(
+  'stories260K hf/model.safetensors: every tensor has the shape its config.json implies',
+  { skip: skipUnlessShared('models/stories260K/hf/model.safetensors') },
+  () => {
+    const dir = sharedPath('models/stories260K/hf')!;
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    const d = cfg.hidden_size,
+      hd = cfg.head_dim,
+      ff = cfg.intermediate_size;
+    const expected: Record<string, number[]> = {
+      'model.embed_tokens.weight': [cfg.vocab_size, d],
+      'model.norm.weight': [d],
+    };
+    for (let l = 0; l < cfg.num_hidden_layers; l++) {
+      const p = `model.layers.${l}.`;
+      Object.assign(expected, {
+        [p + 'input_layernorm.weight']: [d],
+        [p + 'post_attention_layernorm.weight']: [d],
+        [p + 'self_attn.q_proj.weight']: [cfg.num_attention_heads * hd, d],
+        [p + 'self_attn.k_proj.weight']: [cfg.num_key_value_heads * hd, d],
+        [p + 'self_attn.v_proj.weight']: [cfg.num_key_value_heads * hd, d],
+        [p + 'self_attn.o_proj.weight']: [d, cfg.num_attention_heads * hd],
+        [p + 'mlp.gate_proj.weight']: [ff, d],
+        [p + 'mlp.up_proj.weight']: [ff, d],
+        [p + 'mlp.down_proj.weight']: [d, ff],
+      });
     }
-    const emb = s.get('model.embed_tokens.weight');
-    assert.equal(emb.data.length, cfg.vocab_size * d);
-    assert.ok(emb.data.every(Number.isFinite));
-    assert.ok(emb.data.some((v) => v !== 0));
-  } finally {
-    s.close();
-  }
-});
+    const s = openSafetensorsModel(dir);
+    try {
+      assert.deepEqual(s.names().sort(), Object.keys(expected).sort());
+      for (const [name, shape] of Object.entries(expected)) {
+        assert.deepEqual(s.shape(name), shape, name);
+        assert.equal(s.dtypeOf(name), 'F32');
+      }
+      const emb = s.get('model.embed_tokens.weight');
+      assert.equal(emb.data.length, cfg.vocab_size * d);
+      assert.ok(emb.data.every(Number.isFinite));
+      assert.ok(emb.data.some((v) => v !== 0));
+    } finally {
+      s.close();
+    }
+  },
+);

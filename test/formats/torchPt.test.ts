@@ -81,7 +81,12 @@ function writeTensor(p: Pickle, t: TensorSpec, stack: boolean): void {
 }
 
 /** `torch.save([Namespace(**args), {projector1, projector2}, steps])` as a zip. */
-function torchSave(args: Record<string, number | string | null>, tensors: [TensorSpec, TensorSpec], data: Record<string, Uint8Array>, opts: { protocol4?: boolean; steps?: number; byteorder?: string } = {}): Uint8Array {
+function torchSave(
+  args: Record<string, number | string | null>,
+  tensors: [TensorSpec, TensorSpec],
+  data: Record<string, Uint8Array>,
+  opts: { protocol4?: boolean; steps?: number; byteorder?: string } = {},
+): Uint8Array {
   const stack = opts.protocol4 ?? false;
   const p = new Pickle().raw(0x80, stack ? 4 : 2);
   if (stack) p.raw(0x95, 0, 0, 0, 0, 0, 0, 0, 0); // FRAME (length ignored by readers that stream)
@@ -100,8 +105,14 @@ function torchSave(args: Record<string, number | string | null>, tensors: [Tenso
   writeTensor(p, tensors[0], stack);
   p.str('projector2');
   writeTensor(p, tensors[1], stack);
-  p.raw(0x75).int(opts.steps ?? 7).raw(0x65); // SETITEMS, steps, APPENDS
-  const files: Record<string, Uint8Array> = { 'archive/data.pkl': p.bytes(), 'archive/version': strToU8('3\n'), 'archive/byteorder': strToU8(opts.byteorder ?? 'little') };
+  p.raw(0x75)
+    .int(opts.steps ?? 7)
+    .raw(0x65); // SETITEMS, steps, APPENDS
+  const files: Record<string, Uint8Array> = {
+    'archive/data.pkl': p.bytes(),
+    'archive/version': strToU8('3\n'),
+    'archive/byteorder': strToU8(opts.byteorder ?? 'little'),
+  };
   for (const [k, v] of Object.entries(data)) files[`archive/data/${k}`] = v;
   return zipSync(files, { level: 0 });
 }
@@ -111,62 +122,125 @@ function expected(): { p1: Tensor; p2: Tensor } {
   return { p1: tensors.projector1!, p2: tensors.projector2! };
 }
 
-const ARGS = { epsilon: 0.002, rank: 16, num_steers: 2, dummy_steer: null, adaptor_class: 'multiply', adapted_component: 'final_layer', model_name: 'stories260K' };
+const ARGS = {
+  epsilon: 0.002,
+  rank: 16,
+  num_steers: 2,
+  dummy_steer: null,
+  adaptor_class: 'multiply',
+  adapted_component: 'final_layer',
+  model_name: 'stories260K',
+};
 
-test('the reference sample imports to exactly the expected tensors', { skip: skipUnlessShared(...PT) || skipUnlessShared(...EXPECTED) }, () => {
-  const ckpt = importReferenceCheckpoint(sharedPath(...PT)!);
-  const want = expected();
-  assert.deepEqual(ckpt.projector1, want.p1);
-  assert.deepEqual(ckpt.projector2, want.p2);
-  assert.equal(ckpt.steps, 1000);
-  assert.equal(ckpt.args.epsilon, 0.001);
-  assert.equal(ckpt.args.dummy_steer, 1);
+test(
+  'the reference sample imports to exactly the expected tensors',
+  { skip: skipUnlessShared(...PT) || skipUnlessShared(...EXPECTED) },
+  () => {
+    const ckpt = importReferenceCheckpoint(sharedPath(...PT)!);
+    const want = expected();
+    assert.deepEqual(ckpt.projector1, want.p1);
+    assert.deepEqual(ckpt.projector2, want.p2);
+    assert.equal(ckpt.steps, 1000);
+    assert.equal(ckpt.args.epsilon, 0.001);
+    assert.equal(ckpt.args.dummy_steer, 1);
 
-  const steer = referenceCheckpointToSteer(ckpt, base, { name: 'sample' });
-  assert.equal(steer.config.eps, 0.001);
-  assert.equal(steer.config.rank, 16);
-  assert.deepEqual(steer.config.slots, [{ name: 'slot0', defaultValue: 0 }, { name: DUMMY_SLOT, defaultValue: 1 }]);
-  assert.equal(steer.config.source?.kind, 'reference-pt');
-  assert.equal(steer.config.training?.steps, 1000);
-  assert.equal(JSON.parse(JSON.stringify(steer.config)).source.referenceArgs.model_name, 'stories260K');
-});
+    const steer = referenceCheckpointToSteer(ckpt, base, { name: 'sample' });
+    assert.equal(steer.config.eps, 0.001);
+    assert.equal(steer.config.rank, 16);
+    assert.deepEqual(steer.config.slots, [
+      { name: 'slot0', defaultValue: 0 },
+      { name: DUMMY_SLOT, defaultValue: 1 },
+    ]);
+    assert.equal(steer.config.source?.kind, 'reference-pt');
+    assert.equal(steer.config.training?.steps, 1000);
+    assert.equal(JSON.parse(JSON.stringify(steer.config)).source.referenceArgs.model_name, 'stories260K');
+  },
+);
 
 test('fp16 tensors are widened to float32', { skip: skipUnlessShared(...EXPECTED) }, (t) => {
   const want = expected();
   const n = want.p1.data.length;
   const h1 = f32ToF16(want.p1.data);
   const h2 = f32ToF16(want.p2.data);
-  const spec = (key: string): TensorSpec => ({ key, storage: 'HalfStorage', numel: n, offset: 0, size: [2, 64, 16], stride: [1024, 16, 1], parameter: false });
+  const spec = (key: string): TensorSpec => ({
+    key,
+    storage: 'HalfStorage',
+    numel: n,
+    offset: 0,
+    size: [2, 64, 16],
+    stride: [1024, 16, 1],
+    parameter: false,
+  });
   const file = join(tmp(t), 'half.pt');
-  writeFileSync(file, torchSave(ARGS, [spec('0'), spec('1')], { '0': new Uint8Array(h1.buffer), '1': new Uint8Array(h2.buffer) }));
+  writeFileSync(
+    file,
+    torchSave(ARGS, [spec('0'), spec('1')], { '0': new Uint8Array(h1.buffer), '1': new Uint8Array(h2.buffer) }),
+  );
   const ckpt = importReferenceCheckpoint(file);
   assert.deepEqual(ckpt.projector1.data, f16ToF32(h1));
   assert.deepEqual(ckpt.projector2.data, f16ToF32(h2));
   assert.equal(ckpt.steps, 7);
   const steer = referenceCheckpointToSteer(ckpt, base);
   assert.equal(steer.config.eps, 0.002);
-  assert.deepEqual(steer.config.slots.map((s) => s.name), ['slot0', 'slot1'], 'no dummy slot when dummy_steer is None');
+  assert.deepEqual(
+    steer.config.slots.map((s) => s.name),
+    ['slot0', 'slot1'],
+    'no dummy slot when dummy_steer is None',
+  );
 });
 
-test('nn.Parameter-wrapped, strided and offset tensors (protocol 4 opcodes) import exactly', { skip: skipUnlessShared(...EXPECTED) }, (t) => {
-  const want = expected();
-  const [S, d, r] = [2, 64, 16];
-  // projector2 stored transposed ([S, r, d] in memory, stride (r·d, 1, d)) after 3 unused leading floats.
-  const storage2 = new Float32Array(3 + S * d * r);
-  for (let s = 0; s < S; s++) for (let i = 0; i < d; i++) for (let j = 0; j < r; j++) storage2[3 + s * r * d + j * d + i] = want.p2.data[s * d * r + i * r + j]!;
-  const specs: [TensorSpec, TensorSpec] = [
-    { key: '0', storage: 'FloatStorage', numel: S * d * r, offset: 0, size: [S, d, r], stride: [d * r, r, 1], parameter: true },
-    { key: '1', storage: 'FloatStorage', numel: storage2.length, offset: 3, size: [S, d, r], stride: [d * r, 1, d], parameter: true },
-  ];
-  const file = join(tmp(t), 'param.pt');
-  writeFileSync(file, torchSave({ ...ARGS, dummy_steer: 0 }, specs, { '0': new Uint8Array(want.p1.data.slice().buffer), '1': new Uint8Array(storage2.buffer) }, { protocol4: true, steps: 70000 }));
-  const ckpt = importReferenceCheckpoint(file);
-  assert.deepEqual(ckpt.projector1, want.p1);
-  assert.deepEqual(ckpt.projector2, want.p2);
-  assert.equal(ckpt.steps, 70000);
-  const steer = referenceCheckpointToSteer(ckpt, base, { slotNames: ['positive'] });
-  assert.deepEqual(steer.config.slots.map((s) => s.name), [DUMMY_SLOT, 'positive']);
-});
+test(
+  'nn.Parameter-wrapped, strided and offset tensors (protocol 4 opcodes) import exactly',
+  { skip: skipUnlessShared(...EXPECTED) },
+  (t) => {
+    const want = expected();
+    const [S, d, r] = [2, 64, 16];
+    // projector2 stored transposed ([S, r, d] in memory, stride (r·d, 1, d)) after 3 unused leading floats.
+    const storage2 = new Float32Array(3 + S * d * r);
+    for (let s = 0; s < S; s++)
+      for (let i = 0; i < d; i++)
+        for (let j = 0; j < r; j++) storage2[3 + s * r * d + j * d + i] = want.p2.data[s * d * r + i * r + j]!;
+    const specs: [TensorSpec, TensorSpec] = [
+      {
+        key: '0',
+        storage: 'FloatStorage',
+        numel: S * d * r,
+        offset: 0,
+        size: [S, d, r],
+        stride: [d * r, r, 1],
+        parameter: true,
+      },
+      {
+        key: '1',
+        storage: 'FloatStorage',
+        numel: storage2.length,
+        offset: 3,
+        size: [S, d, r],
+        stride: [d * r, 1, d],
+        parameter: true,
+      },
+    ];
+    const file = join(tmp(t), 'param.pt');
+    writeFileSync(
+      file,
+      torchSave(
+        { ...ARGS, dummy_steer: 0 },
+        specs,
+        { '0': new Uint8Array(want.p1.data.slice().buffer), '1': new Uint8Array(storage2.buffer) },
+        { protocol4: true, steps: 70000 },
+      ),
+    );
+    const ckpt = importReferenceCheckpoint(file);
+    assert.deepEqual(ckpt.projector1, want.p1);
+    assert.deepEqual(ckpt.projector2, want.p2);
+    assert.equal(ckpt.steps, 70000);
+    const steer = referenceCheckpointToSteer(ckpt, base, { slotNames: ['positive'] });
+    assert.deepEqual(
+      steer.config.slots.map((s) => s.name),
+      [DUMMY_SLOT, 'positive'],
+    );
+  },
+);
 
 test('big-endian storages (byteorder "big") are byte-swapped', () => {
   const values = new Float32Array([1.5, -2, 3.25, 1e-3]);
@@ -187,35 +261,92 @@ test('big-endian storages (byteorder "big") are byte-swapped', () => {
 test('a checkpoint whose pickle calls os.system is refused and runs nothing', (t) => {
   const dir = tmp(t);
   const marker = join(dir, 'pwned');
-  const pkl = Buffer.concat([Buffer.from('\x80\x02cos\nsystem\n(', 'latin1'), new Pickle().str(`touch ${marker}`).bytes().subarray(0, -1), Buffer.from('tR.', 'latin1')]);
+  const pkl = Buffer.concat([
+    Buffer.from('\x80\x02cos\nsystem\n(', 'latin1'),
+    new Pickle().str(`touch ${marker}`).bytes().subarray(0, -1),
+    Buffer.from('tR.', 'latin1'),
+  ]);
   const file = join(dir, 'evil.pt');
   writeFileSync(file, zipSync({ 'evil/data.pkl': pkl, 'evil/version': strToU8('3\n') }, { level: 0 }));
-  assert.throws(() => importReferenceCheckpoint(file), (e: E) => e.code === 'BAD_FILE' && /os\.system/.test(e.message));
+  assert.throws(
+    () => importReferenceCheckpoint(file),
+    (e: E) => e.code === 'BAD_FILE' && /os\.system/.test(e.message),
+  );
   assert.throws(() => readFileSync(marker), /ENOENT/);
 });
 
-test('truncated zips, zips without data.pkl, legacy files and missing storages give clear errors', { skip: skipUnlessShared(...PT) }, (t) => {
-  const bytes = readFileSync(sharedPath(...PT)!);
-  assert.throws(() => loadTorchBytes(bytes.subarray(0, bytes.length >> 1), 'cut.pt'), (e: E) => e.code === 'BAD_FILE' && /cut\.pt: cannot read its zip/.test(e.message));
-  assert.throws(() => loadTorchBytes(zipSync({ 'a/version': strToU8('3') }), 'nopkl.pt'), (e: E) => e.code === 'BAD_FILE' && /no data\.pkl/.test(e.message));
-  assert.throws(() => loadTorchBytes(Buffer.from('\x80\x02\x8a\x0a', 'latin1'), 'old.pt'), (e: E) => e.code === 'UNSUPPORTED' && /legacy/.test(e.message));
-  assert.throws(() => loadTorchBytes(Buffer.from('hello'), 'txt.pt'), (e: E) => e.code === 'BAD_FILE');
-  assert.throws(() => importReferenceCheckpoint(join(tmp(t), 'absent.pt')), (e: E) => e.code === 'NOT_FOUND');
-  // data.pkl refers to data/0 and data/1; drop data/1.
-  const spec = (key: string): TensorSpec => ({ key, storage: 'FloatStorage', numel: 4, offset: 0, size: [1, 2, 2], stride: [4, 2, 1], parameter: false });
-  const zip = torchSave(ARGS, [spec('0'), spec('1')], { '0': new Uint8Array(16) });
-  assert.throws(() => loadTorchBytes(zip, 'partial.pt'), (e: E) => e.code === 'BAD_FILE' && /data\/1 is missing/.test(e.message));
-  // A storage too small for the tensor's view.
-  const big = { ...spec('1'), size: [1, 2, 3], stride: [6, 3, 1] };
-  assert.throws(() => loadTorchBytes(torchSave(ARGS, [spec('0'), big], { '0': new Uint8Array(16), '1': new Uint8Array(16) }), 'small.pt'), /reads past its storage/);
-});
+test(
+  'truncated zips, zips without data.pkl, legacy files and missing storages give clear errors',
+  { skip: skipUnlessShared(...PT) },
+  (t) => {
+    const bytes = readFileSync(sharedPath(...PT)!);
+    assert.throws(
+      () => loadTorchBytes(bytes.subarray(0, bytes.length >> 1), 'cut.pt'),
+      (e: E) => e.code === 'BAD_FILE' && /cut\.pt: cannot read its zip/.test(e.message),
+    );
+    assert.throws(
+      () => loadTorchBytes(zipSync({ 'a/version': strToU8('3') }), 'nopkl.pt'),
+      (e: E) => e.code === 'BAD_FILE' && /no data\.pkl/.test(e.message),
+    );
+    assert.throws(
+      () => loadTorchBytes(Buffer.from('\x80\x02\x8a\x0a', 'latin1'), 'old.pt'),
+      (e: E) => e.code === 'UNSUPPORTED' && /legacy/.test(e.message),
+    );
+    assert.throws(
+      () => loadTorchBytes(Buffer.from('hello'), 'txt.pt'),
+      (e: E) => e.code === 'BAD_FILE',
+    );
+    assert.throws(
+      () => importReferenceCheckpoint(join(tmp(t), 'absent.pt')),
+      (e: E) => e.code === 'NOT_FOUND',
+    );
+    // data.pkl refers to data/0 and data/1; drop data/1.
+    const spec = (key: string): TensorSpec => ({
+      key,
+      storage: 'FloatStorage',
+      numel: 4,
+      offset: 0,
+      size: [1, 2, 2],
+      stride: [4, 2, 1],
+      parameter: false,
+    });
+    const zip = torchSave(ARGS, [spec('0'), spec('1')], { '0': new Uint8Array(16) });
+    assert.throws(
+      () => loadTorchBytes(zip, 'partial.pt'),
+      (e: E) => e.code === 'BAD_FILE' && /data\/1 is missing/.test(e.message),
+    );
+    // A storage too small for the tensor's view.
+    const big = { ...spec('1'), size: [1, 2, 3], stride: [6, 3, 1] };
+    assert.throws(
+      () =>
+        loadTorchBytes(
+          torchSave(ARGS, [spec('0'), big], { '0': new Uint8Array(16), '1': new Uint8Array(16) }),
+          'small.pt',
+        ),
+      /reads past its storage/,
+    );
+  },
+);
 
-test('a steer for another width is refused as MODEL_MISMATCH naming both models', { skip: skipUnlessShared(...PT) }, () => {
-  const ckpt = importReferenceCheckpoint(sharedPath(...PT)!);
-  assert.throws(
-    () => referenceCheckpointToSteer(ckpt, { ...base, id: 'gpt2', hiddenSize: 768 }),
-    (e: E) => e.code === 'MODEL_MISMATCH' && /trained on stories260K/.test(e.message) && /gpt2 has hidden size 768/.test(e.message),
-  );
-  assert.throws(() => referenceCheckpointToSteer({ ...ckpt, args: { ...ckpt.args, dummy_steer: 5 } }, base), /dummy_steer is 5/);
-  assert.throws(() => referenceCheckpointToSteer({ ...ckpt, args: { ...ckpt.args, adapted_component: 'input_embedding' } }, base), (e: E) => e.code === 'UNSUPPORTED');
-});
+test(
+  'a steer for another width is refused as MODEL_MISMATCH naming both models',
+  { skip: skipUnlessShared(...PT) },
+  () => {
+    const ckpt = importReferenceCheckpoint(sharedPath(...PT)!);
+    assert.throws(
+      () => referenceCheckpointToSteer(ckpt, { ...base, id: 'gpt2', hiddenSize: 768 }),
+      (e: E) =>
+        e.code === 'MODEL_MISMATCH' &&
+        /trained on stories260K/.test(e.message) &&
+        /gpt2 has hidden size 768/.test(e.message),
+    );
+    assert.throws(
+      () => referenceCheckpointToSteer({ ...ckpt, args: { ...ckpt.args, dummy_steer: 5 } }, base),
+      /dummy_steer is 5/,
+    );
+    assert.throws(
+      () => referenceCheckpointToSteer({ ...ckpt, args: { ...ckpt.args, adapted_component: 'input_embedding' } }, base),
+      (e: E) => e.code === 'UNSUPPORTED',
+    );
+  },
+);

@@ -11,7 +11,26 @@ export const BOS = 0;
 export const EOS = 1;
 /** Ids 2..257 are the byte tokens <0x00>..<0xFF>; words follow. */
 export const BYTE0 = 2;
-export const WORDS = [' ', 'a', 'b', 'c', 'the', ' cat', ' sat', ' on', ' mat', '.', '\n', 'END', 'E', 'ND', 'Hello', ' world', '!', ' —'];
+export const WORDS = [
+  ' ',
+  'a',
+  'b',
+  'c',
+  'the',
+  ' cat',
+  ' sat',
+  ' on',
+  ' mat',
+  '.',
+  '\n',
+  'END',
+  'E',
+  'ND',
+  'Hello',
+  ' world',
+  '!',
+  ' —',
+];
 
 /** Sentencepiece-like tokenizer with byte fallback: words, else UTF-8 bytes as <0xNN> tokens. */
 export class FakeTokenizer implements Tokenizer {
@@ -37,7 +56,7 @@ export class FakeTokenizer implements Tokenizer {
   }
 
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    const ids: number[] = opts.addSpecialTokens ?? true ? (this.bosId !== undefined ? [this.bosId] : []) : [];
+    const ids: number[] = (opts.addSpecialTokens ?? true) ? (this.bosId !== undefined ? [this.bosId] : []) : [];
     let i = 0;
     while (i < text.length) {
       let best = '';
@@ -143,17 +162,28 @@ export class FakeDecoder implements Decoder {
     return { logits: { dtype: 'float32', shape: [rows.length, V], data } };
   }
 
-  async start(prompts: number[][], steer?: SteerInputs, opts?: { maxNewTokens?: number }): Promise<{ batch: DecoderBatch; out: StepOutput }> {
+  async start(
+    prompts: number[][],
+    steer?: SteerInputs,
+    opts?: { maxNewTokens?: number },
+  ): Promise<{ batch: DecoderBatch; out: StepOutput }> {
     const rows = prompts.map((p) => [...p]);
     const promptLengths = prompts.map((p) => p.length);
-    this.calls.push({ kind: 'start', batchSize: prompts.length, tokens: rows.map((r) => [...r]), steer, maxNewTokens: opts?.maxNewTokens });
+    this.calls.push({
+      kind: 'start',
+      batchSize: prompts.length,
+      tokens: rows.map((r) => [...r]),
+      steer,
+      maxNewTokens: opts?.maxNewTokens,
+    });
     this.live++;
     let disposed = false;
     const batch: DecoderBatch = {
       batchSize: prompts.length,
       step: async (next: number[]) => {
         if (disposed) throw new Error('fake: step after dispose');
-        if (next.length !== rows.length) throw new Error(`fake: step got ${next.length} tokens for ${rows.length} rows`);
+        if (next.length !== rows.length)
+          throw new Error(`fake: step got ${next.length} tokens for ${rows.length} rows`);
         next.forEach((id, b) => rows[b].push(id));
         this.calls.push({ kind: 'step', batchSize: rows.length, tokens: next.map((id) => [id]) });
         await Promise.resolve();

@@ -41,12 +41,22 @@ export async function meanHiddenDirection(model: LoadedModel, text: string): Pro
  * vector) and reads along `read`, so at +value it raises `token`'s logit wherever h·read > 0. Slot "boost",
  * plus a dummy slot when `withDummy`.
  */
-export function boostSteer(model: LoadedModel, token: number, read: Float64Array, opts: { eps?: number; sigma?: number; withDummy?: boolean } = {}): Steer {
+export function boostSteer(
+  model: LoadedModel,
+  token: number,
+  read: Float64Array,
+  opts: { eps?: number; sigma?: number; withDummy?: boolean } = {},
+): Steer {
   const E = model.outputEmbeddings();
   const d = E.shape[1]!;
   const e = E.data.subarray(token * d, (token + 1) * d);
   const en = Math.hypot(...e);
-  const slots = opts.withDummy ? [{ name: 'boost', defaultValue: 0 }, { name: '__dummy__', defaultValue: 1 }] : [{ name: 'boost', defaultValue: 0 }];
+  const slots = opts.withDummy
+    ? [
+        { name: 'boost', defaultValue: 0 },
+        { name: '__dummy__', defaultValue: 1 },
+      ]
+    : [{ name: 'boost', defaultValue: 0 }];
   const S = slots.length;
   const p1 = tensor([S, d, 1]);
   const p2 = tensor([S, d, 1]);
@@ -69,7 +79,12 @@ export function boostSteer(model: LoadedModel, token: number, read: Float64Array
   };
 }
 
-function writeModel(dir: string, config: Record<string, unknown>, weights: Record<string, Tensor>, tokenizerJson: string | { link: string }): string {
+function writeModel(
+  dir: string,
+  config: Record<string, unknown>,
+  weights: Record<string, Tensor>,
+  tokenizerJson: string | { link: string },
+): string {
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   writeSafetensors(join(dir, 'model.safetensors'), weights);
   if (typeof tokenizerJson === 'string') writeFileSync(join(dir, 'tokenizer.json'), tokenizerJson);
@@ -79,7 +94,14 @@ function writeModel(dir: string, config: Record<string, unknown>, weights: Recor
 
 /** A randomly initialised llama of hidden size `d` with stories260K's tokenizer (symlinked). */
 export function randomLlamaDir(storiesDir: string, opts: { d?: number; seed?: number } = {}): string {
-  const ck = tinyCheckpoint('llama', { vocab: 512, d: opts.d ?? 48, layers: 2, heads: 4, seed: opts.seed ?? 3, maxPositions: 256 });
+  const ck = tinyCheckpoint('llama', {
+    vocab: 512,
+    d: opts.d ?? 48,
+    layers: 2,
+    heads: 4,
+    seed: opts.seed ?? 3,
+    maxPositions: 256,
+  });
   const weights: Record<string, Tensor> = {};
   for (const name of ck.weights.names()) weights[name] = ck.weights.get(name);
   return writeModel(tempDir('lmsteer-rand-'), ck.config, weights, { link: join(storiesDir, 'tokenizer.json') });
@@ -92,7 +114,11 @@ export function randomLlamaDir(storiesDir: string, opts: { d?: number; seed?: nu
  * width, other embeddings) that predicts exactly like A. RMSNorm over d' coordinates is matched by scaling the
  * gains by √(d/d') and eps by d/d'.
  */
-export function widenedStoriesDir(storiesDir: string, model: LoadedModel, opts: { extra?: number; seed?: number } = {}): { dir: string; m: Float64Array } {
+export function widenedStoriesDir(
+  storiesDir: string,
+  model: LoadedModel,
+  opts: { extra?: number; seed?: number } = {},
+): { dir: string; m: Float64Array } {
   const cfg = model.cfg;
   const d = cfg.hiddenSize;
   const D = d + (opts.extra ?? 32);
@@ -168,7 +194,9 @@ export function disjointVocabDir(): string {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: [{ id: 0, content: '[UNK]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    added_tokens: [
+      { id: 0, content: '[UNK]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+    ],
     normalizer: null,
     pre_tokenizer: { type: 'Whitespace' },
     post_processor: null,

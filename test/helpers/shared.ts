@@ -17,5 +17,7 @@ export function sharedPath(...parts: string[]): string | undefined {
 
 /** For `test(name, { skip: skipUnlessShared('models/stories260K') }, ...)`. */
 export function skipUnlessShared(...parts: string[]): string | false {
-  return sharedPath(...parts) ? false : `needs ${join(SHARED_DIR, ...parts)} (the read-only ../shared folder); absent here`;
+  return sharedPath(...parts)
+    ? false
+    : `needs ${join(SHARED_DIR, ...parts)} (the read-only ../shared folder); absent here`;
 }

@@ -48,7 +48,11 @@ export interface TinyCheckpoint {
   weights: MapWeightStore;
 }
 
-function llamaConfig(kind: TinyKind, o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed'>>, tied: boolean): Record<string, unknown> {
+function llamaConfig(
+  kind: TinyKind,
+  o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed'>>,
+  tied: boolean,
+): Record<string, unknown> {
   const base: Record<string, unknown> = {
     model_type: kind.startsWith('mistral') || kind.startsWith('qwen2') ? kind.split('-')[0] : 'llama',
     vocab_size: o.vocab,
@@ -67,10 +71,17 @@ function llamaConfig(kind: TinyKind, o: Required<Omit<TinyOptions, 'tied' | 'tra
   };
   if (kind === 'mistral') base.sliding_window = 4096; // wider than max_position_embeddings: no effect
   if (kind === 'mistral-window') base.sliding_window = 3;
-  if (kind === 'qwen2-window') Object.assign(base, { use_sliding_window: true, sliding_window: 3, max_window_layers: 1 });
+  if (kind === 'qwen2-window')
+    Object.assign(base, { use_sliding_window: true, sliding_window: 3, max_window_layers: 1 });
   if (kind === 'llama-bias') Object.assign(base, { attention_bias: true, mlp_bias: true });
   const rope: Partial<Record<TinyKind, Record<string, unknown>>> = {
-    'llama-rope-scaled': { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+    'llama-rope-scaled': {
+      rope_type: 'llama3',
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 64,
+    },
     'llama-rope-linear': { type: 'linear', factor: 2 },
     'llama-rope-dynamic': { type: 'dynamic', factor: 2 },
     'llama-rope-yarn': { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32 },

@@ -9,7 +9,10 @@ test('tokenEvidence is log p(+1) − log p(−1)', () => {
 
 test('textEvidence aligns evidence to tokens and shifts spans by one', () => {
   const r = textEvidence(['<s>', ' I', ' love', ' it', ' but', ' no'], [-1, -1, -1, -5, -5], [-1, -3, -2, -1, -1]);
-  assert.deepEqual(r.tokens.map((t) => t.evidence), [null, 0, 2, 1, -4, -4]);
+  assert.deepEqual(
+    r.tokens.map((t) => t.evidence),
+    [null, 0, 2, 1, -4, -4],
+  );
   assert.deepEqual(r.spans, [[2, 4]]);
   assert.equal(r.total, 3);
   assert.deepEqual(textEvidence(['only'], [], []).spans, [], 'a one-token text has no evidence');

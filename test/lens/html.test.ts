@@ -4,16 +4,35 @@ import { contrastRatio, evidenceColor, renderLensHtml } from '../../src/lens/htm
 import { textEvidence } from '../../src/lens/evidence.js';
 import type { SteerDim } from '../../src/lens/dims.js';
 
-const ev = textEvidence(['<s>', ' I', ' <script>alert(1)</script>', ' "love"', ' it', ' & no'], [-1, -1, -1, -5, -5], [-1, -3, -2, -1, -1]);
+const ev = textEvidence(
+  ['<s>', ' I', ' <script>alert(1)</script>', ' "love"', ' it', ' & no'],
+  [-1, -1, -1, -5, -5],
+  [-1, -3, -2, -1, -1],
+);
 const dims: SteerDim[] = [
-  { index: 0, singularValue: 3.5, alignment: 0.4, positive: [{ token: ' <b>', id: 7, score: 2 }], negative: [{ token: " it's", id: 9, score: -1 }] },
+  {
+    index: 0,
+    singularValue: 3.5,
+    alignment: 0.4,
+    positive: [{ token: ' <b>', id: 7, score: 2 }],
+    negative: [{ token: " it's", id: 9, score: -1 }],
+  },
 ];
 
 test('renderLensHtml escapes every token and label', () => {
-  const page = renderLensHtml({ title: 'Steer <x> & "y"', dims: { dims }, evidence: { text: ev, labels: { positive: '<pos>' } } });
+  const page = renderLensHtml({
+    title: 'Steer <x> & "y"',
+    dims: { dims },
+    evidence: { text: ev, labels: { positive: '<pos>' } },
+  });
   assert.ok(!page.includes('<script>'), 'no raw script tag');
   assert.ok(page.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));
-  assert.ok(page.includes('&lt;b&gt;') && page.includes('it&#39;s') && page.includes('&quot;love&quot;') && page.includes('&amp; no'));
+  assert.ok(
+    page.includes('&lt;b&gt;') &&
+      page.includes('it&#39;s') &&
+      page.includes('&quot;love&quot;') &&
+      page.includes('&amp; no'),
+  );
   assert.ok(page.includes('<title>Steer &lt;x&gt; &amp; &quot;y&quot;</title>'));
   assert.ok(page.includes('&lt;pos&gt;'));
   assert.ok(!/<script|javascript:|\son\w+=/i.test(page), 'works without JS and has none');
@@ -23,7 +42,9 @@ test('renderLensHtml escapes every token and label', () => {
 test('spans are highlighted in HTML, and only the span tokens', () => {
   assert.deepEqual(ev.spans, [[2, 4]]);
   const page = renderLensHtml({ title: 't', evidence: { text: ev } });
-  const marks = [...page.matchAll(/<p class="text">[\s\S]*?<\/p>/g)][0]![0].match(/<mark class="span">[\s\S]*?<\/mark>/g)!;
+  const marks = [...page.matchAll(/<p class="text">[\s\S]*?<\/p>/g)][0]![0].match(
+    /<mark class="span">[\s\S]*?<\/mark>/g,
+  )!;
   assert.equal(marks.length, 1);
   assert.ok(marks[0]!.includes('&lt;script&gt;') && marks[0]!.includes('&quot;love&quot;'));
   assert.ok(!marks[0]!.includes(' it<') && !marks[0]!.includes('&amp; no'));

@@ -36,7 +36,11 @@ test('bestSpans matches brute force on random small evidence (integers, so sums 
   for (let trial = 0; trial < 400; trial++) {
     const n = uniformInt(rng, 1, 9);
     const ev = Array.from({ length: n }, () => uniformInt(rng, -5, 5));
-    const o: SpanOptions = { maxSpans: uniformInt(rng, 0, 3), maxLen: uniformInt(rng, 1, 4), minGap: uniformInt(rng, 0, 2) };
+    const o: SpanOptions = {
+      maxSpans: uniformInt(rng, 0, 3),
+      maxLen: uniformInt(rng, 1, 4),
+      minGap: uniformInt(rng, 0, 2),
+    };
     const r = bestSpans(ev, o);
     checkLegal(n, r.spans, o);
     const sum = r.spans.reduce((s, [a, b]) => s + ev.slice(a, b).reduce((x, y) => x + y, 0), 0);
@@ -58,7 +62,11 @@ test('bestSpans edge cases', () => {
   assert.deepEqual(bestSpans([0.7]), { spans: [[0, 1]], total: 0.7 });
   assert.deepEqual(bestSpans([-0.7]), { spans: [], total: 0 });
   assert.deepEqual(bestSpans([0, 0, 0]), { spans: [], total: 0 }, 'ties prefer no highlight');
-  assert.deepEqual(bestSpans([1, 1, 1], { minGap: 0, maxLen: 1, maxSpans: 3 }).spans, [[0, 1], [1, 2], [2, 3]]);
+  assert.deepEqual(bestSpans([1, 1, 1], { minGap: 0, maxLen: 1, maxSpans: 3 }).spans, [
+    [0, 1],
+    [1, 2],
+    [2, 3],
+  ]);
   assert.throws(() => bestSpans([1], { maxLen: 0 }), { code: 'BAD_ARGUMENT' });
   assert.throws(() => bestSpans([1, NaN]), { code: 'BAD_DATA', message: /evidence\[1\]/ });
 });

@@ -8,7 +8,11 @@ import { tensor, type Tensor } from '../../src/util/tensor.js';
 
 function randMat(rows: number, cols: number, seed: number): Mat {
   const rng = xoroshiro128plus(seed);
-  return mat(rows, cols, Array.from({ length: rows * cols }, () => uniformFloat64(rng) * 2 - 1));
+  return mat(
+    rows,
+    cols,
+    Array.from({ length: rows * cols }, () => uniformFloat64(rng) * 2 - 1),
+  );
 }
 const toT = (m: Mat): Tensor => tensor([m.rows, m.cols], Float32Array.from(m.data));
 const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, x, i) => s + x * b[i]!, 0);
@@ -33,20 +37,22 @@ test('steerSvd (r < d) recovers constructed singular values and vectors', () => 
 });
 
 test('steerSvd agrees with a direct SVD of W, for r < d and r ≥ d', () => {
-  for (const [d, r] of [[10, 4], [6, 9]] as const) {
+  for (const [d, r] of [
+    [10, 4],
+    [6, 9],
+  ] as const) {
     const p1 = toT(randMat(d, r, d + r));
     const p2 = toT(randMat(d, r, d * r));
-    const w = matmul(
-      mat(d, r, p1.data as unknown as number[]),
-      transpose(mat(d, r, p2.data as unknown as number[])),
-    );
+    const w = matmul(mat(d, r, p1.data as unknown as number[]), transpose(mat(d, r, p2.data as unknown as number[])));
     const direct = svdTop(w, 3);
     const res = steerSvd(p1, p2, 3);
     for (let k = 0; k < 3; k++) {
       assert.ok(Math.abs(res.values[k]! - direct.values[k]!) < 1e-9 * direct.values[0]!);
       assert.ok(Math.abs(Math.abs(dot(res.v[k]!, direct.v[k]!)) - 1) < 1e-8);
       // W·v = σ·u holds for whichever sign was picked.
-      const wv = Float64Array.from({ length: d }, (_, i) => dot(Float64Array.from(w.data.subarray(i * d, i * d + d)), res.v[k]!));
+      const wv = Float64Array.from({ length: d }, (_, i) =>
+        dot(Float64Array.from(w.data.subarray(i * d, i * d + d)), res.v[k]!),
+      );
       wv.forEach((x, i) => assert.ok(Math.abs(x - res.values[k]! * res.u[k]![i]!) < 1e-9));
     }
   }

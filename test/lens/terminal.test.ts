@@ -4,7 +4,11 @@ import { dimsTerminal, evidenceTerminal, sanitize, shouldColor } from '../../src
 import { textEvidence } from '../../src/lens/evidence.js';
 import type { SteerDim } from '../../src/lens/dims.js';
 
-const ev = textEvidence(['<s>', ' I', ' love', ' it\x1b[31m', ' but', ' no'], [-1, -1, -1, -5, -5], [-1, -3, -2, -1, -1]);
+const ev = textEvidence(
+  ['<s>', ' I', ' love', ' it\x1b[31m', ' but', ' no'],
+  [-1, -1, -1, -5, -5],
+  [-1, -3, -2, -1, -1],
+);
 
 test('shouldColor follows TTY, NO_COLOR and FORCE_COLOR', () => {
   assert.equal(shouldColor({ isTTY: true }, {}), true);
@@ -31,7 +35,15 @@ test('coloured evidence: span tokens bold+underlined, others not', () => {
 });
 
 test('dims table lists both poles', () => {
-  const dims: SteerDim[] = [{ index: 0, singularValue: 2, alignment: -0.25, positive: [{ token: ' good', id: 1, score: 1 }], negative: [{ token: '\n', id: 2, score: -1 }] }];
+  const dims: SteerDim[] = [
+    {
+      index: 0,
+      singularValue: 2,
+      alignment: -0.25,
+      positive: [{ token: ' good', id: 1, score: 1 }],
+      negative: [{ token: '\n', id: 2, score: -1 }],
+    },
+  ];
   assert.equal(dimsTerminal(dims, { color: false }), '#1  σ = 2.000  cos(u, v) = -0.25\n  + good\n  − "\\n"\n');
   assert.match(dimsTerminal(dims, { color: true }), /\x1b\[1m#1/);
   assert.equal(sanitize('a\x9bb\tc'), 'a\\x9bb\tc');

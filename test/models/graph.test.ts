@@ -11,7 +11,17 @@ import { OrtDecoder } from '../../src/runtime/ortDecoder.js';
 import { referenceForward } from '../../src/models/reference.js';
 import type { Tensor } from '../../src/util/tensor.js';
 
-const KINDS = ['gpt2', 'llama', 'mistral', 'qwen2', 'mistral-window', 'qwen2-window', 'gpt_neox', 'gpt_neox-sequential', 'llama-rope-scaled'] as const;
+const KINDS = [
+  'gpt2',
+  'llama',
+  'mistral',
+  'qwen2',
+  'mistral-window',
+  'qwen2-window',
+  'gpt_neox',
+  'gpt_neox-sequential',
+  'llama-rope-scaled',
+] as const;
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
@@ -39,14 +49,25 @@ for (const kind of KINDS) {
     const ids = [1, 5, 9, 2, 7, 3, 11, 4];
     const ref = referenceForward(cfg, weights, ids);
     const out = await dec.forward([ids]);
-    assert.ok(maxAbsDiff(out.logits.data as Float32Array, ref.logits.data) <= 1e-4, `logits differ by ${maxAbsDiff(out.logits.data as Float32Array, ref.logits.data)}`);
+    assert.ok(
+      maxAbsDiff(out.logits.data as Float32Array, ref.logits.data) <= 1e-4,
+      `logits differ by ${maxAbsDiff(out.logits.data as Float32Array, ref.logits.data)}`,
+    );
     assert.ok(maxAbsDiff(out.hidden.data as Float32Array, ref.hidden.data) <= 1e-4, 'hidden states differ');
   });
 
   test(`${kind}: incremental KV decode equals full recompute; batched rows equal rows alone`, async () => {
     const { dec } = await setup(kind);
-    const rows = [[3, 1, 4, 1, 5], [9, 2], [6, 5, 3, 5, 8, 9, 7]];
-    const cont = [[2, 6, 5], [3, 5, 8], [9, 7, 9]];
+    const rows = [
+      [3, 1, 4, 1, 5],
+      [9, 2],
+      [6, 5, 3, 5, 8, 9, 7],
+    ];
+    const cont = [
+      [2, 6, 5],
+      [3, 5, 8],
+      [9, 7, 9],
+    ];
     const { batch, out } = await dec.start(rows);
     const stepLogits = [out.logits];
     for (let s = 0; s < 3; s++) stepLogits.push((await batch.step(cont.map((c) => c[s]))).logits);

@@ -1,7 +1,16 @@
 /** The reference forwards' ops on hand-checkable inputs. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { activate, causalAttention, erf, layerNorm, linear, mat, rmsNorm, type Mat } from '../../src/models/referenceOps.js';
+import {
+  activate,
+  causalAttention,
+  erf,
+  layerNorm,
+  linear,
+  mat,
+  rmsNorm,
+  type Mat,
+} from '../../src/models/referenceOps.js';
 import { tensor } from '../../src/util/tensor.js';
 
 function m(rows: number, cols: number, values: number[]): Mat {
@@ -13,7 +22,15 @@ const t = (shape: number[], v: number[]) => tensor(shape, Float32Array.from(v));
 
 test('erf and the GELUs match known values', () => {
   // erf from tables (Abramowitz & Stegun / mpmath)
-  for (const [x, want] of [[0, 0], [0.5, 0.5204998778130465], [1, 0.8427007929497149], [2, 0.9953222650189527], [3, 0.9999779095030014], [-1, -0.8427007929497149], [7, 1]]) {
+  for (const [x, want] of [
+    [0, 0],
+    [0.5, 0.5204998778130465],
+    [1, 0.8427007929497149],
+    [2, 0.9953222650189527],
+    [3, 0.9999779095030014],
+    [-1, -0.8427007929497149],
+    [7, 1],
+  ]) {
     assert.ok(Math.abs(erf(x) - want) < 1e-15, `erf(${x}) = ${erf(x)}`);
   }
   const x = m(1, 3, [1, -2, 0.5]);

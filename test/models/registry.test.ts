@@ -3,7 +3,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tinyCheckpoint, type TinyKind } from '../helpers/tinyModels.js';
 import { MapWeightStore } from '../../src/formats/weights.js';
-import { canonicalWeights, checkWeights, inputEmbeddings, outputEmbeddings, parseDecoderConfig, SUPPORTED_MODEL_TYPES } from '../../src/models/registry.js';
+import {
+  canonicalWeights,
+  checkWeights,
+  inputEmbeddings,
+  outputEmbeddings,
+  parseDecoderConfig,
+  SUPPORTED_MODEL_TYPES,
+} from '../../src/models/registry.js';
 
 type Err = Error & { code?: string; hint?: string };
 
@@ -13,13 +20,33 @@ test('dispatch on model_type; unsupported or missing model_type lists the suppor
     assert.equal(cfg.modelType, kind);
     assert.equal(cfg.arch, kind === 'mistral' || kind === 'qwen2' ? 'llama' : kind);
   }
-  assert.throws(() => parseDecoderConfig({ model_type: 'falcon' }, 'f/config.json'), (e: Err) => e.code === 'UNSUPPORTED' && e.message.includes('"falcon"') && e.message.includes('f/config.json') && SUPPORTED_MODEL_TYPES.every((t) => e.hint!.includes(t)));
-  assert.throws(() => parseDecoderConfig({ hidden_size: 4 }, 'c'), (e: Err) => e.code === 'UNSUPPORTED' && /model_type/.test(e.message));
+  assert.throws(
+    () => parseDecoderConfig({ model_type: 'falcon' }, 'f/config.json'),
+    (e: Err) =>
+      e.code === 'UNSUPPORTED' &&
+      e.message.includes('"falcon"') &&
+      e.message.includes('f/config.json') &&
+      SUPPORTED_MODEL_TYPES.every((t) => e.hint!.includes(t)),
+  );
+  assert.throws(
+    () => parseDecoderConfig({ hidden_size: 4 }, 'c'),
+    (e: Err) => e.code === 'UNSUPPORTED' && /model_type/.test(e.message),
+  );
   assert.throws(() => parseDecoderConfig([1, 2], 'c'), { code: 'BAD_FILE' });
   assert.throws(() => parseDecoderConfig(null, 'c'), { code: 'BAD_FILE' });
 });
 
-const KINDS: TinyKind[] = ['gpt2', 'llama', 'llama-bias', 'mistral', 'qwen2', 'gpt_neox', 'gpt_neox-sequential', 'llama-rope-scaled', 'llama-rope-yarn'];
+const KINDS: TinyKind[] = [
+  'gpt2',
+  'llama',
+  'llama-bias',
+  'mistral',
+  'qwen2',
+  'gpt_neox',
+  'gpt_neox-sequential',
+  'llama-rope-scaled',
+  'llama-rope-yarn',
+];
 
 test('every tiny checkpoint passes checkWeights; a missing or misshapen tensor is named with both shapes', () => {
   for (const kind of KINDS) {
@@ -31,12 +58,23 @@ test('every tiny checkpoint passes checkWeights; a missing or misshapen tensor i
   const wrong = parseDecoderConfig({ ...config, num_key_value_heads: 4 }, 'c');
   assert.throws(
     () => checkWeights(wrong, weights),
-    (e: Err) => e.code === 'SHAPE_MISMATCH' && e.message.includes('config.json does not match the weights') && e.message.includes('"model.layers.0.self_attn.k_proj.weight"') && e.message.includes('[16,32]') && e.message.includes('[32,32]'),
+    (e: Err) =>
+      e.code === 'SHAPE_MISMATCH' &&
+      e.message.includes('config.json does not match the weights') &&
+      e.message.includes('"model.layers.0.self_attn.k_proj.weight"') &&
+      e.message.includes('[16,32]') &&
+      e.message.includes('[32,32]'),
   );
   const map = new Map(weights.names().map((n) => [n, weights.get(n)]));
   map.delete('model.layers.1.mlp.up_proj.weight');
   const cfg = parseDecoderConfig(config, 'c');
-  assert.throws(() => checkWeights(cfg, new MapWeightStore(map, 'ckpt.safetensors')), (e: Err) => e.code === 'NOT_FOUND' && e.message.includes('"model.layers.1.mlp.up_proj.weight"') && e.message.includes('ckpt.safetensors'));
+  assert.throws(
+    () => checkWeights(cfg, new MapWeightStore(map, 'ckpt.safetensors')),
+    (e: Err) =>
+      e.code === 'NOT_FOUND' &&
+      e.message.includes('"model.layers.1.mlp.up_proj.weight"') &&
+      e.message.includes('ckpt.safetensors'),
+  );
 });
 
 test('gpt2 with the transformer. prefix: checkWeights and canonical names', () => {

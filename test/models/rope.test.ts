@@ -8,14 +8,25 @@ import { applyRope, mat } from '../../src/models/referenceOps.js';
 /** A llama config with head_dim 8 (4 frequencies 1, 0.1, 0.01, 0.001 at theta 10000). */
 function cfgWith(extra: Record<string, unknown>) {
   return parseDecoderConfig(
-    { model_type: 'llama', vocab_size: 8, hidden_size: 16, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 32, rope_theta: 10000, ...extra },
+    {
+      model_type: 'llama',
+      vocab_size: 8,
+      hidden_size: 16,
+      intermediate_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      max_position_embeddings: 32,
+      rope_theta: 10000,
+      ...extra,
+    },
     'test config.json',
   );
 }
 
 function close(a: ArrayLike<number>, b: number[], tol = 1e-12) {
   assert.equal(a.length, b.length);
-  for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(b[i])), `[${i}] ${a[i]} vs ${b[i]}`);
+  for (let i = 0; i < b.length; i++)
+    assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(b[i])), `[${i}] ${a[i]} vs ${b[i]}`);
 }
 
 test('default: θ_i = base^(−2i/dim)', () => {
@@ -29,7 +40,15 @@ test('linear: frequencies divided by factor', () => {
 
 test('llama3: short wavelengths kept, long ones divided by factor, the band between smoothed', () => {
   // wavelengths 2π/θ: 6.28, 62.8, 628, 6283; original 64 → high-freq bound 64/4 = 16, low-freq bound 64/1 = 64.
-  const cfg = cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } });
+  const cfg = cfgWith({
+    rope_scaling: {
+      rope_type: 'llama3',
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 64,
+    },
+  });
   const smooth = (64 / (2 * Math.PI * 10) - 1) / (4 - 1);
   close(ropeInvFreq(cfg), [1, (1 - smooth) * (0.1 / 8) + smooth * 0.1, 0.01 / 8, 0.001 / 8]);
 });
@@ -91,8 +110,21 @@ test('rope parameters: transformers ≥ 5 rope_parameters, and errors naming the
   assert.equal(v5.rope!.theta, 1000);
   assert.deepEqual(v5.rope!.scaling, { type: 'linear', factor: 2 });
   assert.equal(cfgWith({ rope_parameters: { rope_type: 'default', rope_theta: 10000 } }).rope!.scaling, undefined);
-  assert.throws(() => cfgWith({ rope_scaling: { rope_type: 'longrope', factor: 2 } }), (e: Error & { code?: string; hint?: string }) => e.code === 'UNSUPPORTED' && /longrope/.test(e.message) && /llama3/.test(e.hint!));
-  assert.throws(() => cfgWith({ rope_scaling: { rope_type: 'llama3', factor: 8, high_freq_factor: 4, original_max_position_embeddings: 64 } }), (e: Error & { code?: string }) => e.code === 'BAD_FILE' && /"rope_scaling\.low_freq_factor"/.test(e.message) && /test config\.json/.test(e.message));
+  assert.throws(
+    () => cfgWith({ rope_scaling: { rope_type: 'longrope', factor: 2 } }),
+    (e: Error & { code?: string; hint?: string }) =>
+      e.code === 'UNSUPPORTED' && /longrope/.test(e.message) && /llama3/.test(e.hint!),
+  );
+  assert.throws(
+    () =>
+      cfgWith({
+        rope_scaling: { rope_type: 'llama3', factor: 8, high_freq_factor: 4, original_max_position_embeddings: 64 },
+      }),
+    (e: Error & { code?: string }) =>
+      e.code === 'BAD_FILE' && /"rope_scaling\.low_freq_factor"/.test(e.message) && /test config\.json/.test(e.message),
+  );
   assert.throws(() => cfgWith({ rope_scaling: { type: 'linear', factor: -1 } }), { code: 'BAD_FILE' });
-  assert.throws(() => cfgWith({ rope_scaling: { rope_type: 'yarn', factor: 4, mscale: 0.7 } }), { code: 'UNSUPPORTED' });
+  assert.throws(() => cfgWith({ rope_scaling: { rope_type: 'yarn', factor: 4, mscale: 0.7 } }), {
+    code: 'UNSUPPORTED',
+  });
 });

@@ -49,7 +49,11 @@ for (const kind of ['gpt2', 'llama', 'gpt_neox'] as const) {
     const out = await dec.forward([ids, ids, ids], { steer: steerInputs(packed, rowValues) });
     const T = ids.length;
     for (const [b, values] of rowValues.entries()) {
-      const h: Tensor = { dtype: 'float32', shape: [T, d], data: (out.hidden.data as Float32Array).slice(b * T * d, (b + 1) * T * d) };
+      const h: Tensor = {
+        dtype: 'float32',
+        shape: [T, d],
+        data: (out.hidden.data as Float32Array).slice(b * T * d, (b + 1) * T * d),
+      };
       const want = steeredLogits(h, outputEmbeddings(cfg, ck.weights), steers, [values]);
       const got = (out.logits.data as Float32Array).subarray(b * T * V, (b + 1) * T * V);
       let worst = 0;

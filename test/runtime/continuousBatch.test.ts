@@ -32,8 +32,19 @@ for (const kind of ['llama', 'gpt2'] as const) {
       assert.ok(maxDiff(logits, want) < 1e-4, `row of ${ids.length} tokens differs by ${maxDiff(logits, want)}`);
     };
     // two rows join, step, a third joins, the first leaves, step more
-    let { rows, logits } = await batch.add([[1, 2, 3], [4, 5, 6, 7, 8]]);
-    rows.forEach((r, i) => seqs.set(r, [[1, 2, 3], [4, 5, 6, 7, 8]][i]));
+    let { rows, logits } = await batch.add([
+      [1, 2, 3],
+      [4, 5, 6, 7, 8],
+    ]);
+    rows.forEach((r, i) =>
+      seqs.set(
+        r,
+        [
+          [1, 2, 3],
+          [4, 5, 6, 7, 8],
+        ][i],
+      ),
+    );
     for (const [i, r] of rows.entries()) await check(r, logits[i]);
     const step = async (tok: (r: RowHandle) => number) => {
       const map = new Map<RowHandle, number>();
@@ -85,12 +96,28 @@ test('continuous batch: per-row steer scales', async () => {
   const dec = await decoder('llama');
   const d = dec.hiddenSize;
   const K = 2;
-  const p1 = { dtype: 'float32' as const, shape: [d, K], data: Float32Array.from({ length: d * K }, (_, i) => Math.sin(i)) };
-  const p2t = { dtype: 'float32' as const, shape: [K, d], data: Float32Array.from({ length: d * K }, (_, i) => Math.cos(i)) };
+  const p1 = {
+    dtype: 'float32' as const,
+    shape: [d, K],
+    data: Float32Array.from({ length: d * K }, (_, i) => Math.sin(i)),
+  };
+  const p2t = {
+    dtype: 'float32' as const,
+    shape: [K, d],
+    data: Float32Array.from({ length: d * K }, (_, i) => Math.cos(i)),
+  };
   const batch = new ContinuousBatch(dec, { maxRows: 2, capacity: 16, steer: { p1, p2t } });
   const a = Float32Array.from([0.5, -0.2]);
-  const { logits } = await batch.add([[1, 2, 3], [1, 2, 3]], [a, undefined]);
-  const alone = await dec.forward([[1, 2, 3]], { steer: { p1, p2t, scale: { dtype: 'float32', shape: [1, K], data: a } } });
+  const { logits } = await batch.add(
+    [
+      [1, 2, 3],
+      [1, 2, 3],
+    ],
+    [a, undefined],
+  );
+  const alone = await dec.forward([[1, 2, 3]], {
+    steer: { p1, p2t, scale: { dtype: 'float32', shape: [1, K], data: a } },
+  });
   const V = dec.vocabSize;
   assert.ok(maxDiff(logits[0], (alone.logits.data as Float32Array).subarray(2 * V, 3 * V)) < 1e-4);
   const plain = await dec.forward([[1, 2, 3]]);

@@ -2,14 +2,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generate, type GenerateOptions, type GenerateRequest } from '../../src/runtime/generate.js';
 import { LmSteerError } from '../../src/util/errors.js';
-import { EOS, FakeDecoder, FakeTokenizer, randomLogits, scriptedLogits, type LogitsFn } from '../helpers/fakeDecoder.js';
+import {
+  EOS,
+  FakeDecoder,
+  FakeTokenizer,
+  randomLogits,
+  scriptedLogits,
+  type LogitsFn,
+} from '../helpers/fakeDecoder.js';
 
 const tok = new FakeTokenizer();
 const V = tok.vocabSize;
 const model = randomLogits(V, 1);
 const fresh = (fn: LogitsFn = model) => new FakeDecoder(V, fn);
 const PROMPTS = ['the cat', 'Hello world! the cat sat on the mat.', 'a', 'b c'];
-const isErr = (code: string, re: RegExp) => (e: unknown) => e instanceof LmSteerError && e.code === code && re.test(e.message) && !!e.hint;
+const isErr = (code: string, re: RegExp) => (e: unknown) =>
+  e instanceof LmSteerError && e.code === code && re.test(e.message) && !!e.hint;
 
 function argmax(xs: Float32Array): number {
   let b = 0;
@@ -60,7 +68,12 @@ test('a row gives the same output whether alone or batched with other prompts of
   const together = await generate(fresh(), tok, reqs, { ...opts, maxBatch: 100 });
   for (const maxBatch of [1, 3]) assert.deepEqual(await generate(fresh(), tok, reqs, { ...opts, maxBatch }), together);
   // With per-request seeds (how the server batches unrelated requests), a request alone = the same request in a mix.
-  const mixed = await generate(fresh(), tok, PROMPTS.map((prompt, i) => ({ prompt, numSamples: 2, seed: 100 + i })), opts);
+  const mixed = await generate(
+    fresh(),
+    tok,
+    PROMPTS.map((prompt, i) => ({ prompt, numSamples: 2, seed: 100 + i })),
+    opts,
+  );
   for (let i = 0; i < PROMPTS.length; i++) {
     const alone = await generate(fresh(), tok, [{ prompt: PROMPTS[i], numSamples: 2, seed: 100 + i }], opts);
     assert.deepEqual(alone[0], mixed[i]);
@@ -96,20 +109,39 @@ test('stop strings cut the text (across token boundaries too) and end the row wi
   const w = (x: string) => tok.word(x);
   const script = [w('the'), w(' cat'), w('E'), w('ND'), w(' sat')];
   const deltas: string[] = [];
-  const [r] = await generate(fresh(scriptedLogits(V, script)), tok, [{ prompt: 'a' }], { temperature: 0, stop: ['END'] }, {
-    onToken: (_row, d) => deltas.push(d),
+  const [r] = await generate(
+    fresh(scriptedLogits(V, script)),
+    tok,
+    [{ prompt: 'a' }],
+    { temperature: 0, stop: ['END'] },
+    {
+      onToken: (_row, d) => deltas.push(d),
+    },
+  );
+  assert.deepEqual(r.samples[0], {
+    text: 'the cat',
+    tokenIds: script.slice(0, 4),
+    finishReason: 'stop',
+    promptTokens: 2,
   });
-  assert.deepEqual(r.samples[0], { text: 'the cat', tokenIds: script.slice(0, 4), finishReason: 'stop', promptTokens: 2 });
   assert.deepEqual(deltas, ['the', ' cat', '', '']);
   // per-request stop overrides the shared one; a request-level maxNewTokens too
   const [x, y] = await generate(
     fresh(scriptedLogits(V, script)),
     tok,
-    [{ prompt: 'a', stop: [' c'] }, { prompt: 'b', maxNewTokens: 2 }],
+    [
+      { prompt: 'a', stop: [' c'] },
+      { prompt: 'b', maxNewTokens: 2 },
+    ],
     { temperature: 0, stop: ['END'] },
   );
   assert.equal(x.samples[0].text, 'the');
-  assert.deepEqual(y.samples[0], { text: 'the cat', tokenIds: script.slice(0, 2), finishReason: 'length', promptTokens: 2 });
+  assert.deepEqual(y.samples[0], {
+    text: 'the cat',
+    tokenIds: script.slice(0, 2),
+    finishReason: 'length',
+    promptTokens: 2,
+  });
 });
 
 test('streaming: each row’s deltas concatenate to its final text, a split multi-byte character arrives whole', async () => {
@@ -144,11 +176,21 @@ test('streaming: each row’s deltas concatenate to its final text, a split mult
 
 test('rows are split into batches of maxBatch; finished rows are fed EOS; every batch is disposed', async () => {
   const dec = fresh(scriptedLogits(V, [tok.word('a'), tok.word('b')]));
-  const reqs: GenerateRequest[] = [{ prompt: 'a', numSamples: 3, maxNewTokens: 1 }, { prompt: 'b c', numSamples: 2 }];
+  const reqs: GenerateRequest[] = [
+    { prompt: 'a', numSamples: 3, maxNewTokens: 1 },
+    { prompt: 'b c', numSamples: 2 },
+  ];
   await generate(dec, tok, reqs, { temperature: 0, maxBatch: 2 });
   const starts = dec.calls.filter((c) => c.kind === 'start');
-  assert.deepEqual(starts.map((c) => c.batchSize), [2, 2, 1]);
-  assert.deepEqual(starts.map((c) => c.maxNewTokens), [1, 64, 64], 'each batch sizes its KV cache for its longest row');
+  assert.deepEqual(
+    starts.map((c) => c.batchSize),
+    [2, 2, 1],
+  );
+  assert.deepEqual(
+    starts.map((c) => c.maxNewTokens),
+    [1, 64, 64],
+    'each batch sizes its KV cache for its longest row',
+  );
   assert.equal(dec.disposed, 3);
   assert.equal(dec.live, 0);
   // the second batch holds one finished row (maxNewTokens 1) next to a running one: fed EOS
@@ -171,7 +213,12 @@ test('steer: shared p1/p2t with each request’s scales as rows of steer_scale; 
   // rows are ordered by prompt length inside the batch: 'a' (2 tokens) first
   assert.deepEqual(Array.from(start.steer.scale.data), [0, 0, 1, 0.5]);
   assert.equal(start.steer.p1, p1);
-  const plain = await generate(fresh(), tok, reqs.map((r) => ({ prompt: r.prompt })), { temperature: 0, maxNewTokens: 6 });
+  const plain = await generate(
+    fresh(),
+    tok,
+    reqs.map((r) => ({ prompt: r.prompt })),
+    { temperature: 0, maxNewTokens: 6 },
+  );
   assert.notDeepEqual(both[0], plain[0], 'the steer changes the steered row');
   assert.deepEqual(both[1], plain[1], 'a zero scale leaves the row unsteered');
   const alone = await generate(fresh(), tok, [reqs[0]], { temperature: 0, maxNewTokens: 6, steer });
@@ -186,18 +233,27 @@ test('an AbortSignal cancels between steps with CANCELLED and disposes the batch
   const ac = new AbortController();
   let n = 0;
   await assert.rejects(
-    generate(dec, tok, [{ prompt: 'a', numSamples: 2 }], { maxNewTokens: 50, stopAtEos: false }, {
-      signal: ac.signal,
-      onToken: () => {
-        if (++n === 5) ac.abort();
+    generate(
+      dec,
+      tok,
+      [{ prompt: 'a', numSamples: 2 }],
+      { maxNewTokens: 50, stopAtEos: false },
+      {
+        signal: ac.signal,
+        onToken: () => {
+          if (++n === 5) ac.abort();
+        },
       },
-    }),
+    ),
     isErr('CANCELLED', /cancelled/),
   );
   assert.equal(dec.live, 0);
   assert.ok(n <= 6, `stopped soon after the abort (${n} tokens)`);
   const dec2 = fresh();
-  await assert.rejects(generate(dec2, tok, [{ prompt: 'a' }], {}, { signal: AbortSignal.abort() }), isErr('CANCELLED', /cancelled/));
+  await assert.rejects(
+    generate(dec2, tok, [{ prompt: 'a' }], {}, { signal: AbortSignal.abort() }),
+    isErr('CANCELLED', /cancelled/),
+  );
   assert.equal(dec2.calls.length, 0);
 });
 
@@ -208,7 +264,10 @@ test('non-finite logits from the model are BAD_DATA naming the request and sampl
     return out;
   };
   const dec = fresh(broken);
-  await assert.rejects(generate(dec, tok, [{ prompt: 'a' }, { prompt: 'b', numSamples: 2 }], { maxNewTokens: 8 }), isErr('BAD_DATA', /request 0 sample 0.*NaN/));
+  await assert.rejects(
+    generate(dec, tok, [{ prompt: 'a' }, { prompt: 'b', numSamples: 2 }], { maxNewTokens: 8 }),
+    isErr('BAD_DATA', /request 0 sample 0.*NaN/),
+  );
   assert.equal(dec.live, 0);
 });
 
@@ -233,8 +292,18 @@ test('every validation error names the field and value, with a hint', async () =
     [[{ prompt: 'a' }], { maxNewTokens: 2.5 }, 'BAD_ARGUMENT', /opts\.maxNewTokens.*2\.5/],
     [[{ prompt: 'a' }], { maxNewTokens: NaN }, 'BAD_ARGUMENT', /opts\.maxNewTokens.*NaN/],
     [[{ prompt: 'a', maxNewTokens: 0 }], {}, 'BAD_ARGUMENT', /requests\[0\]\.maxNewTokens/],
-    [[{ prompt: 'the cat' }], { maxNewTokens: 10, maxPositions: 8 }, 'LIMIT', /maxNewTokens 10 plus the prompt's 3 tokens exceeds .*maxPositions.* 8/],
-    [[{ prompt: 'the cat sat on the mat' }], { maxPositions: 4 }, 'LIMIT', new RegExp(`has ${tok.encode('the cat sat on the mat').length} tokens.*maxPositions\\) is 4`)],
+    [
+      [{ prompt: 'the cat' }],
+      { maxNewTokens: 10, maxPositions: 8 },
+      'LIMIT',
+      /maxNewTokens 10 plus the prompt's 3 tokens exceeds .*maxPositions.* 8/,
+    ],
+    [
+      [{ prompt: 'the cat sat on the mat' }],
+      { maxPositions: 4 },
+      'LIMIT',
+      new RegExp(`has ${tok.encode('the cat sat on the mat').length} tokens.*maxPositions\\) is 4`),
+    ],
     [[{ prompt: 'a', numSamples: 0 }], {}, 'BAD_ARGUMENT', /numSamples must be an integer from 1 to 10000 \(got 0\)/],
     [[{ prompt: 'a', numSamples: 10001 }], {}, 'BAD_ARGUMENT', /numSamples.*10001/],
     [[{ prompt: 'a', numSamples: NaN }], {}, 'BAD_ARGUMENT', /numSamples.*NaN/],
@@ -250,19 +319,45 @@ test('every validation error names the field and value, with a hint', async () =
     [[{ prompt: 'a' }], { stop: [''] }, 'BAD_ARGUMENT', /opts\.stop\[0\] must be an array of non-empty strings/],
     [[{ prompt: 'a' }], { maxBatch: 0 }, 'BAD_ARGUMENT', /opts\.maxBatch/],
     [[{ prompt: 'a' }], { top_k: 3 } as GenerateOptions, 'BAD_ARGUMENT', /opts has unknown field\(s\) 'top_k'/],
-    [[{ prompt: 'a', steerScale: new Float32Array(2) }], {}, 'BAD_ARGUMENT', /requests\[0\]\.steerScale is given but opts\.steer is not/],
-    [[{ prompt: 'a', steerScale: [1, 2] as unknown as Float32Array }], {}, 'BAD_ARGUMENT', /steerScale must be a Float32Array/],
+    [
+      [{ prompt: 'a', steerScale: new Float32Array(2) }],
+      {},
+      'BAD_ARGUMENT',
+      /requests\[0\]\.steerScale is given but opts\.steer is not/,
+    ],
+    [
+      [{ prompt: 'a', steerScale: [1, 2] as unknown as Float32Array }],
+      {},
+      'BAD_ARGUMENT',
+      /steerScale must be a Float32Array/,
+    ],
   ];
   for (const [reqs, opts, code, re, t] of cases) {
-    await assert.rejects(generate(fresh(), t ?? tok, reqs, opts), isErr(code, re), `${JSON.stringify(reqs)} ${JSON.stringify(opts)}`);
+    await assert.rejects(
+      generate(fresh(), t ?? tok, reqs, opts),
+      isErr(code, re),
+      `${JSON.stringify(reqs)} ${JSON.stringify(opts)}`,
+    );
   }
   const steer = {
     p1: { dtype: 'float32' as const, shape: [4, 2], data: new Float32Array(8) },
     p2t: { dtype: 'float32' as const, shape: [2, 4], data: new Float32Array(8) },
   };
-  await assert.rejects(generate(fresh(), tok, [{ prompt: 'a', steerScale: new Float32Array(3) }], { steer }), isErr('SHAPE_MISMATCH', /steerScale has 3 values.*K = 2/));
-  await assert.rejects(generate(fresh(), tok, [{ prompt: 'a', steerScale: Float32Array.from([1, NaN]) }], { steer }), isErr('BAD_ARGUMENT', /steerScale\[1\] is NaN/));
+  await assert.rejects(
+    generate(fresh(), tok, [{ prompt: 'a', steerScale: new Float32Array(3) }], { steer }),
+    isErr('SHAPE_MISMATCH', /steerScale has 3 values.*K = 2/),
+  );
+  await assert.rejects(
+    generate(fresh(), tok, [{ prompt: 'a', steerScale: Float32Array.from([1, NaN]) }], { steer }),
+    isErr('BAD_ARGUMENT', /steerScale\[1\] is NaN/),
+  );
   const bad = { ...steer, p2t: { dtype: 'float32' as const, shape: [2, 5], data: new Float32Array(10) } };
-  await assert.rejects(generate(fresh(), tok, [{ prompt: 'a' }], { steer: bad }), (e: unknown) => e instanceof LmSteerError && e.code === 'SHAPE_MISMATCH' && /opts\.steer\.p2t/.test(e.message));
-  await assert.rejects(generate(fresh(), tok, 'a' as unknown as GenerateRequest[], {}), isErr('BAD_ARGUMENT', /requests must be an array/));
+  await assert.rejects(
+    generate(fresh(), tok, [{ prompt: 'a' }], { steer: bad }),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'SHAPE_MISMATCH' && /opts\.steer\.p2t/.test(e.message),
+  );
+  await assert.rejects(
+    generate(fresh(), tok, 'a' as unknown as GenerateRequest[], {}),
+    isErr('BAD_ARGUMENT', /requests must be an array/),
+  );
 });

@@ -94,20 +94,35 @@ for (const [name, kind, o] of VARIANTS) {
   });
 }
 
-test('the steer changes the logits exactly as h\'·Eᵀ (steeredLogits on the hidden output), per row', async () => {
-  for (const [kind, o] of [['llama', {}], ['gpt2', { merged: true }], ['llama', { head: 'gemm' }]] as [TinyKind, ExportOptions][]) {
+test("the steer changes the logits exactly as h'·Eᵀ (steeredLogits on the hidden output), per row", async () => {
+  for (const [kind, o] of [
+    ['llama', {}],
+    ['gpt2', { merged: true }],
+    ['llama', { head: 'gemm' }],
+  ] as [TinyKind, ExportOptions][]) {
     const m = await open(kind, o);
     try {
       const d = m.cfg.hiddenSize;
-      const steers = [randomSteer({ d, rank: 3, slots: ['a', 'b'], eps: 0.5, seed: 4 }), randomSteer({ d, rank: 2, slots: ['c'], eps: 0.3, seed: 5 })];
-      const values = [[[1, -2], [0.5]], [[0, 3], [-1]], [[2, 0], [0]]];
+      const steers = [
+        randomSteer({ d, rank: 3, slots: ['a', 'b'], eps: 0.5, seed: 4 }),
+        randomSteer({ d, rank: 2, slots: ['c'], eps: 0.3, seed: 5 }),
+      ];
+      const values = [
+        [[1, -2], [0.5]],
+        [[0, 3], [-1]],
+        [[2, 0], [0]],
+      ];
       const packed = packSteers(steers);
       const res = await m.dec.forward(ROWS, { steer: steerInputs(packed, values) });
       const E = outputEmbeddings(m.cfg, m.weights);
       const plain = await m.dec.forward(ROWS);
       ROWS.forEach((ids, b) => {
         const T = res.hidden.shape[1]!;
-        const h: Tensor = { dtype: 'float32', shape: [ids.length, d], data: (res.hidden.data as Float32Array).slice(b * T * d, (b * T + ids.length) * d) };
+        const h: Tensor = {
+          dtype: 'float32',
+          shape: [ids.length, d],
+          data: (res.hidden.data as Float32Array).slice(b * T * d, (b * T + ids.length) * d),
+        };
         const expected = steeredLogits(h, E, steers, [values[b]!]);
         assertClose(row(res.logits, b, 0, ids.length), expected.data, 1e-4, `${kind} row ${b} steered logits`);
         // hidden is the unsteered state: the same with and without the steer
@@ -121,7 +136,11 @@ test('the steer changes the logits exactly as h\'·Eᵀ (steeredLogits on the hi
 });
 
 test('zero steer gives bit for bit the logits of the original, un-rewritten export', async () => {
-  for (const [kind, o] of [['llama', { external: true }], ['gpt2', { head: 'transpose' }], ['gpt2', { merged: true }]] as [TinyKind, ExportOptions][]) {
+  for (const [kind, o] of [
+    ['llama', { external: true }],
+    ['gpt2', { head: 'transpose' }],
+    ['gpt2', { merged: true }],
+  ] as [TinyKind, ExportOptions][]) {
     const m = await open(kind, o);
     try {
       const original = await ort.InferenceSession.create(readFileSync(m.modelPath), {
@@ -138,11 +157,20 @@ test('zero steer gives bit for bit the logits of the original, un-rewritten expo
       };
       if (o.merged) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(0), [1]);
       for (let i = 0; i < m.cfg.numLayers; i++) {
-        for (const kv of ['key', 'value']) feeds[`past_key_values.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, m.cfg.numKvHeads, 0, m.cfg.headDim]);
+        for (const kv of ['key', 'value'])
+          feeds[`past_key_values.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [
+            1,
+            m.cfg.numKvHeads,
+            0,
+            m.cfg.headDim,
+          ]);
       }
       const want = (await original.run(feeds)).logits!.data as Float32Array;
       const got = await m.dec.forward(ids);
-      assert.deepEqual(Buffer.from(got.logits.data.buffer), Buffer.from(want.buffer.slice(want.byteOffset, want.byteOffset + want.byteLength)));
+      assert.deepEqual(
+        Buffer.from(got.logits.data.buffer),
+        Buffer.from(want.buffer.slice(want.byteOffset, want.byteOffset + want.byteLength)),
+      );
       await original.release();
     } finally {
       await m.dec.release();
@@ -154,8 +182,14 @@ test('steer inputs of the wrong shape are refused with SHAPE_MISMATCH', async ()
   const m = await open('llama');
   try {
     const steer = steerInputs(packSteers([randomSteer({ d: m.cfg.hiddenSize + 1, rank: 2, slots: ['a'] })]), [[[1]]]);
-    await assert.rejects(m.dec.forward([[1, 2]], { steer }), (e: unknown) => e instanceof LmSteerError && e.code === 'SHAPE_MISMATCH');
-    await assert.rejects(m.dec.forward([[1, 99]]), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /99/.test(e.message));
+    await assert.rejects(
+      m.dec.forward([[1, 2]], { steer }),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'SHAPE_MISMATCH',
+    );
+    await assert.rejects(
+      m.dec.forward([[1, 99]]),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /99/.test(e.message),
+    );
   } finally {
     await m.dec.release();
   }
@@ -177,7 +211,12 @@ test('loadModel on an export folder: tokenizer, config, E and fingerprint as for
     const packed = packSteers([steer]);
     const prompts = [{ ids: [1, 5, 9] }, { ids: [1, 30] }];
     const opts = { maxNewTokens: 6, temperature: 0, stopAtEos: false, maxPositions: model.cfg.maxPositions };
-    const plain = await generate(model.decoder, model.tokenizer, prompts.map((prompt) => ({ prompt })), opts);
+    const plain = await generate(
+      model.decoder,
+      model.tokenizer,
+      prompts.map((prompt) => ({ prompt })),
+      opts,
+    );
     const steered = await generate(
       model.decoder,
       model.tokenizer,
@@ -195,7 +234,10 @@ test('loadModel on an export folder: tokenizer, config, E and fingerprint as for
       }
       assert.deepEqual(plain[i]!.samples[0]!.tokenIds, seq.slice(p.ids.length));
     }
-    assert.notDeepEqual(steered.map((r) => r.samples[0]!.tokenIds), plain.map((r) => r.samples[0]!.tokenIds));
+    assert.notDeepEqual(
+      steered.map((r) => r.samples[0]!.tokenIds),
+      plain.map((r) => r.samples[0]!.tokenIds),
+    );
   } finally {
     model.close();
   }

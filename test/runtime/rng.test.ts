@@ -11,7 +11,15 @@ const draw = (seed: number, ...key: number[]) => {
 test('same (seed, key) gives the same stream; any change gives another', () => {
   assert.deepEqual(draw(7, 1, 2), draw(7, 1, 2));
   const base = draw(7, 1, 2);
-  for (const other of [draw(8, 1, 2), draw(7, 2, 1), draw(7, 1, 3), draw(7, 1), draw(7, 1, 2, 0), draw(-7, 1, 2), draw(7 + 2 ** 32, 1, 2)]) {
+  for (const other of [
+    draw(8, 1, 2),
+    draw(7, 2, 1),
+    draw(7, 1, 3),
+    draw(7, 1),
+    draw(7, 1, 2, 0),
+    draw(-7, 1, 2),
+    draw(7 + 2 ** 32, 1, 2),
+  ]) {
     assert.notDeepEqual(other, base);
   }
 });
@@ -33,6 +41,9 @@ test('uniform() is in [0, 1) with mean ~1/2 and neighbouring keys are uncorrelat
 
 test('a non-integer seed is a BAD_ARGUMENT naming the seed', () => {
   for (const s of [NaN, 1.5, Infinity, 2 ** 60]) {
-    assert.throws(() => rngStream(s, 0, 0), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /seed/.test(e.message));
+    assert.throws(
+      () => rngStream(s, 0, 0),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /seed/.test(e.message),
+    );
   }
 });

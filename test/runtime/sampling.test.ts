@@ -1,11 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { argmax, logSoftmax, sampleToken, topIndices, topN, validateSamplingParams } from '../../src/runtime/sampling.js';
+import {
+  argmax,
+  logSoftmax,
+  sampleToken,
+  topIndices,
+  topN,
+  validateSamplingParams,
+} from '../../src/runtime/sampling.js';
 import { rngStream } from '../../src/runtime/rng.js';
 import { LmSteerError } from '../../src/util/errors.js';
 import { mulberry32 } from '../helpers/fakeDecoder.js';
 
-const isErr = (code: string, re: RegExp) => (e: unknown) => e instanceof LmSteerError && e.code === code && re.test(e.message) && !!e.hint;
+const isErr = (code: string, re: RegExp) => (e: unknown) =>
+  e instanceof LmSteerError && e.code === code && re.test(e.message) && !!e.hint;
 
 function randomRow(n: number, seed: number, ties = false): Float32Array {
   const r = mulberry32(seed);
@@ -104,7 +112,10 @@ test('top-k and top-p renormalize over the kept set (HF order: temperature → t
 test('top-p on a large flat vocabulary widens its candidate set until the nucleus is reached', () => {
   const row = new Float32Array(5000); // uniform: nucleus of 0.5 is 2500 tokens, ids 0..2499 (ties → lower ids)
   const c = sampleCounts(row, { temperature: 1, topK: 0, topP: 0.5 }, 2000);
-  assert.equal(c.slice(2500).reduce((a, b) => a + b, 0), 0);
+  assert.equal(
+    c.slice(2500).reduce((a, b) => a + b, 0),
+    0,
+  );
   assert.ok(c.slice(0, 2500).filter((v) => v > 0).length > 500);
 });
 
@@ -113,9 +124,16 @@ test('-Infinity logits are never sampled; NaN / +Infinity / all -Infinity are BA
   const c = sampleCounts(row, { temperature: 1, topK: 0, topP: 1 }, 500);
   assert.equal(c[1] + c[3], 0);
   const rng = rngStream(0);
-  for (const bad of [[0, NaN, 1], [0, Infinity], [-Infinity, -Infinity]]) {
+  for (const bad of [
+    [0, NaN, 1],
+    [0, Infinity],
+    [-Infinity, -Infinity],
+  ]) {
     for (const temperature of [0, 1]) {
-      assert.throws(() => sampleToken(Float32Array.from(bad), { temperature, topK: 0, topP: 1 }, rng), isErr('BAD_DATA', /logit/));
+      assert.throws(
+        () => sampleToken(Float32Array.from(bad), { temperature, topK: 0, topP: 1 }, rng),
+        isErr('BAD_DATA', /logit/),
+      );
     }
   }
 });
@@ -150,7 +168,10 @@ test('invalid sampling params are BAD_ARGUMENT errors naming the field and value
   ];
   for (const [patch, re] of cases) {
     assert.throws(() => validateSamplingParams({ ...ok, ...patch }), isErr('BAD_ARGUMENT', re));
-    assert.throws(() => sampleToken(Float32Array.from([0, 1]), { ...ok, ...patch }, rngStream(0)), isErr('BAD_ARGUMENT', re));
+    assert.throws(
+      () => sampleToken(Float32Array.from([0, 1]), { ...ok, ...patch }, rngStream(0)),
+      isErr('BAD_ARGUMENT', re),
+    );
   }
 });
 
@@ -167,7 +188,11 @@ test('top-k/top-p draws do not depend on the order a partial selection leaves ca
   ]) {
     for (const u of [0.03, 0.21, 0.37, 0.5, 0.66, 0.81, 0.97]) {
       const fixed = { uniform: () => u };
-      assert.equal(sampleToken(jitter, params, fixed), sampleToken(base, params, fixed), `${JSON.stringify(params)} u=${u}`);
+      assert.equal(
+        sampleToken(jitter, params, fixed),
+        sampleToken(base, params, fixed),
+        `${JSON.stringify(params)} u=${u}`,
+      );
     }
   }
 });

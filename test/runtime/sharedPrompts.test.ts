@@ -31,7 +31,10 @@ function steerFor(d: number, scales: number[][], seed: number): SteerInputs {
 
 function rowSteer(s: SteerInputs, b: number): SteerInputs {
   const K = s.scale.shape[1];
-  return { ...s, scale: { dtype: 'float32', shape: [1, K], data: s.scale.data.slice(b * K, (b + 1) * K) as Float32Array } };
+  return {
+    ...s,
+    scale: { dtype: 'float32', shape: [1, K], data: s.scale.data.slice(b * K, (b + 1) * K) as Float32Array },
+  };
 }
 
 for (const kind of ['llama', 'gpt2', 'gpt_neox'] as const) {
@@ -43,7 +46,18 @@ for (const kind of ['llama', 'gpt2', 'gpt_neox'] as const) {
     // A repeated 5-token prompt with three different steer values, a repeated one-token prompt (nothing to
     // prefill), and a prompt of its own.
     const prompts = [[3, 1, 4, 1, 5], [7], [3, 1, 4, 1, 5], [2, 7, 1], [7], [3, 1, 4, 1, 5]];
-    const steer = steerFor(cfg.hiddenSize, [[1, 0], [0, 2], [-1, 0], [0.5, 0.5], [0, -2], [0, 0]], 5);
+    const steer = steerFor(
+      cfg.hiddenSize,
+      [
+        [1, 0],
+        [0, 2],
+        [-1, 0],
+        [0.5, 0.5],
+        [0, -2],
+        [0, 0],
+      ],
+      5,
+    );
     const { batch, out } = await dec.start(prompts, steer, { maxNewTokens: 6 });
     const seqs = prompts.map((p) => [...p]);
     let logits = out.logits.data as Float32Array;
@@ -52,7 +66,10 @@ for (const kind of ['llama', 'gpt2', 'gpt_neox'] as const) {
         const alone = await dec.forward([seqs[b]], { steer: rowSteer(steer, b) });
         const want = (alone.logits.data as Float32Array).subarray((seqs[b].length - 1) * V, seqs[b].length * V);
         const got = logits.subarray(b * V, (b + 1) * V);
-        assert.ok(maxDiff(got, want) < 1e-4, `step ${step}, row ${b}: differs from the row alone by ${maxDiff(got, want)}`);
+        assert.ok(
+          maxDiff(got, want) < 1e-4,
+          `step ${step}, row ${b}: differs from the row alone by ${maxDiff(got, want)}`,
+        );
       }
       // Rows that share a prompt get different next tokens from here on, so their caches must be their own.
       const next = seqs.map((_, b) => (b * 5 + step * 3 + 1) % V);
@@ -61,7 +78,12 @@ for (const kind of ['llama', 'gpt2', 'gpt_neox'] as const) {
     }
     batch.dispose();
     // The steer really differs between the rows that share a prompt (else the test would prove nothing).
-    const first = (await dec.start([prompts[0], prompts[0]], { ...steer, scale: { dtype: 'float32', shape: [2, 2], data: Float32Array.from([1, 0, -1, 0]) } })).out.logits.data as Float32Array;
+    const first = (
+      await dec.start([prompts[0], prompts[0]], {
+        ...steer,
+        scale: { dtype: 'float32', shape: [2, 2], data: Float32Array.from([1, 0, -1, 0]) },
+      })
+    ).out.logits.data as Float32Array;
     assert.ok(maxDiff(first.subarray(0, V), first.subarray(V, 2 * V)) > 1e-3);
   });
 }

@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eosBlocked, findStopString, maskEos, stopHoldback, tokenFinish, type StopConfig } from '../../src/runtime/stopping.js';
+import {
+  eosBlocked,
+  findStopString,
+  maskEos,
+  stopHoldback,
+  tokenFinish,
+  type StopConfig,
+} from '../../src/runtime/stopping.js';
 
 const cfg: StopConfig = { eosIds: [1, 7], stopAtEos: true, minNewTokens: 2, maxNewTokens: 4 };
 

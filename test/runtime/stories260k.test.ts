@@ -13,21 +13,25 @@ const skip = skipUnlessShared('models/stories260K/expected.json');
 const expected = () => JSON.parse(readFileSync(sharedPath('models/stories260K/expected.json')!, 'utf8'));
 
 for (const layout of ['hf', 'llama2c/model.bin']) {
-  test(`stories260K (${layout}): greedy decoding from BOS reproduces the expected 64 tokens and text`, { skip }, async () => {
-    const exp = expected().greedy_from_bos;
-    const model = await loadModel(sharedPath('models/stories260K', layout)!, { cacheDir: false, threads: 1 });
-    try {
-      const [r] = await generate(model.decoder, model.tokenizer, [{ prompt: { ids: exp.prompt_ids } }], {
-        maxNewTokens: exp.ids.length,
-        temperature: 0,
-        stopAtEos: false,
-      });
-      assert.deepEqual(r.samples[0].tokenIds, exp.ids);
-      assert.equal(model.tokenizer.decode(exp.ids, { skipSpecialTokens: true }), exp.text);
-    } finally {
-      model.close();
-    }
-  });
+  test(
+    `stories260K (${layout}): greedy decoding from BOS reproduces the expected 64 tokens and text`,
+    { skip },
+    async () => {
+      const exp = expected().greedy_from_bos;
+      const model = await loadModel(sharedPath('models/stories260K', layout)!, { cacheDir: false, threads: 1 });
+      try {
+        const [r] = await generate(model.decoder, model.tokenizer, [{ prompt: { ids: exp.prompt_ids } }], {
+          maxNewTokens: exp.ids.length,
+          temperature: 0,
+          stopAtEos: false,
+        });
+        assert.deepEqual(r.samples[0].tokenIds, exp.ids);
+        assert.equal(model.tokenizer.decode(exp.ids, { skipSpecialTokens: true }), exp.text);
+      } finally {
+        model.close();
+      }
+    },
+  );
 }
 
 test('stories260K: logits of "Once upon a time" match the float64 reference within 2e-5', { skip }, async () => {
@@ -48,17 +52,26 @@ test('stories260K: logits of "Once upon a time" match the float64 reference with
   }
 });
 
-test('stories260K: batched prompts of different lengths give the same greedy text as each alone', { skip }, async () => {
-  const model = await loadModel(sharedPath('models/stories260K/hf')!, { cacheDir: false, threads: 1 });
-  try {
-    const prompts = ['Once upon a time', 'The dog', 'Lily and Ben went to the park. They saw'];
-    const opts = { maxNewTokens: 24, temperature: 0 };
-    const together = await generate(model.decoder, model.tokenizer, prompts.map((prompt) => ({ prompt })), opts);
-    for (const [i, prompt] of prompts.entries()) {
-      const [alone] = await generate(model.decoder, model.tokenizer, [{ prompt }], opts);
-      assert.deepEqual(together[i].samples[0].tokenIds, alone.samples[0].tokenIds, `prompt ${i}`);
+test(
+  'stories260K: batched prompts of different lengths give the same greedy text as each alone',
+  { skip },
+  async () => {
+    const model = await loadModel(sharedPath('models/stories260K/hf')!, { cacheDir: false, threads: 1 });
+    try {
+      const prompts = ['Once upon a time', 'The dog', 'Lily and Ben went to the park. They saw'];
+      const opts = { maxNewTokens: 24, temperature: 0 };
+      const together = await generate(
+        model.decoder,
+        model.tokenizer,
+        prompts.map((prompt) => ({ prompt })),
+        opts,
+      );
+      for (const [i, prompt] of prompts.entries()) {
+        const [alone] = await generate(model.decoder, model.tokenizer, [{ prompt }], opts);
+        assert.deepEqual(together[i].samples[0].tokenIds, alone.samples[0].tokenIds, `prompt ${i}`);
+      }
+    } finally {
+      model.close();
     }
-  } finally {
-    model.close();
-  }
-});
+  },
+);

@@ -94,22 +94,31 @@ function hfTokenizer(dir: string): Tokenizer {
   };
 }
 
-const TEXTS = ['Once upon a time, there was a little girl.', ' Zoë ate crème brûlée 🍰 — yum!\nThe end.', '  two  spaces and\ttabs', '日本語のテキスト 👩‍👩‍👧'];
+const TEXTS = [
+  'Once upon a time, there was a little girl.',
+  ' Zoë ate crème brûlée 🍰 — yum!\nThe end.',
+  '  two  spaces and\ttabs',
+  '日本語のテキスト 👩‍👩‍👧',
+];
 
 for (const model of ['stories260K/hf', 'gpt2-tokenizer']) {
-  test(`real ${model} tokenizer: streamed text = decode(prompt + continuation) minus decode(prompt), no partial characters`, { skip: skipUnlessShared('models', model) }, () => {
-    const tok = hfTokenizer(sharedPath('models', model)!);
-    for (const prompt of ['Say', 'The cat']) {
-      for (const cont of TEXTS) {
-        const all = tok.encode(prompt + cont);
-        const p = tok.encode(prompt);
-        assert.deepEqual(all.slice(0, p.length), p, 'prompt tokens are a prefix (test precondition)');
-        const { deltas, text } = run(tok, all.slice(p.length), { context: p });
-        const full = tok.decode(all, { skipSpecialTokens: true });
-        const head = tok.decode(p, { skipSpecialTokens: true });
-        assert.equal(head + text, full, `${prompt} | ${cont}`);
-        for (const d of deltas) assert.ok(!d.includes('\uFFFD'), `partial character in ${JSON.stringify(d)}`);
+  test(
+    `real ${model} tokenizer: streamed text = decode(prompt + continuation) minus decode(prompt), no partial characters`,
+    { skip: skipUnlessShared('models', model) },
+    () => {
+      const tok = hfTokenizer(sharedPath('models', model)!);
+      for (const prompt of ['Say', 'The cat']) {
+        for (const cont of TEXTS) {
+          const all = tok.encode(prompt + cont);
+          const p = tok.encode(prompt);
+          assert.deepEqual(all.slice(0, p.length), p, 'prompt tokens are a prefix (test precondition)');
+          const { deltas, text } = run(tok, all.slice(p.length), { context: p });
+          const full = tok.decode(all, { skipSpecialTokens: true });
+          const head = tok.decode(p, { skipSpecialTokens: true });
+          assert.equal(head + text, full, `${prompt} | ${cont}`);
+          for (const d of deltas) assert.ok(!d.includes('\uFFFD'), `partial character in ${JSON.stringify(d)}`);
+        }
       }
-    }
-  });
+    },
+  );
 }

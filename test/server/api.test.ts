@@ -37,7 +37,13 @@ describe('lmsteer serve API', { skip }, () => {
   after(async () => f?.close());
 
   /** generate() run alone with the same steers, values and seed. */
-  async function alone(prompt: string, values: Record<string, number>, seed: number, maxNewTokens: number, numSamples = 1) {
+  async function alone(
+    prompt: string,
+    values: Record<string, number>,
+    seed: number,
+    maxNewTokens: number,
+    numSamples = 1,
+  ) {
     const active = loadActiveSteers([f.steerDirs.sentiment, f.steerDirs.style], f.model)!;
     const [r] = await generate(
       f.model.decoder,
@@ -49,7 +55,13 @@ describe('lmsteer serve API', { skip }, () => {
   }
 
   test('a seeded completion equals generate() with the same seed and steer values; usage and steer are reported', async () => {
-    const r = await postJson(completions, { prompt: 'Once upon a time', max_tokens: 30, seed: 7, n: 2, steer: { sentiment: -3, 'style.casual': 1.5 } });
+    const r = await postJson(completions, {
+      prompt: 'Once upon a time',
+      max_tokens: 30,
+      seed: 7,
+      n: 2,
+      steer: { sentiment: -3, 'style.casual': 1.5 },
+    });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     const want = await alone('Once upon a time', { sentiment: -3, 'style.casual': 1.5 }, 7, 30, 2);
     assert.deepEqual(
@@ -61,7 +73,11 @@ describe('lmsteer serve API', { skip }, () => {
     assert.equal(r.json.model, f.model.id);
     assert.deepEqual(r.json.steer, { sentiment: -3, 'style.formal': 0, 'style.casual': 1.5 });
     const completionTokens = want.samples.reduce((a, s) => a + s.tokenIds.length, 0);
-    assert.deepEqual(r.json.usage, { prompt_tokens: want.promptTokens, completion_tokens: completionTokens, total_tokens: want.promptTokens + completionTokens });
+    assert.deepEqual(r.json.usage, {
+      prompt_tokens: want.promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: want.promptTokens + completionTokens,
+    });
     for (const c of r.json.choices) assert.ok(['stop', 'length'].includes(c.finish_reason));
   });
 
@@ -71,7 +87,9 @@ describe('lmsteer serve API', { skip }, () => {
     assert.equal(absent.json.choices[0].text, (await alone('The dog', { sentiment: 2 }, 3, 24)).samples[0].text);
     const off = await postJson(completions, { prompt: 'The dog', max_tokens: 24, seed: 3, steer: { sentiment: 0 } });
     assert.equal(off.json.steer.sentiment, 0);
-    const [plain] = await generate(f.model.decoder, f.model.tokenizer, [{ prompt: 'The dog', seed: 3 }], { maxNewTokens: 24 });
+    const [plain] = await generate(f.model.decoder, f.model.tokenizer, [{ prompt: 'The dog', seed: 3 }], {
+      maxNewTokens: 24,
+    });
     assert.equal(off.json.choices[0].text, plain.samples[0].text);
   });
 
@@ -81,7 +99,10 @@ describe('lmsteer serve API', { skip }, () => {
     const s = await postStream(completions, { ...body, stream: true, stream_options: { include_usage: true } });
     assert.equal(s.status, 200);
     assert.ok(s.done, 'no [DONE]');
-    assert.deepEqual(streamTexts(s.events), plain.json.choices.map((c: any) => c.text));
+    assert.deepEqual(
+      streamTexts(s.events),
+      plain.json.choices.map((c: any) => c.text),
+    );
     const last = s.events.at(-1);
     assert.deepEqual(last.choices, []);
     assert.deepEqual(last.usage, plain.json.usage);
@@ -90,12 +111,21 @@ describe('lmsteer serve API', { skip }, () => {
       assert.equal(e.usage, null);
       assert.equal(e.id, last.id);
     }
-    const finishes = s.events.flatMap((e) => e.choices.filter((c: any) => c.finish_reason).map((c: any) => [c.index, c.finish_reason]));
+    const finishes = s.events.flatMap((e) =>
+      e.choices.filter((c: any) => c.finish_reason).map((c: any) => [c.index, c.finish_reason]),
+    );
     assert.deepEqual(finishes.map(([i]: any) => i).sort(), [0, 1]);
   });
 
   test('chat: non-streaming and streaming agree; the first chunk carries the role; usage only when asked', async () => {
-    const body = { messages: [{ role: 'system', content: 'Tell stories.' }, { role: 'user', content: 'A story about a cat' }], max_tokens: 30, seed: 5 };
+    const body = {
+      messages: [
+        { role: 'system', content: 'Tell stories.' },
+        { role: 'user', content: 'A story about a cat' },
+      ],
+      max_tokens: 30,
+      seed: 5,
+    };
     const plain = await postJson(chat, body);
     assert.equal(plain.status, 200, JSON.stringify(plain.json));
     assert.equal(plain.json.object, 'chat.completion');
@@ -109,7 +139,13 @@ describe('lmsteer serve API', { skip }, () => {
 
   test('the OpenAI SDK works against it, steer passed as an extra body field', async () => {
     const client = new OpenAI({ baseURL: `${f.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
-    const c = await client.completions.create({ model: f.model.id, prompt: 'Once upon a time', max_tokens: 16, seed: 2, steer: { sentiment: 1 } } as any);
+    const c = await client.completions.create({
+      model: f.model.id,
+      prompt: 'Once upon a time',
+      max_tokens: 16,
+      seed: 2,
+      steer: { sentiment: 1 },
+    } as any);
     assert.equal(c.choices.length, 1);
     assert.deepEqual((c as any).steer.sentiment, 1);
     const stream = await client.chat.completions.create({
@@ -127,7 +163,13 @@ describe('lmsteer serve API', { skip }, () => {
       text += chunk.choices[0]?.delta?.content ?? '';
       if (chunk.usage) usage = chunk.usage;
     }
-    const plain = await client.chat.completions.create({ model: f.model.id, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 16, seed: 2, steer: { sentiment: -1 } } as any);
+    const plain = await client.chat.completions.create({
+      model: f.model.id,
+      messages: [{ role: 'user', content: 'Hello' }],
+      max_tokens: 16,
+      seed: 2,
+      steer: { sentiment: -1 },
+    } as any);
     assert.equal(text, plain.choices[0].message.content);
     assert.equal(usage.completion_tokens, plain.usage!.completion_tokens);
     const models = await client.models.list();
@@ -147,7 +189,8 @@ describe('lmsteer serve API', { skip }, () => {
     assert.equal(r.json.choices[0].text, text.slice(0, text.indexOf(stop)));
     assert.equal(r.json.choices[0].finish_reason, 'stop');
     const texts = new Set<string>();
-    for (let i = 0; i < 4; i++) texts.add((await postJson(completions, { prompt: 'Once upon a time', max_tokens: 20 })).json.choices[0].text);
+    for (let i = 0; i < 4; i++)
+      texts.add((await postJson(completions, { prompt: 'Once upon a time', max_tokens: 20 })).json.choices[0].text);
     assert.ok(texts.size > 1, 'four unseeded requests all gave the same text');
   });
 
@@ -161,7 +204,11 @@ describe('lmsteer serve API', { skip }, () => {
     const str = await postJson(completions, { prompt: 'x', steer: { sentiment: '5' } });
     assert.equal(str.status, 400);
     assert.match(str.json.error.message, /steer\.sentiment/);
-    const nan = await fetch(completions, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"prompt": "x", "steer": {"sentiment": NaN}}' });
+    const nan = await fetch(completions, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{"prompt": "x", "steer": {"sentiment": NaN}}',
+    });
     assert.equal(nan.status, 400);
     assert.match((await nan.json()).error.message, /JSON/);
     const tooMany = await postJson(completions, { prompt: 'x', max_tokens: 201 });
@@ -191,7 +238,11 @@ describe('lmsteer serve API', { skip }, () => {
   });
 
   test('a body over --max-body-bytes gets 413 and the server carries on', async () => {
-    const r = await fetch(completions, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'a '.repeat(5000) }) });
+    const r = await fetch(completions, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'a '.repeat(5000) }),
+    });
     assert.equal(r.status, 413);
     assert.equal((await r.json()).error.code, 'limit');
     const ok = await postJson(completions, { prompt: 'Hi', max_tokens: 2 });
@@ -329,7 +380,11 @@ describe('lmsteer serve limits: API key, queue, timeout', { skip }, () => {
     assert.equal(none.status, 401);
     assert.equal(none.json.error.type, 'authentication_error');
     assert.equal(none.headers.get('www-authenticate'), 'Bearer');
-    const wrong = await postJson(`${f.url}/v1/completions`, { prompt: 'x', max_tokens: 2 }, { Authorization: 'Bearer nope' });
+    const wrong = await postJson(
+      `${f.url}/v1/completions`,
+      { prompt: 'x', max_tokens: 2 },
+      { Authorization: 'Bearer nope' },
+    );
     assert.equal(wrong.status, 401);
     assert.equal((await fetch(`${f.url}/v1/models`)).status, 401);
     assert.equal((await fetch(`${f.url}/metrics`)).status, 401);

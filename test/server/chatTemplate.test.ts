@@ -49,19 +49,37 @@ test("the model's chat_template renders with bos/eos (string or AddedToken) and 
     assert.deepEqual(r.stop, []);
   });
   // a list of named templates: "default" is used; chat_template.jinja wins over the config
-  withConfig({ chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D{{ messages|length }}' }] }, (dir) => {
-    assert.equal(loadChatTemplate(dir).render(messages).text, 'D4');
-  });
-  withConfig({ chat_template: 'config' }, (dir) => assert.equal(loadChatTemplate(dir).render(messages).text, 'file'), 'file');
+  withConfig(
+    {
+      chat_template: [
+        { name: 'tool_use', template: 'T' },
+        { name: 'default', template: 'D{{ messages|length }}' },
+      ],
+    },
+    (dir) => {
+      assert.equal(loadChatTemplate(dir).render(messages).text, 'D4');
+    },
+  );
+  withConfig(
+    { chat_template: 'config' },
+    (dir) => assert.equal(loadChatTemplate(dir).render(messages).text, 'file'),
+    'file',
+  );
 });
 
 test('a template that raises refuses the conversation with BAD_ARGUMENT; a broken one is BAD_FILE', () => {
   const tpl = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}ok";
   withConfig({ chat_template: tpl }, (dir) => {
-    assert.throws(() => loadChatTemplate(dir).render(messages), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /System role/.test(e.message));
+    assert.throws(
+      () => loadChatTemplate(dir).render(messages),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /System role/.test(e.message),
+    );
     assert.equal(loadChatTemplate(dir).render(messages.slice(1)).text, 'ok');
   });
   withConfig({ chat_template: '{% for %}' }, (dir) => {
-    assert.throws(() => loadChatTemplate(dir), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE');
+    assert.throws(
+      () => loadChatTemplate(dir),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE',
+    );
   });
 });

@@ -16,9 +16,20 @@ export const skip = skipUnlessShared('models/stories260K/hf');
 export const modelPath = () => sharedPath('models/stories260K/hf')!;
 
 /** Write a random steer for `model` (fingerprint-bound) into a new temp folder named `name`. */
-export function makeSteer(model: LoadedModel, root: string, name: string, seed: number, slots: string[] = ['on']): string {
+export function makeSteer(
+  model: LoadedModel,
+  root: string,
+  name: string,
+  seed: number,
+  slots: string[] = ['on'],
+): string {
   const s = randomSteer({ d: model.cfg.hiddenSize, rank: 4, slots, eps: 0.05, seed, vocab: model.cfg.vocabSize });
-  s.config.baseModel = { id: model.id, embeddingFingerprint: model.fingerprint(), vocabSize: model.cfg.vocabSize, hiddenSize: model.cfg.hiddenSize };
+  s.config.baseModel = {
+    id: model.id,
+    embeddingFingerprint: model.fingerprint(),
+    vocabSize: model.cfg.vocabSize,
+    hiddenSize: model.cfg.hiddenSize,
+  };
   const dir = join(root, name);
   saveSteer(dir, s);
   return dir;
@@ -58,8 +69,17 @@ export async function serve(opts: ServerOptions = {}, values: Record<string, num
   };
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Headers }> {
-  const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: any; headers: Headers }> {
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
+  });
   const text = await r.text();
   let json: any;
   try {
@@ -71,10 +91,20 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
 }
 
 /** POST and read an SSE stream to its end: the parsed `data:` events (without [DONE]) and whether [DONE] came. */
-export async function postStream(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; events: any[]; done: boolean }> {
-  const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
+export async function postStream(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; events: any[]; done: boolean }> {
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
+  });
   const text = await r.text();
-  if (!r.headers.get('content-type')?.startsWith('text/event-stream')) return { status: r.status, events: [JSON.parse(text)], done: false };
+  if (!r.headers.get('content-type')?.startsWith('text/event-stream'))
+    return { status: r.status, events: [JSON.parse(text)], done: false };
   const events: any[] = [];
   let done = false;
   for (const block of text.split('\n\n')) {

@@ -28,5 +28,6 @@ test('metrics render counters, gauges and cumulative histogram buckets', () => {
   assert.match(t, /^lmsteer_request_duration_seconds_count\{route="POST \/v1\/completions"\} 3$/m);
   assert.match(t, /^lmsteer_time_to_first_token_seconds_bucket\{le="0.25"\} 1$/m);
   // every sample line is "name{labels} number"
-  for (const line of t.trim().split('\n')) if (!line.startsWith('#')) assert.match(line, /^[a-z_]+(\{[^}]*\})? [\d.e+-]+$/);
+  for (const line of t.trim().split('\n'))
+    if (!line.startsWith('#')) assert.match(line, /^[a-z_]+(\{[^}]*\})? [\d.e+-]+$/);
 });

@@ -19,14 +19,25 @@ function setup(fn: (dirs: { a: string; b: string }) => void): void {
     const a = join(tmp, 'a');
     const b = join(tmp, 'b');
     saveSteer(a, randomSteer({ d: 6, rank: 2, slots: ['pos'], eps: 0.1, seed: 1, name: 'sent' }));
-    saveSteer(b, randomSteer({ d: 6, rank: 1, slots: [{ name: DUMMY_SLOT, defaultValue: 1 }, 'formal', 'casual'], eps: 0.2, seed: 2, name: 'style' }));
+    saveSteer(
+      b,
+      randomSteer({
+        d: 6,
+        rank: 1,
+        slots: [{ name: DUMMY_SLOT, defaultValue: 1 }, 'formal', 'casual'],
+        eps: 0.2,
+        seed: 2,
+        name: 'style',
+      }),
+    );
     fn({ a, b });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
 }
 
-const isCode = (code: string, re: RegExp) => (e: unknown) => e instanceof LmSteerError && e.code === code && re.test(e.message + ' ' + e.hint);
+const isCode = (code: string, re: RegExp) => (e: unknown) =>
+  e instanceof LmSteerError && e.code === code && re.test(e.message + ' ' + e.hint);
 
 test('server defaults apply to slots a request leaves out; a request overrides only what it names', () => {
   setup(({ a, b }) => {
@@ -72,6 +83,9 @@ test('withSteer / without make new sets; duplicates and unknown names are refuse
       two.info()[1]!.slots.map((s) => s.value_name),
       ['style.formal', 'style.casual'],
     );
-    assert.throws(() => SteerSet.load({ ...base, fingerprint: () => 'emb1-other' }, [a]), isCode('MODEL_MISMATCH', /emb1-other/));
+    assert.throws(
+      () => SteerSet.load({ ...base, fingerprint: () => 'emb1-other' }, [a]),
+      isCode('MODEL_MISMATCH', /emb1-other/),
+    );
   });
 });

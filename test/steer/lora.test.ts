@@ -12,14 +12,26 @@ import { assertClose, randomSteer, randomTensor, rng } from './randomSteer.js';
 function setup() {
   const rand = rng(21);
   const E = randomTensor([13, 6], rand);
-  const steer = randomSteer({ d: 6, rank: 3, slots: ['pos', 'neg', { name: DUMMY_SLOT, defaultValue: 1 }], eps: 0.01, name: 'mood', vocab: 13 });
+  const steer = randomSteer({
+    d: 6,
+    rank: 3,
+    slots: ['pos', 'neg', { name: DUMMY_SLOT, defaultValue: 1 }],
+    eps: 0.01,
+    name: 'mood',
+    vocab: 13,
+  });
   steer.config.baseModel.embeddingFingerprint = embeddingFingerprint(E);
   const h = randomTensor([4, 6], rand, 2);
   return { E, steer, h };
 }
 
 /** h·Eᵀ + (h·Aᵀ)·Bᵀ: what PEFT computes with scaling 1. */
-function loraLogits(h: ReturnType<typeof setup>['h'], E: ReturnType<typeof setup>['E'], A: ReturnType<typeof setup>['E'], B: ReturnType<typeof setup>['E']): Float32Array {
+function loraLogits(
+  h: ReturnType<typeof setup>['h'],
+  E: ReturnType<typeof setup>['E'],
+  A: ReturnType<typeof setup>['E'],
+  B: ReturnType<typeof setup>['E'],
+): Float32Array {
   const base = matmulTransposed(h, E);
   const ha = matmulTransposed(h, A); // [n, R]
   const delta = matmulTransposed(ha, B); // [n, V]
@@ -31,7 +43,13 @@ test('h·Eᵀ + (h·Aᵀ)·Bᵀ equals the steered logits', () => {
   const values = [3, 0, 1]; // the zero slot is left out: R = 2 slots · rank 3
   const { A, B, rank } = loraWeights(steer, values, E);
   assert.equal(rank, 6);
-  assert.deepEqual([A.shape, B.shape], [[6, 6], [13, 6]]);
+  assert.deepEqual(
+    [A.shape, B.shape],
+    [
+      [6, 6],
+      [13, 6],
+    ],
+  );
   const want = steeredLogits(h, E, [steer], [[values]]).data;
   assertClose(loraLogits(h, E, A, B), want, 1e-5, 'logits');
   // Not trivially equal to the base model.
@@ -66,9 +84,17 @@ test('exportLora refuses other embeddings (unless forced), all-zero values and b
   const dir = mkdtempSync(join(tmpdir(), 'lmsteer-lora-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const other = randomTensor([13, 6], rng(99));
-  assert.throws(() => exportLora(steer, [1, 0, 1], other, dir, { baseModelId: 'x' }), (e: Error & { code?: string }) => e.code === 'MODEL_MISMATCH');
+  assert.throws(
+    () => exportLora(steer, [1, 0, 1], other, dir, { baseModelId: 'x' }),
+    (e: Error & { code?: string }) => e.code === 'MODEL_MISMATCH',
+  );
   exportLora(steer, [1, 0, 1], other, dir, { baseModelId: 'x', force: true, targetModule: 'embed_out' });
-  assert.ok(readAllSafetensors(join(dir, 'adapter_model.safetensors')).tensors['base_model.model.embed_out.lora_B.weight']);
+  assert.ok(
+    readAllSafetensors(join(dir, 'adapter_model.safetensors')).tensors['base_model.model.embed_out.lora_B.weight'],
+  );
   assert.throws(() => loraWeights(steer, [0, 0, 0], E), /every steer value is 0/);
-  assert.throws(() => exportLora(steer, [1, 0, 1], E, dir, { baseModelId: 'x', targetModule: 'a b' }), /not a module name/);
+  assert.throws(
+    () => exportLora(steer, [1, 0, 1], E, dir, { baseModelId: 'x', targetModule: 'a b' }),
+    /not a module name/,
+  );
 });

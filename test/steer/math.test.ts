@@ -5,9 +5,15 @@ import type { Steer } from '../../src/steer/steer.js';
 import { tensor } from '../../src/util/tensor.js';
 import { assertClose, randomSteer, randomTensor, rng } from './randomSteer.js';
 
-test('a hand-computed example: h=[3,4], P1=e1, P2=e2, eps=0.5, v=2 → h\'=[3, 4+0.5·2·3]', () => {
+test("a hand-computed example: h=[3,4], P1=e1, P2=e2, eps=0.5, v=2 → h'=[3, 4+0.5·2·3]", () => {
   const steer: Steer = {
-    config: { formatVersion: 1, baseModel: { id: 't', embeddingFingerprint: 'f', vocabSize: 2, hiddenSize: 2 }, eps: 0.5, rank: 1, slots: [{ name: 'a', defaultValue: 0 }] },
+    config: {
+      formatVersion: 1,
+      baseModel: { id: 't', embeddingFingerprint: 'f', vocabSize: 2, hiddenSize: 2 },
+      eps: 0.5,
+      rank: 1,
+      slots: [{ name: 'a', defaultValue: 0 }],
+    },
     p1: tensor([1, 2, 1], new Float32Array([1, 0])),
     p2: tensor([1, 2, 1], new Float32Array([0, 1])),
   };
@@ -31,7 +37,14 @@ test('steers compose by summing their terms, each row with its own values', () =
   const a = randomSteer({ d: 5, rank: 2, slots: ['x', 'y'], eps: 0.01, seed: 1 });
   const b = randomSteer({ d: 5, rank: 3, slots: ['z'], eps: 0.002, seed: 2 });
   const h = randomTensor([2, 5], rand);
-  const both = steeredHidden(h, [a, b], [[[1, -2], [3]], [[0.5, 0], [-1]]]);
+  const both = steeredHidden(
+    h,
+    [a, b],
+    [
+      [[1, -2], [3]],
+      [[0.5, 0], [-1]],
+    ],
+  );
   const onlyA = steeredHidden(h, [a], [[[1, -2]], [[0.5, 0]]]);
   const onlyB = steeredHidden(h, [b], [[[3]], [[-1]]]);
   const sum = both.data.map((_, i) => onlyA.data[i]! + onlyB.data[i]! - h.data[i]!);
@@ -46,5 +59,8 @@ test('values for the wrong number of rows, steers or slots are refused', () => {
   assert.throws(() => steeredHidden(h, [a], [[[1]], [[1]]]), /2 rows but the batch has 3/);
   assert.throws(() => steeredHidden(h, [a], [[[1, 2]]]), /2 values for 1 slots/);
   assert.throws(() => steeredHidden(h, [a], [[]]), /0 steers/);
-  assert.throws(() => steeredHidden(tensor([1, 4]), [a], [[[1]]]), (e: Error & { code?: string }) => e.code === 'SHAPE_MISMATCH');
+  assert.throws(
+    () => steeredHidden(tensor([1, 4]), [a], [[[1]]]),
+    (e: Error & { code?: string }) => e.code === 'SHAPE_MISMATCH',
+  );
 });

@@ -26,15 +26,22 @@ function graphMath(h: Tensor, p1: Tensor, p2t: Tensor, scale: Tensor): Float32Ar
   return out;
 }
 
-test('packed steers compute the same h\' as the reference math (2 steers, different rank and eps)', () => {
+test("packed steers compute the same h' as the reference math (2 steers, different rank and eps)", () => {
   const a = randomSteer({ d: 7, rank: 2, slots: ['x', 'y'], eps: 0.01, seed: 11 });
   const b = randomSteer({ d: 7, rank: 4, slots: ['z'], eps: 0.003, seed: 12 });
   const h = randomTensor([3, 7], rng(13), 2);
-  const rows = [[[1, -2], [3]], [[0, 0], [0]], [[-4, 0.5], [10]]];
+  const rows = [
+    [[1, -2], [3]],
+    [[0, 0], [0]],
+    [[-4, 0.5], [10]],
+  ];
   const packed = packSteers([a, b]);
   assert.equal(packed.p1.shape.join(), '7,8'); // K = 2·2 + 1·4
   assert.equal(packed.p2t.shape.join(), '8,7');
-  assert.deepEqual(packed.columns.map((c) => `${c.steer}.${c.slot}`), ['0.0', '0.0', '0.1', '0.1', '1.0', '1.0', '1.0', '1.0']);
+  assert.deepEqual(
+    packed.columns.map((c) => `${c.steer}.${c.slot}`),
+    ['0.0', '0.0', '0.1', '0.1', '1.0', '1.0', '1.0', '1.0'],
+  );
   const { p1, p2t, scale } = steerInputs(packed, rows);
   assert.equal(scale.shape.join(), '3,8');
   assertClose(scale.data.subarray(0, 8), [0.01, 0.01, -0.02, -0.02, 0.009, 0.009, 0.009, 0.009], 1e-6, 'scale');
@@ -57,13 +64,26 @@ test('one row of values is broadcast to the batch', () => {
 test('noSteer is K=1 of zeros and leaves h bit for bit', () => {
   const h = randomTensor([2, 5], rng(1), 3);
   const ns = noSteer(5, 2);
-  assert.deepEqual([ns.p1.shape, ns.p2t.shape, ns.scale.shape], [[5, 1], [1, 5], [2, 1]]);
+  assert.deepEqual(
+    [ns.p1.shape, ns.p2t.shape, ns.scale.shape],
+    [
+      [5, 1],
+      [1, 5],
+      [2, 1],
+    ],
+  );
   assert.deepEqual(graphMath(h, ns.p1, ns.p2t, ns.scale), h.data);
 });
 
 test('packSteers refuses no steers and steers of different widths', () => {
-  assert.throws(() => packSteers([]), (e: Error & { hint?: string }) => /noSteer/.test(e.hint ?? ''));
+  assert.throws(
+    () => packSteers([]),
+    (e: Error & { hint?: string }) => /noSteer/.test(e.hint ?? ''),
+  );
   const a = randomSteer({ d: 3, rank: 1, slots: ['x'] });
   const b = randomSteer({ d: 4, rank: 1, slots: ['x'] });
-  assert.throws(() => packSteers([a, b]), (e: Error & { code?: string }) => e.code === 'SHAPE_MISMATCH');
+  assert.throws(
+    () => packSteers([a, b]),
+    (e: Error & { code?: string }) => e.code === 'SHAPE_MISMATCH',
+  );
 });

@@ -11,7 +11,15 @@ export function randomTensor(shape: number[], rand: () => number, scale = 1): Te
   return t;
 }
 
-export function randomSteer(opts: { d: number; rank: number; slots: (string | SteerSlot)[]; eps?: number; name?: string; seed?: number; vocab?: number }): Steer {
+export function randomSteer(opts: {
+  d: number;
+  rank: number;
+  slots: (string | SteerSlot)[];
+  eps?: number;
+  name?: string;
+  seed?: number;
+  vocab?: number;
+}): Steer {
   const rand = rng(opts.seed ?? 1);
   const slots = opts.slots.map((s) => (typeof s === 'string' ? { name: s, defaultValue: 0 } : s));
   const shape = [slots.length, opts.d, opts.rank];
@@ -19,7 +27,12 @@ export function randomSteer(opts: { d: number; rank: number; slots: (string | St
     config: {
       formatVersion: 1,
       ...(opts.name ? { name: opts.name } : {}),
-      baseModel: { id: 'test/tiny', embeddingFingerprint: 'emb1-test', vocabSize: opts.vocab ?? 11, hiddenSize: opts.d },
+      baseModel: {
+        id: 'test/tiny',
+        embeddingFingerprint: 'emb1-test',
+        vocabSize: opts.vocab ?? 11,
+        hiddenSize: opts.d,
+      },
       eps: opts.eps ?? 1e-3,
       rank: opts.rank,
       slots,
@@ -34,6 +47,7 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   for (let i = 0; i < actual.length; i++) {
     const a = actual[i]!;
     const e = expected[i]!;
-    if (!(Math.abs(a - e) <= tol * (1 + Math.abs(e)))) throw new Error(`${what}[${i}]: ${a} vs expected ${e} (tol ${tol})`);
+    if (!(Math.abs(a - e) <= tol * (1 + Math.abs(e))))
+      throw new Error(`${what}[${i}]: ${a} vs expected ${e} (tol ${tol})`);
   }
 }

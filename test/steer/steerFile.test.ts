@@ -37,45 +37,79 @@ test('a steer for another base model is refused naming both, unless forced', (t)
   saveSteer(dir, randomSteer({ d: 4, rank: 1, slots: ['a'] }));
   assert.throws(
     () => loadSteer(dir, { expectFingerprint: 'emb1-other', expectModelId: 'gpt2' }),
-    (e: E) => e.code === 'MODEL_MISMATCH' && /test\/tiny/.test(e.message) && /gpt2/.test(e.message) && /--force/.test(e.hint ?? ''),
+    (e: E) =>
+      e.code === 'MODEL_MISMATCH' &&
+      /test\/tiny/.test(e.message) &&
+      /gpt2/.test(e.message) &&
+      /--force/.test(e.hint ?? ''),
   );
   assert.equal(loadSteer(dir, { expectFingerprint: 'emb1-other', force: true }).config.rank, 1);
-  assert.throws(() => loadSteer(dir, { expectHiddenSize: 8, force: true }), (e: E) => e.code === 'MODEL_MISMATCH' && /hidden size 8/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir, { expectHiddenSize: 8, force: true }),
+    (e: E) => e.code === 'MODEL_MISMATCH' && /hidden size 8/.test(e.message),
+  );
 });
 
 test('missing files, bad JSON, bad fields, future versions and wrong shapes give clear errors', (t) => {
   const root = tmp(t);
-  assert.throws(() => loadSteer(join(root, 'nope')), (e: E) => e.code === 'NOT_FOUND');
+  assert.throws(
+    () => loadSteer(join(root, 'nope')),
+    (e: E) => e.code === 'NOT_FOUND',
+  );
   const dir = join(root, 's');
   saveSteer(dir, randomSteer({ d: 4, rank: 2, slots: ['a'] }));
   const json = readFileSync(join(dir, 'steer.json'), 'utf8');
 
   writeFileSync(join(dir, 'steer.json'), '{ "formatVersion": 1, ');
-  assert.throws(() => loadSteer(dir), (e: E) => e.code === 'BAD_FILE' && /steer\.json is not valid JSON/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir),
+    (e: E) => e.code === 'BAD_FILE' && /steer\.json is not valid JSON/.test(e.message),
+  );
 
   writeFileSync(join(dir, 'steer.json'), JSON.stringify({ ...JSON.parse(json), formatVersion: 7 }));
-  assert.throws(() => loadSteer(dir), (e: E) => e.code === 'UNSUPPORTED' && /formatVersion 7/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir),
+    (e: E) => e.code === 'UNSUPPORTED' && /formatVersion 7/.test(e.message),
+  );
 
   writeFileSync(join(dir, 'steer.json'), JSON.stringify({ ...JSON.parse(json), eps: 'big' }));
-  assert.throws(() => loadSteer(dir), (e: E) => e.code === 'BAD_FILE' && /eps/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir),
+    (e: E) => e.code === 'BAD_FILE' && /eps/.test(e.message),
+  );
 
   writeFileSync(join(dir, 'steer.json'), JSON.stringify({ ...JSON.parse(json), rank: 3 }));
-  assert.throws(() => loadSteer(dir), (e: E) => e.code === 'SHAPE_MISMATCH' && /projector1/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir),
+    (e: E) => e.code === 'SHAPE_MISMATCH' && /projector1/.test(e.message),
+  );
 
   writeFileSync(join(dir, 'steer.json'), json);
   writeSafetensors(join(dir, 'steer.safetensors'), { projector1: tensor([1, 4, 2]) });
-  assert.throws(() => loadSteer(dir), (e: E) => e.code === 'BAD_FILE' && /no tensor "projector2"/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir),
+    (e: E) => e.code === 'BAD_FILE' && /no tensor "projector2"/.test(e.message),
+  );
 
   unlinkSync(join(dir, 'steer.safetensors'));
-  assert.throws(() => loadSteer(dir), (e: E) => e.code === 'NOT_FOUND' && /no steer\.safetensors/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir),
+    (e: E) => e.code === 'NOT_FOUND' && /no steer\.safetensors/.test(e.message),
+  );
   unlinkSync(join(dir, 'steer.json'));
-  assert.throws(() => loadSteer(dir), (e: E) => e.code === 'NOT_FOUND' && /steer\.json is missing/.test(e.message));
+  assert.throws(
+    () => loadSteer(dir),
+    (e: E) => e.code === 'NOT_FOUND' && /steer\.json is missing/.test(e.message),
+  );
 });
 
 test('a .pt path is pointed at the import', (t) => {
   const f = join(tmp(t), 'x.pt');
   writeFileSync(f, 'PK');
-  assert.throws(() => loadSteer(f), (e: E) => e.code === 'BAD_ARGUMENT' && /PyTorch checkpoint/.test(e.message));
+  assert.throws(
+    () => loadSteer(f),
+    (e: E) => e.code === 'BAD_ARGUMENT' && /PyTorch checkpoint/.test(e.message),
+  );
 });
 
 test('saveSteer refuses an invalid steer and writes nothing', (t) => {

@@ -68,7 +68,13 @@ test('gpt2: tokenString is the text a token adds inside decoded text', { skip: s
 test('gpt2: concatenated tokenStrings give the text back', { skip: skipUnlessShared(GPT2) }, () => {
   const tok = gpt2();
   for (const text of ['Hello, world!', '  two leading spaces', 'line one\nline two', "I'm fine, you're great"]) {
-    assert.equal(tok.encode(text).map((i) => tok.tokenString(i)).join(''), text);
+    assert.equal(
+      tok
+        .encode(text)
+        .map((i) => tok.tokenString(i))
+        .join(''),
+      text,
+    );
   }
 });
 
@@ -90,34 +96,54 @@ test('stories260K: expected tokenizations (with BOS) and greedy decoding', { ski
   assert.ok(tok.isSpecial(0) && tok.isSpecial(1) && tok.isSpecial(2) && !tok.isSpecial(3));
 });
 
-test('stories260K: tokenString keeps the space of "▁" and gives byte tokens as latin1', { skip: skipUnlessShared(STORIES) }, () => {
-  const tok = HfTokenizer.fromDir(join(sharedPath(STORIES)!, 'hf'));
-  assert.equal(tok.piece(403), '▁Once');
-  assert.equal(tok.tokenString(403), ' Once'); // decode([403]) alone strips it to "Once"
-  assert.equal(tok.tokenString(3 + 0x0a), '\n');
-  assert.equal(tok.tokenString(3 + 0x41), 'A');
-  assert.equal(tok.tokenString(3 + 0xe2), '\u00e2');
-  assert.equal(tok.tokenString(1), '<s>');
-  const ids = tok.encode('Once upon a time, there was', { addSpecialTokens: false });
-  assert.equal(ids.map((i) => tok.tokenString(i)).join(''), ' Once upon a time, there was');
-  assert.throws(() => tok.tokenString(512), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT');
-});
+test(
+  'stories260K: tokenString keeps the space of "▁" and gives byte tokens as latin1',
+  { skip: skipUnlessShared(STORIES) },
+  () => {
+    const tok = HfTokenizer.fromDir(join(sharedPath(STORIES)!, 'hf'));
+    assert.equal(tok.piece(403), '▁Once');
+    assert.equal(tok.tokenString(403), ' Once'); // decode([403]) alone strips it to "Once"
+    assert.equal(tok.tokenString(3 + 0x0a), '\n');
+    assert.equal(tok.tokenString(3 + 0x41), 'A');
+    assert.equal(tok.tokenString(3 + 0xe2), '\u00e2');
+    assert.equal(tok.tokenString(1), '<s>');
+    const ids = tok.encode('Once upon a time, there was', { addSpecialTokens: false });
+    assert.equal(ids.map((i) => tok.tokenString(i)).join(''), ' Once upon a time, there was');
+    assert.throws(
+      () => tok.tokenString(512),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT',
+    );
+  },
+);
 
-test('adds BOS from tokenizer_config.add_bos_token when tokenizer.json has no post-processor', { skip: skipUnlessShared(STORIES) }, () => {
-  const tj = readJson(join(sharedPath(STORIES)!, 'hf', 'tokenizer.json'));
-  tj.post_processor = null;
-  const plain = new HfTokenizer({ tokenizerJson: tj, source: 'mem' });
-  assert.deepEqual(plain.encode('Once upon a time'), [403, 407, 261, 378]);
-  assert.equal(plain.bosId, 1); // from the special added token named <s>
-  assert.deepEqual(plain.eosIds, [2]);
-  const withCfg = new HfTokenizer({ tokenizerJson: tj, tokenizerConfig: { add_bos_token: true, bos_token: '<s>' }, source: 'mem' });
-  assert.deepEqual(withCfg.encode('Once upon a time'), [1, 403, 407, 261, 378]);
-  assert.deepEqual(withCfg.encode('Once upon a time', { addSpecialTokens: false }), [403, 407, 261, 378]);
-});
+test(
+  'adds BOS from tokenizer_config.add_bos_token when tokenizer.json has no post-processor',
+  { skip: skipUnlessShared(STORIES) },
+  () => {
+    const tj = readJson(join(sharedPath(STORIES)!, 'hf', 'tokenizer.json'));
+    tj.post_processor = null;
+    const plain = new HfTokenizer({ tokenizerJson: tj, source: 'mem' });
+    assert.deepEqual(plain.encode('Once upon a time'), [403, 407, 261, 378]);
+    assert.equal(plain.bosId, 1); // from the special added token named <s>
+    assert.deepEqual(plain.eosIds, [2]);
+    const withCfg = new HfTokenizer({
+      tokenizerJson: tj,
+      tokenizerConfig: { add_bos_token: true, bos_token: '<s>' },
+      source: 'mem',
+    });
+    assert.deepEqual(withCfg.encode('Once upon a time'), [1, 403, 407, 261, 378]);
+    assert.deepEqual(withCfg.encode('Once upon a time', { addSpecialTokens: false }), [403, 407, 261, 378]);
+  },
+);
 
 test('generation_config adds extra eos ids', { skip: skipUnlessShared(STORIES) }, () => {
   const tj = readJson(join(sharedPath(STORIES)!, 'hf', 'tokenizer.json'));
-  const tok = new HfTokenizer({ tokenizerJson: tj, tokenizerConfig: { eos_token: { content: '</s>' } }, generationConfig: { eos_token_id: [2, 13], pad_token_id: 0 }, source: 'mem' });
+  const tok = new HfTokenizer({
+    tokenizerJson: tj,
+    tokenizerConfig: { eos_token: { content: '</s>' } },
+    generationConfig: { eos_token_id: [2, 13], pad_token_id: 0 },
+    source: 'mem',
+  });
   assert.deepEqual(tok.eosIds, [2, 13]);
   assert.equal(tok.padId, 0);
   assert.ok(tok.isSpecial(13));
@@ -126,22 +152,49 @@ test('generation_config adds extra eos ids', { skip: skipUnlessShared(STORIES) }
 test('missing or malformed tokenizer.json: clear errors', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lmsteer-tok-'));
   try {
-    assert.throws(() => HfTokenizer.fromDir(dir), (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && e.message.includes(dir) && !!e.hint);
+    assert.throws(
+      () => HfTokenizer.fromDir(dir),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && e.message.includes(dir) && !!e.hint,
+    );
     writeFileSync(join(dir, 'tokenizer.json'), '{"model": {"type": "BPE", "vocab": {"a": 0}');
-    assert.throws(() => HfTokenizer.fromDir(dir), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && e.message.includes('tokenizer.json'));
+    assert.throws(
+      () => HfTokenizer.fromDir(dir),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && e.message.includes('tokenizer.json'),
+    );
     writeFileSync(join(dir, 'tokenizer.json'), '{"version": "1.0"}');
-    assert.throws(() => HfTokenizer.fromDir(dir), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && /"model"/.test(e.message));
+    assert.throws(
+      () => HfTokenizer.fromDir(dir),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && /"model"/.test(e.message),
+    );
     writeFileSync(join(dir, 'tokenizer.json'), '[1,2]');
-    assert.throws(() => HfTokenizer.fromDir(dir), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE');
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ normalizer: { type: 'Nope' }, model: { type: 'BPE', vocab: { a: 0 }, merges: [] } }));
-    assert.throws(() => HfTokenizer.fromDir(dir), (e: unknown) => e instanceof LmSteerError && e.code === 'UNSUPPORTED');
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } }));
+    assert.throws(
+      () => HfTokenizer.fromDir(dir),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE',
+    );
+    writeFileSync(
+      join(dir, 'tokenizer.json'),
+      JSON.stringify({ normalizer: { type: 'Nope' }, model: { type: 'BPE', vocab: { a: 0 }, merges: [] } }),
+    );
+    assert.throws(
+      () => HfTokenizer.fromDir(dir),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'UNSUPPORTED',
+    );
+    writeFileSync(
+      join(dir, 'tokenizer.json'),
+      JSON.stringify({ model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } }),
+    );
     writeFileSync(join(dir, 'tokenizer_config.json'), '{oops');
-    assert.throws(() => HfTokenizer.fromDir(dir), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && e.message.includes('tokenizer_config.json'));
+    assert.throws(
+      () => HfTokenizer.fromDir(dir),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && e.message.includes('tokenizer_config.json'),
+    );
     rmSync(join(dir, 'tokenizer_config.json'));
     const tok = HfTokenizer.fromDir(dir);
     assert.deepEqual(tok.encode('ab'), [0, 1]);
-    assert.throws(() => tok.decode([5]), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && e.message.includes('5'));
+    assert.throws(
+      () => tok.decode([5]),
+      (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && e.message.includes('5'),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,54 +4,79 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HfTokenizer } from '../../src/tokenizer/hfTokenizer.js';
-import { llama2cToHfTokenizer, loadLlama2cTokenizer, parseLlama2cTokenizer } from '../../src/tokenizer/llama2cTokenizer.js';
+import {
+  llama2cToHfTokenizer,
+  loadLlama2cTokenizer,
+  parseLlama2cTokenizer,
+} from '../../src/tokenizer/llama2cTokenizer.js';
 import { LmSteerError } from '../../src/util/errors.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
 const S = 'models/stories260K';
 const binPath = () => join(sharedPath(S)!, 'llama2c', 'tokenizer.bin');
 const readJson = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
-const isErr = (code: string, re?: RegExp) => (e: unknown) => e instanceof LmSteerError && e.code === code && (!re || re.test(e.message)) && !!e.hint;
+const isErr = (code: string, re?: RegExp) => (e: unknown) =>
+  e instanceof LmSteerError && e.code === code && (!re || re.test(e.message)) && !!e.hint;
 
-test('tok512 tokenizer.bin parses: 512 tokens, max length 7, specials as llama2.c stores them', { skip: skipUnlessShared(S) }, () => {
-  const v = parseLlama2cTokenizer(readFileSync(binPath()), binPath());
-  assert.equal(v.maxTokenLength, 7);
-  assert.equal(v.pieces.length, 512);
-  assert.deepEqual(v.pieces.slice(0, 4), ['<unk>', '\n<s>\n', '\n</s>\n', '<0x00>']);
-});
+test(
+  'tok512 tokenizer.bin parses: 512 tokens, max length 7, specials as llama2.c stores them',
+  { skip: skipUnlessShared(S) },
+  () => {
+    const v = parseLlama2cTokenizer(readFileSync(binPath()), binPath());
+    assert.equal(v.maxTokenLength, 7);
+    assert.equal(v.pieces.length, 512);
+    assert.deepEqual(v.pieces.slice(0, 4), ['<unk>', '\n<s>\n', '\n</s>\n', '<0x00>']);
+  },
+);
 
-test('tok512 converts to exactly hf/tokenizer.json (vocab, merges, every section) and its config', { skip: skipUnlessShared(S) }, () => {
-  const v = parseLlama2cTokenizer(readFileSync(binPath()), binPath());
-  const { tokenizerJson, tokenizerConfig } = llama2cToHfTokenizer(v, binPath());
-  const ref = readJson(join(sharedPath(S)!, 'hf', 'tokenizer.json'));
-  const model = tokenizerJson.model as { vocab: unknown; merges: string[] };
-  assert.equal(model.merges.length, 165);
-  assert.deepEqual(model.vocab, ref.model.vocab);
-  assert.deepEqual(model.merges, ref.model.merges);
-  assert.deepEqual(tokenizerJson, ref);
-  const refCfg = readJson(join(sharedPath(S)!, 'hf', 'tokenizer_config.json'));
-  for (const k of ['add_bos_token', 'add_eos_token', 'bos_token', 'eos_token', 'unk_token', 'legacy', 'clean_up_tokenization_spaces']) {
-    assert.deepEqual(tokenizerConfig[k], refCfg[k], k);
-  }
-});
+test(
+  'tok512 converts to exactly hf/tokenizer.json (vocab, merges, every section) and its config',
+  { skip: skipUnlessShared(S) },
+  () => {
+    const v = parseLlama2cTokenizer(readFileSync(binPath()), binPath());
+    const { tokenizerJson, tokenizerConfig } = llama2cToHfTokenizer(v, binPath());
+    const ref = readJson(join(sharedPath(S)!, 'hf', 'tokenizer.json'));
+    const model = tokenizerJson.model as { vocab: unknown; merges: string[] };
+    assert.equal(model.merges.length, 165);
+    assert.deepEqual(model.vocab, ref.model.vocab);
+    assert.deepEqual(model.merges, ref.model.merges);
+    assert.deepEqual(tokenizerJson, ref);
+    const refCfg = readJson(join(sharedPath(S)!, 'hf', 'tokenizer_config.json'));
+    for (const k of [
+      'add_bos_token',
+      'add_eos_token',
+      'bos_token',
+      'eos_token',
+      'unk_token',
+      'legacy',
+      'clean_up_tokenization_spaces',
+    ]) {
+      assert.deepEqual(tokenizerConfig[k], refCfg[k], k);
+    }
+  },
+);
 
-test('tok512 tokenizes the expected cases like hf/tokenizer.json and decodes the greedy ids', { skip: skipUnlessShared(S) }, () => {
-  const exp = readJson(join(sharedPath(S)!, 'expected.json'));
-  const tok = loadLlama2cTokenizer(binPath(), { vocabSize: 512 });
-  const hf = HfTokenizer.fromDir(join(sharedPath(S)!, 'hf'));
-  const extra = ['', ' ', '  two  spaces  ', 'tab\there\nnewline', '日本語 مرحبا 👨‍👩‍👧', '<s> not special in run.c'];
-  for (const c of exp.tokenization.cases as { text: string; ids: number[] }[]) {
-    assert.deepEqual(tok.encode(c.text), c.ids, c.text);
-  }
-  for (const t of [...exp.tokenization.cases.map((c: { text: string }) => c.text), ...extra]) {
-    assert.deepEqual(tok.encode(t), hf.encode(t), JSON.stringify(t));
-  }
-  assert.equal(tok.decode(exp.greedy_from_bos.ids, { skipSpecialTokens: true }), exp.greedy_from_bos.text);
-  assert.equal(tok.bosId, 1);
-  assert.deepEqual(tok.eosIds, [2]);
-  assert.equal(tok.vocabSize, 512);
-  assert.equal(tok.tokenString(403), ' Once');
-});
+test(
+  'tok512 tokenizes the expected cases like hf/tokenizer.json and decodes the greedy ids',
+  { skip: skipUnlessShared(S) },
+  () => {
+    const exp = readJson(join(sharedPath(S)!, 'expected.json'));
+    const tok = loadLlama2cTokenizer(binPath(), { vocabSize: 512 });
+    const hf = HfTokenizer.fromDir(join(sharedPath(S)!, 'hf'));
+    const extra = ['', ' ', '  two  spaces  ', 'tab\there\nnewline', '日本語 مرحبا 👨‍👩‍👧', '<s> not special in run.c'];
+    for (const c of exp.tokenization.cases as { text: string; ids: number[] }[]) {
+      assert.deepEqual(tok.encode(c.text), c.ids, c.text);
+    }
+    for (const t of [...exp.tokenization.cases.map((c: { text: string }) => c.text), ...extra]) {
+      assert.deepEqual(tok.encode(t), hf.encode(t), JSON.stringify(t));
+    }
+    assert.equal(tok.decode(exp.greedy_from_bos.ids, { skipSpecialTokens: true }), exp.greedy_from_bos.text);
+    assert.equal(tok.bosId, 1);
+    assert.deepEqual(tok.eosIds, [2]);
+    assert.equal(tok.vocabSize, 512);
+    assert.equal(tok.tokenString(403), ' Once');
+  },
+);
 
 test('malformed or truncated tokenizer.bin: BAD_FILE naming the problem', { skip: skipUnlessShared(S) }, () => {
   const good = readFileSync(binPath());

@@ -32,7 +32,7 @@ test('two steps follow the bias-corrected formula (float64 hand computation)', (
     const t = i + 1;
     m = 0.9 * m + 0.1 * g;
     v = 0.999 * v + 0.001 * g * g;
-    x -= (0.01 / (1 - 0.9 ** t)) * m / (Math.sqrt(v) / Math.sqrt(1 - 0.999 ** t) + 1e-8);
+    x -= ((0.01 / (1 - 0.9 ** t)) * m) / (Math.sqrt(v) / Math.sqrt(1 - 0.999 ** t) + 1e-8);
   });
   assert.ok(Math.abs(p[0]! - x) < 1e-6, `${p[0]} vs ${x}`);
 });

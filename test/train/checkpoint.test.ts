@@ -47,7 +47,11 @@ test('a damaged checkpoint is BAD_FILE with a hint, not a silent restart', () =>
   const bytes = readFileSync(t);
   bytes[bytes.length - 1] ^= 1;
   writeFileSync(t, bytes);
-  assert.throws(() => loadCheckpoint(out), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && /sha256/.test(e.message) && /delete/.test(e.hint!));
+  assert.throws(
+    () => loadCheckpoint(out),
+    (e: unknown) =>
+      e instanceof LmSteerError && e.code === 'BAD_FILE' && /sha256/.test(e.message) && /delete/.test(e.hint!),
+  );
   writeFileSync(join(checkpointDir(out), 'checkpoint.json'), '{"format": ');
   assert.throws(() => loadCheckpoint(out), /not valid JSON/);
 });

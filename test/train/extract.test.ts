@@ -4,12 +4,22 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../../src/runtime/loadModel.js';
-import { encodeForTraining, extractionFingerprint, lengthBatches, makeExtractor, tokenizerFingerprint } from '../../src/train/extract.js';
+import {
+  encodeForTraining,
+  extractionFingerprint,
+  lengthBatches,
+  makeExtractor,
+  tokenizerFingerprint,
+} from '../../src/train/extract.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
 const skip = skipUnlessShared('models/stories260K/hf');
-const open = () => loadModel(sharedPath('models/stories260K/hf')!, { cacheDir: mkdtempSync(join(tmpdir(), 'lmsteer-graphs-')), threads: 1 });
+const open = () =>
+  loadModel(sharedPath('models/stories260K/hf')!, {
+    cacheDir: mkdtempSync(join(tmpdir(), 'lmsteer-graphs-')),
+    threads: 1,
+  });
 
 test('lengthBatches: rows of similar length together, padded tokens within the budget, empty rows left out', () => {
   const lengths = [5, 1, 9, 0, 3, 9, 2, 7];
@@ -26,31 +36,41 @@ test('lengthBatches: rows of similar length together, padded tokens within the b
   assert.deepEqual(lengthBatches([50, 2], 10, 8), [[1], [0]]);
 });
 
-test('extractor: hidden states per text equal a lone forward (no padding leaks), BOS added, truncated', { skip }, async () => {
-  const model = await open();
-  try {
-    const texts = ['Once upon a time', 'The little dog ran to the park and saw a big red ball.', 'Hi', 'Lily was sad. Her toy was broken and she cried.'];
-    let calls = 0;
-    const extract = makeExtractor(model, { maxLength: 12, tokenBudget: 40, onBatch: () => calls++ });
-    const out = await extract(texts);
-    assert.ok(calls >= 2, 'the budget splits the texts into several decoder calls');
-    const d = model.cfg.hiddenSize;
-    for (const [i, t] of texts.entries()) {
-      const ids = model.tokenizer.encode(t).slice(0, 12);
-      assert.equal(ids[0], 1, 'BOS');
-      assert.deepEqual(out[i]!.ids, ids);
-      assert.deepEqual(out[i]!.hidden.shape, [ids.length, d]);
-      const alone = await model.decoder.forward([ids]);
-      const ref = alone.hidden.data as Float32Array;
-      let maxDiff = 0;
-      for (let k = 0; k < ids.length * d; k++) maxDiff = Math.max(maxDiff, Math.abs(ref[k]! - out[i]!.hidden.data[k]!));
-      assert.ok(maxDiff < 1e-4, `text ${i}: batched vs alone differ by ${maxDiff}`);
+test(
+  'extractor: hidden states per text equal a lone forward (no padding leaks), BOS added, truncated',
+  { skip },
+  async () => {
+    const model = await open();
+    try {
+      const texts = [
+        'Once upon a time',
+        'The little dog ran to the park and saw a big red ball.',
+        'Hi',
+        'Lily was sad. Her toy was broken and she cried.',
+      ];
+      let calls = 0;
+      const extract = makeExtractor(model, { maxLength: 12, tokenBudget: 40, onBatch: () => calls++ });
+      const out = await extract(texts);
+      assert.ok(calls >= 2, 'the budget splits the texts into several decoder calls');
+      const d = model.cfg.hiddenSize;
+      for (const [i, t] of texts.entries()) {
+        const ids = model.tokenizer.encode(t).slice(0, 12);
+        assert.equal(ids[0], 1, 'BOS');
+        assert.deepEqual(out[i]!.ids, ids);
+        assert.deepEqual(out[i]!.hidden.shape, [ids.length, d]);
+        const alone = await model.decoder.forward([ids]);
+        const ref = alone.hidden.data as Float32Array;
+        let maxDiff = 0;
+        for (let k = 0; k < ids.length * d; k++)
+          maxDiff = Math.max(maxDiff, Math.abs(ref[k]! - out[i]!.hidden.data[k]!));
+        assert.ok(maxDiff < 1e-4, `text ${i}: batched vs alone differ by ${maxDiff}`);
+      }
+      assert.equal(encodeForTraining(model.tokenizer, texts[1]!, 12).length, 12);
+    } finally {
+      model.close();
     }
-    assert.equal(encodeForTraining(model.tokenizer, texts[1]!, 12).length, 12);
-  } finally {
-    model.close();
-  }
-});
+  },
+);
 
 test('fingerprints: a tokenizer that encodes differently (no BOS) gives another cache key', { skip }, async () => {
   const model = await open();
@@ -77,14 +97,22 @@ test('fingerprints: a tokenizer that encodes differently (no BOS) gives another 
   }
 });
 
-test('fingerprints: behaviour, not file: the llama2.c tokenizer.bin of the same model encodes alike and shares the key', { skip: skipUnlessShared('models/stories260K/llama2c/model.bin') }, async () => {
-  const hf = await open();
-  const l2c = await loadModel(sharedPath('models/stories260K/llama2c/model.bin')!, { cacheDir: mkdtempSync(join(tmpdir(), 'lmsteer-graphs-')), threads: 1 });
-  try {
-    for (const t of ['Once upon a time', 'Zoë ate crème brûlée 🍰']) assert.deepEqual(l2c.tokenizer.encode(t), hf.tokenizer.encode(t));
-    assert.equal(tokenizerFingerprint(hf.tokenizer), tokenizerFingerprint(l2c.tokenizer));
-  } finally {
-    hf.close();
-    l2c.close();
-  }
-});
+test(
+  'fingerprints: behaviour, not file: the llama2.c tokenizer.bin of the same model encodes alike and shares the key',
+  { skip: skipUnlessShared('models/stories260K/llama2c/model.bin') },
+  async () => {
+    const hf = await open();
+    const l2c = await loadModel(sharedPath('models/stories260K/llama2c/model.bin')!, {
+      cacheDir: mkdtempSync(join(tmpdir(), 'lmsteer-graphs-')),
+      threads: 1,
+    });
+    try {
+      for (const t of ['Once upon a time', 'Zoë ate crème brûlée 🍰'])
+        assert.deepEqual(l2c.tokenizer.encode(t), hf.tokenizer.encode(t));
+      assert.equal(tokenizerFingerprint(hf.tokenizer), tokenizerFingerprint(l2c.tokenizer));
+    } finally {
+      hf.close();
+      l2c.close();
+    }
+  },
+);

@@ -84,7 +84,10 @@ test('a truncated tail (killed run) and a damaged payload are detected and recom
   const [one] = await c.get(['one'], extract);
   assert.deepEqual(calls.texts, ['one']);
   assert.equal(c.stats.corrupt, 1);
-  assert.deepEqual(one!.ids, [...'one'].map((ch) => ch.codePointAt(0)! % V));
+  assert.deepEqual(
+    one!.ids,
+    [...'one'].map((ch) => ch.codePointAt(0)! % V),
+  );
   c.close();
   // Garbage appended to a shard ends its scan without breaking the entries before it.
   appendFileSync(shard, Buffer.from('not a record at all'));
@@ -104,6 +107,10 @@ test('memory mode (no dir) caches within the run', async () => {
 
 test('an extractor returning the wrong shape is refused', async () => {
   const c = HiddenCache.open({ ...base });
-  const bad = async (texts: string[]) => texts.map(() => ({ hidden: { dtype: 'float32' as const, shape: [3, d], data: new Float32Array(3 * d) }, ids: [1, 2] }));
+  const bad = async (texts: string[]) =>
+    texts.map(() => ({
+      hidden: { dtype: 'float32' as const, shape: [3, d], data: new Float32Array(3 * d) },
+      ids: [1, 2],
+    }));
   await assert.rejects(c.get(['a'], bad), /shape \[3,4\] for 2 tokens/);
 });

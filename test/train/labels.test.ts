@@ -6,7 +6,11 @@ import { LmSteerError } from '../../src/util/errors.js';
 const raw = (...values: string[]): RawLabel[] => values.map((value, i) => ({ value, file: 'f.jsonl', line: i + 1 }));
 
 test('binary maps 0/1, neg/pos, false/true and ±1 to −1/+1', () => {
-  const { values } = applyLabelMap(parseLabelMap('binary'), raw('0', '1', 'neg', 'POS', 'false', 'true', '-1', '+1', 'negative', 'positive'), 'f');
+  const { values } = applyLabelMap(
+    parseLabelMap('binary'),
+    raw('0', '1', 'neg', 'POS', 'false', 'true', '-1', '+1', 'negative', 'positive'),
+    'f',
+  );
   assert.deepEqual(values, [-1, 1, -1, 1, -1, 1, -1, 1, -1, 1]);
 });
 
@@ -26,7 +30,10 @@ test('sst5 maps 0-based classes to c/2 − 1 and detects 1-based files', () => {
 });
 
 test('sst5 refuses a file with both 0 and 5, naming lines', () => {
-  assert.throws(() => applyLabelMap(parseLabelMap('sst5'), raw('0', '3', '5'), 'f.jsonl'), (e: LmSteerError) => e.code === 'BAD_DATA' && /line 1/.test(e.message) && /line 3/.test(e.message));
+  assert.throws(
+    () => applyLabelMap(parseLabelMap('sst5'), raw('0', '3', '5'), 'f.jsonl'),
+    (e: LmSteerError) => e.code === 'BAD_DATA' && /line 1/.test(e.message) && /line 3/.test(e.message),
+  );
 });
 
 test('identity and custom maps; labels outside the map name file, line and value', () => {
@@ -41,7 +48,10 @@ test('identity and custom maps; labels outside the map name file, line and value
 });
 
 test('bad label map specs are refused', () => {
-  assert.throws(() => parseLabelMap('tri'), (e: LmSteerError) => e.code === 'BAD_ARGUMENT');
+  assert.throws(
+    () => parseLabelMap('tri'),
+    (e: LmSteerError) => e.code === 'BAD_ARGUMENT',
+  );
   assert.throws(() => parseLabelMap('a=1,b=x'), /"b=x"/);
   assert.throws(() => parseLabelMap('a=1,a=2'), /twice/);
 });

@@ -61,14 +61,18 @@ test('gradients match central finite differences of the float64 reference', asyn
   try {
     const g = await s.run(batch, p1, p2t);
     const h = 1e-3;
-    for (const [name, P, grad] of [['p1', p1, g.gradP1], ['p2t', p2t, g.gradP2t]] as const) {
+    for (const [name, P, grad] of [
+      ['p1', p1, g.gradP1],
+      ['p2t', p2t, g.gradP2t],
+    ] as const) {
       let checked = 0;
       for (let i = 0; i < P.data.length; i++) {
         const plus = tensor(P.shape, Float32Array.from(P.data));
         const minus = tensor(P.shape, Float32Array.from(P.data));
         plus.data[i]! += h;
         minus.data[i]! -= h;
-        const f = (x: Tensor) => (name === 'p1' ? referenceLossSum(E, batch, x, p2t) : referenceLossSum(E, batch, p1, x));
+        const f = (x: Tensor) =>
+          name === 'p1' ? referenceLossSum(E, batch, x, p2t) : referenceLossSum(E, batch, p1, x);
         // The perturbation itself is rounded to float32, so divide by the step actually taken.
         const fd = (f(plus) - f(minus)) / (plus.data[i]! - minus.data[i]!);
         const tol = 1e-3 * Math.max(1, Math.abs(fd));
@@ -108,7 +112,10 @@ test('a target id outside the vocabulary is a clear error', async () => {
   try {
     const t = Int32Array.from(batch.targets as Int32Array);
     t[2] = V;
-    await assert.rejects(s.run({ ...batch, targets: t }, p1, p2t), /token id 40 at position 2 is outside the vocabulary/);
+    await assert.rejects(
+      s.run({ ...batch, targets: t }, p1, p2t),
+      /token id 40 at position 2 is outside the vocabulary/,
+    );
   } finally {
     await s.close();
   }

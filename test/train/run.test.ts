@@ -10,7 +10,11 @@ import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
 const dataset = (labels: number[]): Dataset => {
   const examples = labels.map((label, i) => ({ text: `t${i}`, label, file: 'f', line: i + 1 }));
-  return { examples, summary: { files: [], perLabel: [], total: examples.length, balancing: 'not balanced' }, hash: hashExamples(examples) };
+  return {
+    examples,
+    summary: { files: [], perLabel: [], total: examples.length, balancing: 'not balanced' },
+    hash: hashExamples(examples),
+  };
 };
 
 test('limitDataset: a seeded random subset in file order, every label kept, summary and hash updated', () => {
@@ -20,34 +24,57 @@ test('limitDataset: a seeded random subset in file order, every label kept, summ
   assert.deepEqual(a.examples, limitDataset(ds, 10, 0).examples);
   assert.notDeepEqual(a.examples, limitDataset(ds, 10, 1).examples);
   const lines = a.examples.map((e) => e.line);
-  assert.deepEqual(lines, [...lines].sort((x, y) => x - y));
-  assert.deepEqual(a.summary.perLabel.map((p) => p.label), [-1, 1], 'not just the first file’s label');
+  assert.deepEqual(
+    lines,
+    [...lines].sort((x, y) => x - y),
+  );
+  assert.deepEqual(
+    a.summary.perLabel.map((p) => p.label),
+    [-1, 1],
+    'not just the first file’s label',
+  );
   assert.equal(a.hash, hashExamples(a.examples));
   assert.equal(limitDataset(ds, 500, 0), ds);
   assert.throws(() => limitDataset(ds, 0, 0), /--limit/);
 });
 
-test('runTraining: the disk cache is filled once and reused; memory mode extracts per batch', { skip: skipUnlessShared('models/stories260K/hf') }, async () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'lmsteer-run-'));
-  const data = join(tmp, 'd.jsonl');
-  writeFileSync(data, ['happy day', 'sad day', 'a fun game', 'a bad cold', 'we laughed', 'he cried'].map((text, i) => JSON.stringify({ text, label: i % 2 ? 'neg' : 'pos' })).join('\n'));
-  const model = await loadModel(sharedPath('models/stories260K/hf')!, { cacheDir: join(tmp, 'graphs'), threads: 1 });
-  try {
-    const base = { model: model.id, loaded: model, data: [data], progress: false, log: () => {}, train: { rank: 2, batchSize: 2, steps: 4 } };
-    const a = await runTraining({ ...base, outDir: join(tmp, 'a'), cacheDir: join(tmp, 'hidden') });
-    assert.equal(a.extraction.texts, 6);
-    assert.equal(a.training.steps, 4);
-    const b = await runTraining({ ...base, outDir: join(tmp, 'b'), cacheDir: join(tmp, 'hidden') });
-    assert.equal(b.extraction.texts, 0, 'second run reads the cache');
-    assert.deepEqual(b.result.steer.p1.data, a.result.steer.p1.data, 'same data, same seed, same steer');
-    const c = await runTraining({ ...base, outDir: join(tmp, 'c'), cacheDir: false });
-    assert.equal(c.extraction.texts, 6);
-    assert.deepEqual(c.result.steer.p1.data, a.result.steer.p1.data, 'cache or not, the same steer');
-    const cfg = JSON.parse(readFileSync(join(tmp, 'a', 'steer.json'), 'utf8'));
-    assert.equal(cfg.baseModel.embeddingFingerprint, model.fingerprint());
-    assert.match(cfg.training.hiddenStates, /^hid1-/);
-    assert.equal(cfg.training.dataset, data);
-  } finally {
-    model.close();
-  }
-});
+test(
+  'runTraining: the disk cache is filled once and reused; memory mode extracts per batch',
+  { skip: skipUnlessShared('models/stories260K/hf') },
+  async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'lmsteer-run-'));
+    const data = join(tmp, 'd.jsonl');
+    writeFileSync(
+      data,
+      ['happy day', 'sad day', 'a fun game', 'a bad cold', 'we laughed', 'he cried']
+        .map((text, i) => JSON.stringify({ text, label: i % 2 ? 'neg' : 'pos' }))
+        .join('\n'),
+    );
+    const model = await loadModel(sharedPath('models/stories260K/hf')!, { cacheDir: join(tmp, 'graphs'), threads: 1 });
+    try {
+      const base = {
+        model: model.id,
+        loaded: model,
+        data: [data],
+        progress: false,
+        log: () => {},
+        train: { rank: 2, batchSize: 2, steps: 4 },
+      };
+      const a = await runTraining({ ...base, outDir: join(tmp, 'a'), cacheDir: join(tmp, 'hidden') });
+      assert.equal(a.extraction.texts, 6);
+      assert.equal(a.training.steps, 4);
+      const b = await runTraining({ ...base, outDir: join(tmp, 'b'), cacheDir: join(tmp, 'hidden') });
+      assert.equal(b.extraction.texts, 0, 'second run reads the cache');
+      assert.deepEqual(b.result.steer.p1.data, a.result.steer.p1.data, 'same data, same seed, same steer');
+      const c = await runTraining({ ...base, outDir: join(tmp, 'c'), cacheDir: false });
+      assert.equal(c.extraction.texts, 6);
+      assert.deepEqual(c.result.steer.p1.data, a.result.steer.p1.data, 'cache or not, the same steer');
+      const cfg = JSON.parse(readFileSync(join(tmp, 'a', 'steer.json'), 'utf8'));
+      assert.equal(cfg.baseModel.embeddingFingerprint, model.fingerprint());
+      assert.match(cfg.training.hiddenStates, /^hid1-/);
+      assert.equal(cfg.training.dataset, data);
+    } finally {
+      model.close();
+    }
+  },
+);

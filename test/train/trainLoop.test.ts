@@ -21,18 +21,31 @@ test('batchAt: every epoch is a permutation, the last batch is short, same seed 
   const n = 10;
   const seen: number[] = [];
   for (let s = 0; s < 3; s++) seen.push(...batchAt(n, 4, 0, s).indices);
-  assert.deepEqual([...seen].sort((a, b) => a - b), [...Array(n).keys()]);
+  assert.deepEqual(
+    [...seen].sort((a, b) => a - b),
+    [...Array(n).keys()],
+  );
   assert.equal(batchAt(n, 4, 0, 2).indices.length, 2);
   assert.deepEqual(batchAt(n, 4, 0, 3).sampler, { seed: 0, epoch: 1, batchInEpoch: 0 });
   assert.deepEqual(batchAt(n, 4, 5, 7).indices, batchAt(n, 4, 5, 7).indices);
-  assert.notDeepEqual([0, 1, 2].map((s) => batchAt(n, 4, 0, s).indices), [3, 4, 5].map((s) => batchAt(n, 4, 0, s).indices));
+  assert.notDeepEqual(
+    [0, 1, 2].map((s) => batchAt(n, 4, 0, s).indices),
+    [3, 4, 5].map((s) => batchAt(n, 4, 0, s).indices),
+  );
 });
 
 test('unpack inverts packSteers and seeded init with the asked std', () => {
   const { p1, p2 } = initProjectors(2, 5, 3, 0.01, 0);
   const again = initProjectors(2, 5, 3, 0.01, 0);
   assert.deepEqual(p1.data, again.p1.data);
-  const config = { rank: 3, eps: 1, slots: [{ name: 'a', defaultValue: 0 }, { name: 'b', defaultValue: 0 }] } as SteerConfig;
+  const config = {
+    rank: 3,
+    eps: 1,
+    slots: [
+      { name: 'a', defaultValue: 0 },
+      { name: 'b', defaultValue: 0 },
+    ],
+  } as SteerConfig;
   const packed = packSteers([{ config, p1, p2 }]);
   assert.deepEqual(packed.p1.shape, [5, 6]);
   const back = unpackP(packed.p1, packed.p2t, 2);
@@ -45,7 +58,10 @@ test('unpack inverts packSteers and seeded init with the asked std', () => {
 
 test('buildLossBatch: real next tokens only by default; includePadding pads to the longest row', () => {
   const d = 2;
-  const entry = (ids: number[]) => ({ ids, hidden: tensor([ids.length, d], Float32Array.from(ids.flatMap((i) => [i, -i]))) });
+  const entry = (ids: number[]) => ({
+    ids,
+    hidden: tensor([ids.length, d], Float32Array.from(ids.flatMap((i) => [i, -i]))),
+  });
   const entries = [entry([5, 6, 7]), entry([8, 9])];
   const cfg = { rank: 2, eps: 0.5, dummySlot: true, includePadding: false, padId: null };
   const b = buildLossBatch(entries, [-1, 1], cfg);
@@ -57,7 +73,10 @@ test('buildLossBatch: real next tokens only by default; includePadding pads to t
   const p = buildLossBatch(entries, [-1, 1], { ...cfg, includePadding: true, padId: 0 });
   assert.deepEqual([...p.targets], [6, 7, 9, 0]);
   assert.deepEqual([...p.hidden.data.subarray(6, 8)], [9, -9]); // predicting the pad from the last real token
-  assert.equal(p.weight.reduce((a, x) => a + x, 0), 4);
+  assert.equal(
+    p.weight.reduce((a, x) => a + x, 0),
+    4,
+  );
 });
 
 test('training writes a loadable steer, a loss plot and a checkpoint; the loss goes down', async () => {
@@ -68,7 +87,10 @@ test('training writes a loadable steer, a loss plot and a checkpoint; the loss g
   const last = r.history.slice(-5).reduce((a, p) => a + p.loss, 0);
   assert.ok(last < first, `loss ${first / 5} → ${last / 5}`);
   const steer = loadSteer(out);
-  assert.deepEqual(steer.config.slots.map((s) => s.name), ['sentiment', DUMMY_SLOT]);
+  assert.deepEqual(
+    steer.config.slots.map((s) => s.name),
+    ['sentiment', DUMMY_SLOT],
+  );
   assert.deepEqual(steer.p1.shape, [2, 8, 3]);
   assert.deepEqual(steer.p1.data, r.p1.data);
   assert.equal(steer.config.training?.steps, 30);
@@ -81,8 +103,16 @@ test('a stopped run resumes to exactly the result of an uninterrupted one', asyn
   const out = tmp();
   const ctl = new AbortController();
   await assert.rejects(
-    trainSteer(tinyTrainOptions(out), { ...tinyDeps(), signal: ctl.signal, onStep: (p) => p.step === 7 && ctl.abort() }),
-    (e: unknown) => e instanceof LmSteerError && e.code === 'CANCELLED' && /step 7 of 12/.test(e.message) && e.hint!.includes('again'),
+    trainSteer(tinyTrainOptions(out), {
+      ...tinyDeps(),
+      signal: ctl.signal,
+      onStep: (p) => p.step === 7 && ctl.abort(),
+    }),
+    (e: unknown) =>
+      e instanceof LmSteerError &&
+      e.code === 'CANCELLED' &&
+      /step 7 of 12/.test(e.message) &&
+      e.hint!.includes('again'),
   );
   assert.equal(loadCheckpoint(out)!.step, 7);
   assert.ok(!existsSync(join(out, 'steer.json')));
@@ -102,7 +132,11 @@ test('resuming with options that matter changed is refused, naming them', async 
   await trainSteer(tinyTrainOptions(out, { steps: 2 }), tinyDeps());
   await assert.rejects(
     trainSteer(tinyTrainOptions(out, { steps: 4, lr: 0.5, batchSize: 2 }), tinyDeps()),
-    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /lr: 0\.02 → 0\.5/.test(e.message) && /batchSize/.test(e.message),
+    (e: unknown) =>
+      e instanceof LmSteerError &&
+      e.code === 'BAD_ARGUMENT' &&
+      /lr: 0\.02 → 0\.5/.test(e.message) &&
+      /batchSize/.test(e.message),
   );
   // More steps alone is fine: training continues.
   const more = await trainSteer(tinyTrainOptions(out, { steps: 4 }), tinyDeps());
@@ -120,7 +154,10 @@ test('refuses to train over a steer it did not make', async () => {
 });
 
 const child = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'trainChild.ts');
-function runChild(args: string[], kill?: { afterStep: number; signal: NodeJS.Signals }): Promise<{ stdout: string; signal: NodeJS.Signals | null; code: number | null }> {
+function runChild(
+  args: string[],
+  kill?: { afterStep: number; signal: NodeJS.Signals },
+): Promise<{ stdout: string; signal: NodeJS.Signals | null; code: number | null }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -135,7 +172,11 @@ function runChild(args: string[], kill?: { afterStep: number; signal: NodeJS.Sig
     });
     p.stderr.on('data', (b) => (stderr += b));
     p.on('error', reject);
-    p.on('close', (code, signal) => (code !== 0 && !kill ? reject(new Error(`child failed (${code ?? signal}): ${stdout}${stderr}`)) : resolve({ stdout, signal, code })));
+    p.on('close', (code, signal) =>
+      code !== 0 && !kill
+        ? reject(new Error(`child failed (${code ?? signal}): ${stdout}${stderr}`))
+        : resolve({ stdout, signal, code }),
+    );
   });
 }
 

@@ -25,7 +25,10 @@ const V = 120;
 const D = 6;
 const words = Array.from({ length: V }, (_, i) => ` w${i}`);
 const eA = randMat(V, D, 1);
-const steer: SteerTensors = { p1: tensor([2, D, 3], Float32Array.from(rand(36, 2))), p2: tensor([2, D, 3], Float32Array.from(rand(36, 3))) };
+const steer: SteerTensors = {
+  p1: tensor([2, D, 3], Float32Array.from(rand(36, 2))),
+  p2: tensor([2, D, 3], Float32Array.from(rand(36, 3))),
+};
 const EPS = 0.5;
 
 /** Steered logits h'·Eᵀ with h' = h + eps·s·(h·P1[k])·P2[k]ᵀ, in float64; `deltaOnly` drops h·Eᵀ. */
@@ -40,14 +43,20 @@ function logits(h: number[], e: Mat, s: SteerTensors, k: number, value: number, 
   }
   return Array.from({ length: e.rows }, (_, t) => hp.reduce((acc, x, i) => acc + x * e.data[t * e.cols + i]!, 0));
 }
-const vecMat = (h: number[], m: Mat) => Array.from({ length: m.cols }, (_, j) => h.reduce((a, x, i) => a + x * m.data[i * m.cols + j]!, 0));
+const vecMat = (h: number[], m: Mat) =>
+  Array.from({ length: m.cols }, (_, j) => h.reduce((a, x, i) => a + x * m.data[i * m.cols + j]!, 0));
 function assertClose(a: number[], b: number[], rel = 1e-4): void {
   const scale = Math.max(...b.map(Math.abs));
   a.forEach((x, i) => assert.ok(Math.abs(x - b[i]!) <= rel * scale, `[${i}] ${x} vs ${b[i]}`));
 }
 
 test('matchVocab pairs decoded strings, skipping specials, duplicates and byte fragments', () => {
-  const m = matchVocab(vocab([' a', ' b', '<s>', ' c', ' c', '\uFFFD']), vocab(['<s>', ' c', ' b', ' a', ' d', '\uFFFD'], [0]), 6, 6);
+  const m = matchVocab(
+    vocab([' a', ' b', '<s>', ' c', ' c', '\uFFFD']),
+    vocab(['<s>', ' c', ' b', ' a', ' d', '\uFFFD'], [0]),
+    6,
+    6,
+  );
   assert.deepEqual([...m.to], [2, 3]);
   assert.deepEqual([...m.from], [1, 0]);
   assert.equal(m.duplicates, 1);
@@ -68,7 +77,12 @@ test('E_A = E_B·H for invertible H: the steer term on B at h_B equals A at h_A 
   const m = randMat(D, D, 5);
   for (let i = 0; i < D; i++) m.data[i * D + i]! += 2;
   const eB = matmul(eA, m);
-  const r = transferSteer(steer, { embeddings: toT(eA), tokenizer: vocab(words) }, { embeddings: toT(eB), tokenizer: vocab(words) }, { normalizeRows: false });
+  const r = transferSteer(
+    steer,
+    { embeddings: toT(eA), tokenizer: vocab(words) },
+    { embeddings: toT(eB), tokenizer: vocab(words) },
+    { normalizeRows: false },
+  );
   assert.ok(r.heldOutError < 1e-5, `held-out error ${r.heldOutError}`);
   const hA = rand(D, 6);
   const hB = vecMat(hA, m);
@@ -81,7 +95,11 @@ test('E_A = E_B·H for invertible H: the steer term on B at h_B equals A at h_A 
 test('orthogonal map: full steered logits agree, with the reference row normalisation on (a no-op here)', () => {
   const q = qrThin(randMat(D, D, 7)).q;
   const eB = matmul(eA, q);
-  const r = transferSteer(steer, { embeddings: toT(eA), tokenizer: vocab(words) }, { embeddings: toT(eB), tokenizer: vocab(words) });
+  const r = transferSteer(
+    steer,
+    { embeddings: toT(eA), tokenizer: vocab(words) },
+    { embeddings: toT(eB), tokenizer: vocab(words) },
+  );
   const hA = rand(D, 8);
   const hB = vecMat(hA, q);
   for (const v of [-2, 1]) assertClose(logits(hB, eB, r, 1, v), logits(hA, eA, steer, 1, v));
@@ -91,9 +109,18 @@ test("'dual' map: a reparametrised model (E_B = E_A·M, h_B = h_A·M⁻ᵀ) gets
   const m = randMat(D, D, 9);
   for (let i = 0; i < D; i++) m.data[i * D + i]! += 2;
   const eB = matmul(eA, m);
-  const r = transferSteer(steer, { embeddings: toT(eA), tokenizer: vocab(words) }, { embeddings: toT(eB), tokenizer: vocab(words) }, { hiddenMap: 'dual' });
+  const r = transferSteer(
+    steer,
+    { embeddings: toT(eA), tokenizer: vocab(words) },
+    { embeddings: toT(eB), tokenizer: vocab(words) },
+    { hiddenMap: 'dual' },
+  );
   const hB = rand(D, 10);
-  const mt = mat(D, D, Array.from({ length: D * D }, (_, i) => m.data[(i % D) * D + Math.floor(i / D)]!));
+  const mt = mat(
+    D,
+    D,
+    Array.from({ length: D * D }, (_, i) => m.data[(i % D) * D + Math.floor(i / D)]!),
+  );
   const hA = vecMat(hB, mt); // h_A = h_B·Mᵀ
   assertClose(logits(hB, eB, r, 0, 2), logits(hA, eA, steer, 0, 2));
 });
@@ -102,7 +129,12 @@ test('different hidden sizes and partial vocabularies', () => {
   const dB = 9;
   const eB = matmul(eA, randMat(D, dB, 11)); // B is wider; E_B·H = E_A has an exact solution
   const wordsB = words.map((w, i) => (i % 10 === 0 ? ` other${i}` : w));
-  const r = transferSteer(steer, { embeddings: toT(eA), tokenizer: vocab(words) }, { embeddings: toT(eB), tokenizer: vocab(wordsB) }, { seed: 3 });
+  const r = transferSteer(
+    steer,
+    { embeddings: toT(eA), tokenizer: vocab(words) },
+    { embeddings: toT(eB), tokenizer: vocab(wordsB) },
+    { seed: 3 },
+  );
   assert.equal(r.sharedTokens, V - V / 10);
   assert.deepEqual(r.p1.shape, [2, dB, 3]);
   assert.deepEqual(r.map.shape, [dB, D]);
@@ -119,7 +151,9 @@ test('fit: held-out error is honest, seeded, and refinement does not hurt', () =
   assert.ok(a.heldOutError > 0.5 && a.trainError < a.heldOutError);
   assert.ok(Math.abs(a.heldOutError - b.heldOutError) < 1e-6);
   assert.deepEqual(fitEmbeddingMap(toT(eA), toT(eB), match, { seed: 1 }).map.data, a.map.data);
-  assert.throws(() => fitEmbeddingMap(toT(eA), toT(eB), { from: Int32Array.of(0), to: Int32Array.of(0) }), { code: 'BAD_DATA' });
+  assert.throws(() => fitEmbeddingMap(toT(eA), toT(eB), { from: Int32Array.of(0), to: Int32Array.of(0) }), {
+    code: 'BAD_DATA',
+  });
   assert.throws(() => fitEmbeddingMap(toT(eA), toT(eB), match, { heldOutFraction: 1 }), { code: 'BAD_ARGUMENT' });
 });
 

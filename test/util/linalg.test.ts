@@ -20,7 +20,11 @@ import {
 
 function randMat(rows: number, cols: number, seed: number): Mat {
   const rng = xoroshiro128plus(seed);
-  return mat(rows, cols, Array.from({ length: rows * cols }, () => uniformFloat64(rng) * 2 - 1));
+  return mat(
+    rows,
+    cols,
+    Array.from({ length: rows * cols }, () => uniformFloat64(rng) * 2 - 1),
+  );
 }
 
 function maxAbsDiff(a: Mat, b: Mat): number {
@@ -40,7 +44,11 @@ test('matmul, matmulTN and gram agree with a hand-computed product', () => {
 });
 
 test('qrThin: Q orthonormal, R upper triangular, QR = A', () => {
-  for (const [m, n] of [[7, 3], [5, 5], [40, 12]] as const) {
+  for (const [m, n] of [
+    [7, 3],
+    [5, 5],
+    [40, 12],
+  ] as const) {
     const a = randMat(m, n, m * 100 + n);
     const { q, r } = qrThin(a);
     assert.ok(maxAbsDiff(matmul(q, r), a) < 1e-12);
@@ -57,7 +65,8 @@ test('symEig reconstructs a random symmetric matrix, eigenvalues descending', ()
     const { values, vectors } = symEig(a);
     const rec = mat(n, n);
     for (let k = 0; k < n; k++) {
-      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) rec.data[i * n + j]! += values[k]! * vectors[k]![i]! * vectors[k]![j]!;
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < n; j++) rec.data[i * n + j]! += values[k]! * vectors[k]![i]! * vectors[k]![j]!;
       if (k > 0) assert.ok(values[k - 1]! >= values[k]!);
     }
     assert.ok(maxAbsDiff(rec, a) < 1e-10, `n=${n}`);
@@ -71,7 +80,8 @@ test('svdTop recovers known singular values and vectors (tall and wide)', () => 
   const s = [5, 3, 1];
   const a = mat(8, 6);
   for (let k = 0; k < 3; k++)
-    for (let i = 0; i < 8; i++) for (let j = 0; j < 6; j++) a.data[i * 6 + j]! += s[k]! * q1.data[i * 3 + k]! * q2.data[j * 3 + k]!;
+    for (let i = 0; i < 8; i++)
+      for (let j = 0; j < 6; j++) a.data[i * 6 + j]! += s[k]! * q1.data[i * 3 + k]! * q2.data[j * 3 + k]!;
   for (const m of [a, transpose(a)]) {
     const r = svdTop(m, 5);
     assert.equal(r.values.length, 3, 'rank-3 matrix gives 3 triplets');

@@ -27,8 +27,22 @@ test('line plot: well-formed SVG with the title, axis labels and series names (e
     xLabel: 'step',
     yLabel: 'loss',
     series: [
-      { name: 'train', points: [[0, 3], [1, 2.5], [2, NaN], [3, 2]] },
-      { name: 'held-out', points: [[0, 3.1], [3, 2.4]] },
+      {
+        name: 'train',
+        points: [
+          [0, 3],
+          [1, 2.5],
+          [2, NaN],
+          [3, 2],
+        ],
+      },
+      {
+        name: 'held-out',
+        points: [
+          [0, 3.1],
+          [3, 2.4],
+        ],
+      },
     ],
     logY: true,
   });
@@ -42,7 +56,17 @@ test('scatter plot: well-formed SVG with series names and point labels', async (
     title: 'Toxicity vs perplexity',
     xLabel: 'perplexity',
     yLabel: 'max toxicity',
-    series: [{ name: 'LM-Steer', points: [[20, 0.4], [30, 0.2], [45, 0.1]], labels: [0, -3, -5] }],
+    series: [
+      {
+        name: 'LM-Steer',
+        points: [
+          [20, 0.4],
+          [30, 0.2],
+          [45, 0.1],
+        ],
+        labels: [0, -3, -5],
+      },
+    ],
   });
   assertWellFormedSvg(svg);
   assert.ok(svg.includes('Toxicity vs perplexity'));
@@ -52,9 +76,26 @@ test('scatter plot: well-formed SVG with series names and point labels', async (
 
 test('plots reject bad input clearly', async () => {
   const base = { title: 't', xLabel: 'x', yLabel: 'y' };
-  const err = (re: RegExp) => (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && re.test(e.message);
+  const err = (re: RegExp) => (e: unknown) =>
+    e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && re.test(e.message);
   assert.throws(() => linePlotSvg({ ...base, series: [] }), err(/no series/));
-  assert.throws(() => linePlotSvg({ ...base, series: [{ name: 'a', points: [] }, { name: 'a', points: [] }] }), err(/two series named 'a'/));
-  assert.throws(() => linePlotSvg({ ...base, logY: true, series: [{ name: 'a', points: [[1, 0]] }] }), err(/point 0 has y = 0/));
-  assert.throws(() => scatterPlotSvg({ ...base, series: [{ name: 'a', points: [[1, 1]], labels: [] }] }), err(/1 points but 0 labels/));
+  assert.throws(
+    () =>
+      linePlotSvg({
+        ...base,
+        series: [
+          { name: 'a', points: [] },
+          { name: 'a', points: [] },
+        ],
+      }),
+    err(/two series named 'a'/),
+  );
+  assert.throws(
+    () => linePlotSvg({ ...base, logY: true, series: [{ name: 'a', points: [[1, 0]] }] }),
+    err(/point 0 has y = 0/),
+  );
+  assert.throws(
+    () => scatterPlotSvg({ ...base, series: [{ name: 'a', points: [[1, 1]], labels: [] }] }),
+    err(/1 points but 0 labels/),
+  );
 });

@@ -230,7 +230,9 @@ function lbfgs(
       const yk = Y[k]!;
       for (let i = 0; i < n; i++) dir[i]! -= a * yk[i]!;
     }
-    const gamma = S.length ? dot(S[S.length - 1]!, Y[Y.length - 1]!) / dot(Y[Y.length - 1]!, Y[Y.length - 1]!) : 1 / Math.max(gmax, 1e-12);
+    const gamma = S.length
+      ? dot(S[S.length - 1]!, Y[Y.length - 1]!) / dot(Y[Y.length - 1]!, Y[Y.length - 1]!)
+      : 1 / Math.max(gmax, 1e-12);
     for (let i = 0; i < n; i++) dir[i]! *= gamma;
     for (let k = 0; k < S.length; k++) {
       const b = rho[k]! * dot(Y[k]!, dir);
@@ -290,16 +292,25 @@ function accuracy(X: Csr, y: Uint8Array, w: Float64Array, b: number): number {
 }
 
 /** Train on `examples`; a seeded share is held out and its accuracy recorded in `model.training`. */
-export function trainLinearClassifier(examples: readonly LabeledText[], opts: TrainLinearOptions = {}): LinearClassifierModel {
+export function trainLinearClassifier(
+  examples: readonly LabeledText[],
+  opts: TrainLinearOptions = {},
+): LinearClassifierModel {
   const seed = opts.seed ?? 0;
   const heldOutFraction = opts.heldOutFraction ?? 0.1;
   const minDf = opts.minDf ?? 2;
   const maxIterations = opts.maxIterations ?? 300;
-  if (!(heldOutFraction >= 0 && heldOutFraction < 1)) throw new LmSteerError('BAD_ARGUMENT', `heldOutFraction is ${heldOutFraction}; expected a number in [0, 1)`);
-  if (opts.l2 !== undefined && !(opts.l2 >= 0)) throw new LmSteerError('BAD_ARGUMENT', `l2 is ${opts.l2}; expected a number ≥ 0`);
+  if (!(heldOutFraction >= 0 && heldOutFraction < 1))
+    throw new LmSteerError('BAD_ARGUMENT', `heldOutFraction is ${heldOutFraction}; expected a number in [0, 1)`);
+  if (opts.l2 !== undefined && !(opts.l2 >= 0))
+    throw new LmSteerError('BAD_ARGUMENT', `l2 is ${opts.l2}; expected a number ≥ 0`);
   examples.forEach((e, i) => {
     if (typeof e.text !== 'string' || (e.label !== 0 && e.label !== 1)) {
-      throw new LmSteerError('BAD_DATA', `training example ${i} has text ${JSON.stringify(e.text)?.slice(0, 60)} and label ${JSON.stringify(e.label)}; expected a string and 0 or 1`, 'map the dataset labels to 0 (without the attribute) and 1 (with it)');
+      throw new LmSteerError(
+        'BAD_DATA',
+        `training example ${i} has text ${JSON.stringify(e.text)?.slice(0, 60)} and label ${JSON.stringify(e.label)}; expected a string and 0 or 1`,
+        'map the dataset labels to 0 (without the attribute) and 1 (with it)',
+      );
     }
   });
 
@@ -315,12 +326,20 @@ export function trainLinearClassifier(examples: readonly LabeledText[], opts: Tr
   const train = order.slice(nHeld).map((i) => examples[i]!);
   const positives = train.filter((e) => e.label === 1).length;
   if (positives === 0 || positives === train.length) {
-    throw new LmSteerError('BAD_DATA', `the training split has ${positives} of ${train.length} examples labelled 1; both labels are needed`, 'pass examples of both classes (and enough of them for the held-out split)');
+    throw new LmSteerError(
+      'BAD_DATA',
+      `the training split has ${positives} of ${train.length} examples labelled 1; both labels are needed`,
+      'pass examples of both classes (and enough of them for the held-out split)',
+    );
   }
 
   // Scaled like sklearn's C: a fixed C keeps the data/penalty balance whatever the dataset size.
   const l2 = opts.l2 ?? 1 / (2 * train.length);
-  const vec = fitVectorizer(train.map((e) => e.text), minDf, opts.maxFeatures ?? Infinity);
+  const vec = fitVectorizer(
+    train.map((e) => e.text),
+    minDf,
+    opts.maxFeatures ?? Infinity,
+  );
   const X = vec.matrix(train.map((e) => e.text));
   const y = Uint8Array.from(train, (e) => e.label);
   const d = vec.vocabulary.length;
@@ -367,7 +386,11 @@ export class LinearClassifierScorer implements Scorer {
   constructor(readonly model: LinearClassifierModel) {
     const n = model.vocabulary.length;
     if (model.idf.length !== n || model.weights.length !== n) {
-      throw new LmSteerError('BAD_FILE', `linear classifier has ${n} vocabulary entries, ${model.idf.length} idf values and ${model.weights.length} weights; they must agree`, 'retrain or re-save the model');
+      throw new LmSteerError(
+        'BAD_FILE',
+        `linear classifier has ${n} vocabulary entries, ${model.idf.length} idf values and ${model.weights.length} weights; they must agree`,
+        'retrain or re-save the model',
+      );
     }
     this.attribute = model.attribute;
     // The hash of the canonical JSON: the same whether the model was just trained or loaded from disk.
@@ -399,18 +422,32 @@ export async function loadLinearClassifier(path: string): Promise<LinearClassifi
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new LmSteerError('NOT_FOUND', `linear classifier file ${path} cannot be read`, 'train one first (trainLinearClassifier) or check the path', { cause: e });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `linear classifier file ${path} cannot be read`,
+      'train one first (trainLinearClassifier) or check the path',
+      { cause: e },
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new LmSteerError('BAD_FILE', `linear classifier file ${path} is not valid JSON`, 'the file may be truncated; train and save it again', { cause: e });
+    throw new LmSteerError(
+      'BAD_FILE',
+      `linear classifier file ${path} is not valid JSON`,
+      'the file may be truncated; train and save it again',
+      { cause: e },
+    );
   }
   const parsed = ModelSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new LmSteerError('BAD_FILE', `linear classifier file ${path}: field ${issue.path.join('.') || '(root)'}: ${issue.message}`, 'expected a model saved by saveLinearClassifier (format lmsteer-linear/1)');
+    throw new LmSteerError(
+      'BAD_FILE',
+      `linear classifier file ${path}: field ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+      'expected a model saved by saveLinearClassifier (format lmsteer-linear/1)',
+    );
   }
   return parsed.data;
 }

@@ -28,9 +28,7 @@ const ModelSchema = z.object({
   }),
   classifier: z.object({
     method: z.literal('sigmoid'),
-    folds: z
-      .array(z.object({ intercept: z.number(), a: z.number(), b: z.number(), coef: z.array(z.number()) }))
-      .min(1),
+    folds: z.array(z.object({ intercept: z.number(), a: z.number(), b: z.number(), coef: z.array(z.number()) })).min(1),
   }),
 });
 export type OffensiveLinearModel = z.infer<typeof ModelSchema>;
@@ -52,7 +50,8 @@ export class OffensiveLinearScorer implements Scorer {
     const v = model.vectorizer;
     const n = v.n_features;
     const where = 'offensive-linear model';
-    if (v.idf.length !== n) throw new LmSteerError('BAD_FILE', `${where}: vectorizer.idf has ${v.idf.length} values, n_features is ${n}`);
+    if (v.idf.length !== n)
+      throw new LmSteerError('BAD_FILE', `${where}: vectorizer.idf has ${v.idf.length} values, n_features is ${n}`);
     // A Map, not obj[token]: tokens such as 'constructor' or '__proto__' occur in text.
     this.vocab = new Map(Object.entries(v.vocabulary));
     for (const [w, j] of this.vocab) {
@@ -61,7 +60,11 @@ export class OffensiveLinearScorer implements Scorer {
     this.stop = new Set(v.stop_words);
     this.idf = Float64Array.from(v.idf);
     this.folds = model.classifier.folds.map((f, k) => {
-      if (f.coef.length !== n) throw new LmSteerError('BAD_FILE', `${where}: classifier.folds[${k}].coef has ${f.coef.length} values, n_features is ${n}`);
+      if (f.coef.length !== n)
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${where}: classifier.folds[${k}].coef has ${f.coef.length} values, n_features is ${n}`,
+        );
       return { intercept: f.intercept, a: f.a, b: f.b, coef: Float64Array.from(f.coef) };
     });
   }
@@ -117,20 +120,34 @@ export async function loadOffensiveLinear(path: string): Promise<OffensiveLinear
   try {
     bytes = await readFile(path);
   } catch (e) {
-    throw new LmSteerError('NOT_FOUND', `offensive-linear model file ${path} cannot be read`, 'pass the path of model.json (the alt-profanity-check JSON export)', { cause: e });
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `offensive-linear model file ${path} cannot be read`,
+      'pass the path of model.json (the alt-profanity-check JSON export)',
+      { cause: e },
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
-    throw new LmSteerError('BAD_FILE', `offensive-linear model file ${path} is not valid JSON`, 'the file may be truncated; copy it again', { cause: e });
+    throw new LmSteerError(
+      'BAD_FILE',
+      `offensive-linear model file ${path} is not valid JSON`,
+      'the file may be truncated; copy it again',
+      { cause: e },
+    );
   }
   const parsed = ModelSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = issue.path.join('.') || '(root)';
     const code = field.startsWith('vectorizer.') && issue.code === 'invalid_value' ? 'UNSUPPORTED' : 'BAD_FILE';
-    throw new LmSteerError(code, `offensive-linear model file ${path}: field ${field}: ${issue.message}`, 'expected the offensive-linear/1 export (unigram TF-IDF, sigmoid-calibrated folds) described in its README');
+    throw new LmSteerError(
+      code,
+      `offensive-linear model file ${path}: field ${field}: ${issue.message}`,
+      'expected the offensive-linear/1 export (unigram TF-IDF, sigmoid-calibrated folds) described in its README',
+    );
   }
   const sha = createHash('sha256').update(bytes).digest('hex');
   return new OffensiveLinearScorer(parsed.data, sha.slice(0, 16));

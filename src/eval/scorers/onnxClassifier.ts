@@ -64,42 +64,70 @@ export class OnnxClassifierScorer implements Scorer {
   }
 
   static async load(dir: string, opts: OnnxClassifierOptions = {}): Promise<OnnxClassifierScorer> {
-    const hint = 'pass a folder with model.onnx, tokenizer.json and config.json (e.g. `optimum-cli export onnx --task text-classification`)';
+    const hint =
+      'pass a folder with model.onnx, tokenizer.json and config.json (e.g. `optimum-cli export onnx --task text-classification`)';
     for (const f of ['model.onnx', 'tokenizer.json', 'config.json']) {
-      if (!existsSync(join(dir, f))) throw new LmSteerError('NOT_FOUND', `onnx-classifier: ${join(dir, f)} does not exist`, hint);
+      if (!existsSync(join(dir, f)))
+        throw new LmSteerError('NOT_FOUND', `onnx-classifier: ${join(dir, f)} does not exist`, hint);
     }
     let cfg: Config;
     try {
       cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Config;
     } catch (e) {
-      throw new LmSteerError('BAD_FILE', `onnx-classifier: ${join(dir, 'config.json')} is not valid JSON`, hint, { cause: e });
+      throw new LmSteerError('BAD_FILE', `onnx-classifier: ${join(dir, 'config.json')} is not valid JSON`, hint, {
+        cause: e,
+      });
     }
     const id2label = cfg.id2label;
     if (!id2label || typeof id2label !== 'object' || Object.keys(id2label).length < 2) {
-      throw new LmSteerError('BAD_FILE', `onnx-classifier: ${join(dir, 'config.json')} has no id2label with at least two labels`, 'a sequence-classification config names its labels in id2label');
+      throw new LmSteerError(
+        'BAD_FILE',
+        `onnx-classifier: ${join(dir, 'config.json')} has no id2label with at least two labels`,
+        'a sequence-classification config names its labels in id2label',
+      );
     }
     const labels: string[] = [];
     for (const [k, v] of Object.entries(id2label)) labels[Number(k)] = String(v);
     if (labels.some((l) => l === undefined) || labels.length !== Object.keys(id2label).length) {
-      throw new LmSteerError('BAD_FILE', `onnx-classifier: id2label keys must be 0..n-1 (got ${Object.keys(id2label).join(', ')})`);
+      throw new LmSteerError(
+        'BAD_FILE',
+        `onnx-classifier: id2label keys must be 0..n-1 (got ${Object.keys(id2label).join(', ')})`,
+      );
     }
     const labelIndex = pickLabel(labels, opts.label);
     const bytes = readFileSync(join(dir, 'model.onnx'));
-    const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: opts.threads ?? 0, graphOptimizationLevel: 'all' });
+    const session = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: opts.threads ?? 0,
+      graphOptimizationLevel: 'all',
+    });
     for (const need of ['input_ids', 'attention_mask']) {
       if (!session.inputNames.includes(need)) {
-        throw new LmSteerError('UNSUPPORTED', `onnx-classifier: ${join(dir, 'model.onnx')} has no input '${need}' (inputs: ${session.inputNames.join(', ')})`, hint);
+        throw new LmSteerError(
+          'UNSUPPORTED',
+          `onnx-classifier: ${join(dir, 'model.onnx')} has no input '${need}' (inputs: ${session.inputNames.join(', ')})`,
+          hint,
+        );
       }
     }
     const maxLength = Math.min(cfg.max_position_embeddings ?? 512, 512);
     const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
-    return new OnnxClassifierScorer(session, HfTokenizer.fromDir(dir), cfg, labelIndex, labels, hash, maxLength, opts.batchSize ?? 32);
+    return new OnnxClassifierScorer(
+      session,
+      HfTokenizer.fromDir(dir),
+      cfg,
+      labelIndex,
+      labels,
+      hash,
+      maxLength,
+      opts.batchSize ?? 32,
+    );
   }
 
   /** Probabilities of every label for each text. */
   async probabilities(texts: readonly string[]): Promise<number[][]> {
     const out: number[][] = [];
-    for (let s = 0; s < texts.length; s += this.batchSize) out.push(...(await this.run(texts.slice(s, s + this.batchSize))));
+    for (let s = 0; s < texts.length; s += this.batchSize)
+      out.push(...(await this.run(texts.slice(s, s + this.batchSize))));
     return out;
   }
 
@@ -114,7 +142,9 @@ export class OnnxClassifierScorer implements Scorer {
       // Keep the final special token (e.g. [SEP]) when cutting, as HF truncation does.
       if (ids.length <= this.maxLength) return ids;
       const last = ids[ids.length - 1]!;
-      return this.tokenizer.isSpecial(last) ? [...ids.slice(0, this.maxLength - 1), last] : ids.slice(0, this.maxLength);
+      return this.tokenizer.isSpecial(last)
+        ? [...ids.slice(0, this.maxLength - 1), last]
+        : ids.slice(0, this.maxLength);
     });
     const B = rows.length;
     const T = Math.max(1, ...rows.map((r) => r.length));
@@ -126,12 +156,16 @@ export class OnnxClassifierScorer implements Scorer {
       input_ids: new ort.Tensor('int64', ids, [B, T]),
       attention_mask: new ort.Tensor('int64', mask, [B, T]),
     };
-    if (this.session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(B * T), [B, T]);
+    if (this.session.inputNames.includes('token_type_ids'))
+      feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(B * T), [B, T]);
     const res = await this.session.run(feeds);
     const logits = res[this.session.outputNames[0]!] as ort.Tensor;
     const L = this.labels.length;
     if (logits.dims.length !== 2 || logits.dims[0] !== B || logits.dims[1] !== L) {
-      throw new LmSteerError('SHAPE_MISMATCH', `onnx-classifier: output '${this.session.outputNames[0]}' has shape [${logits.dims}], expected [${B}, ${L}] (one logit per id2label entry)`);
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `onnx-classifier: output '${this.session.outputNames[0]}' has shape [${logits.dims}], expected [${B}, ${L}] (one logit per id2label entry)`,
+      );
     }
     const data = logits.data as Float32Array;
     const multi = this.cfg.problem_type === 'multi_label_classification';
@@ -157,5 +191,9 @@ export function pickLabel(labels: readonly string[], wanted?: string): number {
   }
   const hits = labels.map((l, i) => [l, i] as const).filter(([l]) => KNOWN_LABELS.some(([re]) => re.test(l)));
   if (hits.length === 1) return hits[0]![1];
-  throw new LmSteerError('BAD_ARGUMENT', `onnx-classifier cannot tell which label to score (labels: ${list})`, 'name it with --scorer-label, e.g. --scorer-label POSITIVE');
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    `onnx-classifier cannot tell which label to score (labels: ${list})`,
+    'name it with --scorer-label, e.g. --scorer-label POSITIVE',
+  );
 }

@@ -43,7 +43,8 @@ export interface PerspectiveOptions {
 
 /** A limiter that spaces successive calls by 1/qps seconds: each call waits for its reserved slot. */
 export function createRateLimiter(qps: number, clock: Clock = realClock): () => Promise<void> {
-  if (!(qps > 0 && Number.isFinite(qps))) throw new LmSteerError('BAD_ARGUMENT', `qps is ${qps}; expected a positive number of requests per second`);
+  if (!(qps > 0 && Number.isFinite(qps)))
+    throw new LmSteerError('BAD_ARGUMENT', `qps is ${qps}; expected a positive number of requests per second`);
   const interval = 1000 / qps;
   let next = -Infinity;
   return async () => {
@@ -72,12 +73,21 @@ export class PerspectiveScorer implements Scorer {
   private readonly endpoint: string;
   private readonly limit: () => Promise<void>;
   private readonly clock: Clock;
-  private readonly o: Required<Pick<PerspectiveOptions, 'concurrency' | 'maxRetries' | 'backoffMs' | 'maxBackoffMs' | 'timeoutMs' | 'scoreFrom' | 'languages'>>;
+  private readonly o: Required<
+    Pick<
+      PerspectiveOptions,
+      'concurrency' | 'maxRetries' | 'backoffMs' | 'maxBackoffMs' | 'timeoutMs' | 'scoreFrom' | 'languages'
+    >
+  >;
 
   constructor(opts: PerspectiveOptions = {}) {
     const key = opts.apiKey ?? process.env.PERSPECTIVE_API_KEY;
     if (!key) {
-      throw new LmSteerError('BAD_ARGUMENT', 'the perspective scorer needs an API key and none was given', 'set PERSPECTIVE_API_KEY (or pass apiKey); keys come from the Google Cloud project where the Perspective API is enabled');
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        'the perspective scorer needs an API key and none was given',
+        'set PERSPECTIVE_API_KEY (or pass apiKey); keys come from the Google Cloud project where the Perspective API is enabled',
+      );
     }
     this.apiKey = key;
     this.endpoint = opts.endpoint ?? PERSPECTIVE_ENDPOINT;
@@ -141,13 +151,25 @@ export class PerspectiveScorer implements Scorer {
           const ra = Number(res.headers.get('retry-after'));
           if (Number.isFinite(ra) && ra > 0) retryAfterMs = ra * 1000;
         } else if (res.status === 401 || res.status === 403) {
-          throw new LmSteerError('BAD_ARGUMENT', `Perspective API refused the request (HTTP ${res.status}): ${detail || res.statusText}`, 'check the API key (PERSPECTIVE_API_KEY), that the Perspective Comment Analyzer API is enabled for its Google Cloud project, and the key\'s API restrictions');
+          throw new LmSteerError(
+            'BAD_ARGUMENT',
+            `Perspective API refused the request (HTTP ${res.status}): ${detail || res.statusText}`,
+            "check the API key (PERSPECTIVE_API_KEY), that the Perspective Comment Analyzer API is enabled for its Google Cloud project, and the key's API restrictions",
+          );
         } else {
-          throw new LmSteerError('BAD_ARGUMENT', `Perspective API rejected text ${index} ${snippet(text)} (HTTP ${res.status}): ${detail || res.statusText}`, 'texts must be under 20 KB and in a language the TOXICITY attribute supports (see the `languages` option)');
+          throw new LmSteerError(
+            'BAD_ARGUMENT',
+            `Perspective API rejected text ${index} ${snippet(text)} (HTTP ${res.status}): ${detail || res.statusText}`,
+            'texts must be under 20 KB and in a language the TOXICITY attribute supports (see the `languages` option)',
+          );
         }
       }
       if (attempt >= this.o.maxRetries) {
-        throw new LmSteerError('NETWORK', `Perspective API failed for text ${index} after ${attempt + 1} attempts; last: ${lastProblem}`, 'the API may be down or the quota exhausted: lower qps, raise maxRetries, or try again later');
+        throw new LmSteerError(
+          'NETWORK',
+          `Perspective API failed for text ${index} after ${attempt + 1} attempts; last: ${lastProblem}`,
+          'the API may be down or the quota exhausted: lower qps, raise maxRetries, or try again later',
+        );
       }
       await this.clock.sleep(retryAfterMs ?? Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** attempt));
     }
@@ -158,13 +180,21 @@ export class PerspectiveScorer implements Scorer {
     try {
       json = JSON.parse(raw) as AnalyzeResponse;
     } catch {
-      throw new LmSteerError('NETWORK', `Perspective API answered text ${index} with something that is not JSON: ${snippet(raw)}`, 'check the endpoint');
+      throw new LmSteerError(
+        'NETWORK',
+        `Perspective API answered text ${index} with something that is not JSON: ${snippet(raw)}`,
+        'check the endpoint',
+      );
     }
     const tox = json.attributeScores?.TOXICITY;
     const span = this.o.scoreFrom === 'firstSpan' ? tox?.spanScores?.[0]?.score?.value : undefined;
     const v = span ?? tox?.summaryScore?.value;
     if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
-      throw new LmSteerError('NETWORK', `Perspective API response for text ${index} ${snippet(text)} has no TOXICITY score in [0, 1]`, 'check the endpoint; the response must hold attributeScores.TOXICITY.summaryScore.value');
+      throw new LmSteerError(
+        'NETWORK',
+        `Perspective API response for text ${index} ${snippet(text)} has no TOXICITY score in [0, 1]`,
+        'check the endpoint; the response must hold attributeScores.TOXICITY.summaryScore.value',
+      );
     }
     return v;
   }

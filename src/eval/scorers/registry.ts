@@ -29,7 +29,12 @@ interface Entry {
 }
 
 function needModel(name: string, opts: ScorerOptions, what: string): string {
-  if (!opts.modelPath) throw new LmSteerError('BAD_ARGUMENT', `scorer '${name}' needs a model file and none was given`, `pass the path of ${what}`);
+  if (!opts.modelPath)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `scorer '${name}' needs a model file and none was given`,
+      `pass the path of ${what}`,
+    );
   return opts.modelPath;
 }
 
@@ -48,7 +53,11 @@ const SCORERS: Record<string, Entry> = {
     attribute: 'model-defined',
     describe: "lmsteer's own TF-IDF logistic-regression classifier (JSON saved by saveLinearClassifier)",
     create: (o) => {
-      const p = needModel('linear', o, 'a linear classifier JSON saved by lmsteer (or the folder `lmsteer classifier train` wrote)');
+      const p = needModel(
+        'linear',
+        o,
+        'a linear classifier JSON saved by lmsteer (or the folder `lmsteer classifier train` wrote)',
+      );
       // A folder from `lmsteer classifier train` holds the model as classifier.json.
       return loadLinearScorer(existsSync(p) && statSync(p).isDirectory() ? join(p, LINEAR_CLASSIFIER_FILE) : p);
     },
@@ -60,8 +69,10 @@ const SCORERS: Record<string, Entry> = {
   },
   'onnx-classifier': {
     attribute: 'model-defined',
-    describe: 'a Hugging Face sequence-classification model exported to ONNX (folder: model.onnx, tokenizer.json, config.json)',
-    create: (o) => OnnxClassifierScorer.load(needModel('onnx-classifier', o, 'the exported model folder'), { label: o.label }),
+    describe:
+      'a Hugging Face sequence-classification model exported to ONNX (folder: model.onnx, tokenizer.json, config.json)',
+    create: (o) =>
+      OnnxClassifierScorer.load(needModel('onnx-classifier', o, 'the exported model folder'), { label: o.label }),
   },
 };
 
@@ -77,6 +88,7 @@ export function describeScorers(): { name: string; attribute: string; describe: 
 
 export async function createScorer(name: string, opts: ScorerOptions = {}): Promise<Scorer> {
   const entry = Object.hasOwn(SCORERS, name) ? SCORERS[name] : undefined;
-  if (!entry) throw new LmSteerError('NOT_FOUND', `unknown scorer '${name}'`, `choose one of: ${SCORER_NAMES.join(', ')}`);
+  if (!entry)
+    throw new LmSteerError('NOT_FOUND', `unknown scorer '${name}'`, `choose one of: ${SCORER_NAMES.join(', ')}`);
   return entry.create(opts);
 }

@@ -12,7 +12,9 @@ import { createRequire } from 'node:module';
 import type { Scorer } from './scorer.js';
 
 interface VaderModule {
-  SentimentIntensityAnalyzer: { polarity_scores(text: string): { neg: number; neu: number; pos: number; compound: number } };
+  SentimentIntensityAnalyzer: {
+    polarity_scores(text: string): { neg: number; neu: number; pos: number; compound: number };
+  };
 }
 // The package is CommonJS without type declarations; require() it and describe the one call we use.
 const require = createRequire(import.meta.url);
@@ -30,7 +32,8 @@ export function vaderCompound(text: string): number {
 
 /** The mapping described above: > 0.5 exactly when c ≥ 0.05. */
 export function compoundToScore(c: number): number {
-  if (c >= VADER_POSITIVE_COMPOUND) return Math.max(ABOVE_HALF, 0.5 + (0.5 * (c - VADER_POSITIVE_COMPOUND)) / (1 - VADER_POSITIVE_COMPOUND));
+  if (c >= VADER_POSITIVE_COMPOUND)
+    return Math.max(ABOVE_HALF, 0.5 + (0.5 * (c - VADER_POSITIVE_COMPOUND)) / (1 - VADER_POSITIVE_COMPOUND));
   return Math.max(0, (0.5 * (c + 1)) / (1 + VADER_POSITIVE_COMPOUND));
 }
 

@@ -8,7 +8,15 @@ import type { Tensor } from '../../util/tensor.js';
 import type { DecoderConfig } from '../config.js';
 import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 
-const ACTIVATIONS = { gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu_fast: 'gelu_new', gelu: 'gelu', relu: 'relu', silu: 'silu', swish: 'silu' } as const;
+const ACTIVATIONS = {
+  gelu_new: 'gelu_new',
+  gelu_pytorch_tanh: 'gelu_new',
+  gelu_fast: 'gelu_new',
+  gelu: 'gelu',
+  relu: 'relu',
+  silu: 'silu',
+  swish: 'silu',
+} as const;
 
 /** GPT2Config's attribute_map lets the generic names stand in for GPT-2's own; the own name wins. */
 function intField(r: ConfigReader, own: string, generic: string, fallback: number): number {
@@ -19,10 +27,18 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
   const r = new ConfigReader(raw, source);
   // Variants of the attention that DecoderConfig cannot express.
   if (!r.bool('scale_attn_weights', true)) {
-    throw new LmSteerError('UNSUPPORTED', `${source}: config field "scale_attn_weights": false is not supported`, 'only GPT-2 attention scaled by 1/√head_dim is supported');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${source}: config field "scale_attn_weights": false is not supported`,
+      'only GPT-2 attention scaled by 1/√head_dim is supported',
+    );
   }
   if (r.bool('scale_attn_by_inverse_layer_idx', false)) {
-    throw new LmSteerError('UNSUPPORTED', `${source}: config field "scale_attn_by_inverse_layer_idx": true is not supported`, 'only standard GPT-2 attention scaling is supported');
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${source}: config field "scale_attn_by_inverse_layer_idx": true is not supported`,
+      'only standard GPT-2 attention scaling is supported',
+    );
   }
   const hiddenSize = intField(r, 'n_embd', 'hidden_size', 768);
   const numHeads = intField(r, 'n_head', 'num_attention_heads', 12);

@@ -12,18 +12,20 @@ import { gpt2Weights } from './config.js';
 import { outputEmbeddings } from '../registry.js';
 import { cachedAttention, declareInputs, embedFromTransposed, linear, steeredHead, transpose2d } from '../common.js';
 
-
 export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const get = (name: string) => gpt2Weights(w).get(name); // with or without the `transformer.` prefix
   const W = (name: string) => g.weight(name, get(name));
   const inp = declareInputs(g, cfg);
   const d = cfg.hiddenSize;
-  const layerNorm = (x: string, p: string) => g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
+  const layerNorm = (x: string, p: string) =>
+    g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
 
   // Eᵀ for the head; when tied (always, in released GPT-2s) also the token lookup table.
   const headT = g.weight('lm_head.weight_t', transpose2d(outputEmbeddings(cfg, w)));
-  const tokens = cfg.tiedEmbeddings ? embedFromTransposed(g, headT, inp.inputIds) : g.op('Gather', [W('wte.weight'), inp.inputIds], { axis: 0 });
+  const tokens = cfg.tiedEmbeddings
+    ? embedFromTransposed(g, headT, inp.inputIds)
+    : g.op('Gather', [W('wte.weight'), inp.inputIds], { axis: 0 });
   let x = g.op('Add', [tokens, g.op('Gather', [W('wpe.weight'), inp.positionIds], { axis: 0 })]);
 
   for (let i = 0; i < cfg.numLayers; i++) {

@@ -7,7 +7,19 @@
  */
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
-import { activate, add, causalAttention, checkIds, cols, embed, layerNorm, linear, toTensor, type Mat, type ReferenceOutput } from '../referenceOps.js';
+import {
+  activate,
+  add,
+  causalAttention,
+  checkIds,
+  cols,
+  embed,
+  layerNorm,
+  linear,
+  toTensor,
+  type Mat,
+  type ReferenceOutput,
+} from '../referenceOps.js';
 import { gpt2Weights, outputEmbeddings } from './config.js';
 
 export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: number[]): ReferenceOutput {
@@ -18,7 +30,13 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const ln = (x: Mat, p: string) => layerNorm(x, w(p + '.weight'), w(p + '.bias'), cfg.normEps);
   const { numHeads: H, headDim: hd, hiddenSize: d } = cfg;
 
-  let x = add(embed(w('wte.weight'), ids), embed(w('wpe.weight'), ids.map((_, t) => t)));
+  let x = add(
+    embed(w('wte.weight'), ids),
+    embed(
+      w('wpe.weight'),
+      ids.map((_, t) => t),
+    ),
+  );
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `h.${i}`;
     const qkv = conv1d(ln(x, `${p}.ln_1`), `${p}.attn.c_attn`); // [T, 3d]: q | k | v

@@ -8,7 +8,15 @@ import type { DecoderConfig } from '../config.js';
 import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
 
-const ACTIVATIONS = { gelu: 'gelu', gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu_fast: 'gelu_new', relu: 'relu', silu: 'silu', swish: 'silu' } as const;
+const ACTIVATIONS = {
+  gelu: 'gelu',
+  gelu_new: 'gelu_new',
+  gelu_pytorch_tanh: 'gelu_new',
+  gelu_fast: 'gelu_new',
+  relu: 'relu',
+  silu: 'silu',
+  swish: 'silu',
+} as const;
 
 export function parseConfig(raw: Record<string, unknown>, source: string): DecoderConfig {
   const r = new ConfigReader(raw, source);
@@ -26,7 +34,8 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
       ? r.numberIn('partial_rotary_factor', 0, 1, 1)
       : r.numberIn('rotary_pct', 0, 1, 0.25);
   const rotaryDim = Math.floor(headDim * pct);
-  if (rotaryDim < 2 || rotaryDim % 2 !== 0) r.fail('rotary_pct', `gives ${rotaryDim} rotary channels of head_dim ${headDim}; it must be an even number ≥ 2`);
+  if (rotaryDim < 2 || rotaryDim % 2 !== 0)
+    r.fail('rotary_pct', `gives ${rotaryDim} rotary channels of head_dim ${headDim}; it must be an even number ≥ 2`);
   const rope = parseRope(r, 10000, maxPositions, ['rotary_emb_base']);
 
   const attentionBias = r.bool('attention_bias', true); // query_key_value and dense
@@ -66,15 +75,27 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `gpt_neox.layers.${i}`;
     w.push({ name: `${p}.input_layernorm.weight`, shape: [d] }, { name: `${p}.input_layernorm.bias`, shape: [d] });
-    w.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] }, { name: `${p}.post_attention_layernorm.bias`, shape: [d] });
+    w.push(
+      { name: `${p}.post_attention_layernorm.weight`, shape: [d] },
+      { name: `${p}.post_attention_layernorm.bias`, shape: [d] },
+    );
     w.push({ name: `${p}.attention.query_key_value.weight`, shape: [3 * d, d] });
     if (cfg.qkvBias) w.push({ name: `${p}.attention.query_key_value.bias`, shape: [3 * d] });
     w.push({ name: `${p}.attention.dense.weight`, shape: [d, d] });
     if (cfg.outBias) w.push({ name: `${p}.attention.dense.bias`, shape: [d] });
-    w.push({ name: `${p}.mlp.dense_h_to_4h.weight`, shape: [I, d] }, { name: `${p}.mlp.dense_h_to_4h.bias`, shape: [I] });
-    w.push({ name: `${p}.mlp.dense_4h_to_h.weight`, shape: [d, I] }, { name: `${p}.mlp.dense_4h_to_h.bias`, shape: [d] });
+    w.push(
+      { name: `${p}.mlp.dense_h_to_4h.weight`, shape: [I, d] },
+      { name: `${p}.mlp.dense_h_to_4h.bias`, shape: [I] },
+    );
+    w.push(
+      { name: `${p}.mlp.dense_4h_to_h.weight`, shape: [d, I] },
+      { name: `${p}.mlp.dense_4h_to_h.bias`, shape: [d] },
+    );
   }
-  w.push({ name: 'gpt_neox.final_layer_norm.weight', shape: [d] }, { name: 'gpt_neox.final_layer_norm.bias', shape: [d] });
+  w.push(
+    { name: 'gpt_neox.final_layer_norm.weight', shape: [d] },
+    { name: 'gpt_neox.final_layer_norm.bias', shape: [d] },
+  );
   if (!cfg.tiedEmbeddings) w.push({ name: 'embed_out.weight', shape: [V, d] });
   return w;
 }

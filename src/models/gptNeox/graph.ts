@@ -32,21 +32,37 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore): GraphBuil
   const { cos, sin } = ropeTables(g, cfg, inp.positionIds);
   const W = (name: string) => g.weight(name, w.get(name));
   const WT = (name: string) => g.weight(name, transpose2d(w.get(name)));
-  const layerNorm = (x: string, p: string) => g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
+  const layerNorm = (x: string, p: string) =>
+    g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
 
   let x = g.op('Gather', [W('gpt_neox.embed_in.weight'), inp.inputIds], { axis: 0 });
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `gpt_neox.layers.${i}`;
-    const qkvW = g.weight(`${p}.qkv.weight`, transpose2d(deinterleaveQkv(w.get(`${p}.attention.query_key_value.weight`), H, hd)));
-    const qkvB = cfg.qkvBias ? g.weight(`${p}.qkv.bias`, deinterleaveQkv(w.get(`${p}.attention.query_key_value.bias`), H, hd)) : undefined;
+    const qkvW = g.weight(
+      `${p}.qkv.weight`,
+      transpose2d(deinterleaveQkv(w.get(`${p}.attention.query_key_value.weight`), H, hd)),
+    );
+    const qkvB = cfg.qkvBias
+      ? g.weight(`${p}.qkv.bias`, deinterleaveQkv(w.get(`${p}.attention.query_key_value.bias`), H, hd))
+      : undefined;
     const qkv = linear(g, layerNorm(x, `${p}.input_layernorm`), qkvW, qkvB);
     const [q, k, v] = g.opN('Split', [qkv, g.constI64([H * hd, H * hd, H * hd])], { axis: -1 }, { outputs: 3 });
     const qr = applyRope(g, q, H, cos, sin, rope.rotaryDim, hd);
     const kr = applyRope(g, k, H, cos, sin, rope.rotaryDim, hd);
     const att = cachedAttention(g, cfg, i, inp, qr, kr, v);
-    const attOut = linear(g, att, WT(`${p}.attention.dense.weight`), cfg.outBias ? W(`${p}.attention.dense.bias`) : undefined);
+    const attOut = linear(
+      g,
+      att,
+      WT(`${p}.attention.dense.weight`),
+      cfg.outBias ? W(`${p}.attention.dense.bias`) : undefined,
+    );
     const mlp = (y: string) => {
-      const fc = linear(g, layerNorm(y, `${p}.post_attention_layernorm`), WT(`${p}.mlp.dense_h_to_4h.weight`), W(`${p}.mlp.dense_h_to_4h.bias`));
+      const fc = linear(
+        g,
+        layerNorm(y, `${p}.post_attention_layernorm`),
+        WT(`${p}.mlp.dense_h_to_4h.weight`),
+        W(`${p}.mlp.dense_h_to_4h.bias`),
+      );
       return linear(g, g.op('Gelu', [fc]), WT(`${p}.mlp.dense_4h_to_h.weight`), W(`${p}.mlp.dense_4h_to_h.bias`));
     };
     if (cfg.parallelResidual) {

@@ -10,7 +10,20 @@
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import { ropeCosSin } from '../rope.js';
-import { activate, add, applyRope, causalAttention, checkIds, embed, layerNorm, linear, mat, toTensor, type Mat, type ReferenceOutput } from '../referenceOps.js';
+import {
+  activate,
+  add,
+  applyRope,
+  causalAttention,
+  checkIds,
+  embed,
+  layerNorm,
+  linear,
+  mat,
+  toTensor,
+  type Mat,
+  type ReferenceOutput,
+} from '../referenceOps.js';
 import { outputEmbeddings } from './config.js';
 
 /** Split query_key_value's output [T, H·3·hd] (per head: q | k | v) into q, k, v [T, H·hd]. */
@@ -19,7 +32,8 @@ function splitQkv(qkv: Mat, H: number, hd: number): [Mat, Mat, Mat] {
   for (let t = 0; t < qkv.rows; t++)
     for (let h = 0; h < H; h++)
       for (let part = 0; part < 3; part++)
-        for (let j = 0; j < hd; j++) parts[part].data[t * H * hd + h * hd + j] = qkv.data[t * qkv.cols + (h * 3 + part) * hd + j];
+        for (let j = 0; j < hd; j++)
+          parts[part].data[t * H * hd + h * hd + j] = qkv.data[t * qkv.cols + (h * 3 + part) * hd + j];
   return parts;
 }
 
@@ -30,19 +44,30 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const ln = (x: Mat, p: string) => layerNorm(x, w(p + '.weight'), w(p + '.bias'), cfg.normEps);
   const { numHeads: H, headDim: hd } = cfg;
   const rotaryDim = cfg.rope!.rotaryDim;
-  const cs = ropeCosSin(cfg, ids.map((_, t) => t));
+  const cs = ropeCosSin(
+    cfg,
+    ids.map((_, t) => t),
+  );
 
   let x = embed(w('gpt_neox.embed_in.weight'), ids);
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `gpt_neox.layers.${i}`;
 
-    const qkv = linear(ln(x, `${p}.input_layernorm`), w(`${p}.attention.query_key_value.weight`), bias(`${p}.attention.query_key_value.bias`, cfg.qkvBias));
+    const qkv = linear(
+      ln(x, `${p}.input_layernorm`),
+      w(`${p}.attention.query_key_value.weight`),
+      bias(`${p}.attention.query_key_value.bias`, cfg.qkvBias),
+    );
     const [q, k, v] = splitQkv(qkv, H, hd);
     const att = causalAttention(applyRope(q, H, hd, rotaryDim, cs), applyRope(k, H, hd, rotaryDim, cs), v, H, H, hd);
     const a = linear(att, w(`${p}.attention.dense.weight`), bias(`${p}.attention.dense.bias`, cfg.outBias));
 
     const mlp = (y: Mat) => {
-      const fc = linear(ln(y, `${p}.post_attention_layernorm`), w(`${p}.mlp.dense_h_to_4h.weight`), w(`${p}.mlp.dense_h_to_4h.bias`));
+      const fc = linear(
+        ln(y, `${p}.post_attention_layernorm`),
+        w(`${p}.mlp.dense_h_to_4h.weight`),
+        w(`${p}.mlp.dense_h_to_4h.bias`),
+      );
       return linear(activate(cfg.activation, fc), w(`${p}.mlp.dense_4h_to_h.weight`), w(`${p}.mlp.dense_4h_to_h.bias`));
     };
     if (cfg.parallelResidual) {

@@ -18,7 +18,14 @@ const DEFAULTS: Record<LlamaType, { maxPositions: number; kvHeads?: number; bos?
   qwen2: { maxPositions: 32768, kvHeads: 32, eos: [] },
 };
 
-const ACTIVATIONS = { silu: 'silu', swish: 'silu', gelu: 'gelu', gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', relu: 'relu' } as const;
+const ACTIVATIONS = {
+  silu: 'silu',
+  swish: 'silu',
+  gelu: 'gelu',
+  gelu_new: 'gelu_new',
+  gelu_pytorch_tanh: 'gelu_new',
+  relu: 'relu',
+} as const;
 
 export function parseConfig(raw: Record<string, unknown>, source: string): DecoderConfig {
   const r = new ConfigReader(raw, source);
@@ -32,7 +39,8 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
   const kvDefault = 'num_key_value_heads' in raw ? numHeads : (defaults.kvHeads ?? numHeads);
   const numKvHeads = r.int('num_key_value_heads', kvDefault);
   if (numHeads % numKvHeads !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
-  if (!r.has('head_dim') && hiddenSize % numHeads !== 0) r.fail('num_attention_heads', `must divide hidden_size (${hiddenSize}) when head_dim is absent`);
+  if (!r.has('head_dim') && hiddenSize % numHeads !== 0)
+    r.fail('num_attention_heads', `must divide hidden_size (${hiddenSize}) when head_dim is absent`);
   const headDim = r.int('head_dim', hiddenSize / numHeads);
   if (headDim % 2 !== 0) r.fail('head_dim', 'must be even for rotary embeddings');
   const maxPositionEmbeddings = r.int('max_position_embeddings', defaults.maxPositions);
@@ -78,15 +86,24 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
  * windows every layer (sliding_window, default 4096; null for none, as in Mistral ≥ v0.2); qwen2 only with
  * use_sliding_window, in layers ≥ max_window_layers; an explicit layer_types list overrides both.
  */
-function slidingWindow(r: ConfigReader, modelType: LlamaType, numLayers: number): { size: number; layers: number[] } | undefined {
+function slidingWindow(
+  r: ConfigReader,
+  modelType: LlamaType,
+  numLayers: number,
+): { size: number; layers: number[] } | undefined {
   let size: number | undefined;
-  if (modelType === 'mistral') size = !('sliding_window' in r.raw) ? 4096 : r.has('sliding_window') ? r.int('sliding_window') : undefined;
+  if (modelType === 'mistral')
+    size = !('sliding_window' in r.raw) ? 4096 : r.has('sliding_window') ? r.int('sliding_window') : undefined;
   else if (modelType === 'qwen2' && r.bool('use_sliding_window', false)) size = r.int('sliding_window', 4096);
   if (size === undefined) return undefined;
   let layers = Array.from({ length: numLayers }, (_, i) => i);
   if (r.has('layer_types')) {
     const types = r.raw.layer_types;
-    if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+    if (
+      !Array.isArray(types) ||
+      types.length !== numLayers ||
+      !types.every((t) => t === 'sliding_attention' || t === 'full_attention')
+    ) {
       r.fail('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers`);
     }
     layers = layers.filter((i) => types[i] === 'sliding_attention');

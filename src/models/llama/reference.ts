@@ -9,7 +9,19 @@
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import { ropeCosSin } from '../rope.js';
-import { activate, add, applyRope, causalAttention, checkIds, embed, linear, mul, rmsNorm, toTensor, type ReferenceOutput } from '../referenceOps.js';
+import {
+  activate,
+  add,
+  applyRope,
+  causalAttention,
+  checkIds,
+  embed,
+  linear,
+  mul,
+  rmsNorm,
+  toTensor,
+  type ReferenceOutput,
+} from '../referenceOps.js';
 import { outputEmbeddings } from './config.js';
 
 export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: number[]): ReferenceOutput {
@@ -18,7 +30,10 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const bias = (name: string, present: boolean) => (present ? w(name) : undefined);
   const { numHeads: H, numKvHeads: kvH, headDim: hd, normEps: eps } = cfg;
   const rotaryDim = cfg.rope!.rotaryDim;
-  const cs = ropeCosSin(cfg, ids.map((_, t) => t));
+  const cs = ropeCosSin(
+    cfg,
+    ids.map((_, t) => t),
+  );
 
   let x = embed(w('model.embed_tokens.weight'), ids);
   for (let i = 0; i < cfg.numLayers; i++) {
@@ -30,14 +45,29 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
     const k = linear(h, w(p + 'self_attn.k_proj.weight'), bias(p + 'self_attn.k_proj.bias', cfg.qkvBias));
     const v = linear(h, w(p + 'self_attn.v_proj.weight'), bias(p + 'self_attn.v_proj.bias', cfg.qkvBias));
     const window = cfg.slidingWindow?.layers.includes(i) ? cfg.slidingWindow.size : Infinity;
-    const att = causalAttention(applyRope(q, H, hd, rotaryDim, cs), applyRope(k, kvH, hd, rotaryDim, cs), v, H, kvH, hd, window);
+    const att = causalAttention(
+      applyRope(q, H, hd, rotaryDim, cs),
+      applyRope(k, kvH, hd, rotaryDim, cs),
+      v,
+      H,
+      kvH,
+      hd,
+      window,
+    );
     x = add(x, linear(att, w(p + 'self_attn.o_proj.weight'), bias(p + 'self_attn.o_proj.bias', cfg.outBias)));
 
     // gated MLP
     const h2 = rmsNorm(x, w(p + 'post_attention_layernorm.weight'), eps);
     const gate = linear(h2, w(p + 'mlp.gate_proj.weight'), bias(p + 'mlp.gate_proj.bias', cfg.mlpBias));
     const up = linear(h2, w(p + 'mlp.up_proj.weight'), bias(p + 'mlp.up_proj.bias', cfg.mlpBias));
-    x = add(x, linear(mul(activate(cfg.activation, gate), up), w(p + 'mlp.down_proj.weight'), bias(p + 'mlp.down_proj.bias', cfg.mlpBias)));
+    x = add(
+      x,
+      linear(
+        mul(activate(cfg.activation, gate), up),
+        w(p + 'mlp.down_proj.weight'),
+        bias(p + 'mlp.down_proj.bias', cfg.mlpBias),
+      ),
+    );
   }
 
   const hidden = rmsNorm(x, w('model.norm.weight'), eps);

@@ -24,7 +24,11 @@ function authHeaders() {
 async function api(path, opts = {}) {
   const res = await fetch(path, {
     ...opts,
-    headers: { ...(opts.body ? { 'Content-Type': 'application/json' } : {}), ...authHeaders(), ...(opts.headers || {}) },
+    headers: {
+      ...(opts.body ? { 'Content-Type': 'application/json' } : {}),
+      ...authHeaders(),
+      ...(opts.headers || {}),
+    },
   });
   const text = await res.text();
   let body;
@@ -80,7 +84,9 @@ async function streamPost(path, body, onEvent, signal) {
 // Steer sliders
 
 function slotList() {
-  return state.steers.flatMap((s) => s.slots.map((slot) => ({ steer: s.name, slot: slot.name, valueName: slot.value_name, def: slot.default })));
+  return state.steers.flatMap((s) =>
+    s.slots.map((slot) => ({ steer: s.name, slot: slot.name, valueName: slot.value_name, def: slot.default })),
+  );
 }
 
 function fmt(v) {
@@ -102,11 +108,24 @@ function renderSliders() {
       label.htmlFor = id;
       label.textContent = s.valueName;
       const range = document.createElement('input');
-      Object.assign(range, { type: 'range', id, min: '-5', max: '5', step: '0.1', value: String(state.values[set][s.valueName]) });
+      Object.assign(range, {
+        type: 'range',
+        id,
+        min: '-5',
+        max: '5',
+        step: '0.1',
+        value: String(state.values[set][s.valueName]),
+      });
       range.dataset.valueName = s.valueName;
       range.setAttribute('aria-valuetext', fmt(state.values[set][s.valueName]));
       const num = document.createElement('input');
-      Object.assign(num, { type: 'number', min: '-5', max: '5', step: '0.1', value: fmt(state.values[set][s.valueName]) });
+      Object.assign(num, {
+        type: 'number',
+        min: '-5',
+        max: '5',
+        step: '0.1',
+        value: fmt(state.values[set][s.valueName]),
+      });
       num.setAttribute('aria-label', `${s.valueName} value, setting ${set.toUpperCase()}`);
       const update = (v, from) => {
         if (!Number.isFinite(v)) return;
@@ -124,7 +143,8 @@ function renderSliders() {
   }
   // drop values of steers no longer loaded
   const names = new Set(slots.map((s) => s.valueName));
-  for (const set of ['a', 'b']) for (const k of Object.keys(state.values[set])) if (!names.has(k)) delete state.values[set][k];
+  for (const set of ['a', 'b'])
+    for (const k of Object.keys(state.values[set])) if (!names.has(k)) delete state.values[set][k];
 }
 
 function resetSet(set) {
@@ -140,9 +160,13 @@ async function refresh() {
     const [models, steers] = await Promise.all([api('/v1/models'), api('/v1/steers')]);
     state.model = models.data[0]?.id ?? '';
     state.steers = steers.data;
-    $('#model-line').textContent = `Model: ${state.model} · context ${models.data[0]?.context_length ?? '?'} tokens · steers: ${state.steers.map((s) => s.name).join(', ') || 'none'}`;
+    $('#model-line').textContent =
+      `Model: ${state.model} · context ${models.data[0]?.context_length ?? '?'} tokens · steers: ${state.steers.map((s) => s.name).join(', ') || 'none'}`;
   } catch (e) {
-    $('#model-line').textContent = e.status === 401 ? 'This server needs an API key: enter it under "API key" below.' : `Could not reach the server: ${e.message}`;
+    $('#model-line').textContent =
+      e.status === 401
+        ? 'This server needs an API key: enter it under "API key" below.'
+        : `Could not reach the server: ${e.message}`;
     $('#model-line').classList.add('error');
     return;
   }
@@ -233,7 +257,8 @@ function requestBody(set) {
     seed: Math.trunc(num('#seed', 1)),
     steer: { ...state.values[set] },
   };
-  if (mode === 'chat') return { path: '/v1/chat/completions', body: { ...body, messages: [{ role: 'user', content: prompt }] }, echo: '' };
+  if (mode === 'chat')
+    return { path: '/v1/chat/completions', body: { ...body, messages: [{ role: 'user', content: prompt }] }, echo: '' };
   return { path: '/v1/completions', body: { ...body, prompt }, echo: prompt };
 }
 
@@ -262,7 +287,8 @@ async function runOne(set, signal) {
       },
       signal,
     );
-    $('.meta', out).textContent = `finish: ${finish || '?'}${usage ? ` · ${usage.completion_tokens} tokens (prompt ${usage.prompt_tokens})` : ''}`;
+    $('.meta', out).textContent =
+      `finish: ${finish || '?'}${usage ? ` · ${usage.completion_tokens} tokens (prompt ${usage.prompt_tokens})` : ''}`;
     state.lastTexts[set] = echo + gen.textContent;
     return true;
   } catch (e) {
@@ -289,7 +315,8 @@ async function generate() {
   try {
     const ok = await Promise.all(sets.map((s) => runOne(s, ac.signal)));
     setStatus(ok.every(Boolean) ? 'Done.' : 'Finished with errors (see the outputs).', !ok.every(Boolean));
-    if (ok.every(Boolean) && state.lensAvailable && $('#auto-evidence').checked && $('#lens-steer').value) await explainOutputs();
+    if (ok.every(Boolean) && state.lensAvailable && $('#auto-evidence').checked && $('#lens-steer').value)
+      await explainOutputs();
   } finally {
     state.running = [];
     $('#generate').disabled = false;

@@ -33,10 +33,15 @@ function buildClassifier(withTokenTypes: boolean) {
     emb = g.op('Add', [emb, g.op('Gather', [g.weight('tt', { dtype: 'float32', shape: [2, D], data: Tt }), tt])]);
   }
   const m = g.op('Cast', [mask], { to: 1 });
-  const summed = g.op('ReduceSum', [g.op('Mul', [emb, g.op('Unsqueeze', [m, g.constI64([2])])]), g.constI64([1])], { keepdims: 0 });
+  const summed = g.op('ReduceSum', [g.op('Mul', [emb, g.op('Unsqueeze', [m, g.constI64([2])])]), g.constI64([1])], {
+    keepdims: 0,
+  });
   const count = g.op('ReduceSum', [m, g.constI64([1])], { keepdims: 1 });
   const mean = g.op('Div', [summed, count]);
-  const logits = g.op('Add', [g.op('MatMul', [mean, g.weight('w', { dtype: 'float32', shape: [D, 2], data: W })]), g.weight('b', { dtype: 'float32', shape: [2], data: b })]);
+  const logits = g.op('Add', [
+    g.op('MatMul', [mean, g.weight('w', { dtype: 'float32', shape: [D, 2], data: W })]),
+    g.weight('b', { dtype: 'float32', shape: [2], data: b }),
+  ]);
   g.output(logits, 'logits', 'float32', ['batch', 2]);
   const reference = (tokenIds: number[]): number[] => {
     const h = new Float64Array(D);
@@ -59,41 +64,62 @@ function modelDir(withTokenTypes: boolean, id2label: Record<string, string>) {
   return { dir, reference: built.reference };
 }
 
-const texts = ['What a wonderful, happy day!', 'This is terrible.', 'ok', 'A much longer sentence, so that the batch needs padding on the others.'];
+const texts = [
+  'What a wonderful, happy day!',
+  'This is terrible.',
+  'ok',
+  'A much longer sentence, so that the batch needs padding on the others.',
+];
 
 for (const withTokenTypes of [false, true]) {
-  test(`onnx-classifier scores like the model's own math (token_type_ids: ${withTokenTypes})`, { skip: skipUnlessShared('models/gpt2-tokenizer') }, async () => {
-    const { dir, reference } = modelDir(withTokenTypes, { 0: 'NEGATIVE', 1: 'POSITIVE' });
-    const scorer = await createScorer('onnx-classifier', { modelPath: dir });
-    assert.equal(scorer.attribute, 'positive-sentiment');
-    assert.match(scorer.version, /^onnx-classifier sha256:[0-9a-f]{16} label POSITIVE$/);
-    const tok = HfTokenizer.fromDir(dir);
-    const got = await scorer.score(texts);
-    texts.forEach((t, i) => {
-      const want = reference(tok.encode(t))[1]!;
-      assert.ok(Math.abs(got[i]! - want) < 1e-5, `${t}: ${got[i]} vs ${want}`);
-    });
-    // Batching does not change a score.
-    const one = await scorer.score([texts[3]!]);
-    assert.ok(Math.abs(one[0]! - got[3]!) < 1e-6);
-    // The other label by name is the complement.
-    const neg = await OnnxClassifierScorer.load(dir, { label: 'negative' });
-    const n = await neg.score(texts);
-    n.forEach((p, i) => assert.ok(Math.abs(p + got[i]! - 1) < 1e-5));
-    assert.equal(neg.attribute, 'negative');
-  });
+  test(
+    `onnx-classifier scores like the model's own math (token_type_ids: ${withTokenTypes})`,
+    { skip: skipUnlessShared('models/gpt2-tokenizer') },
+    async () => {
+      const { dir, reference } = modelDir(withTokenTypes, { 0: 'NEGATIVE', 1: 'POSITIVE' });
+      const scorer = await createScorer('onnx-classifier', { modelPath: dir });
+      assert.equal(scorer.attribute, 'positive-sentiment');
+      assert.match(scorer.version, /^onnx-classifier sha256:[0-9a-f]{16} label POSITIVE$/);
+      const tok = HfTokenizer.fromDir(dir);
+      const got = await scorer.score(texts);
+      texts.forEach((t, i) => {
+        const want = reference(tok.encode(t))[1]!;
+        assert.ok(Math.abs(got[i]! - want) < 1e-5, `${t}: ${got[i]} vs ${want}`);
+      });
+      // Batching does not change a score.
+      const one = await scorer.score([texts[3]!]);
+      assert.ok(Math.abs(one[0]! - got[3]!) < 1e-6);
+      // The other label by name is the complement.
+      const neg = await OnnxClassifierScorer.load(dir, { label: 'negative' });
+      const n = await neg.score(texts);
+      n.forEach((p, i) => assert.ok(Math.abs(p + got[i]! - 1) < 1e-5));
+      assert.equal(neg.attribute, 'negative');
+    },
+  );
 }
 
 test('onnx-classifier: label choice and bad folders', { skip: skipUnlessShared('models/gpt2-tokenizer') }, async () => {
   assert.equal(pickLabel(['non-toxic', 'toxic']), 1);
   assert.equal(pickLabel(['LABEL_0', 'LABEL_1'], '1'), 1);
-  assert.throws(() => pickLabel(['LABEL_0', 'LABEL_1']), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /--scorer-label/.test(e.hint ?? ''));
-  assert.throws(() => pickLabel(['a', 'b'], 'c'), (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && /0=a, 1=b/.test(e.hint ?? ''));
+  assert.throws(
+    () => pickLabel(['LABEL_0', 'LABEL_1']),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /--scorer-label/.test(e.hint ?? ''),
+  );
+  assert.throws(
+    () => pickLabel(['a', 'b'], 'c'),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && /0=a, 1=b/.test(e.hint ?? ''),
+  );
   const { dir } = modelDir(false, { 0: 'clean', 1: 'toxic' });
   const s = await createScorer('onnx-classifier', { modelPath: dir });
   assert.equal(s.attribute, 'toxicity');
   const empty = mkdtempSync(join(tmpdir(), 'lmsteer-onnxcls-'));
-  await assert.rejects(createScorer('onnx-classifier', { modelPath: empty }), (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && /model\.onnx/.test(e.message));
+  await assert.rejects(
+    createScorer('onnx-classifier', { modelPath: empty }),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && /model\.onnx/.test(e.message),
+  );
   const bad = modelDir(false, { 0: 'only' }).dir;
-  await assert.rejects(OnnxClassifierScorer.load(bad), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && /id2label/.test(e.message));
+  await assert.rejects(
+    OnnxClassifierScorer.load(bad),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && /id2label/.test(e.message),
+  );
 });

@@ -14,7 +14,12 @@ function fakeClock(): Clock & { slept: number[] } {
 
 interface Req {
   key: string | null;
-  body: { comment: { text: string }; requestedAttributes: Record<string, unknown>; spanAnnotations: boolean; languages: string[] };
+  body: {
+    comment: { text: string };
+    requestedAttributes: Record<string, unknown>;
+    spanAnnotations: boolean;
+    languages: string[];
+  };
 }
 type Handler = (req: Req, res: ServerResponse) => void;
 
@@ -46,7 +51,15 @@ function reply(res: ServerResponse, status: number, body: unknown, headers: Reco
 const scoring: Handler = (r, res) => {
   const m = /s=([\d.]+)/.exec(r.body.comment.text);
   const v = m ? Number(m[1]) : 0.01;
-  reply(res, 200, { attributeScores: { TOXICITY: { spanScores: [{ begin: 0, end: 3, score: { value: v / 2, type: 'PROBABILITY' } }], summaryScore: { value: v, type: 'PROBABILITY' } } }, languages: ['en'] });
+  reply(res, 200, {
+    attributeScores: {
+      TOXICITY: {
+        spanScores: [{ begin: 0, end: 3, score: { value: v / 2, type: 'PROBABILITY' } }],
+        summaryScore: { value: v, type: 'PROBABILITY' },
+      },
+    },
+    languages: ['en'],
+  });
 };
 
 test('perspective: sends the LM-Steer request, reads spanScores[0] by default or the summary, keeps order', async () => {
@@ -58,8 +71,17 @@ test('perspective: sends the LM-Steer request, reads spanScores[0] by default or
     assert.deepEqual(seen[0]!.body.requestedAttributes, { TOXICITY: {} });
     assert.equal(seen[0]!.body.spanAnnotations, true);
     assert.deepEqual(seen[0]!.body.languages, ['en']);
-    assert.ok(seen.some((r) => r.body.comment.text === '\n'), 'empty text is sent as a newline');
-    const summary = new PerspectiveScorer({ apiKey: 'k1', endpoint, qps: 1000, scoreFrom: 'summary', clock: fakeClock() });
+    assert.ok(
+      seen.some((r) => r.body.comment.text === '\n'),
+      'empty text is sent as a newline',
+    );
+    const summary = new PerspectiveScorer({
+      apiKey: 'k1',
+      endpoint,
+      qps: 1000,
+      scoreFrom: 'summary',
+      clock: fakeClock(),
+    });
     assert.deepEqual(await summary.score(['s=0.8']), [0.8]);
     assert.match(summary.version, /^perspective v1alpha1 TOXICITY summary @\d{4}-\d\d-\d\d$/);
   });
@@ -81,7 +103,10 @@ test('perspective: 429 and 503 are retried with doubling backoff; Retry-After is
       assert.deepEqual(await s.score(['s=0.9']), [0.45]);
       assert.equal(calls, 4);
       // backoff 100, 200, then Retry-After 7 s (rate-limiter waits of 1 ms interleave)
-      assert.deepEqual(clock.slept.filter((ms) => ms >= 100), [100, 200, 7000]);
+      assert.deepEqual(
+        clock.slept.filter((ms) => ms >= 100),
+        [100, 200, 7000],
+      );
     },
   );
 });
@@ -91,8 +116,22 @@ test('perspective: persistent 5xx gives NETWORK after maxRetries', async () => {
   await withServer(
     (_r, res) => (calls++, reply(res, 502, { error: { message: 'bad gateway' } })),
     async (endpoint) => {
-      const s = new PerspectiveScorer({ apiKey: 'secret-key', endpoint, qps: 1000, maxRetries: 2, backoffMs: 1, clock: fakeClock() });
-      await assert.rejects(s.score(['a', 'b']), (e: unknown) => e instanceof LmSteerError && e.code === 'NETWORK' && /after 3 attempts/.test(e.message) && !e.message.includes('secret-key'));
+      const s = new PerspectiveScorer({
+        apiKey: 'secret-key',
+        endpoint,
+        qps: 1000,
+        maxRetries: 2,
+        backoffMs: 1,
+        clock: fakeClock(),
+      });
+      await assert.rejects(
+        s.score(['a', 'b']),
+        (e: unknown) =>
+          e instanceof LmSteerError &&
+          e.code === 'NETWORK' &&
+          /after 3 attempts/.test(e.message) &&
+          !e.message.includes('secret-key'),
+      );
       assert.ok(calls >= 3);
     },
   );
@@ -103,18 +142,37 @@ test('perspective: 400 names the text and the API message; 403 points at the key
     (r, res) =>
       r.key === 'bad'
         ? reply(res, 403, { error: { code: 403, message: 'API key not valid' } })
-        : reply(res, 400, { error: { code: 400, message: 'Attribute TOXICITY does not support request languages: xx' } }),
+        : reply(res, 400, {
+            error: { code: 400, message: 'Attribute TOXICITY does not support request languages: xx' },
+          }),
     async (endpoint) => {
       const s = new PerspectiveScorer({ apiKey: 'ok', endpoint, qps: 1000, concurrency: 1, clock: fakeClock() });
-      await assert.rejects(s.score(['bonjour']), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /text 0 "bonjour".*HTTP 400.*does not support/.test(e.message));
+      await assert.rejects(
+        s.score(['bonjour']),
+        (e: unknown) =>
+          e instanceof LmSteerError &&
+          e.code === 'BAD_ARGUMENT' &&
+          /text 0 "bonjour".*HTTP 400.*does not support/.test(e.message),
+      );
       const bad = new PerspectiveScorer({ apiKey: 'bad', endpoint, qps: 1000, clock: fakeClock() });
-      await assert.rejects(bad.score(['x']), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /HTTP 403.*API key not valid/.test(e.message) && /PERSPECTIVE_API_KEY/.test(e.hint ?? ''));
+      await assert.rejects(
+        bad.score(['x']),
+        (e: unknown) =>
+          e instanceof LmSteerError &&
+          e.code === 'BAD_ARGUMENT' &&
+          /HTTP 403.*API key not valid/.test(e.message) &&
+          /PERSPECTIVE_API_KEY/.test(e.hint ?? ''),
+      );
     },
   );
   const saved = process.env.PERSPECTIVE_API_KEY;
   delete process.env.PERSPECTIVE_API_KEY;
   try {
-    assert.throws(() => new PerspectiveScorer({}), (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /PERSPECTIVE_API_KEY/.test(e.hint ?? ''));
+    assert.throws(
+      () => new PerspectiveScorer({}),
+      (e: unknown) =>
+        e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && /PERSPECTIVE_API_KEY/.test(e.hint ?? ''),
+    );
     process.env.PERSPECTIVE_API_KEY = 'from-env';
     assert.doesNotThrow(() => new PerspectiveScorer({}));
   } finally {
@@ -128,7 +186,10 @@ test('perspective: a response without a TOXICITY score is reported', async () =>
     (_r, res) => reply(res, 200, { attributeScores: {} }),
     async (endpoint) => {
       const s = new PerspectiveScorer({ apiKey: 'k', endpoint, qps: 1000, clock: fakeClock() });
-      await assert.rejects(s.score(['x']), (e: unknown) => e instanceof LmSteerError && /no TOXICITY score/.test(e.message));
+      await assert.rejects(
+        s.score(['x']),
+        (e: unknown) => e instanceof LmSteerError && /no TOXICITY score/.test(e.message),
+      );
     },
   );
 });

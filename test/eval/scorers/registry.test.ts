@@ -8,7 +8,8 @@ import { saveLinearClassifier, trainLinearClassifier } from '../../../src/eval/s
 import { LmSteerError } from '../../../src/util/errors.js';
 import { sharedPath, skipUnlessShared } from '../../helpers/shared.js';
 
-const isErr = (code: string, re?: RegExp) => (e: unknown) => e instanceof LmSteerError && e.code === code && (!re || re.test(e.message + ' ' + e.hint));
+const isErr = (code: string, re?: RegExp) => (e: unknown) =>
+  e instanceof LmSteerError && e.code === code && (!re || re.test(e.message + ' ' + e.hint));
 
 test('registry lists every scorer; unknown names and missing model paths are clear errors', async () => {
   assert.deepEqual([...SCORER_NAMES].sort(), ['linear', 'offensive-linear', 'onnx-classifier', 'perspective', 'vader']);
@@ -24,7 +25,10 @@ test('registry creates vader, linear and perspective scorers', async () => {
   const v = await createScorer('vader');
   assert.equal(v.name, 'vader');
   const dir = mkdtempSync(join(tmpdir(), 'reg-'));
-  const ex = Array.from({ length: 20 }, (_, i) => ({ text: i % 2 ? 'toxic rude' : 'kind nice', label: (i % 2) as 0 | 1 }));
+  const ex = Array.from({ length: 20 }, (_, i) => ({
+    text: i % 2 ? 'toxic rude' : 'kind nice',
+    label: (i % 2) as 0 | 1,
+  }));
   saveLinearClassifier(join(dir, 'm.json'), trainLinearClassifier(ex, { attribute: 'rudeness', heldOutFraction: 0 }));
   const l = await createScorer('linear', { modelPath: join(dir, 'm.json') });
   assert.equal(l.attribute, 'rudeness');
@@ -33,9 +37,15 @@ test('registry creates vader, linear and perspective scorers', async () => {
   assert.equal(p.attribute, 'toxicity');
 });
 
-test('registry loads offensive-linear from the given path', { skip: skipUnlessShared('evaluators/offensive-linear/model.json') }, async () => {
-  const s = await createScorer('offensive-linear', { modelPath: sharedPath('evaluators/offensive-linear/model.json')! });
-  assert.equal(s.attribute, 'toxicity');
-  const [p] = await s.score(['go to hell, you scum']);
-  assert.ok(p! > 0.99);
-});
+test(
+  'registry loads offensive-linear from the given path',
+  { skip: skipUnlessShared('evaluators/offensive-linear/model.json') },
+  async () => {
+    const s = await createScorer('offensive-linear', {
+      modelPath: sharedPath('evaluators/offensive-linear/model.json')!,
+    });
+    assert.equal(s.attribute, 'toxicity');
+    const [p] = await s.score(['go to hell, you scum']);
+    assert.ok(p! > 0.99);
+  },
+);

@@ -21,7 +21,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 const row = (x: Tensor, i: number) => x.data.subarray(i * x.shape[1], (i + 1) * x.shape[1]);
 
 test('1 layer, d = 2, 1 head: the numbers by hand', () => {
-  const cfg = parseDecoderConfig({ model_type: 'gpt2', vocab_size: 3, n_embd: 2, n_layer: 1, n_head: 1, n_positions: 4, layer_norm_epsilon: 0 }, 'hand');
+  const cfg = parseDecoderConfig(
+    { model_type: 'gpt2', vocab_size: 3, n_embd: 2, n_layer: 1, n_head: 1, n_positions: 4, layer_norm_epsilon: 0 },
+    'hand',
+  );
   // q = k = 0 (uniform attention), v = ln_1(x) (the third block of c_attn's columns), c_proj: out = [0, in_0]
   // (asymmetric, so a transposed Conv1D shows), MLP zero. LayerNorm of a 2-vector [a, b] is ±[1, −1].
   const cAttn = zeros([2, 6]);

@@ -32,7 +32,17 @@ const plus = (...xs: number[][]) => xs[0].map((_, i) => xs.reduce((s, x) => s + 
 /** d 4, 2 heads of 2, q = k = 0 (uniform attention), v = ln1(x) through the v rows only, dense = I, mlp = gelu(ln2(·)). */
 function handModel(parallel: boolean) {
   const cfg = parseDecoderConfig(
-    { model_type: 'gpt_neox', vocab_size: 2, hidden_size: 4, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, rotary_pct: 1, layer_norm_eps: 0, use_parallel_residual: parallel },
+    {
+      model_type: 'gpt_neox',
+      vocab_size: 2,
+      hidden_size: 4,
+      intermediate_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      rotary_pct: 1,
+      layer_norm_eps: 0,
+      use_parallel_residual: parallel,
+    },
     'hand',
   );
   // query_key_value rows are [head, (q|k|v), head_dim]: row h·6 + 2·2 + j is v of head h, channel j.
@@ -113,6 +123,10 @@ for (const kind of ['gpt_neox', 'gpt_neox-sequential'] as const) {
 test('parallel and sequential residual differ on the same weights', () => {
   const { config, weights } = tinyCheckpoint('gpt_neox', { seed: 1 });
   const par = referenceForward(parseDecoderConfig(config, 'p'), weights, [1, 2, 3]);
-  const seq = referenceForward(parseDecoderConfig({ ...config, use_parallel_residual: false }, 's'), weights, [1, 2, 3]);
+  const seq = referenceForward(
+    parseDecoderConfig({ ...config, use_parallel_residual: false }, 's'),
+    weights,
+    [1, 2, 3],
+  );
   assert.ok(maxAbsDiff(par.logits.data, seq.logits.data) > 1e-3);
 });

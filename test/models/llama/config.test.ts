@@ -7,7 +7,14 @@ import { expectedWeights, parseConfig } from '../../../src/models/llama/config.j
 
 const weightNames = (cfg: Parameters<typeof expectedWeights>[0]) => expectedWeights(cfg).map((w) => w.name);
 
-const BASE = { model_type: 'llama', vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 8 };
+const BASE = {
+  model_type: 'llama',
+  vocab_size: 100,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 8,
+};
 type Err = Error & { code?: string; hint?: string };
 
 test('stories260K config.json', { skip: skipUnlessShared('models/stories260K/hf/config.json') }, () => {
@@ -65,9 +72,21 @@ test('attention_bias (q, k, v and o_proj) and mlp_bias for llama; qwen2 always q
 });
 
 test('num_key_value_heads: absent takes the class default (mistral 8, qwen2 32), null the query heads', () => {
-  assert.equal(parseConfig({ ...BASE, model_type: 'mistral', num_attention_heads: 16, hidden_size: 128 }, 'c').numKvHeads, 8);
-  assert.equal(parseConfig({ ...BASE, model_type: 'mistral', num_attention_heads: 16, hidden_size: 128, num_key_value_heads: null }, 'c').numKvHeads, 16);
-  assert.equal(parseConfig({ ...BASE, model_type: 'qwen2', num_attention_heads: 32, hidden_size: 128 }, 'c').numKvHeads, 32);
+  assert.equal(
+    parseConfig({ ...BASE, model_type: 'mistral', num_attention_heads: 16, hidden_size: 128 }, 'c').numKvHeads,
+    8,
+  );
+  assert.equal(
+    parseConfig(
+      { ...BASE, model_type: 'mistral', num_attention_heads: 16, hidden_size: 128, num_key_value_heads: null },
+      'c',
+    ).numKvHeads,
+    16,
+  );
+  assert.equal(
+    parseConfig({ ...BASE, model_type: 'qwen2', num_attention_heads: 32, hidden_size: 128 }, 'c').numKvHeads,
+    32,
+  );
 });
 
 test('head_dim may differ from hidden/heads; eos may be a list', () => {
@@ -85,11 +104,20 @@ test('sliding windows: size and layers as transformers decides them; positions a
   assert.equal(parseConfig(mistral, 'c').maxPositions, 32768);
   assert.equal(win({ ...mistral, sliding_window: null }), undefined); // Mistral ≥ v0.2
   assert.equal(win({ ...mistral, sliding_window: 32768 }), undefined); // no narrower than the positions: no window
-  const qwen = { ...BASE, model_type: 'qwen2', num_key_value_heads: 8, max_position_embeddings: 32768, sliding_window: 1024 };
+  const qwen = {
+    ...BASE,
+    model_type: 'qwen2',
+    num_key_value_heads: 8,
+    max_position_embeddings: 32768,
+    sliding_window: 1024,
+  };
   assert.equal(win(qwen), undefined); // use_sliding_window defaults to false
   assert.deepEqual(win({ ...qwen, use_sliding_window: true, max_window_layers: 1 }), { size: 1024, layers: [1] });
   assert.equal(win({ ...qwen, use_sliding_window: true, max_window_layers: 2 }), undefined);
-  assert.deepEqual(win({ ...qwen, use_sliding_window: true, layer_types: ['sliding_attention', 'full_attention'] }), { size: 1024, layers: [0] });
+  assert.deepEqual(win({ ...qwen, use_sliding_window: true, layer_types: ['sliding_attention', 'full_attention'] }), {
+    size: 1024,
+    layers: [0],
+  });
   assert.throws(
     () => win({ ...qwen, use_sliding_window: true, layer_types: ['sliding_attention'] }),
     (e: Err) => e.code === 'BAD_FILE' && e.message.includes('"layer_types"'),
@@ -98,11 +126,27 @@ test('sliding windows: size and layers as transformers decides them; positions a
 
 test('missing or invalid fields: BAD_FILE naming the field and the file; unknown activation: UNSUPPORTED', () => {
   const { hidden_size: _, ...noHidden } = BASE;
-  assert.throws(() => parseConfig(noHidden, '/m/config.json'), (e: Err) => e.code === 'BAD_FILE' && e.message.includes('/m/config.json') && e.message.includes('"hidden_size"') && !!e.hint);
-  assert.throws(() => parseConfig({ ...BASE, num_hidden_layers: 2.5 }, 'c'), (e: Err) => e.code === 'BAD_FILE' && /"num_hidden_layers".*2\.5/.test(e.message));
-  assert.throws(() => parseConfig({ ...BASE, num_key_value_heads: 3 }, 'c'), (e: Err) => e.code === 'BAD_FILE' && e.message.includes('"num_key_value_heads"'));
-  assert.throws(() => parseConfig({ ...BASE, num_attention_heads: 7 }, 'c'), (e: Err) => e.code === 'BAD_FILE' && e.message.includes('"num_attention_heads"'));
+  assert.throws(
+    () => parseConfig(noHidden, '/m/config.json'),
+    (e: Err) =>
+      e.code === 'BAD_FILE' && e.message.includes('/m/config.json') && e.message.includes('"hidden_size"') && !!e.hint,
+  );
+  assert.throws(
+    () => parseConfig({ ...BASE, num_hidden_layers: 2.5 }, 'c'),
+    (e: Err) => e.code === 'BAD_FILE' && /"num_hidden_layers".*2\.5/.test(e.message),
+  );
+  assert.throws(
+    () => parseConfig({ ...BASE, num_key_value_heads: 3 }, 'c'),
+    (e: Err) => e.code === 'BAD_FILE' && e.message.includes('"num_key_value_heads"'),
+  );
+  assert.throws(
+    () => parseConfig({ ...BASE, num_attention_heads: 7 }, 'c'),
+    (e: Err) => e.code === 'BAD_FILE' && e.message.includes('"num_attention_heads"'),
+  );
   assert.throws(() => parseConfig({ ...BASE, tie_word_embeddings: 'yes' }, 'c'), { code: 'BAD_FILE' });
-  assert.throws(() => parseConfig({ ...BASE, hidden_act: 'quick_gelu' }, 'c'), (e: Err) => e.code === 'UNSUPPORTED' && /silu/.test(e.hint!));
+  assert.throws(
+    () => parseConfig({ ...BASE, hidden_act: 'quick_gelu' }, 'c'),
+    (e: Err) => e.code === 'UNSUPPORTED' && /silu/.test(e.hint!),
+  );
   assert.throws(() => parseConfig({ ...BASE, eos_token_id: [2, -1] }, 'c'), { code: 'BAD_FILE' });
 });

@@ -42,38 +42,55 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-test('stories260K: all 512 logits at positions 0..2 of "Once upon a time" match expected.json', { skip: skipUnlessShared(STORIES) }, async () => {
-  const { cfg, weights, expected } = await stories();
-  checkWeights(cfg, weights);
-  const { ids, positions, logits, argmax: wantArgmax } = expected.prompt_logits;
-  const out = referenceForward(cfg, weights, ids);
-  assert.deepEqual(out.logits.shape, [ids.length, 512]);
-  positions.forEach((p: number, i: number) => {
-    // The README: a float32 implementation matches the float64 expected values to ~2e-5; this one is float64.
-    const d = maxAbsDiff(row(out.logits, p), logits[i]);
-    assert.ok(d < 2e-5, `position ${p}: max |Δ logit| ${d}`);
-    assert.equal(argmax(row(out.logits, p)), wantArgmax[i]);
-  });
-});
-
-test('stories260K: greedy decoding from BOS reproduces the first 24 ids of greedy_from_bos', { skip: skipUnlessShared(STORIES) }, async () => {
-  const { cfg, weights, expected } = await stories();
-  const ids: number[] = [...expected.greedy_from_bos.prompt_ids];
-  const want: number[] = expected.greedy_from_bos.ids.slice(0, 24);
-  while (ids.length < 1 + want.length) {
+test(
+  'stories260K: all 512 logits at positions 0..2 of "Once upon a time" match expected.json',
+  { skip: skipUnlessShared(STORIES) },
+  async () => {
+    const { cfg, weights, expected } = await stories();
+    checkWeights(cfg, weights);
+    const { ids, positions, logits, argmax: wantArgmax } = expected.prompt_logits;
     const out = referenceForward(cfg, weights, ids);
-    ids.push(argmax(row(out.logits, ids.length - 1)));
-  }
-  assert.deepEqual(ids.slice(1), want);
-});
+    assert.deepEqual(out.logits.shape, [ids.length, 512]);
+    positions.forEach((p: number, i: number) => {
+      // The README: a float32 implementation matches the float64 expected values to ~2e-5; this one is float64.
+      const d = maxAbsDiff(row(out.logits, p), logits[i]);
+      assert.ok(d < 2e-5, `position ${p}: max |Δ logit| ${d}`);
+      assert.equal(argmax(row(out.logits, p)), wantArgmax[i]);
+    });
+  },
+);
 
-for (const kind of ['llama', 'llama-bias', 'mistral', 'qwen2', 'llama-rope-scaled', 'llama-rope-linear', 'llama-rope-yarn'] as const) {
+test(
+  'stories260K: greedy decoding from BOS reproduces the first 24 ids of greedy_from_bos',
+  { skip: skipUnlessShared(STORIES) },
+  async () => {
+    const { cfg, weights, expected } = await stories();
+    const ids: number[] = [...expected.greedy_from_bos.prompt_ids];
+    const want: number[] = expected.greedy_from_bos.ids.slice(0, 24);
+    while (ids.length < 1 + want.length) {
+      const out = referenceForward(cfg, weights, ids);
+      ids.push(argmax(row(out.logits, ids.length - 1)));
+    }
+    assert.deepEqual(ids.slice(1), want);
+  },
+);
+
+for (const kind of [
+  'llama',
+  'llama-bias',
+  'mistral',
+  'qwen2',
+  'llama-rope-scaled',
+  'llama-rope-linear',
+  'llama-rope-yarn',
+] as const) {
   test(`${kind}: causal (logits at t ignore later tokens), hidden is the final RMSNorm output, logits = hidden·Eᵀ`, () => {
     const { config, weights } = tinyCheckpoint(kind, { seed: 3 });
     const cfg = parseDecoderConfig(config, kind);
     const a = referenceForward(cfg, weights, [5, 9, 2, 7, 3, 11]);
     const b = referenceForward(cfg, weights, [5, 9, 2, 40, 41, 42]);
-    for (let t = 0; t < 3; t++) assert.ok(maxAbsDiff(row(a.logits, t), row(b.logits, t)) < 1e-6, `position ${t} changed`);
+    for (let t = 0; t < 3; t++)
+      assert.ok(maxAbsDiff(row(a.logits, t), row(b.logits, t)) < 1e-6, `position ${t} changed`);
     assert.ok(maxAbsDiff(row(a.logits, 3), row(b.logits, 3)) > 1e-3, 'a changed token must change its logits');
 
     // RMSNorm output / gain has mean square 1 (up to eps).
@@ -117,26 +134,42 @@ test('grouped-query attention equals full attention with each KV head repeated (
   // MHA twin: kv head j becomes heads 2j and 2j+1.
   const repeat = (w: Tensor) => {
     const out = tensor([4 * hd, d]);
-    for (let h = 0; h < 4; h++) out.data.set(w.data.subarray(Math.floor(h / 2) * hd * d, (Math.floor(h / 2) + 1) * hd * d), h * hd * d);
+    for (let h = 0; h < 4; h++)
+      out.data.set(w.data.subarray(Math.floor(h / 2) * hd * d, (Math.floor(h / 2) + 1) * hd * d), h * hd * d);
     return out;
   };
   const map = new Map(gqa.weights.names().map((n) => [n, gqa.weights.get(n)]));
-  for (let i = 0; i < cfg.numLayers; i++) for (const p of ['k', 'v']) map.set(`model.layers.${i}.self_attn.${p}_proj.weight`, repeat(gqa.weights.get(`model.layers.${i}.self_attn.${p}_proj.weight`)));
+  for (let i = 0; i < cfg.numLayers; i++)
+    for (const p of ['k', 'v'])
+      map.set(
+        `model.layers.${i}.self_attn.${p}_proj.weight`,
+        repeat(gqa.weights.get(`model.layers.${i}.self_attn.${p}_proj.weight`)),
+      );
   const mhaCfg = parseDecoderConfig({ ...gqa.config, num_key_value_heads: 4 }, 'mha');
   const mha = new MapWeightStore(map);
   checkWeights(mhaCfg, mha);
   const ids = [3, 1, 4, 1, 5, 9, 2, 6];
-  assert.ok(maxAbsDiff(referenceForward(cfg, gqa.weights, ids).logits.data, referenceForward(mhaCfg, mha, ids).logits.data) < 1e-6);
+  assert.ok(
+    maxAbsDiff(referenceForward(cfg, gqa.weights, ids).logits.data, referenceForward(mhaCfg, mha, ids).logits.data) <
+      1e-6,
+  );
 });
 
 test('llama-bias: attention_bias and mlp_bias biases are used', () => {
   const { config, weights } = tinyCheckpoint('llama-bias', { seed: 2 });
   const cfg = parseDecoderConfig(config, 'bias');
   const base = referenceForward(cfg, weights, [1, 2, 3]).logits.data;
-  for (const name of ['model.layers.0.self_attn.v_proj.bias', 'model.layers.0.self_attn.o_proj.bias', 'model.layers.1.mlp.down_proj.bias']) {
+  for (const name of [
+    'model.layers.0.self_attn.v_proj.bias',
+    'model.layers.0.self_attn.o_proj.bias',
+    'model.layers.1.mlp.down_proj.bias',
+  ]) {
     const map = new Map(weights.names().map((n) => [n, weights.get(n)]));
     map.set(name, tensor(weights.shape(name)));
-    assert.ok(maxAbsDiff(referenceForward(cfg, new MapWeightStore(map), [1, 2, 3]).logits.data, base) > 1e-4, `${name} had no effect`);
+    assert.ok(
+      maxAbsDiff(referenceForward(cfg, new MapWeightStore(map), [1, 2, 3]).logits.data, base) > 1e-4,
+      `${name} had no effect`,
+    );
   }
 });
 
@@ -147,7 +180,12 @@ test('dynamic NTK RoPE equals plain RoPE within max_position_embeddings and diff
   const cfgPlain = parseDecoderConfig({ ...dyn.config, rope_scaling: null, max_position_embeddings: 64 }, 'plain');
   const ids = Array.from({ length: 20 }, (_, i) => (i * 7) % 60);
   const short = ids.slice(0, 16);
-  assert.ok(maxAbsDiff(referenceForward(cfgDyn, dyn.weights, short).logits.data, referenceForward(cfgPlain, dyn.weights, short).logits.data) < 1e-6);
+  assert.ok(
+    maxAbsDiff(
+      referenceForward(cfgDyn, dyn.weights, short).logits.data,
+      referenceForward(cfgPlain, dyn.weights, short).logits.data,
+    ) < 1e-6,
+  );
   // Past 16 tokens transformers recomputes the frequencies for the whole call: every position ≥ 1 moves.
   const a = referenceForward(cfgDyn, dyn.weights, ids);
   const b = referenceForward(cfgPlain, dyn.weights, ids);
@@ -160,6 +198,9 @@ test('referenceForward rejects empty input and ids outside the vocabulary', () =
   const { config, weights } = tinyCheckpoint('llama');
   const cfg = parseDecoderConfig(config, 'tiny');
   assert.throws(() => referenceForward(cfg, weights, []), { code: 'BAD_ARGUMENT' });
-  assert.throws(() => referenceForward(cfg, weights, [1, 64]), (e: Error) => (e as { code?: string }).code === 'BAD_ARGUMENT' && /64 at position 1/.test(e.message));
+  assert.throws(
+    () => referenceForward(cfg, weights, [1, 64]),
+    (e: Error) => (e as { code?: string }).code === 'BAD_ARGUMENT' && /64 at position 1/.test(e.message),
+  );
   assert.throws(() => referenceForward(cfg, weights, [1.5]), { code: 'BAD_ARGUMENT' });
 });
