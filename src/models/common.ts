@@ -214,6 +214,24 @@ export function concat1d(ts: Tensor[]): Tensor {
   return { dtype: 'float32', shape: [n], data: out };
 }
 
+/**
+ * The MLP activation config.json names (DecoderConfig.activation), as ONNX ops: gelu_new is the tanh
+ * approximation (ONNX Gelu, approximate "tanh"), gelu the exact erf form, silu x·σ(x), relu max(x, 0).
+ * referenceOps.activate is the same table in float64.
+ */
+export function activation(g: GraphBuilder, kind: DecoderConfig['activation'], x: string): string {
+  switch (kind) {
+    case 'gelu_new':
+      return g.op('Gelu', [x], { approximate: 'tanh' });
+    case 'gelu':
+      return g.op('Gelu', [x]);
+    case 'silu':
+      return g.op('Mul', [x, g.op('Sigmoid', [x])]);
+    case 'relu':
+      return g.op('Relu', [x]);
+  }
+}
+
 /** x·W (+ b) with W already [in, out]. */
 export function linear(g: GraphBuilder, x: string, w: string, b?: string): string {
   const y = g.op('MatMul', [x, w]);

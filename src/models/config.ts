@@ -2,7 +2,8 @@
  * The normalized decoder config every architecture module works from, parsed from a Hugging Face
  * config.json (llama2.c checkpoints are given an equivalent config.json-shaped object on load).
  */
-export type Arch = 'gpt2' | 'llama' | 'gpt_neox';
+/** The architecture record's name (src/models/registry.ts lists them). */
+export type Arch = string;
 
 export interface RopeScaling {
   type: 'linear' | 'llama3' | 'dynamic' | 'yarn';

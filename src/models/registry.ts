@@ -1,57 +1,73 @@
 /**
- * model_type → architecture: parsing a config.json into a DecoderConfig, the tensors its checkpoint must hold,
- * and the input/output embedding matrices. (Graph building dispatches in graphs.ts, reference forwards in
- * reference.ts.)
+ * The architectures lmsteer runs, as a list of records (src/models/architecture.ts), and the lookups every
+ * caller goes through: config.json → DecoderConfig, the checkpoint check, embeddings, graph, reference forward.
+ * Every function takes the checkpoint's weights as loaded and applies the record's canonical view itself.
  */
+import type { GraphBuilder } from '../graph/builder.js';
 import type { WeightStore } from '../formats/weights.js';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
+import type { Architecture } from './architecture.js';
 import type { DecoderConfig } from './config.js';
 import { checkExpectedWeights, configObject, type ExpectedWeight } from './configFields.js';
-import * as gpt2 from './gpt2/config.js';
-import * as gptNeox from './gptNeox/config.js';
-import * as llama from './llama/config.js';
+import type { ReferenceOutput } from './referenceOps.js';
+import { gpt2 } from './gpt2/index.js';
+import { gptNeox } from './gptNeox/index.js';
+import { llama } from './llama/index.js';
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2', 'gpt_neox'] as const;
+/** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
+export const GRAPH_BUILDER_VERSION = 7;
+
+export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox];
+
+const byModelType = new Map<string, Architecture>();
+const byName = new Map<string, Architecture>();
+for (const arch of ARCHITECTURES) {
+  // Registration is data: two records claiming one name or model_type is a bug, caught at import.
+  if (byName.has(arch.name)) throw new Error(`internal: two architecture records are named ${arch.name}`);
+  byName.set(arch.name, arch);
+  for (const t of arch.modelTypes) {
+    if (byModelType.has(t))
+      throw new Error(`internal: model_type ${t} is claimed by ${byModelType.get(t)!.name} and ${arch.name}`);
+    byModelType.set(t, arch);
+  }
+}
+
+export const SUPPORTED_MODEL_TYPES: readonly string[] = [...byModelType.keys()];
+
+/** The record a parsed config belongs to. */
+export function architectureOf(cfg: DecoderConfig): Architecture {
+  const arch = byName.get(cfg.arch);
+  if (!arch) throw new Error(`internal: no architecture record named ${cfg.arch}`);
+  return arch;
+}
 
 /** Parse a config.json (already JSON-parsed) from `source` (a path or hub id, for messages). */
 export function parseDecoderConfig(raw: unknown, source: string): DecoderConfig {
   const obj = configObject(raw, source);
   const modelType = obj.model_type;
-  switch (modelType) {
-    case 'llama':
-    case 'mistral':
-    case 'qwen2':
-      return llama.parseConfig(obj, source);
-    case 'gpt2':
-      return gpt2.parseConfig(obj, source);
-    case 'gpt_neox':
-      return gptNeox.parseConfig(obj, source);
-    default:
-      throw new LmSteerError(
-        'UNSUPPORTED',
-        modelType === undefined
-          ? `${source}: config.json has no "model_type"`
-          : `${source}: model_type ${JSON.stringify(modelType)} is not supported`,
-        `supported model_types: ${SUPPORTED_MODEL_TYPES.join(', ')}`,
-      );
+  const arch = typeof modelType === 'string' ? byModelType.get(modelType) : undefined; // a Map: no prototype keys
+  if (!arch) {
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      modelType === undefined
+        ? `${source}: config.json has no "model_type"`
+        : `${source}: model_type ${JSON.stringify(modelType)} is not supported`,
+      `supported model_types: ${SUPPORTED_MODEL_TYPES.join(', ')}`,
+    );
   }
+  return arch.parseConfig(obj, source);
 }
 
-function archModule(cfg: DecoderConfig) {
-  switch (cfg.arch) {
-    case 'llama':
-      return llama;
-    case 'gpt2':
-      return gpt2;
-    case 'gpt_neox':
-      return gptNeox;
-  }
+/** The weights under the names the architecture record uses (GPT-2's `transformer.` prefix removed). */
+export function canonicalWeights(cfg: DecoderConfig, weights: WeightStore): WeightStore {
+  const arch = architectureOf(cfg);
+  return arch.canonicalWeights ? arch.canonicalWeights(weights) : weights;
 }
 
-/** The tensors (HF names; GPT-2 without the `transformer.` prefix) and shapes the checkpoint must hold. */
+/** The tensors (canonical names) and shapes the checkpoint must hold. */
 export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
-  return archModule(cfg).expectedWeights(cfg);
+  return architectureOf(cfg).expectedWeights(cfg);
 }
 
 /** Throws NOT_FOUND or SHAPE_MISMATCH ("config.json does not match the weights") naming the first bad tensor. */
@@ -59,20 +75,22 @@ export function checkWeights(cfg: DecoderConfig, weights: WeightStore): void {
   checkExpectedWeights(expectedWeights(cfg), canonicalWeights(cfg, weights));
 }
 
-/** The weights under the names expectedWeights() uses (GPT-2's `transformer.` prefix removed). */
-export function canonicalWeights(cfg: DecoderConfig, weights: WeightStore): WeightStore {
-  return cfg.arch === 'gpt2' ? gpt2.gpt2Weights(weights) : weights;
-}
-
 /** The token embedding [V, d] (the input side). */
 export function inputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
-  const name = { llama: 'model.embed_tokens.weight', gpt2: 'wte.weight', gpt_neox: 'gpt_neox.embed_in.weight' }[
-    cfg.arch
-  ];
-  return canonicalWeights(cfg, weights).get(name);
+  return canonicalWeights(cfg, weights).get(architectureOf(cfg).inputEmbeddingName(cfg));
 }
 
-/** The LM head matrix E [V, d] (logits = h·Eᵀ): lm_head.weight / embed_out.weight, or the tied token embedding. */
+/** The LM head matrix E [V, d] (logits = h·Eᵀ): the untied head, or the tied token embedding. */
 export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
-  return archModule(cfg).outputEmbeddings(cfg, weights);
+  return canonicalWeights(cfg, weights).get(architectureOf(cfg).outputEmbeddingName(cfg));
+}
+
+/** The decoder graph of the graph contract (docs/ARCHITECTURE.md). */
+export function buildDecoderGraph(cfg: DecoderConfig, weights: WeightStore): GraphBuilder {
+  return architectureOf(cfg).buildGraph(cfg, canonicalWeights(cfg, weights));
+}
+
+/** logits [T, V] and the final hidden state [T, d] (after the final norm) for `ids` at positions 0..T-1. */
+export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: number[]): ReferenceOutput {
+  return architectureOf(cfg).referenceForward(cfg, canonicalWeights(cfg, weights), ids);
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from '../models/config.js';
-import { buildDecoderGraph, GRAPH_BUILDER_VERSION } from '../models/graphs.js';
+import { buildDecoderGraph, GRAPH_BUILDER_VERSION } from '../models/registry.js';
 
 export interface SessionOptions {
   /** Intra-op threads; default: all cores. */

@@ -41,6 +41,8 @@ export interface TinyOptions {
   maxPositions?: number;
   /** gpt2 only: name tensors `transformer.…` as GPT2LMHeadModel.save_pretrained does. */
   transformerPrefix?: boolean;
+  /** config.json's activation (`hidden_act`; GPT-2's `activation_function`) instead of the family's default. */
+  hiddenAct?: string;
 }
 
 export interface TinyCheckpoint {
@@ -50,7 +52,7 @@ export interface TinyCheckpoint {
 
 function llamaConfig(
   kind: TinyKind,
-  o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed'>>,
+  o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed' | 'hiddenAct'>>,
   tied: boolean,
 ): Record<string, unknown> {
   const base: Record<string, unknown> = {
@@ -155,6 +157,7 @@ const NORM_GAIN = /(norm|ln_\d|ln_f)\.weight$/;
 
 export function tinyCheckpoint(kind: TinyKind, opts: TinyOptions = {}): TinyCheckpoint {
   const config = tinyConfig(kind, opts);
+  if (opts.hiddenAct !== undefined) config[kind === 'gpt2' ? 'activation_function' : 'hidden_act'] = opts.hiddenAct;
   const cfg = parseDecoderConfig(config, `tiny ${kind}`);
   const randn = normals(opts.seed ?? 0);
   const map = new Map<string, Tensor>();

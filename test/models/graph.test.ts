@@ -8,7 +8,7 @@ import { tinyCheckpoint } from '../helpers/tinyModels.js';
 import { parseDecoderConfig } from '../../src/models/registry.js';
 import { createDecoderSession } from '../../src/runtime/session.js';
 import { OrtDecoder } from '../../src/runtime/ortDecoder.js';
-import { referenceForward } from '../../src/models/reference.js';
+import { referenceForward } from '../../src/models/registry.js';
 import type { Tensor } from '../../src/util/tensor.js';
 
 const KINDS = [
@@ -36,8 +36,8 @@ function at(t: Tensor, b: number, i: number): Float32Array {
   return (t.data as Float32Array).subarray((b * T + i) * X, (b * T + i + 1) * X);
 }
 
-async function setup(kind: string) {
-  const ck = tinyCheckpoint(kind as never, { seed: 7 });
+async function setup(kind: string, hiddenAct?: string) {
+  const ck = tinyCheckpoint(kind as never, { seed: 7, hiddenAct });
   const cfg = parseDecoderConfig(ck.config, `tiny ${kind}`);
   const dec = new OrtDecoder(await createDecoderSession(cfg, ck.weights, { cacheDir: false, threads: 1 }), cfg);
   return { cfg, weights: ck.weights, dec };
@@ -83,6 +83,25 @@ for (const kind of KINDS) {
       }
     }
   });
+}
+
+// Every graph takes its activation from config.json, as the reference forwards do: each family with each
+// activation it does not use by default (a graph hard-coding its family's default fails these).
+const ACTIVATIONS: [string, string[]][] = [
+  ['gpt2', ['gelu', 'relu', 'silu']],
+  ['llama', ['gelu', 'gelu_pytorch_tanh', 'relu']],
+  ['gpt_neox', ['gelu_new', 'relu', 'silu']],
+];
+for (const [kind, acts] of ACTIVATIONS) {
+  for (const act of acts) {
+    test(`${kind} with ${act}: the graph uses config.json's activation`, async () => {
+      const { cfg, weights, dec } = await setup(kind, act);
+      const ids = [1, 5, 9, 2, 7, 3, 11, 4];
+      const ref = referenceForward(cfg, weights, ids);
+      const d = maxAbsDiff((await dec.forward([ids])).logits.data as Float32Array, ref.logits.data);
+      assert.ok(d <= 1e-4, `logits differ by ${d}`);
+    });
+  }
 }
 
 test('sliding window: the same weights without the window agree before position 3 and differ after it', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { readOnnxExport } from '../../src/formats/onnxExport.js';
-import { referenceForward } from '../../src/models/reference.js';
+import { referenceForward } from '../../src/models/registry.js';
 import { outputEmbeddings } from '../../src/models/registry.js';
 import { generate } from '../../src/runtime/generate.js';
 import { loadModel } from '../../src/runtime/loadModel.js';

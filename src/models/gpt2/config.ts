@@ -4,7 +4,6 @@
  */
 import type { WeightStore } from '../../formats/weights.js';
 import { LmSteerError } from '../../util/errors.js';
-import type { Tensor } from '../../util/tensor.js';
 import type { DecoderConfig } from '../config.js';
 import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 
@@ -110,7 +109,7 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
   return w;
 }
 
-/** The LM head [V, d]: wte (tied, GPT-2's default) or lm_head.weight. */
-export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
-  return gpt2Weights(weights).get(cfg.tiedEmbeddings ? 'wte.weight' : 'lm_head.weight');
+/** The LM head [V, d] (unprefixed names): wte (tied, GPT-2's default) or lm_head.weight. */
+export function headWeightName(cfg: DecoderConfig): string {
+  return cfg.tiedEmbeddings ? 'wte.weight' : 'lm_head.weight';
 }

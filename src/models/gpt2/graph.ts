@@ -8,21 +8,27 @@
 import { GraphBuilder } from '../../graph/builder.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
-import { gpt2Weights } from './config.js';
-import { outputEmbeddings } from '../registry.js';
-import { cachedAttention, declareInputs, embedFromTransposed, linear, steeredHead, transpose2d } from '../common.js';
+import { headWeightName } from './config.js';
+import {
+  activation,
+  cachedAttention,
+  declareInputs,
+  embedFromTransposed,
+  linear,
+  steeredHead,
+  transpose2d,
+} from '../common.js';
 
 export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore): GraphBuilder {
   const g = new GraphBuilder('gpt2');
-  const get = (name: string) => gpt2Weights(w).get(name); // with or without the `transformer.` prefix
-  const W = (name: string) => g.weight(name, get(name));
+  const W = (name: string) => g.weight(name, w.get(name)); // canonical names: no `transformer.` prefix
   const inp = declareInputs(g, cfg);
   const d = cfg.hiddenSize;
   const layerNorm = (x: string, p: string) =>
     g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
 
   // Eᵀ for the head; when tied (always, in released GPT-2s) also the token lookup table.
-  const headT = g.weight('lm_head.weight_t', transpose2d(outputEmbeddings(cfg, w)));
+  const headT = g.weight('lm_head.weight_t', transpose2d(w.get(headWeightName(cfg))));
   const tokens = cfg.tiedEmbeddings
     ? embedFromTransposed(g, headT, inp.inputIds)
     : g.op('Gather', [W('wte.weight'), inp.inputIds], { axis: 0 });
@@ -35,7 +41,7 @@ export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore): GraphBuilder
     const att = cachedAttention(g, cfg, i, inp, q, k, v);
     x = g.op('Add', [x, linear(g, att, W(`${p}.attn.c_proj.weight`), W(`${p}.attn.c_proj.bias`))]);
     const fc = linear(g, layerNorm(x, `${p}.ln_2`), W(`${p}.mlp.c_fc.weight`), W(`${p}.mlp.c_fc.bias`));
-    const act = g.op('Gelu', [fc], { approximate: 'tanh' });
+    const act = activation(g, cfg.activation, fc);
     x = g.op('Add', [x, linear(g, act, W(`${p}.mlp.c_proj.weight`), W(`${p}.mlp.c_proj.bias`))]);
   }
   steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), headT);

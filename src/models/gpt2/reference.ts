@@ -20,12 +20,11 @@ import {
   type Mat,
   type ReferenceOutput,
 } from '../referenceOps.js';
-import { gpt2Weights, outputEmbeddings } from './config.js';
+import { headWeightName } from './config.js';
 
 export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: number[]): ReferenceOutput {
   checkIds(cfg, ids);
-  const store = gpt2Weights(weights);
-  const w = (name: string) => store.get(name);
+  const w = (name: string) => weights.get(name); // canonical names (registry.ts drops the `transformer.` prefix)
   const conv1d = (x: Mat, p: string) => linear(x, w(p + '.weight'), w(p + '.bias'), 'in_out');
   const ln = (x: Mat, p: string) => layerNorm(x, w(p + '.weight'), w(p + '.bias'), cfg.normEps);
   const { numHeads: H, headDim: hd, hiddenSize: d } = cfg;
@@ -46,6 +45,6 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   }
 
   const hidden = ln(x, 'ln_f');
-  const logits = linear(hidden, outputEmbeddings(cfg, weights));
+  const logits = linear(hidden, w(headWeightName(cfg)));
   return { logits: toTensor(logits), hidden: toTensor(hidden) };
 }

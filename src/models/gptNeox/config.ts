@@ -2,8 +2,6 @@
  * config.json → DecoderConfig for GPT-NeoX (model_type gpt_neox: Pythia, …), with GPTNeoXConfig's defaults, and
  * the tensors such a checkpoint must hold.
  */
-import type { WeightStore } from '../../formats/weights.js';
-import type { Tensor } from '../../util/tensor.js';
 import type { DecoderConfig } from '../config.js';
 import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
@@ -101,6 +99,6 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
 }
 
 /** The LM head [V, d]: embed_out.weight, or embed_in when tie_word_embeddings is set. */
-export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
-  return weights.get(cfg.tiedEmbeddings ? 'gpt_neox.embed_in.weight' : 'embed_out.weight');
+export function headWeightName(cfg: DecoderConfig): string {
+  return cfg.tiedEmbeddings ? 'gpt_neox.embed_in.weight' : 'embed_out.weight';
 }

@@ -7,8 +7,17 @@ import { GraphBuilder } from '../../graph/builder.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import type { Tensor } from '../../util/tensor.js';
-import { outputEmbeddings } from '../registry.js';
-import { applyRope, cachedAttention, declareInputs, linear, ropeTables, steeredHead, transpose2d } from '../common.js';
+import { headWeightName } from './config.js';
+import {
+  activation,
+  applyRope,
+  cachedAttention,
+  declareInputs,
+  linear,
+  ropeTables,
+  steeredHead,
+  transpose2d,
+} from '../common.js';
 
 /** Reorder NeoX's per-head interleaved rows (h, part, j) into (part, h, j): q | k | v blocks. */
 function deinterleaveQkv(t: Tensor, H: number, hd: number): Tensor {
@@ -63,7 +72,12 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore): GraphBuil
         WT(`${p}.mlp.dense_h_to_4h.weight`),
         W(`${p}.mlp.dense_h_to_4h.bias`),
       );
-      return linear(g, g.op('Gelu', [fc]), WT(`${p}.mlp.dense_4h_to_h.weight`), W(`${p}.mlp.dense_4h_to_h.bias`));
+      return linear(
+        g,
+        activation(g, cfg.activation, fc),
+        WT(`${p}.mlp.dense_4h_to_h.weight`),
+        W(`${p}.mlp.dense_4h_to_h.bias`),
+      );
     };
     if (cfg.parallelResidual) {
       x = g.op('Add', [g.op('Add', [x, attOut]), mlp(x)]);
@@ -73,6 +87,6 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore): GraphBuil
     }
   }
   const hidden = layerNorm(x, 'gpt_neox.final_layer_norm');
-  steeredHead(g, cfg, inp, hidden, g.weight('embed_out.weight_t', transpose2d(outputEmbeddings(cfg, w))));
+  steeredHead(g, cfg, inp, hidden, g.weight('embed_out.weight_t', transpose2d(w.get(headWeightName(cfg)))));
   return g;
 }

@@ -24,7 +24,7 @@ import {
   type Mat,
   type ReferenceOutput,
 } from '../referenceOps.js';
-import { outputEmbeddings } from './config.js';
+import { headWeightName } from './config.js';
 
 /** Split query_key_value's output [T, H·3·hd] (per head: q | k | v) into q, k, v [T, H·hd]. */
 function splitQkv(qkv: Mat, H: number, hd: number): [Mat, Mat, Mat] {
@@ -79,6 +79,6 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   }
 
   const hidden = ln(x, 'gpt_neox.final_layer_norm');
-  const logits = linear(hidden, outputEmbeddings(cfg, weights));
+  const logits = linear(hidden, weights.get(headWeightName(cfg)));
   return { logits: toTensor(logits), hidden: toTensor(hidden) };
 }

@@ -2,8 +2,6 @@
  * config.json → DecoderConfig for the Llama family (model_type llama, mistral, qwen2), with transformers'
  * defaults for absent fields, and the tensors such a checkpoint must hold.
  */
-import type { WeightStore } from '../../formats/weights.js';
-import type { Tensor } from '../../util/tensor.js';
 import type { DecoderConfig } from '../config.js';
 import { ConfigReader, type ExpectedWeight } from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
@@ -148,6 +146,6 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
 }
 
 /** The LM head [V, d]: lm_head.weight, or the token embedding when tied. */
-export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
-  return weights.get(cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+export function headWeightName(cfg: DecoderConfig): string {
+  return cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
 }

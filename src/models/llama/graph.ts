@@ -8,6 +8,7 @@ import { GraphBuilder } from '../../graph/builder.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import {
+  activation,
   applyRope,
   cachedAttention,
   concat1d,
@@ -74,7 +75,7 @@ export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore): GraphBuilde
       { axis: -1 },
       { outputs: 2 },
     );
-    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]); // silu(gate) * up
+    const act = g.op('Mul', [activation(g, cfg.activation, gate), up]); // act(gate) * up
     const dB = cfg.mlpBias ? g.weight(`${p}.mlp.down_proj.bias`, w.get(`${p}.mlp.down_proj.bias`)) : undefined;
     x = g.op('Add', [
       x,

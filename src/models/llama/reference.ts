@@ -22,7 +22,7 @@ import {
   toTensor,
   type ReferenceOutput,
 } from '../referenceOps.js';
-import { outputEmbeddings } from './config.js';
+import { headWeightName } from './config.js';
 
 export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: number[]): ReferenceOutput {
   checkIds(cfg, ids);
@@ -71,6 +71,6 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   }
 
   const hidden = rmsNorm(x, w('model.norm.weight'), eps);
-  const logits = linear(hidden, outputEmbeddings(cfg, weights));
+  const logits = linear(hidden, weights.get(headWeightName(cfg)));
   return { logits: toTensor(logits), hidden: toTensor(hidden) };
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { tinyCheckpoint } from '../../helpers/tinyModels.js';
 import { MapWeightStore } from '../../../src/formats/weights.js';
 import { parseDecoderConfig } from '../../../src/models/registry.js';
-import { referenceForward } from '../../../src/models/gptNeox/reference.js';
+import { referenceForward } from '../../../src/models/registry.js';
 import { erf } from '../../../src/models/referenceOps.js';
 import { tensor, type Tensor } from '../../../src/util/tensor.js';
 

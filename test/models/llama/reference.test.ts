@@ -10,7 +10,7 @@ import { sharedPath, skipUnlessShared } from '../../helpers/shared.js';
 import { tinyCheckpoint } from '../../helpers/tinyModels.js';
 import { MapWeightStore } from '../../../src/formats/weights.js';
 import { checkWeights, parseDecoderConfig } from '../../../src/models/registry.js';
-import { referenceForward } from '../../../src/models/llama/reference.js';
+import { referenceForward } from '../../../src/models/registry.js';
 import { tensor, type Tensor } from '../../../src/util/tensor.js';
 
 const STORIES = 'models/stories260K';
