@@ -33,4 +33,3 @@ export interface Architecture {
   /** logits [T, V] and the final hidden state [T, d] of `ids` at positions 0..T-1, float64 inside. */
   referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: number[]): ReferenceOutput;
 }
-
