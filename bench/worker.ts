@@ -172,22 +172,37 @@ async function decodeRun(
   windows: number,
   steer?: SteerInputs,
 ): Promise<DecodeRun> {
+  const B = rows.length;
+  const V = dec.vocabSize;
   const t0 = now();
-  const { batch, out } = await dec.start(rows, steer, { maxNewTokens: steps * windows + 4 });
+  const slots = dec.openSlots({ rows: B, steer });
+  if (steer)
+    for (let b = 0; b < B; b++)
+      slots.setScale(b, (steer.scale.data as Float32Array).subarray(b * slots.K, (b + 1) * slots.K));
+  slots.reserve(Math.max(...rows.map((r) => r.length)) + steps * windows + 4); // one allocation, as generate() sizes it
+  const first = await slots.prefill(
+    rows,
+    rows.map((_, b) => [b]),
+    true,
+  );
   const prefillMs = now() - t0;
-  let next = argmaxRows(out.logits);
+  const flat = new Float32Array(B * V);
+  first.forEach((l, b) => flat.set(l, b * V));
+  let next = argmaxRows({ dtype: 'float32', shape: [B, V], data: flat });
+  const lengths = rows.map((r) => r.length);
   const tokens: number[][] = next.map((t) => [t]);
   const windowMs: number[] = [];
   for (let w = 0; w < windows; w++) {
     const t = now();
     for (let s = 0; s < steps; s++) {
-      const o = await batch.step(next);
-      next = argmaxRows(o.logits);
-      next.forEach((tok, b) => tokens[b].push(tok));
+      const o = await slots.extend(0, next, lengths);
+      lengths.forEach((_, b) => lengths[b]!++);
+      next = argmaxRows({ dtype: 'float32', shape: [B, V], data: o });
+      next.forEach((tok, b) => tokens[b]!.push(tok));
     }
     windowMs.push(now() - t);
   }
-  batch.dispose();
+  slots.dispose();
   return { prefillMs, windowMs, tokens };
 }
 
@@ -790,9 +805,7 @@ async function measureParity(): Promise<MeasureResult> {
   // lmsteer: next-token probabilities after the prompt, and N greedy tokens.
   const run = await decodeRun(m.decoder, [prompt], N - 1, 1);
   const ours = run.tokens[0];
-  const first = await m.decoder.start([prompt]);
-  const logits = first.out.logits.data;
-  first.batch.dispose();
+  const logits = (await m.decoder.forward([prompt], { hiddenOnly: true })).logits.data;
   let max = -Infinity;
   for (const v of logits) max = Math.max(max, v);
   let z = 0;

@@ -6,7 +6,7 @@
  * which equals this sum whenever encode(prompt + gen) starts with encode(prompt).)
  * Rows go through OrtDecoder.forward in batches sized to bound the [B, T, V] logits buffer.
  */
-import type { ForwardResult } from '../runtime/ortDecoder.js';
+import type { ForwardResult } from '../runtime/decoder.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
 

@@ -1,6 +1,7 @@
 /**
- * Batched generation over the Decoder interface: prompts → rows (one per sample) → decoder batches of at most
- * `maxBatch` rows → per-row sampling, stopping and streaming.
+ * Batched generation over the Decoder interface: prompts → rows (one per sample) → the batch engine
+ * (engine.ts), at most `maxBatch` rows at a time, rows joining as others finish → per-row sampling, stopping
+ * and streaming (row.ts).
  *
  * Reproducibility: sample j of request i draws from the random stream rngStream(seed, i, j) (src/runtime/rng.ts)
  * and nothing else, and the decoder's logits of a row depend on that row's tokens only, so a sample's text is
@@ -12,11 +13,11 @@ import { z } from 'zod';
 import { LmSteerError, check } from '../util/errors.js';
 import { expectShape, type Tensor } from '../util/tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { Decoder, DecoderBatch, StepOutput } from './decoder.js';
-import { rngStream, type Rng } from './rng.js';
-import { sampleToken, type SamplingParams } from './sampling.js';
-import { eosBlocked, maskEos, type FinishReason, type StopConfig } from './stopping.js';
-import { advanceRow } from './advanceRow.js';
+import type { Decoder } from './decoder.js';
+import { BatchEngine } from './engine.js';
+import { rngStream } from './rng.js';
+import type { Row } from './row.js';
+import type { FinishReason, StopConfig } from './stopping.js';
 import { TextStream } from './textStream.js';
 
 export type { FinishReason } from './stopping.js';
@@ -195,30 +196,29 @@ function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, where: string): T
   throw new LmSteerError('BAD_ARGUMENT', `${what} (got ${show(got)})`, rule.hint);
 }
 
-interface Row {
+/** A generation row with where it comes from. */
+interface PlannedRow extends Row {
   index: number; // flat row number (request by request, sample by sample)
   origin: RowOrigin;
-  prompt: number[];
-  sampling: SamplingParams;
-  stop: StopConfig;
-  rng: Rng;
-  stream: TextStream;
-  scale?: Float32Array;
-  tokens: number[];
-  finish?: FinishReason;
 }
 
 interface Plan {
-  rows: Row[];
+  rows: PlannedRow[];
   promptTokens: number[]; // per request
   numSamples: number[]; // per request
 }
 
 type ParsedOptions = Omit<z.infer<typeof OptionsSchema>, 'steer'> & Pick<GenerateOptions, 'steer'>;
 
-function plan(decoder: Decoder, tokenizer: Tokenizer, requests: GenerateRequest[], opts: ParsedOptions): Plan {
+function plan(
+  decoder: Decoder,
+  tokenizer: Tokenizer,
+  requests: GenerateRequest[],
+  opts: ParsedOptions,
+  hooks: GenerateHooks,
+): Plan {
   const K = opts.steer ? checkSteer(decoder, opts.steer) : 0;
-  const rows: Row[] = [];
+  const rows: PlannedRow[] = [];
   const promptTokens: number[] = [];
   const numSamples: number[] = [];
   requests.forEach((raw, i) => {
@@ -281,9 +281,10 @@ function plan(decoder: Decoder, tokenizer: Tokenizer, requests: GenerateRequest[
       maxNewTokens: s.maxNewTokens,
     };
     for (let j = 0; j < n; j++) {
-      rows.push({
+      const origin = { request: i, sample: j };
+      const row: PlannedRow = {
         index: rows.length,
-        origin: { request: i, sample: j },
+        origin,
         prompt,
         sampling: { temperature: s.temperature, topK: s.topK, topP: s.topP },
         stop,
@@ -291,7 +292,13 @@ function plan(decoder: Decoder, tokenizer: Tokenizer, requests: GenerateRequest[
         stream: new TextStream(tokenizer, { context: prompt, stop: s.stop }),
         scale: req.steerScale,
         tokens: [],
-      });
+        label: `request ${i} sample ${j}`,
+        events: {
+          token: (delta, id) => hooks.onToken?.(row.index, delta, id, origin),
+          finish: () => hooks.onFinish?.(row.index, toSample(row), origin),
+        },
+      };
+      rows.push(row);
     }
     promptTokens.push(prompt.length);
     numSamples.push(n);
@@ -364,89 +371,41 @@ export async function generate(
   );
   // The caller's own steer tensors go to the decoder (zod returns copies of objects; a decoder may key on identity).
   const o = { ...parseOrThrow(OptionsSchema, opts, 'opts'), steer: opts.steer };
-  const { rows, promptTokens, numSamples } = plan(decoder, tokenizer, requests, o);
-  const maxBatch = o.maxBatch ?? DEFAULT_MAX_BATCH;
-  const K = o.steer ? o.steer.p1.shape[1] : 0;
+  const { rows, promptTokens, numSamples } = plan(decoder, tokenizer, requests, o, hooks);
+  const { signal } = hooks;
+  let failed: LmSteerError | undefined;
+  for (const r of rows) r.events.fail = (e) => (failed ??= e);
 
-  // Rows of similar prompt length share a batch (less left-padding); the order does not change any output.
-  const order = [...rows].sort((a, b) => a.prompt.length - b.prompt.length || a.index - b.index);
-  for (let start = 0; start < order.length; start += maxBatch) {
-    await runBatch(decoder, tokenizer, order.slice(start, start + maxBatch), o.steer, K, hooks);
+  // Rows of similar prompt length join together, and n samples of one prompt side by side (prefilled once);
+  // the order does not change any output.
+  const queue = [...rows].sort((a, b) => a.prompt.length - b.prompt.length || a.index - b.index);
+  if (signal?.aborted) throw cancelled(signal, 0);
+  const engine = new BatchEngine(decoder, { maxRows: o.maxBatch ?? DEFAULT_MAX_BATCH, steer: o.steer });
+  let steps = 0;
+  try {
+    while (queue.length > 0 || engine.size > 0) {
+      if (signal?.aborted) throw cancelled(signal, steps);
+      if (engine.free > 0 && queue.length > 0) await engine.join(queue.splice(0, engine.free));
+      else {
+        await engine.step();
+        steps++;
+      }
+      if (failed) throw failed;
+    }
+    if (signal?.aborted) throw cancelled(signal, steps);
+  } finally {
+    engine.dispose();
   }
 
   const results: GenerateResult[] = promptTokens.map((n) => ({ promptTokens: n, samples: [] }));
-  for (const r of rows) results[r.origin.request].samples.push(toSample(r));
+  for (const r of rows) results[r.origin.request]!.samples.push(toSample(r));
   for (let i = 0; i < results.length; i++) {
-    if (results[i].samples.length !== numSamples[i]) throw new Error('internal: lost a row');
+    if (results[i]!.samples.length !== numSamples[i]) throw new Error('internal: lost a row');
   }
   return results;
 }
 
-function toSample(r: Row): GeneratedSample {
+function toSample(r: PlannedRow): GeneratedSample {
   if (!r.finish) throw new Error('internal: row left unfinished');
   return { text: r.stream.text, tokenIds: r.tokens, finishReason: r.finish, promptTokens: r.prompt.length };
-}
-
-async function runBatch(
-  decoder: Decoder,
-  tokenizer: Tokenizer,
-  rows: Row[],
-  steer: { p1: Tensor; p2t: Tensor } | undefined,
-  K: number,
-  hooks: GenerateHooks,
-): Promise<void> {
-  const { signal } = hooks;
-  let steps = 0;
-  if (signal?.aborted) throw cancelled(signal, steps);
-  let scale: Tensor | undefined;
-  if (steer) {
-    const data = new Float32Array(rows.length * K);
-    rows.forEach((r, b) => r.scale && data.set(r.scale, b * K));
-    scale = { dtype: 'float32', shape: [rows.length, K], data };
-  }
-  const started = await decoder.start(
-    rows.map((r) => r.prompt),
-    steer && scale ? { p1: steer.p1, p2t: steer.p2t, scale } : undefined,
-    { maxNewTokens: Math.max(...rows.map((r) => r.stop.maxNewTokens)) }, // sizes the KV cache once
-  );
-  const batch: DecoderBatch = started.batch;
-  let out: StepOutput = started.out;
-  const filler = tokenizer.eosIds[0];
-  try {
-    for (;;) {
-      expectShape('decoder logits', out.logits, [rows.length, -1]);
-      const V = out.logits.shape[1];
-      rows.forEach((r, b) => {
-        if (!r.finish) chooseNext(r, out.logits.data.subarray(b * V, (b + 1) * V), hooks);
-      });
-      if (rows.every((r) => r.finish)) return;
-      if (signal?.aborted) throw cancelled(signal, steps);
-      // Finished rows still need a token; theirs is ignored.
-      out = await batch.step(
-        rows.map((r) => (r.finish ? (filler ?? r.tokens[r.tokens.length - 1]) : r.tokens[r.tokens.length - 1])),
-      );
-      steps++;
-      if (signal?.aborted) throw cancelled(signal, steps);
-    }
-  } finally {
-    batch.dispose();
-  }
-}
-
-/** Sample one row's next token, update its text and stop state, and report it. */
-function chooseNext(r: Row, logits: Float32Array, hooks: GenerateHooks): void {
-  const row = eosBlocked(r.stop, r.tokens.length) ? maskEos(logits, r.stop.eosIds) : logits;
-  let id: number;
-  try {
-    id = sampleToken(row, r.sampling, r.rng);
-  } catch (e) {
-    if (e instanceof LmSteerError) {
-      const at = `request ${r.origin.request} sample ${r.origin.sample}, new token ${r.tokens.length + 1}`;
-      throw new LmSteerError(e.code, `${at}: ${e.message}`, e.hint, { cause: e });
-    }
-    throw e;
-  }
-  const { delta, finish } = advanceRow(r, id);
-  hooks.onToken?.(r.index, delta, id, r.origin);
-  if (finish) hooks.onFinish?.(r.index, toSample(r), r.origin);
 }

@@ -19,7 +19,7 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
 import { tensor, type Tensor } from '../util/tensor.js';
-import type { ModelDecoder } from './decoder.js';
+import type { Decoder } from './decoder.js';
 import { OnnxExportDecoder } from './onnxExportDecoder.js';
 import { OrtDecoder } from './ortDecoder.js';
 import { createDecoderSession, defaultCacheDir, type SessionOptions } from './session.js';
@@ -33,7 +33,7 @@ export interface LoadedModel {
   cfg: DecoderConfig;
   tokenizer: Tokenizer;
   /** An OrtDecoder over lmsteer's own graph, or an OnnxExportDecoder over an existing ONNX export. */
-  decoder: ModelDecoder;
+  decoder: Decoder;
   /** The checkpoint's weights; for an ONNX export only E (lm_head.weight) and a marker of the export's content key. */
   weights: WeightStore;
   generationConfig?: Record<string, unknown>;

@@ -1,25 +1,22 @@
 /**
  * The Decoder over an existing ONNX export (optimum / transformers.js layout) rewritten by
- * src/formats/onnxExport.ts. Unlike lmsteer's own graphs (right-padded rows, GQA writing into preallocated
- * buffers), an export concatenates its KV cache itself, so rows are left-padded, as transformers does:
- *   - `attention_mask` [B, P+S] marks real tokens (1) and left padding (0) over past and new positions;
- *   - `position_ids` count each row's real tokens (transformers: cumsum(mask) − 1);
- *   - `present.*` of one call is the `past_key_values.*` of the next; the first call gets an empty past
- *     [B, kvH, 0, hd] and `use_cache_branch` false (merged decoders), later calls true.
- * An export without a `position_ids` input numbers positions itself (past length + t), which left padding would
- * shift, so its rows run in groups of equal prompt length.
+ * src/formats/onnxExport.ts. Its IO differs from lmsteer's own graphs: `attention_mask` [B, P+S] marks the
+ * positions a row may attend to over past and new tokens, `position_ids` (when the export takes them) number
+ * the new tokens, and the export returns the whole concatenated cache as `present.*`; merged decoders take
+ * `use_cache_branch` (false on a call without past). Calls from an empty past are right-padded: a pad sits after
+ * every real token of its row, so causality already keeps it out of every real query, and the positions of real
+ * tokens are 0..len-1 whether or not the export numbers them itself.
  */
 import ort from 'onnxruntime-node';
 import type { OnnxExport, OnnxExportIO } from '../formats/onnxExport.js';
+import { CONTRACT, f32, i64, steerFeeds, zeroSteerFeeds, type Feeds, type SteerFeeds } from '../graph/contract.js';
 import { LmSteerError } from '../util/errors.js';
-import type { Tensor } from '../util/tensor.js';
-import type { DecoderBatch, ModelDecoder, SteerInputs, StepOutput } from './decoder.js';
-import { f32, i64, zeroSteer, type ForwardResult } from './ortDecoder.js';
+import type { Decoder, ForwardResult, KvSlots, SteerDirections, SteerInputs } from './decoder.js';
+import { SlotPool, type NewKv } from './kvCache.js';
+import { checkRows } from './ortDecoder.js';
 import { sessionOptions } from './session.js';
 
-type Feeds = Record<string, ort.Tensor>;
-
-export class OnnxExportDecoder implements ModelDecoder {
+export class OnnxExportDecoder implements Decoder {
   readonly vocabSize: number;
   readonly hiddenSize: number;
 
@@ -58,34 +55,7 @@ export class OnnxExportDecoder implements ModelDecoder {
   }
 
   checkRows(rows: number[][]): void {
-    if (rows.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'no prompts were given');
-    rows.forEach((r, i) => {
-      if (r.length === 0)
-        throw new LmSteerError('BAD_ARGUMENT', `prompt ${i} has no tokens`, 'give a non-empty prompt');
-      if (r.length > this.maxPositions) {
-        throw new LmSteerError(
-          'LIMIT',
-          `prompt ${i} has ${r.length} tokens, more than the model's ${this.maxPositions} positions`,
-          'shorten the prompt',
-        );
-      }
-      for (const id of r) {
-        if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-          throw new LmSteerError(
-            'BAD_ARGUMENT',
-            `token id ${id} in prompt ${i} is outside the vocabulary (0..${this.vocabSize - 1})`,
-          );
-        }
-      }
-    });
-  }
-
-  /** Rows that can share one left-padded call: all of them, or (no position_ids input) those of equal length. */
-  groups(rows: number[][]): number[][] {
-    if (this.io.hasPositionIds) return [rows.map((_, i) => i)];
-    const byLen = new Map<number, number[]>();
-    rows.forEach((r, i) => byLen.set(r.length, [...(byLen.get(r.length) ?? []), i]));
-    return [...byLen.values()];
+    checkRows(rows, this.maxPositions, this.vocabSize);
   }
 
   checkSteer(steer: SteerInputs, B: number): void {
@@ -105,48 +75,16 @@ export class OnnxExportDecoder implements ModelDecoder {
     }
   }
 
-  /** One call over `rows` (left-padded) from an empty past. */
-  async runPrefill(
-    rows: number[][],
-    steer: SteerInputs,
-    fetchHidden: boolean,
-  ): Promise<{ out: ort.InferenceSession.OnnxValueMapType; mask: number[] }> {
-    const B = rows.length;
-    const T = Math.max(...rows.map((r) => r.length));
-    const ids = new Array<number>(B * T).fill(0);
-    const mask = new Array<number>(B * T).fill(0);
-    const pos = new Array<number>(B * T).fill(0);
-    rows.forEach((r, b) => {
-      const pad = T - r.length;
-      r.forEach((id, t) => {
-        ids[b * T + pad + t] = id;
-        mask[b * T + pad + t] = 1;
-        pos[b * T + pad + t] = t;
-      });
-    });
-    const { numLayers, numKvHeads: kvH, headDim: hd } = this.io;
-    const past: ort.Tensor[] = [];
-    for (let i = 0; i < 2 * numLayers; i++) past.push(new ort.Tensor('float32', new Float32Array(0), [B, kvH, 0, hd]));
-    const feeds = this.feeds(i64(ids, [B, T]), i64(mask, [B, T]), i64(pos, [B, T]), past, false, steer);
-    const out = await this.session.run(feeds, this.fetchNames(fetchHidden));
-    return { out, mask };
-  }
-
+  /** The export's inputs for one call. */
   feeds(
     ids: ort.Tensor,
     mask: ort.Tensor,
     pos: ort.Tensor,
     past: ort.Tensor[],
     useCache: boolean,
-    steer: SteerInputs,
+    steer: Feeds,
   ): Feeds {
-    const feeds: Feeds = {
-      input_ids: ids,
-      attention_mask: mask,
-      steer_p1: f32(steer.p1),
-      steer_p2t: f32(steer.p2t),
-      steer_scale: f32(steer.scale),
-    };
+    const feeds: Feeds = { input_ids: ids, attention_mask: mask, ...steer };
     if (this.io.hasPositionIds) feeds.position_ids = pos;
     if (this.io.hasUseCacheBranch)
       feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(useCache ? 1 : 0), [1]);
@@ -158,10 +96,30 @@ export class OnnxExportDecoder implements ModelDecoder {
   }
 
   fetchNames(hidden: boolean): string[] {
-    const names = ['logits'];
-    if (hidden) names.push('hidden');
+    const names: string[] = [CONTRACT.logits];
+    if (hidden) names.push(CONTRACT.hidden);
     for (let i = 0; i < this.io.numLayers; i++) names.push(`present.${i}.key`, `present.${i}.value`);
     return names;
+  }
+
+  /** One right-padded call over `rows` from an empty past: [B, T, ·] outputs, T the longest row. */
+  async runFromEmpty(rows: number[][], steer: Feeds, hidden: boolean): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const B = rows.length;
+    const T = Math.max(...rows.map((r) => r.length));
+    const ids = new Array<number>(B * T).fill(0);
+    const mask = new Array<number>(B * T).fill(0);
+    const pos = new Array<number>(B * T);
+    rows.forEach((r, b) => {
+      for (let t = 0; t < T; t++) {
+        if (t < r.length) ((ids[b * T + t] = r[t]!), (mask[b * T + t] = 1));
+        pos[b * T + t] = t;
+      }
+    });
+    const { numLayers, numKvHeads: kvH, headDim: hd } = this.io;
+    const past: ort.Tensor[] = [];
+    for (let i = 0; i < 2 * numLayers; i++) past.push(new ort.Tensor('float32', new Float32Array(0), [B, kvH, 0, hd]));
+    const feeds = this.feeds(i64(ids, [B, T]), i64(mask, [B, T]), i64(pos, [B, T]), past, false, steer);
+    return this.session.run(feeds, this.fetchNames(hidden));
   }
 
   /**
@@ -173,30 +131,24 @@ export class OnnxExportDecoder implements ModelDecoder {
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     const { vocabSize: V, hiddenSize: d } = this;
-    const steer = opts.steer ?? zeroSteer(d, B);
-    this.checkSteer(steer, B);
+    if (opts.steer) this.checkSteer(opts.steer, B);
+    const steer = opts.steer
+      ? steerFeeds({ p1: f32(opts.steer.p1), p2t: f32(opts.steer.p2t) }, opts.steer.scale.data as Float32Array, B)
+      : steerFeeds(zeroSteerFeeds(d), new Float32Array(B), B);
+    const out = await this.runFromEmpty(rows, steer, true);
+    const lg = out[CONTRACT.logits]!.data as Float32Array;
+    const hd = out[CONTRACT.hidden]!.data as Float32Array;
+    checkSize('logits', lg, B * T * V);
+    checkSize('hidden', hd, B * T * d);
     const nLogits = opts.hiddenOnly ? 1 : T;
     const logits = new Float32Array(B * nLogits * V);
-    const hidden = new Float32Array(B * T * d);
-    for (const group of this.groups(rows)) {
-      const sub = group.map((b) => rows[b]!);
-      const Tg = Math.max(...sub.map((r) => r.length));
-      const { out } = await this.runPrefill(sub, rowsOf(steer, group), true);
-      const lg = out.logits!.data as Float32Array;
-      const hd = out.hidden!.data as Float32Array;
-      checkSize('logits', lg, sub.length * Tg * V);
-      checkSize('hidden', hd, sub.length * Tg * d);
-      group.forEach((b, g) => {
-        const len = rows[b]!.length;
-        const pad = Tg - len;
-        for (let t = 0; t < nLogits; t++) {
-          const src = pad + (opts.hiddenOnly ? len - 1 : Math.min(t, len - 1));
-          logits.set(lg.subarray((g * Tg + src) * V, (g * Tg + src + 1) * V), (b * nLogits + t) * V);
-        }
-        for (let t = 0; t < len; t++)
-          hidden.set(hd.subarray((g * Tg + pad + t) * d, (g * Tg + pad + t + 1) * d), (b * T + t) * d);
-      });
-    }
+    rows.forEach((r, b) => {
+      for (let t = 0; t < nLogits; t++) {
+        const src = b * T + (opts.hiddenOnly ? r.length - 1 : Math.min(t, r.length - 1));
+        logits.set(lg.subarray(src * V, (src + 1) * V), (b * nLogits + t) * V);
+      }
+    });
+    const hidden = hd.slice(); // rows are right-padded as OrtDecoder's are: the same [B, T, d] layout
     return {
       logits: { dtype: 'float32', shape: [B, nLogits, V], data: logits },
       hidden: { dtype: 'float32', shape: [B, T, d], data: hidden },
@@ -204,135 +156,128 @@ export class OnnxExportDecoder implements ModelDecoder {
     };
   }
 
-  async start(prompts: number[][], steer?: SteerInputs): Promise<{ batch: DecoderBatch; out: StepOutput }> {
-    this.checkRows(prompts);
-    const B = prompts.length;
-    const s = steer ?? zeroSteer(this.hiddenSize, B);
-    this.checkSteer(s, B);
-    const V = this.vocabSize;
-    const parts: { rows: number[]; batch: ExportBatch }[] = [];
-    const logits = new Float32Array(B * V);
-    for (const group of this.groups(prompts)) {
-      const sub = group.map((b) => prompts[b]!);
-      const gs = rowsOf(s, group);
-      const { out, mask } = await this.runPrefill(sub, gs, false);
-      const T = Math.max(...sub.map((r) => r.length));
-      const lg = out.logits!.data as Float32Array;
-      checkSize('logits', lg, sub.length * T * V);
-      group.forEach((b, g) => logits.set(lg.subarray((g * T + T - 1) * V, (g * T + T) * V), b * V));
-      parts.push({
-        rows: group,
-        batch: new ExportBatch(
-          this,
-          gs,
-          presents(this.io, out),
-          mask,
-          T,
-          sub.map((r) => r.length),
-        ),
-      });
-    }
-    return { batch: new GroupedBatch(parts, B, V), out: { logits: { dtype: 'float32', shape: [B, V], data: logits } } };
+  openSlots(opts: { rows: number; steer?: SteerDirections }): KvSlots {
+    const dirs = opts.steer ? { p1: f32(opts.steer.p1), p2t: f32(opts.steer.p2t) } : zeroSteerFeeds(this.hiddenSize);
+    return new ExportSlots(this, opts.rows, dirs);
   }
 }
 
-/** One left-padded batch: the KV cache is whatever the last call returned as present.* */
-class ExportBatch {
-  private disposed = false;
-  private readonly steerFeeds: SteerInputs;
-
+/**
+ * Slots over an export. The export concatenates past and new keys/values itself (`present.*` [n, kvH, P+T, hd]);
+ * the slots keep their own buffers, as lmsteer's graphs do, and copy each call's new positions into them:
+ *   - prefill: right-padded prompts from an empty past (pads masked, after every real token, so no real
+ *     query sees them); each prompt's present positions go to its slots;
+ *   - extend with `position_ids`: the slots' buffers are fed in place as the past [n, kvH, cap, hd], with
+ *     `attention_mask` marking each row's valid positions (1 below its length, 0 from there to cap) and the
+ *     new token (1) at index cap, which is where present.* holds its key/value;
+ *   - extend without `position_ids` (the export numbers positions past length + t itself): rows run in
+ *     groups of equal length with a dense past copied out of the buffers, so the export's numbering is right.
+ */
+class ExportSlots extends SlotPool {
   constructor(
     private readonly dec: OnnxExportDecoder,
-    steer: SteerInputs,
-    private past: ort.Tensor[],
-    private mask: number[], // [B, L] row-major
-    private L: number, // positions in the cache so far
-    private lengths: number[], // real tokens per row
+    rows: number,
+    private readonly dirs: SteerFeeds,
   ) {
-    this.steerFeeds = steer;
+    super(dec.io, rows, dirs.p1.dims[1]!, dec.maxPositions);
   }
 
-  async step(nextTokens: number[]): Promise<Float32Array> {
-    if (this.disposed) throw new Error('internal: step() on a disposed batch');
-    const B = this.lengths.length;
-    const longest = Math.max(...this.lengths) + 1;
-    if (longest > this.dec.maxPositions) {
-      throw new LmSteerError(
-        'LIMIT',
-        `generation reached the model's ${this.dec.maxPositions} positions`,
-        'ask for fewer new tokens or a shorter prompt',
-      );
-    }
-    const L = this.L + 1;
-    const mask = new Array<number>(B * L);
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < this.L; t++) mask[b * L + t] = this.mask[b * this.L + t]!;
-      mask[b * L + this.L] = 1;
-    }
-    const feeds = this.dec.feeds(
-      i64(nextTokens, [B, 1]),
-      i64(mask, [B, L]),
-      i64(this.lengths, [B, 1]),
-      this.past,
-      true,
-      this.steerFeeds,
+  private present(out: ort.InferenceSession.OnnxValueMapType): NewKv {
+    return (l, kind) => out[`present.${l}.${kind}`] as ort.Tensor;
+  }
+
+  async prefill(prompts: number[][], dest: number[][], logits: boolean): Promise<Float32Array[]> {
+    this.dec.checkRows(prompts);
+    this.reserve(Math.max(...prompts.map((p) => p.length)));
+    const B = prompts.length;
+    const T = Math.max(...prompts.map((r) => r.length));
+    const scale = steerFeeds(this.dirs, this.scalesOf(dest.map((d) => d[0]!)), B);
+    const out = await this.dec.runFromEmpty(prompts, scale, false);
+    const dst: number[] = [];
+    const src: number[] = [];
+    dest.forEach((slots, i) => slots.forEach((s) => (dst.push(s), src.push(i))));
+    this.cache.write(
+      this.present(out),
+      dst,
+      dst.map(() => 0),
+      src.map((i) => prompts[i]!.length),
+      src,
     );
-    const out = await this.dec.session.run(feeds, this.dec.fetchNames(false));
+    if (!logits) return [];
+    const V = this.dec.vocabSize;
     const lg = out.logits!.data as Float32Array;
-    checkSize('logits', lg, B * this.dec.vocabSize);
-    this.past = presents(this.dec.io, out);
-    this.mask = mask;
-    this.L = L;
-    this.lengths = this.lengths.map((n) => n + 1);
-    return lg;
+    checkSize('logits', lg, B * T * V);
+    return prompts.map((r, b) => lg.slice((b * T + r.length - 1) * V, (b * T + r.length) * V));
   }
 
-  dispose(): void {
-    this.disposed = true;
-    this.past = [];
-  }
-}
-
-/** The DecoderBatch over one or more ExportBatches (groups of rows), merging their logits in row order. */
-class GroupedBatch implements DecoderBatch {
-  constructor(
-    private readonly parts: { rows: number[]; batch: ExportBatch }[],
-    readonly batchSize: number,
-    private readonly V: number,
-  ) {}
-
-  async step(nextTokens: number[]): Promise<StepOutput> {
-    if (nextTokens.length !== this.batchSize)
-      throw new Error(`internal: step() got ${nextTokens.length} tokens for ${this.batchSize} rows`);
-    const V = this.V;
-    const logits = new Float32Array(this.batchSize * V);
-    for (const { rows, batch } of this.parts) {
-      const lg = await batch.step(rows.map((b) => nextTokens[b]!));
-      rows.forEach((b, g) => logits.set(lg.subarray(g * V, (g + 1) * V), b * V));
+  async extend(first: number, tokens: number[], lengths: number[]): Promise<Float32Array> {
+    const n = tokens.length;
+    this.reserve(Math.max(...lengths) + 1);
+    const V = this.dec.vocabSize;
+    const logits = new Float32Array(n * V);
+    const groups = this.dec.io.hasPositionIds ? [tokens.map((_, r) => r)] : groupBy(lengths);
+    for (const rows of groups) {
+      const g = rows.length;
+      const inPlace = this.dec.io.hasPositionIds;
+      // The past each row sees: the whole buffer (masked past its length), or exactly its length, copied.
+      const P = inPlace ? this.capacity : lengths[rows[0]!]!;
+      const mask = new Array<number>(g * (P + 1)).fill(0);
+      rows.forEach((r, i) => {
+        for (let p = 0; p < (inPlace ? lengths[r]! : P); p++) mask[i * (P + 1) + p] = 1;
+        mask[i * (P + 1) + P] = 1;
+      });
+      const past: ort.Tensor[] = [];
+      for (let l = 0; l < this.dec.io.numLayers; l++) {
+        for (const kind of ['key', 'value'] as const) {
+          past.push(
+            inPlace
+              ? this.cache.view(l, kind, first, n)
+              : this.cache.dense(
+                  l,
+                  kind,
+                  rows.map((r) => first + r),
+                  P,
+                ),
+          );
+        }
+      }
+      const scale = inPlace ? this.scaleRows(first, n) : this.scalesOf(rows.map((r) => first + r));
+      const feeds = this.dec.feeds(
+        i64(
+          rows.map((r) => tokens[r]!),
+          [g, 1],
+        ),
+        i64(mask, [g, P + 1]),
+        i64(
+          rows.map((r) => lengths[r]!),
+          [g, 1],
+        ),
+        past,
+        true,
+        steerFeeds(this.dirs, scale, g),
+      );
+      const out = await this.dec.session.run(feeds, this.dec.fetchNames(false));
+      const lg = out.logits!.data as Float32Array;
+      checkSize('logits', lg, g * V);
+      this.cache.write(
+        this.present(out),
+        rows.map((r) => first + r),
+        rows.map((r) => lengths[r]!),
+        rows.map(() => 1),
+        rows.map((_, i) => i),
+        P,
+      );
+      rows.forEach((r, i) => logits.set(lg.subarray(i * V, (i + 1) * V), r * V));
     }
-    return { logits: { dtype: 'float32', shape: [this.batchSize, V], data: logits } };
-  }
-
-  dispose(): void {
-    for (const p of this.parts) p.batch.dispose();
+    return logits;
   }
 }
 
-function presents(io: OnnxExportIO, out: ort.InferenceSession.OnnxValueMapType): ort.Tensor[] {
-  const past: ort.Tensor[] = [];
-  for (let i = 0; i < io.numLayers; i++)
-    past.push(out[`present.${i}.key`] as ort.Tensor, out[`present.${i}.value`] as ort.Tensor);
-  return past;
-}
-
-/** The steer of a subset of rows (steer_scale rows picked; directions shared). */
-function rowsOf(steer: SteerInputs, rows: number[]): SteerInputs {
-  const K = steer.scale.shape[1]!;
-  if (rows.length === steer.scale.shape[0] && rows.every((b, i) => b === i)) return steer;
-  const data = new Float32Array(rows.length * K);
-  rows.forEach((b, i) => data.set(steer.scale.data.subarray(b * K, (b + 1) * K) as Float32Array, i * K));
-  const scale: Tensor = { dtype: 'float32', shape: [rows.length, K], data };
-  return { p1: steer.p1, p2t: steer.p2t, scale };
+/** Row indices grouped by equal value of `keys`. */
+function groupBy(keys: number[]): number[][] {
+  const by = new Map<number, number[]>();
+  keys.forEach((k, i) => by.set(k, [...(by.get(k) ?? []), i]));
+  return [...by.values()];
 }
 
 function checkSize(name: string, data: Float32Array, expected: number): void {

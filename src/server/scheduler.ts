@@ -1,29 +1,30 @@
 /**
- * The server's decoding loop: one ContinuousBatch that requests join and leave between decode steps.
+ * The server's decoding loop: a queue of requests over the one batch engine (src/runtime/engine.ts), which
+ * requests join and leave between decode steps.
  *
- * Each choice of a request is one row. A row samples exactly as `generate()` does — its own random stream
- * rngStream(seed, 0, choice) (the stream a request with a `seed` gets when run alone), EOS masking before
- * min tokens, stop strings through TextStream — and its logits depend on its own tokens and steer values
+ * Each choice of a request is one row (src/runtime/row.ts). A row samples exactly as `generate()` does — its own
+ * random stream rngStream(seed, 0, choice) (the stream a request with a `seed` gets when run alone), EOS masking
+ * before min tokens, stop strings through TextStream — and its logits depend on its own tokens and steer values
  * only, so a request returns the same text whether it shares the batch with fifteen others or runs alone.
  *
- * One loop iteration: drop rows that finished or were cancelled (client gone, timeout) → admit queued rows
- * into free slots (one prefill call for all of them; FIFO, so nobody starves) → sample → one decode step for
- * every active row → sample. Rows are only added or removed between steps: `remove()` moves KV rows in place,
- * which must never overlap a running session.
+ * One loop iteration: drop rows whose request ended (client gone, timeout, failure) → admit queued rows into
+ * free slots (one prefill for all of them, shared prompts once; FIFO, so nobody starves) → one decode step for
+ * every active row. Rows are only added or removed between steps: leaving moves KV rows in place, which must
+ * never overlap a running session.
  *
- * Loading or unloading a steer changes the packed directions, so it needs a new ContinuousBatch. We drain:
+ * Loading or unloading a steer changes the packed directions, so it needs a new engine. We drain:
  * admission pauses, the active rows finish under the steers they started with (their output stays what it
  * would have been), then the new batch takes over and admission resumes. Requests in the queue resolve
  * their steer values against the new set when they are admitted (a deleted steer then fails them with 400).
  * Draining rather than migrating rows keeps every request's output independent of admin calls; the cost is
  * a pause bounded by the longest active request (max tokens, and the timeout).
  */
-import { ContinuousBatch, type RowHandle } from '../runtime/continuousBatch.js';
-import type { OrtDecoder } from '../runtime/ortDecoder.js';
-import { rngStream, type Rng } from '../runtime/rng.js';
-import { sampleToken, type SamplingParams } from '../runtime/sampling.js';
-import { eosBlocked, maskEos, type FinishReason, type StopConfig } from '../runtime/stopping.js';
-import { advanceRow } from '../runtime/advanceRow.js';
+import type { Decoder } from '../runtime/decoder.js';
+import { BatchEngine } from '../runtime/engine.js';
+import { rngStream } from '../runtime/rng.js';
+import type { Row } from '../runtime/row.js';
+import type { SamplingParams } from '../runtime/sampling.js';
+import type { FinishReason, StopConfig } from '../runtime/stopping.js';
 import { TextStream } from '../runtime/textStream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
@@ -80,7 +81,7 @@ export interface SchedulerHooks {
 }
 
 class Job {
-  readonly rows: Row[] = [];
+  readonly rows: JobRow[] = [];
   readonly results: (ChoiceResult | undefined)[];
   steer: Record<string, number> = {};
   scale?: Float32Array;
@@ -150,16 +151,10 @@ class Job {
   }
 }
 
-interface Row {
+/** A request's choice as a row of the engine. */
+interface JobRow extends Row {
   job: Job;
   choice: number;
-  prompt: number[];
-  stop: StopConfig;
-  rng: Rng;
-  stream: TextStream;
-  tokens: number[];
-  finish?: FinishReason;
-  handle?: RowHandle;
 }
 
 /** A request ran past --timeout-ms (queue wait included); the server answers 504. */
@@ -187,10 +182,9 @@ export interface SchedulerOptions {
 }
 
 export class Scheduler {
-  private batch: ContinuousBatch;
+  private engine: BatchEngine;
   private steerSet: SteerSet;
-  private readonly queue: Row[] = []; // rows waiting for a slot, FIFO
-  private readonly active: Row[] = [];
+  private readonly queue: JobRow[] = []; // rows waiting for a slot, FIFO
   private pendingSwap?: { set: SteerSet; done: () => void };
   private swapChain: Promise<void> = Promise.resolve();
   private wakeup?: () => void;
@@ -199,14 +193,14 @@ export class Scheduler {
   tokensGenerated = 0;
 
   constructor(
-    private readonly decoder: OrtDecoder,
+    private readonly decoder: Decoder,
     private readonly tokenizer: Tokenizer,
     steers: SteerSet,
     readonly opts: SchedulerOptions,
     private readonly hooks: SchedulerHooks = {},
   ) {
     this.steerSet = steers;
-    this.batch = this.newBatch(steers);
+    this.engine = this.newEngine(steers);
     this.loopDone = this.loop();
   }
 
@@ -220,7 +214,7 @@ export class Scheduler {
   }
 
   get activeRows(): number {
-    return this.active.length;
+    return this.engine.size;
   }
 
   /**
@@ -279,15 +273,30 @@ export class Scheduler {
       spec.prompts.forEach((prompt, p) => {
         for (let j = 0; j < spec.n; j++) {
           const choice = p * spec.n + j;
-          job.rows.push({
+          const row: JobRow = {
             job,
             choice,
             prompt,
+            sampling: spec.sampling,
             stop,
             rng: rngStream(spec.seed, 0, j),
             stream: new TextStream(this.tokenizer, { context: prompt, stop: spec.stop }),
             tokens: [],
-          });
+            label: `choice ${choice}`,
+            events: {
+              token: (delta, id) => {
+                this.tokensGenerated++;
+                this.hooks.onTokens?.(1);
+                if (!job.done) job.listener.onToken?.(choice, delta, id);
+              },
+              finish: () => {
+                if (!job.done)
+                  job.finishChoice(choice, { text: row.stream.text, tokenIds: row.tokens, finishReason: row.finish! });
+              },
+              fail: (e) => job.fail(e),
+            },
+          };
+          job.rows.push(row);
         }
       });
       this.queue.push(...job.rows);
@@ -324,15 +333,15 @@ export class Scheduler {
   async close(): Promise<void> {
     this.stopped = true;
     const err = new LmSteerError('CANCELLED', 'the server is shutting down', 'retry against another server');
-    for (const r of [...this.queue, ...this.active]) r.job.fail(err);
+    for (const r of [...this.queue, ...(this.engine.rows() as JobRow[])]) r.job.fail(err);
     this.kick();
     await this.loopDone;
   }
 
-  private newBatch(set: SteerSet): ContinuousBatch {
-    return new ContinuousBatch(this.decoder, {
+  private newEngine(set: SteerSet): BatchEngine {
+    return new BatchEngine(this.decoder, {
       maxRows: this.opts.maxRows,
-      capacity: this.opts.capacity,
+      maxLength: this.opts.capacity,
       steer: set.directions,
     });
   }
@@ -347,46 +356,42 @@ export class Scheduler {
     while (!this.stopped) {
       try {
         this.reap();
-        if (this.pendingSwap && this.active.length === 0) this.applySwap();
+        if (this.pendingSwap && this.engine.size === 0) this.applySwap();
         if (!this.pendingSwap) await this.admit();
         this.reap();
-        if (this.active.length === 0) {
+        if (this.engine.size === 0) {
           // Idle: sleep until submit(), a failing job, a swap or close() kicks (the executor sets wakeup synchronously).
           if (this.queue.length === 0 && !this.pendingSwap && !this.stopped)
             await new Promise<void>((r) => (this.wakeup = r));
           continue;
         }
-        await this.step();
+        this.hooks.onStep?.(this.engine.size);
+        await this.engine.step();
       } catch (e) {
         this.recover(e as Error);
       }
     }
   }
 
-  /** Drop rows whose job ended (finished, failed, cancelled) from the queue and the batch. */
+  /** Drop rows whose job ended (failed, cancelled) from the queue and the batch; finished rows left by themselves. */
   private reap(): void {
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.job.done) this.queue.splice(i, 1);
-    for (let i = this.active.length - 1; i >= 0; i--) {
-      const r = this.active[i]!;
-      if (r.finish || r.job.done) {
-        if (r.handle) this.batch.remove(r.handle);
-        this.active.splice(i, 1);
-      }
-    }
+    for (const r of this.engine.rows() as JobRow[]) if (r.job.done) this.engine.leave(r);
   }
 
   private applySwap(): void {
     const swap = this.pendingSwap!;
     this.pendingSwap = undefined;
-    this.batch = this.newBatch(swap.set);
+    this.engine.dispose();
+    this.engine = this.newEngine(swap.set);
     this.steerSet = swap.set;
     swap.done();
   }
 
   /** Move queued rows into free slots (FIFO) and prefill them together. */
   private async admit(): Promise<void> {
-    const joining: Row[] = [];
-    while (this.queue.length > 0 && this.batch.free > joining.length) {
+    const joining: JobRow[] = [];
+    while (this.queue.length > 0 && this.engine.free > joining.length) {
       const row = this.queue[0]!;
       const job = row.job;
       if (!job.started) {
@@ -403,17 +408,14 @@ export class Scheduler {
         }
       }
       this.queue.shift();
+      row.scale = job.scale;
       if (!job.done) joining.push(row);
     }
     if (joining.length === 0) return;
-    let added: Awaited<ReturnType<ContinuousBatch['add']>>;
     try {
-      added = await this.batch.add(
-        joining.map((r) => r.prompt),
-        joining.map((r) => r.job.scale),
-      );
+      await this.engine.join(joining);
     } catch (e) {
-      // add() changes the batch only after its prefill succeeded, so the running rows are unaffected.
+      // join() changes the batch only after its prefill succeeded, so the running rows are unaffected.
       const err =
         e instanceof LmSteerError
           ? e
@@ -421,52 +423,12 @@ export class Scheduler {
               'BAD_DATA',
               `prefill failed: ${(e as Error).message}`,
               'this is likely a bug; retry the request',
-              { cause: e },
+              {
+                cause: e,
+              },
             );
       for (const r of joining) r.job.fail(err);
-      return;
     }
-    const { rows, logits } = added;
-    joining.forEach((r, i) => {
-      r.handle = rows[i];
-      this.active.push(r);
-    });
-    // A job cancelled during the prefill still takes its slot until the next reap; sampling it is harmless.
-    joining.forEach((r, i) => this.choose(r, logits[i]!));
-  }
-
-  private async step(): Promise<void> {
-    const tokens = new Map<RowHandle, number>();
-    for (const r of this.active) tokens.set(r.handle!, r.tokens[r.tokens.length - 1]!);
-    this.hooks.onStep?.(this.active.length);
-    const out = await this.batch.step(tokens);
-    for (const r of this.active) {
-      if (!r.finish) this.choose(r, out.get(r.handle!)!);
-    }
-  }
-
-  /** Sample one row's next token, as generate()'s chooseNext does, and report it. */
-  private choose(r: Row, logits: Float32Array): void {
-    const job = r.job;
-    if (job.done) return;
-    const row = eosBlocked(r.stop, r.tokens.length) ? maskEos(logits, r.stop.eosIds) : logits;
-    let id: number;
-    try {
-      id = sampleToken(row, job.spec.sampling, r.rng);
-    } catch (e) {
-      if (e instanceof LmSteerError)
-        return job.fail(
-          new LmSteerError(e.code, `choice ${r.choice}, token ${r.tokens.length + 1}: ${e.message}`, e.hint, {
-            cause: e,
-          }),
-        );
-      throw e;
-    }
-    this.tokensGenerated++;
-    this.hooks.onTokens?.(1);
-    const { delta, finish } = advanceRow(r, id);
-    job.listener.onToken?.(r.choice, delta, id);
-    if (finish) job.finishChoice(r.choice, { text: r.stream.text, tokenIds: r.tokens, finishReason: finish });
   }
 
   /** The session failed mid-step: the batch's cache is in an unknown state, so fail its rows and start afresh. */
@@ -478,14 +440,16 @@ export class Scheduler {
             'BAD_DATA',
             `generation failed: ${e.message}`,
             'this is likely a bug; the server recovered, retry the request',
-            { cause: e },
+            {
+              cause: e,
+            },
           );
-    for (const r of this.active) r.job.fail(err);
-    this.active.length = 0;
-    this.batch = this.newBatch(this.steerSet);
+    for (const r of this.engine.rows() as JobRow[]) r.job.fail(err);
+    this.engine.dispose();
+    this.engine = this.newEngine(this.steerSet);
   }
 
   stats(): SchedulerStats {
-    return { queued: this.queuedJobs, active: this.active.length, tokensGenerated: this.tokensGenerated };
+    return { queued: this.queuedJobs, active: this.engine.size, tokensGenerated: this.tokensGenerated };
   }
 }

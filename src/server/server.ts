@@ -5,7 +5,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { LoadedModel } from '../runtime/loadModel.js';
-import { OrtDecoder } from '../runtime/ortDecoder.js';
 import { LmSteerError } from '../util/errors.js';
 import { fallbackTemplate, type ChatTemplate } from './chatTemplate.js';
 import { createLens, type Lens } from './lens.js';
@@ -57,14 +56,6 @@ export const DEFAULTS = {
 };
 
 export async function startServer(model: LoadedModel, steers: SteerSet, o: ServerOptions = {}): Promise<RunningServer> {
-  // Continuous batching writes each row's KV in place (GroupQueryAttention), which only lmsteer's own graphs do.
-  if (!(model.decoder instanceof OrtDecoder)) {
-    throw new LmSteerError(
-      'UNSUPPORTED',
-      `${model.id} is an ONNX export; serving exports is not supported yet`,
-      'serve the Hugging Face folder (config.json + model.safetensors) of the same model; generate, eval and train work on the export',
-    );
-  }
   const decoder = model.decoder;
   const context = o.context ?? Math.min(model.cfg.maxPositions, DEFAULTS.maxContext);
   if (context < 2 || context > model.cfg.maxPositions) {

@@ -27,7 +27,7 @@ export function packSteers(steers: readonly Steer[]): PackedSteers {
     throw new LmSteerError(
       'BAD_ARGUMENT',
       'packSteers needs at least one steer',
-      'use noSteer(d, batch) to run the base model',
+      'to run the base model, pass no steer (the decoders then feed a zero steer, docs/ARCHITECTURE.md)',
     );
   }
   const d = steers[0]!.p1.shape[1]!;
@@ -84,9 +84,4 @@ export function packScale(packed: PackedSteers, rowValues: RowValues, batch = ro
 /** The three graph inputs for these values. */
 export function steerInputs(packed: PackedSteers, rowValues: RowValues, batch = rowValues.length): SteerInputs {
   return { p1: packed.p1, p2t: packed.p2t, scale: packScale(packed, rowValues, batch) };
-}
-
-/** No steer: K = 1 of zeros, so the graph's h + 0 is h bit for bit. */
-export function noSteer(d: number, batch: number): SteerInputs {
-  return { p1: tensor([d, 1]), p2t: tensor([1, d]), scale: tensor([batch, 1]) };
 }

@@ -4,7 +4,7 @@
  * change any output.
  */
 import { mulberry32 } from './random.js';
-import type { Decoder, DecoderBatch, SteerInputs, StepOutput } from '../../src/runtime/decoder.js';
+import type { Decoder, ForwardResult, KvSlots, SteerDirections } from '../../src/runtime/decoder.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 
 export const BOS = 0;
@@ -123,79 +123,137 @@ export function scriptedLogits(vocab: number, script: readonly number[]): Logits
 }
 
 export interface FakeCall {
-  kind: 'start' | 'step';
+  /** open: a slot pool; prefill: prompts from an empty cache; extend: one token for each of some slots. */
+  kind: 'open' | 'prefill' | 'extend';
+  /** Rows of the call (pool rows for 'open'). */
   batchSize: number;
+  /** The tokens each row of the call brings (whole prompts for prefill, one token for extend). */
   tokens: number[][];
-  steer?: SteerInputs;
-  maxNewTokens?: number;
+  /** 'open': the pool's steer directions. */
+  steer?: SteerDirections;
+  /** prefill/extend: the steer scale rows in effect for the call's rows [n·K]. */
+  scales?: number[];
+  /** extend: the first slot. */
+  first?: number;
 }
 
+/**
+ * A fake Decoder whose logits for a row depend on the row's own tokens only (prompt + generated), plus the
+ * steer's effect: Σ_k scale[k] · p2t[k, v mod d] (enough to see scales reach rows). Its slots keep each slot's
+ * tokens instead of keys/values.
+ */
 export class FakeDecoder implements Decoder {
   readonly calls: FakeCall[] = [];
   disposed = 0;
   live = 0;
+  readonly maxPositions: number;
 
   constructor(
     readonly vocabSize: number,
     private readonly logits: LogitsFn,
     readonly hiddenSize = 4,
-  ) {}
+    maxPositions = 1 << 20,
+  ) {
+    this.maxPositions = maxPositions;
+  }
 
-  /** Row logits plus the steer's effect: Σ_k scale[b,k] · p2t[k, v mod d] (enough to see scales reach rows). */
-  private rowLogits(tokens: number[], promptLength: number, steer: SteerInputs | undefined, b: number): Float32Array {
+  rowLogits(
+    tokens: number[],
+    promptLength: number,
+    steer: SteerDirections | undefined,
+    scale: ArrayLike<number>,
+  ): Float32Array {
     const out = this.logits(tokens, promptLength);
     if (steer) {
-      const K = steer.scale.shape[1];
+      const K = steer.p2t.shape[0]!;
       const d = this.hiddenSize;
       for (let k = 0; k < K; k++) {
-        const s = steer.scale.data[b * K + k];
-        if (s !== 0) for (let v = 0; v < out.length; v++) out[v] += s * steer.p2t.data[k * d + (v % d)];
+        const s = scale[k]!;
+        if (s !== 0) for (let v = 0; v < out.length; v++) out[v] += s * steer.p2t.data[k * d + (v % d)]!;
       }
     }
     return out;
   }
 
-  private output(rows: number[][], promptLengths: number[], steer?: SteerInputs): StepOutput {
-    const V = this.vocabSize;
-    const data = new Float32Array(rows.length * V);
-    rows.forEach((t, b) => data.set(this.rowLogits(t, promptLengths[b], steer, b), b * V));
-    return { logits: { dtype: 'float32', shape: [rows.length, V], data } };
+  async forward(): Promise<ForwardResult> {
+    throw new Error('fake: forward is not faked');
   }
 
-  async start(
-    prompts: number[][],
-    steer?: SteerInputs,
-    opts?: { maxNewTokens?: number },
-  ): Promise<{ batch: DecoderBatch; out: StepOutput }> {
-    const rows = prompts.map((p) => [...p]);
-    const promptLengths = prompts.map((p) => p.length);
-    this.calls.push({
-      kind: 'start',
-      batchSize: prompts.length,
-      tokens: rows.map((r) => [...r]),
-      steer,
-      maxNewTokens: opts?.maxNewTokens,
-    });
-    this.live++;
+  openSlots(opts: { rows: number; steer?: SteerDirections }): KvSlots {
+    const fake = this;
+    const { steer } = opts;
+    const K = steer ? steer.p1.shape[1]! : 1;
+    const held: { tokens: number[]; promptLength: number }[] = Array.from({ length: opts.rows }, () => ({
+      tokens: [],
+      promptLength: 0,
+    }));
+    const scales = new Float32Array(opts.rows * K);
     let disposed = false;
-    const batch: DecoderBatch = {
-      batchSize: prompts.length,
-      step: async (next: number[]) => {
-        if (disposed) throw new Error('fake: step after dispose');
-        if (next.length !== rows.length)
-          throw new Error(`fake: step got ${next.length} tokens for ${rows.length} rows`);
-        next.forEach((id, b) => rows[b].push(id));
-        this.calls.push({ kind: 'step', batchSize: rows.length, tokens: next.map((id) => [id]) });
-        await Promise.resolve();
-        return this.output(rows, promptLengths, steer);
+    this.calls.push({ kind: 'open', batchSize: opts.rows, tokens: [], steer });
+    this.live++;
+    const live = () => {
+      if (disposed) throw new Error('fake: slots used after dispose');
+    };
+    return {
+      rows: opts.rows,
+      K,
+      capacity: fake.maxPositions,
+      reserve: () => {},
+      shrink: () => {},
+      setScale(slot, scale) {
+        if (scale) scales.set(scale, slot * K);
+        else scales.fill(0, slot * K, (slot + 1) * K);
       },
-      dispose: () => {
+      async prefill(prompts, dest, logits) {
+        live();
+        fake.calls.push({
+          kind: 'prefill',
+          batchSize: prompts.length,
+          tokens: prompts.map((p) => [...p]),
+          scales: dest.flatMap((d) => Array.from(scales.subarray(d[0]! * K, (d[0]! + 1) * K))),
+        });
+        // Without logits this is a shared prompt's prefix: its last token comes with the first extend.
+        prompts.forEach((p, i) =>
+          dest[i]!.forEach((s) => (held[s] = { tokens: [...p], promptLength: logits ? p.length : -1 })),
+        );
+        await Promise.resolve();
+        return logits
+          ? prompts.map((p, i) => fake.rowLogits([...p], p.length, steer, scales.subarray(dest[i]![0]! * K)))
+          : [];
+      },
+      async extend(first, tokens, lengths) {
+        live();
+        fake.calls.push({
+          kind: 'extend',
+          batchSize: tokens.length,
+          tokens: tokens.map((t) => [t]),
+          scales: Array.from(scales.subarray(first * K, (first + tokens.length) * K)),
+          first,
+        });
+        const V = fake.vocabSize;
+        const out = new Float32Array(tokens.length * V);
+        tokens.forEach((t, i) => {
+          const h = held[first + i]!;
+          if (h.tokens.length < lengths[i]!)
+            throw new Error(`fake: slot ${first + i} holds ${h.tokens.length} tokens, not ${lengths[i]}`);
+          h.tokens.length = lengths[i]!;
+          h.tokens.push(t);
+          if (h.promptLength < 0) h.promptLength = h.tokens.length;
+          out.set(fake.rowLogits(h.tokens, h.promptLength, steer, scales.subarray((first + i) * K)), i * V);
+        });
+        await Promise.resolve();
+        return out;
+      },
+      move(from, to) {
+        held[to] = { tokens: [...held[from]!.tokens], promptLength: held[from]!.promptLength };
+        scales.copyWithin(to * K, from * K, (from + 1) * K);
+      },
+      dispose() {
         if (disposed) throw new Error('fake: double dispose');
         disposed = true;
-        this.disposed++;
-        this.live--;
+        fake.disposed++;
+        fake.live--;
       },
     };
-    return { batch, out: this.output(rows, promptLengths, steer) };
   }
 }

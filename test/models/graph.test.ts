@@ -4,6 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { decodeSteps } from '../helpers/decodeSteps.js';
 import { tinyCheckpoint } from '../helpers/tinyModels.js';
 import { parseDecoderConfig } from '../../src/models/registry.js';
 import { createDecoderSession } from '../../src/runtime/session.js';
@@ -68,16 +69,14 @@ for (const kind of KINDS) {
       [3, 5, 8],
       [9, 7, 9],
     ];
-    const { batch, out } = await dec.start(rows);
-    const stepLogits = [out.logits];
-    for (let s = 0; s < 3; s++) stepLogits.push((await batch.step(cont.map((c) => c[s]))).logits);
+    const stepLogits = await decodeSteps(dec, rows, 3, (s) => cont.map((c) => c[s]!));
     for (let b = 0; b < rows.length; b++) {
       const full = [...rows[b], ...cont[b]];
       const alone = await dec.forward([full]);
       for (let s = 0; s <= 3; s++) {
         const pos = rows[b].length - 1 + s;
-        const V = stepLogits[s].shape[1];
-        const got = (stepLogits[s].data as Float32Array).subarray(b * V, (b + 1) * V);
+        const V = dec.vocabSize;
+        const got = stepLogits[s]!.subarray(b * V, (b + 1) * V);
         const d = maxAbsDiff(got, at(alone.logits, 0, pos));
         assert.ok(d <= 1e-4, `row ${b} step ${s}: |Δ| = ${d}`);
       }

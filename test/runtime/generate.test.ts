@@ -174,28 +174,52 @@ test('streaming: each row’s deltas concatenate to its final text, a split mult
   assert.deepEqual(finished.sort(), [0, 1, 2]);
 });
 
-test('rows are split into batches of maxBatch; finished rows are fed EOS; every batch is disposed', async () => {
+test('at most maxBatch rows run at once; rows join as others finish; finished rows leave; the pool is disposed', async () => {
   const dec = fresh(scriptedLogits(V, [tok.word('a'), tok.word('b')]));
   const reqs: GenerateRequest[] = [
     { prompt: 'a', numSamples: 3, maxNewTokens: 1 },
     { prompt: 'b c', numSamples: 2 },
   ];
-  await generate(dec, tok, reqs, { temperature: 0, maxBatch: 2 });
-  const starts = dec.calls.filter((c) => c.kind === 'start');
+  const out = await generate(dec, tok, reqs, { temperature: 0, maxBatch: 2 });
   assert.deepEqual(
-    starts.map((c) => c.batchSize),
-    [2, 2, 1],
+    out.map((r) => r.samples.map((x) => x.text)),
+    [
+      ['a', 'a', 'a'],
+      ['ab', 'ab'],
+    ],
   );
+  const opens = dec.calls.filter((c) => c.kind === 'open');
   assert.deepEqual(
-    starts.map((c) => c.maxNewTokens),
-    [1, 64, 64],
-    'each batch sizes its KV cache for its longest row',
+    opens.map((c) => c.batchSize),
+    [2],
+    'one pool of maxBatch slots for the whole call',
   );
-  assert.equal(dec.disposed, 3);
+  assert.ok(dec.calls.every((c) => c.batchSize <= 2));
+  // no finished row is ever fed again: every extend carries only rows still generating (no EOS fillers)
+  for (const c of dec.calls.filter((c) => c.kind === 'extend')) assert.ok(c.tokens.every((t) => t[0] !== EOS));
+  assert.equal(dec.disposed, 1);
   assert.equal(dec.live, 0);
-  // the second batch holds one finished row (maxNewTokens 1) next to a running one: fed EOS
-  const steps = dec.calls.filter((c) => c.kind === 'step' && c.batchSize === 2);
-  assert.ok(steps.some((c) => c.tokens[0][0] === EOS && c.tokens[1][0] !== EOS));
+});
+
+test('rows sharing a prompt: its prefix is prefilled once, then each row takes its last token in one step', async () => {
+  const dec = fresh();
+  const res = await generate(dec, tok, [{ prompt: 'the cat sat', numSamples: 4 }], { maxNewTokens: 5, seed: 2 });
+  const prefills = dec.calls.filter((c) => c.kind === 'prefill');
+  assert.equal(prefills.length, 1);
+  assert.equal(prefills[0]!.batchSize, 1, 'the shared prefix runs once');
+  const prompt = tok.encode('the cat sat');
+  assert.deepEqual(prefills[0]!.tokens[0], prompt.slice(0, -1));
+  const alone = await Promise.all(
+    [0, 1, 2, 3].map(async (j) => {
+      // each sample alone: request seed s gives stream (s, 0, j), so compare through the per-request seed path
+      const [r] = await generate(fresh(), tok, [{ prompt: 'the cat sat', numSamples: j + 1 }], {
+        maxNewTokens: 5,
+        seed: 2,
+      });
+      return r!.samples[j]!;
+    }),
+  );
+  assert.deepEqual(res[0]!.samples, alone);
 });
 
 test('steer: shared p1/p2t with each request’s scales as rows of steer_scale; no steer → none passed', async () => {
@@ -207,12 +231,12 @@ test('steer: shared p1/p2t with each request’s scales as rows of steer_scale; 
   const reqs: GenerateRequest[] = [{ prompt: 'the cat', steerScale: Float32Array.from([1, 0.5]) }, { prompt: 'a' }];
   const dec = fresh();
   const both = await generate(dec, tok, reqs, { temperature: 0, maxNewTokens: 6, steer });
-  const start = dec.calls[0];
-  assert.ok(start.steer);
-  assert.deepEqual(start.steer.scale.shape, [2, K]);
-  // rows are ordered by prompt length inside the batch: 'a' (2 tokens) first
-  assert.deepEqual(Array.from(start.steer.scale.data), [0, 0, 1, 0.5]);
-  assert.equal(start.steer.p1, p1);
+  const [open, prefill] = dec.calls;
+  assert.equal(open!.kind, 'open');
+  assert.equal(open!.steer!.p1, p1, 'the caller’s directions reach the decoder as they are');
+  // rows join ordered by prompt length: 'a' (2 tokens) first, unsteered; then 'the cat' with its scales
+  assert.equal(prefill!.kind, 'prefill');
+  assert.deepEqual(prefill!.scales, [0, 0, 1, 0.5]);
   const plain = await generate(
     fresh(),
     tok,
@@ -221,11 +245,11 @@ test('steer: shared p1/p2t with each request’s scales as rows of steer_scale; 
   );
   assert.notDeepEqual(both[0], plain[0], 'the steer changes the steered row');
   assert.deepEqual(both[1], plain[1], 'a zero scale leaves the row unsteered');
-  const alone = await generate(fresh(), tok, [reqs[0]], { temperature: 0, maxNewTokens: 6, steer });
+  const alone = await generate(fresh(), tok, [reqs[0]!], { temperature: 0, maxNewTokens: 6, steer });
   assert.deepEqual(alone[0], both[0]);
   const dec2 = fresh();
   await generate(dec2, tok, [{ prompt: 'a' }], { maxNewTokens: 2 });
-  assert.equal(dec2.calls[0].steer, undefined);
+  assert.equal(dec2.calls[0]!.steer, undefined);
 });
 
 test('an AbortSignal cancels between steps with CANCELLED and disposes the batch', async () => {

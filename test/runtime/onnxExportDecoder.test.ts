@@ -16,6 +16,7 @@ import { packScale, packSteers, steerInputs } from '../../src/steer/pack.js';
 import { embeddingFingerprint } from '../../src/steer/steer.js';
 import { LmSteerError } from '../../src/util/errors.js';
 import type { Tensor } from '../../src/util/tensor.js';
+import { decodeSteps } from '../helpers/decodeSteps.js';
 import { writeTinyExport, type ExportOptions } from '../helpers/optimumExport.js';
 import type { TinyKind } from '../helpers/tinyModels.js';
 import { assertClose, randomSteer } from '../steer/randomSteer.js';
@@ -77,17 +78,19 @@ for (const [name, kind, o] of VARIANTS) {
   test(`${name}: incremental decode (start + steps) matches full recompute`, async () => {
     const m = await open(kind, o);
     try {
-      const { batch, out } = await m.dec.start(ROWS);
       const seqs = ROWS.map((r) => [...r]);
-      let logits = out.logits;
-      for (let step = 0; step < 4; step++) {
-        const full = await m.dec.forward(seqs, { hiddenOnly: true });
-        assertClose(logits.data, full.logits.data, 1e-4, `step ${step} logits`);
-        const next = seqs.map((s, b) => (s[s.length - 1]! * 7 + b + step) % m.cfg.vocabSize);
+      const nextOf = (step: number) => seqs.map((s, b) => (s[s.length - 1]! * 7 + b + step) % m.cfg.vocabSize);
+      const logits = await decodeSteps(m.dec, ROWS, 4, (step) => {
+        const next = nextOf(step);
         seqs.forEach((s, b) => s.push(next[b]!));
-        logits = (await batch.step(next)).logits;
+        return next;
+      });
+      const replay = ROWS.map((r) => [...r]);
+      for (let step = 0; step < 4; step++) {
+        const full = await m.dec.forward(replay, { hiddenOnly: true });
+        assertClose(logits[step]!, full.logits.data, 1e-4, `step ${step} logits`);
+        replay.forEach((s, b) => s.push(seqs[b]![ROWS[b]!.length + step]!));
       }
-      batch.dispose();
     } finally {
       await m.dec.release();
     }

@@ -1,89 +1,145 @@
 /**
- * Repeated prompts in one batch (n samples of a prompt) are prefilled once and copied to every row that shares
- * them; each row must still get what it gets alone: its own steered logits at the prompt's end, and the same
- * logits at every later step.
+ * Repeated prompts (n samples of a prompt) are prefilled once and copied to every slot that shares them; each
+ * row must still get what it gets alone: its own steered logits at the prompt's end, and the same logits at
+ * every later step (slots level, lmsteer's graphs and an ONNX export); and the batch engine must give every
+ * row the tokens it gets alone (engine level, through generate()).
  */
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { tinyCheckpoint } from '../helpers/tinyModels.js';
 import { parseDecoderConfig } from '../../src/models/registry.js';
 import { createDecoderSession } from '../../src/runtime/session.js';
 import { OrtDecoder } from '../../src/runtime/ortDecoder.js';
-import type { SteerInputs } from '../../src/runtime/decoder.js';
+import { OnnxExportDecoder } from '../../src/runtime/onnxExportDecoder.js';
+import { readOnnxExport } from '../../src/formats/onnxExport.js';
+import { generate, type GenerateRequest } from '../../src/runtime/generate.js';
+import type { Decoder, SteerDirections } from '../../src/runtime/decoder.js';
+import { tensor } from '../../src/util/tensor.js';
+import { FakeTokenizer } from '../helpers/fakeDecoder.js';
 import { mulberry32 } from '../helpers/random.js';
+import { writeTinyExport } from '../helpers/optimumExport.js';
+
+const root = mkdtempSync(join(tmpdir(), 'lmsteer-shared-'));
+after(() => rmSync(root, { recursive: true, force: true }));
 
 function maxDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
 
-/** A K = 2 steer with one scale row per prompt, large enough to move the logits visibly. */
-function steerFor(d: number, scales: number[][], seed: number): SteerInputs {
+/** K = 2 random directions, large enough to move the logits visibly. */
+function directions(d: number, seed: number): SteerDirections {
   const rnd = mulberry32(seed);
-  const K = 2;
   return {
-    p1: { dtype: 'float32', shape: [d, K], data: Float32Array.from({ length: d * K }, () => rnd() - 0.5) },
-    p2t: { dtype: 'float32', shape: [K, d], data: Float32Array.from({ length: K * d }, () => rnd() - 0.5) },
-    scale: { dtype: 'float32', shape: [scales.length, K], data: Float32Array.from(scales.flat()) },
+    p1: tensor(
+      [d, 2],
+      Float32Array.from({ length: d * 2 }, () => rnd() - 0.5),
+    ),
+    p2t: tensor(
+      [2, d],
+      Float32Array.from({ length: 2 * d }, () => rnd() - 0.5),
+    ),
   };
 }
 
-function rowSteer(s: SteerInputs, b: number): SteerInputs {
-  const K = s.scale.shape[1];
-  return {
-    ...s,
-    scale: { dtype: 'float32', shape: [1, K], data: s.scale.data.slice(b * K, (b + 1) * K) as Float32Array },
-  };
+async function ortDecoder(kind: 'llama' | 'gpt2' | 'gpt_neox'): Promise<Decoder> {
+  const ck = tinyCheckpoint(kind, { seed: 11 });
+  const cfg = parseDecoderConfig(ck.config, kind);
+  return new OrtDecoder(await createDecoderSession(cfg, ck.weights, { cacheDir: false, threads: 1 }), cfg);
 }
 
-for (const kind of ['llama', 'gpt2', 'gpt_neox'] as const) {
-  test(`${kind}: repeated prompts prefilled once give each row its own steered logits, at the start and every step`, async () => {
-    const ck = tinyCheckpoint(kind, { seed: 11 });
-    const cfg = parseDecoderConfig(ck.config, kind);
-    const dec = new OrtDecoder(await createDecoderSession(cfg, ck.weights, { cacheDir: false, threads: 1 }), cfg);
+async function exportDecoder(positionIds: boolean): Promise<Decoder> {
+  const ex = writeTinyExport(join(root, `e${positionIds}`), 'llama', { positionIds });
+  return OnnxExportDecoder.open(readOnnxExport(ex.modelPath), { maxPositions: ex.cfg.maxPositions, threads: 1 });
+}
+
+const DECODERS: [string, () => Promise<Decoder>][] = [
+  ['llama', () => ortDecoder('llama')],
+  ['gpt2', () => ortDecoder('gpt2')],
+  ['gpt_neox', () => ortDecoder('gpt_neox')],
+  ['llama export', () => exportDecoder(true)],
+  ['llama export without position_ids', () => exportDecoder(false)],
+];
+
+// A repeated 5-token prompt with three different steer values, a repeated one-token prompt (nothing to
+// prefill), and a prompt of its own.
+const PROMPTS = [[3, 1, 4, 1, 5], [7], [3, 1, 4, 1, 5], [2, 7, 1], [7], [3, 1, 4, 1, 5]];
+const SCALES = [
+  [1, 0],
+  [0, 2],
+  [-1, 0],
+  [0.5, 0.5],
+  [0, -2],
+  [0, 0],
+];
+
+for (const [name, open] of DECODERS) {
+  test(`${name}: a prefix prefilled once into several slots gives each row its own steered logits, then and at every step`, async () => {
+    const dec = await open();
     const V = dec.vocabSize;
-    // A repeated 5-token prompt with three different steer values, a repeated one-token prompt (nothing to
-    // prefill), and a prompt of its own.
-    const prompts = [[3, 1, 4, 1, 5], [7], [3, 1, 4, 1, 5], [2, 7, 1], [7], [3, 1, 4, 1, 5]];
-    const steer = steerFor(
-      cfg.hiddenSize,
+    const steer = directions(dec.hiddenSize, 5);
+    const slots = dec.openSlots({ rows: PROMPTS.length, steer });
+    SCALES.forEach((s, b) => slots.setScale(b, Float32Array.from(s)));
+    // What the engine does: the prefix of each distinct prompt (longer than one token) once, into its slots…
+    await slots.prefill(
       [
-        [1, 0],
-        [0, 2],
-        [-1, 0],
-        [0.5, 0.5],
-        [0, -2],
-        [0, 0],
+        [3, 1, 4, 1],
+        [2, 7],
       ],
-      5,
+      [[0, 2, 5], [3]],
+      false,
     );
-    const { batch, out } = await dec.start(prompts, steer, { maxNewTokens: 6 });
-    const seqs = prompts.map((p) => [...p]);
-    let logits = out.logits.data as Float32Array;
+    // …then every row's last prompt token over its slot.
+    const seqs = PROMPTS.map((p) => [...p]);
+    let logits = await slots.extend(
+      0,
+      PROMPTS.map((p) => p[p.length - 1]!),
+      PROMPTS.map((p) => p.length - 1),
+    );
     for (let step = 0; step <= 4; step++) {
-      for (let b = 0; b < prompts.length; b++) {
-        const alone = await dec.forward([seqs[b]], { steer: rowSteer(steer, b) });
-        const want = (alone.logits.data as Float32Array).subarray((seqs[b].length - 1) * V, seqs[b].length * V);
+      for (let b = 0; b < PROMPTS.length; b++) {
+        const scale = tensor([1, 2], Float32Array.from(SCALES[b]!));
+        const alone = await dec.forward([seqs[b]!], { steer: { ...steer, scale }, hiddenOnly: true });
         const got = logits.subarray(b * V, (b + 1) * V);
-        assert.ok(
-          maxDiff(got, want) < 1e-4,
-          `step ${step}, row ${b}: differs from the row alone by ${maxDiff(got, want)}`,
-        );
+        const d = maxDiff(got, alone.logits.data as Float32Array);
+        assert.ok(d < 1e-4, `step ${step}, row ${b}: differs from the row alone by ${d}`);
       }
       // Rows that share a prompt get different next tokens from here on, so their caches must be their own.
       const next = seqs.map((_, b) => (b * 5 + step * 3 + 1) % V);
-      next.forEach((t, b) => seqs[b].push(t));
-      logits = (await batch.step(next)).logits.data as Float32Array;
+      const lengths = seqs.map((s) => s.length);
+      next.forEach((t, b) => seqs[b]!.push(t));
+      logits = await slots.extend(0, next, lengths);
     }
-    batch.dispose();
     // The steer really differs between the rows that share a prompt (else the test would prove nothing).
-    const first = (
-      await dec.start([prompts[0], prompts[0]], {
-        ...steer,
-        scale: { dtype: 'float32', shape: [2, 2], data: Float32Array.from([1, 0, -1, 0]) },
-      })
-    ).out.logits.data as Float32Array;
+    const first = await slots.extend(0, [1, 1], [5, 5]);
     assert.ok(maxDiff(first.subarray(0, V), first.subarray(V, 2 * V)) > 1e-3);
+    slots.dispose();
+  });
+
+  test(`${name}: the batch engine gives every row the tokens it gets alone (shared prompts, steers, rows joining as others finish)`, async () => {
+    const dec = await open();
+    const tok = new FakeTokenizer();
+    const steer = directions(dec.hiddenSize, 9);
+    const requests: GenerateRequest[] = PROMPTS.map((p, i) => ({
+      prompt: { ids: p },
+      numSamples: 2,
+      seed: 100 + i,
+      maxNewTokens: 3 + (i % 3) * 2, // rows finish at different steps, so others join mid-flight
+      steerScale: Float32Array.from(SCALES[i]!),
+    }));
+    const opts = { steer, stopAtEos: false, maxBatch: 4 };
+    const together = await generate(dec, tok, requests, opts);
+    for (let i = 0; i < requests.length; i++) {
+      const [alone] = await generate(dec, tok, [requests[i]!], { ...opts, maxBatch: 1 });
+      assert.deepEqual(
+        together[i]!.samples.map((s) => s.tokenIds),
+        alone!.samples.map((s) => s.tokenIds),
+        `request ${i}`,
+      );
+    }
   });
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { steeredHidden } from '../../src/steer/math.js';
-import { noSteer, packScale, packSteers, steerInputs } from '../../src/steer/pack.js';
+import { packScale, packSteers, steerInputs } from '../../src/steer/pack.js';
 import type { Tensor } from '../../src/util/tensor.js';
 import { assertClose, randomSteer, randomTensor, rng } from './randomSteer.js';
 
@@ -61,24 +61,10 @@ test('one row of values is broadcast to the batch', () => {
   assert.throws(() => packScale(packSteers([a]), [[[2]], [[1]]], 3), /2 rows but the batch has 3/);
 });
 
-test('noSteer is K=1 of zeros and leaves h bit for bit', () => {
-  const h = randomTensor([2, 5], rng(1), 3);
-  const ns = noSteer(5, 2);
-  assert.deepEqual(
-    [ns.p1.shape, ns.p2t.shape, ns.scale.shape],
-    [
-      [5, 1],
-      [1, 5],
-      [2, 1],
-    ],
-  );
-  assert.deepEqual(graphMath(h, ns.p1, ns.p2t, ns.scale), h.data);
-});
-
 test('packSteers refuses no steers and steers of different widths', () => {
   assert.throws(
     () => packSteers([]),
-    (e: Error & { hint?: string }) => /noSteer/.test(e.hint ?? ''),
+    (e: Error & { hint?: string }) => /no steer/.test(e.hint ?? ''),
   );
   const a = randomSteer({ d: 3, rank: 1, slots: ['x'] });
   const b = randomSteer({ d: 4, rank: 1, slots: ['x'] });

@@ -1,0 +1,75 @@
+/**
+ * One generation row — a prompt becoming one sample — and the one way its next token is chosen: EOS masked
+ * before min tokens, sampled from the row's own random stream, then the stop rules (EOS, max tokens, stop
+ * strings) and the streamed text. generate() and the server's scheduler both hand rows to the batch engine
+ * (engine.ts), which calls chooseNext with each row's logits, so both finish rows identically.
+ */
+import { LmSteerError } from '../util/errors.js';
+import type { Rng } from './rng.js';
+import { sampleToken, type SamplingParams } from './sampling.js';
+import { eosBlocked, maskEos, tokenFinish, type FinishReason, type StopConfig } from './stopping.js';
+import type { TextStream } from './textStream.js';
+
+/** What the owner of a row hears about it (generate's hooks, a server request's stream). */
+export interface RowEvents {
+  /** After every new token; the deltas of a row concatenate to its final text. */
+  token?(delta: string, id: number): void;
+  /** When the row is done (after its last `token`). */
+  finish?(): void;
+  /** Its token could not be chosen (e.g. NaN logits); the row has left the batch. */
+  fail?(error: LmSteerError): void;
+}
+
+export interface Row {
+  prompt: number[];
+  /** The row's steer_scale row (length K of the engine's steer; undefined = unsteered). */
+  scale?: Float32Array;
+  sampling: SamplingParams;
+  stop: StopConfig;
+  rng: Rng;
+  stream: TextStream;
+  /** New tokens so far (the final EOS included). */
+  tokens: number[];
+  finish?: FinishReason;
+  /** Where the row is in messages, e.g. "request 0 sample 3". */
+  label: string;
+  events: RowEvents;
+}
+
+/** Sample the row's next token from `logits` [V], append it and report it. Throws what sampling throws, labelled. */
+export function chooseNext(r: Row, logits: Float32Array): void {
+  const row = eosBlocked(r.stop, r.tokens.length) ? maskEos(logits, r.stop.eosIds) : logits;
+  let id: number;
+  try {
+    id = sampleToken(row, r.sampling, r.rng);
+  } catch (e) {
+    if (e instanceof LmSteerError) {
+      throw new LmSteerError(e.code, `${r.label}, new token ${r.tokens.length + 1}: ${e.message}`, e.hint, {
+        cause: e,
+      });
+    }
+    throw e;
+  }
+  const delta = advance(r, id);
+  r.events.token?.(delta, id);
+  if (r.finish) r.events.finish?.();
+}
+
+/** Append `id`; returns the newly decided text and sets `r.finish` when the row is done. */
+function advance(r: Row, id: number): string {
+  r.tokens.push(id);
+  let finish = tokenFinish(r.stop, id, r.tokens.length);
+  let delta = '';
+  if (finish !== 'eos') {
+    const u = r.stream.push(id);
+    delta = u.delta;
+    if (u.stopped) finish = 'stop';
+  }
+  if (finish && finish !== 'stop') {
+    const u = r.stream.finish();
+    delta += u.delta;
+    if (u.stopped) finish = 'stop';
+  }
+  r.finish = finish;
+  return delta;
+}
