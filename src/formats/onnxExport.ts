@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, relative, resolve } from 'node:path';
+import { CONTRACT } from '../graph/contract.js';
 import { decodeModel, encodeModel, ONNX_DTYPE } from '../graph/onnxProto.js';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
@@ -222,14 +223,14 @@ function rewrite(
   const ctx: RewriteCtx = { file, dir: dirname(modelPath), names: allNames(graph), counter: 0 };
 
   const top = scopeOf(graph);
-  if (!(graph.output ?? []).some((o: Proto) => o.name === 'logits')) {
+  if (!(graph.output ?? []).some((o: Proto) => o.name === CONTRACT.logits)) {
     throw new LmSteerError(
       'UNSUPPORTED',
       `${file} has no output named "logits" (outputs: ${(graph.output ?? []).map((o: Proto) => o.name).join(', ')})`,
       HEAD_HINT,
     );
   }
-  for (const name of ['hidden', 'steer_p1', 'steer_p2t', 'steer_scale']) {
+  for (const name of [CONTRACT.hidden, CONTRACT.steerP1, CONTRACT.steerP2t, CONTRACT.steerScale]) {
     if (ctx.names.has(name))
       throw new LmSteerError(
         'UNSUPPORTED',
@@ -239,9 +240,10 @@ function rewrite(
   }
 
   const steer = addSteerInputs(ctx, graph);
-  const found = rewriteHead(ctx, top, 'logits', steer);
-  graph.output.push(valueInfo('hidden', ONNX_DTYPE.float32, found.hiddenDims));
-  if (found.hiddenValue !== 'hidden') graph.node.push(node('Identity', [found.hiddenValue], ['hidden'], ctx));
+  const found = rewriteHead(ctx, top, CONTRACT.logits, steer);
+  graph.output.push(valueInfo(CONTRACT.hidden, ONNX_DTYPE.float32, found.hiddenDims));
+  if (found.hiddenValue !== CONTRACT.hidden)
+    graph.node.push(node('Identity', [found.hiddenValue], [CONTRACT.hidden], ctx));
 
   const [V, d] = found.head.shape as [number, number];
   const io: OnnxExportIO = { ...ioBase, vocabSize: V, hiddenSize: d, headNode: found.headNode };
@@ -655,12 +657,12 @@ function addSteerInputs(ctx: RewriteCtx, graph: Proto): SteerValues {
     pre.push(node(type, inputs, [out], ctx, attrs));
     return out;
   };
-  const sShape = op('Shape', ['steer_scale']);
+  const sShape = op('Shape', [CONTRACT.steerScale]);
   const B = op('Gather', [sShape, c0], [{ name: 'axis', type: 2, i: 0 }]);
   const K = op('Gather', [sShape, c1], [{ name: 'axis', type: 2, i: 0 }]);
   const axis0 = [{ name: 'axis', type: 2, i: 0 }];
   const rowsShape = op('Concat', [B, cm1, K], axis0);
-  const scale3 = op('Reshape', ['steer_scale', op('Concat', [B, c1, K], axis0)]);
+  const scale3 = op('Reshape', [CONTRACT.steerScale, op('Concat', [B, c1, K], axis0)]);
   graph.node.unshift(...pre);
 
   return {
@@ -671,18 +673,18 @@ function addSteerInputs(ctx: RewriteCtx, graph: Proto): SteerValues {
         out.push(node(type, inputs, [o], ctx2));
         return o;
       };
-      const proj = add('MatMul', [h, 'steer_p1']); // [..., K]
+      const proj = add('MatMul', [h, CONTRACT.steerP1]); // [..., K]
       const coeff = add('Reshape', [add('Mul', [add('Reshape', [proj, rowsShape]), scale3]), add('Shape', [proj])]);
-      const steered = add('Add', [h, add('MatMul', [coeff, 'steer_p2t'])]);
+      const steered = add('Add', [h, add('MatMul', [coeff, CONTRACT.steerP2t])]);
       const at = (g.node as Proto[]).indexOf(headNode);
       g.node.splice(at, 0, ...out);
       return steered;
     },
     finish(d) {
       graph.input.push(
-        valueInfo('steer_p1', ONNX_DTYPE.float32, [d, 'steer_k']),
-        valueInfo('steer_p2t', ONNX_DTYPE.float32, ['steer_k', d]),
-        valueInfo('steer_scale', ONNX_DTYPE.float32, ['batch', 'steer_k']),
+        valueInfo(CONTRACT.steerP1, ONNX_DTYPE.float32, [d, 'steer_k']),
+        valueInfo(CONTRACT.steerP2t, ONNX_DTYPE.float32, ['steer_k', d]),
+        valueInfo(CONTRACT.steerScale, ONNX_DTYPE.float32, ['batch', 'steer_k']),
       );
     },
   };

@@ -3,6 +3,7 @@
  * mask, RoPE, attention over a KV cache, and the steered LM head. Each architecture file composes these.
  */
 import { GraphBuilder, MS_DOMAIN } from '../graph/builder.js';
+import { CONTRACT, newKey, newValue, pastKey, pastValue } from '../graph/contract.js';
 import type { DecoderConfig } from './config.js';
 import type { Tensor } from '../util/tensor.js';
 import { ropeCosSin } from './rope.js';
@@ -29,12 +30,12 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
   const past = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     past.push({
-      key: g.input(`past.${i}.key`, 'float32', ['batch', kvH, 'capacity', hd]),
-      value: g.input(`past.${i}.value`, 'float32', ['batch', kvH, 'capacity', hd]),
+      key: g.input(pastKey(i), 'float32', ['batch', kvH, 'capacity', hd]),
+      value: g.input(pastValue(i), 'float32', ['batch', kvH, 'capacity', hd]),
     });
   }
-  const inputIds = g.input('input_ids', 'int64', ['batch', 'seq']);
-  const pastLengths = g.input('past_lengths', 'int64', ['batch']);
+  const inputIds = g.input(CONTRACT.inputIds, 'int64', ['batch', 'seq']);
+  const pastLengths = g.input(CONTRACT.pastLengths, 'int64', ['batch']);
   const zero = g.constI64([0], []);
   const one = g.constI64([1], []);
   const bias = (allowed: string, axes: number[]) =>
@@ -55,7 +56,7 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
     g.op('Unsqueeze', [tIdx, g.constI64([1])]),
   ]); // key ≤ query
   const maskNew = bias(causal, [0, 1, 2]); // [1,1,1,T,T]
-  const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
+  const positionIds = g.input(CONTRACT.positionIds, 'int64', ['batch', 'seq']);
   let window: ContractInputs['window'];
   if (cfg.slidingWindow) {
     // Query t (at position p) sees key s when p − s < W: a row's cache index is the key's position.
@@ -76,7 +77,7 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
     inputIds,
     positionIds,
     pastLengths,
-    logitsIndex: g.input('logits_index', 'int64', ['batch', 'n_logits']),
+    logitsIndex: g.input(CONTRACT.logitsIndex, 'int64', ['batch', 'n_logits']),
     past,
     maskPast,
     maskNew,
@@ -174,8 +175,8 @@ export function cachedAttention(
     g.op('MatMul', [pNew, g.op('Unsqueeze', [vNew, ax2])]),
   ]); // [B,kvH,g,T,hd]
   const shape = ['batch', kvH, 'seq', hd];
-  g.output(kNew, `new.${layer}.key`, 'float32', shape);
-  g.output(vNew, `new.${layer}.value`, 'float32', shape);
+  g.output(kNew, newKey(layer), 'float32', shape);
+  g.output(vNew, newValue(layer), 'float32', shape);
   return g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constI64([0, 0, H * hd])]);
 }
 
@@ -252,21 +253,21 @@ export function steeredHead(
   headWeight: string,
 ): void {
   const d = cfg.hiddenSize;
-  g.output(hidden, 'hidden', 'float32', ['batch', 'seq', d]);
-  const p1 = g.input('steer_p1', 'float32', [d, 'steer_k']);
-  const p2t = g.input('steer_p2t', 'float32', ['steer_k', d]);
-  const scale = g.input('steer_scale', 'float32', ['batch', 'steer_k']);
+  g.output(hidden, CONTRACT.hidden, 'float32', ['batch', 'seq', d]);
+  const p1 = g.input(CONTRACT.steerP1, 'float32', [d, 'steer_k']);
+  const p2t = g.input(CONTRACT.steerP2t, 'float32', ['steer_k', d]);
+  const scale = g.input(CONTRACT.steerScale, 'float32', ['batch', 'steer_k']);
   // Row b's positions index the flattened [B*T, d] hidden at b*T + pos.
-  const shape = g.op('Shape', ['hidden']);
+  const shape = g.op('Shape', [CONTRACT.hidden]);
   const B = g.op('Gather', [shape, g.constI64([0])], { axis: 0 }); // [1]
   const T = g.op('Gather', [shape, g.constI64([1])], { axis: 0 }); // [1]
   const rowStart = g.op('Mul', [g.op('Range', [g.constI64([0], []), g.op('Squeeze', [B]), g.constI64([1], [])]), T]); // [B]
   const flatIdx = g.op('Add', [inp.logitsIndex, g.op('Unsqueeze', [rowStart, g.constI64([1])])]); // [B, n]
-  const flatHidden = g.op('Reshape', ['hidden', g.constI64([-1, d])]);
+  const flatHidden = g.op('Reshape', [CONTRACT.hidden, g.constI64([-1, d])]);
   const h = g.op('Gather', [flatHidden, flatIdx], { axis: 0 }); // [B, n, d]
   const coeff = g.op('Mul', [g.op('MatMul', [h, p1]), g.op('Unsqueeze', [scale, g.constI64([1])])]); // [B,n,K]
   const steered = g.op('Add', [h, g.op('MatMul', [coeff, p2t])]);
-  g.output(g.op('MatMul', [steered, headWeight]), 'logits', 'float32', ['batch', 'n_logits', cfg.vocabSize]);
+  g.output(g.op('MatMul', [steered, headWeight]), CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
 }
 
 /**

@@ -185,6 +185,16 @@ export class HfTokenizer implements Tokenizer {
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] {
     const add = opts?.addSpecialTokens ?? true;
     const ids = this.tok.encode(text, { add_special_tokens: add }).ids.map(Number);
+    // tokenizers.js gives NaN ids for pieces some models cannot map (seen: WordLevel's unknown words); an id
+    // that is no id must fail here, naming the tokenizer, not later as a wrong token.
+    const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0);
+    if (bad >= 0) {
+      throw new LmSteerError(
+        'BAD_FILE',
+        `${this.source} encoded ${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text)} to token id ${ids[bad]} at position ${bad}`,
+        'the tokenizer cannot encode this text (an unknown token without a working unk_token?); check tokenizer.json',
+      );
+    }
     if (add && this.addBos && ids[0] !== this.bosId) ids.unshift(this.bosId!);
     if (add && this.addEos) ids.push(this.eosIds[0]!);
     return ids;

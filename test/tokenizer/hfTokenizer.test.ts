@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { HfTokenizer } from '../../src/tokenizer/hfTokenizer.js';
 import { LmSteerError } from '../../src/util/errors.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
+import { tinyTokenizerJson } from '../helpers/optimumExport.js';
 
 const GPT2 = 'models/gpt2-tokenizer';
 const STORIES = 'models/stories260K';
@@ -194,6 +195,24 @@ test('missing or malformed tokenizer.json: clear errors', () => {
     assert.throws(
       () => tok.decode([5]),
       (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_ARGUMENT' && e.message.includes('5'),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a text the tokenizer maps to no id (tokenizers.js gives NaN) fails naming the tokenizer', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lmsteer-tok-nan-'));
+  try {
+    writeFileSync(join(dir, 'tokenizer.json'), tinyTokenizerJson(16));
+    const tok = HfTokenizer.fromDir(dir);
+    assert.deepEqual(tok.encode('w1 w5'), [1, 5]);
+    assert.throws(
+      () => tok.encode('hello'),
+      (e: unknown) =>
+        e instanceof LmSteerError &&
+        e.code === 'BAD_FILE' &&
+        /tokenizer\.json encoded "hello" to token id NaN/.test(e.message),
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
