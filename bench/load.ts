@@ -47,7 +47,7 @@ async function runChildServer(): Promise<void> {
   const { loadModel } = await import('../src/runtime/loadModel.js');
   const { saveSteer } = await import('../src/steer/steerFile.js');
   const { startServer } = await import('../src/server/server.js');
-  const { SteerSet } = await import('../src/server/steers.js');
+  const { SteerSet } = await import('../src/steer/steerSet.js');
   const model = await loadModel(args.model ?? defaultModel(), {
     threads: args.threads ? Number(args.threads) : undefined,
   });

@@ -1,8 +1,7 @@
 /** Flags several commands share: which model, which steers at which values, threads. */
 import type { Command } from 'commander';
 import { DEFAULT_MODEL, loadModel, type LoadedModel } from '../runtime/loadModel.js';
-import { loadActiveSteers, steerScaleRow, type ActiveSteers } from '../steer/active.js';
-import { LmSteerError } from '../util/errors.js';
+import { SteerSet } from '../steer/steerSet.js';
 import { collect, intOption, parseValues } from './options.js';
 
 export interface ModelFlags {
@@ -43,18 +42,8 @@ export async function openModel(flags: ModelFlags): Promise<LoadedModel> {
   return loadModel(flags.model, { threads: flags.threads, hub: { offline: flags.offline || undefined } });
 }
 
-export function openSteers(model: LoadedModel, flags: SteerFlags): { active?: ActiveSteers; scale?: Float32Array } {
-  const active = loadActiveSteers(flags.steer, model, { force: flags.force });
-  const values = parseValues(flags.value);
-  if (!active) {
-    if (flags.value.length > 0) {
-      throw new LmSteerError(
-        'BAD_ARGUMENT',
-        `--value was given but no --steer`,
-        'add --steer DIR (a steer folder made by lmsteer train)',
-      );
-    }
-    return {};
-  }
-  return { active, scale: steerScaleRow(active, values) };
+/** The --steer folders (checked against the model) with --value as their values, and that row's steer_scale. */
+export function openSteers(model: LoadedModel, flags: SteerFlags): { steers: SteerSet; scale?: Float32Array } {
+  const steers = SteerSet.load(model, flags.steer, parseValues(flags.value), { force: flags.force });
+  return { steers, scale: steers.resolve().scale };
 }

@@ -7,7 +7,7 @@ import { fluencyModelOf } from '../eval/fluency.js';
 import { PAPER_SAMPLING, parseSweep, runEval, type SamplingSettings } from '../eval/run.js';
 import { createScorer, describeScorers } from '../eval/scorers/registry.js';
 import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
-import { loadActiveSteers } from '../steer/active.js';
+import { SteerSet } from '../steer/steerSet.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, addSteerFlags, openModel, type ModelFlags, type SteerFlags } from './common.js';
 import { floatOption, intOption, parseValues } from './options.js';
@@ -129,7 +129,7 @@ async function run(flags: EvalFlags): Promise<void> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const steers = loadActiveSteers(flags.steer, model, { force: flags.force });
+    const steers = SteerSet.load(model, flags.steer, {}, { force: flags.force });
     if (flags.pplModel)
       ppl = await loadModel(flags.pplModel, { threads: flags.threads, hub: { offline: flags.offline || undefined } });
     const r = await runEval(

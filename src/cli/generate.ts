@@ -1,7 +1,6 @@
 /** `lmsteer generate`: sample continuations of a prompt, optionally steered; streams text or prints JSON. */
 import { Command } from 'commander';
 import { generate } from '../runtime/generate.js';
-import { steerDirections } from '../steer/active.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, addSteerFlags, openModel, openSteers, type ModelFlags, type SteerFlags } from './common.js';
 import { collect, floatOption, intOption, parseIds } from './options.js';
@@ -74,7 +73,7 @@ async function run(flags: GenerateFlags): Promise<void> {
     );
   const model = await openModel(flags);
   try {
-    const { active, scale } = openSteers(model, flags);
+    const { steers, scale } = openSteers(model, flags);
     const stream = !flags.json && flags.numSamples === 1;
     const prompt = flags.ids !== undefined ? { ids: parseIds(flags.ids) } : flags.prompt!;
     if (stream)
@@ -94,7 +93,7 @@ async function run(flags: GenerateFlags): Promise<void> {
         seed: flags.seed,
         stop: flags.stop,
         maxPositions: model.cfg.maxPositions,
-        steer: steerDirections(active),
+        steer: steers.directions,
       },
       stream ? { onToken: (_row, delta) => process.stdout.write(delta) } : {},
     );

@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { logSoftmax, topN } from '../runtime/sampling.js';
 import { LmSteerError } from '../util/errors.js';
+import { tensor } from '../util/tensor.js';
 import { addModelFlags, addSteerFlags, openModel, openSteers, type ModelFlags, type SteerFlags } from './common.js';
 import { parseIds } from './options.js';
 
@@ -38,12 +39,8 @@ async function run(flags: InspectFlags): Promise<void> {
     const ids = flags.ids !== undefined ? parseIds(flags.ids) : model.tokenizer.encode(flags.prompt!);
     if (ids.length === 0)
       throw new LmSteerError('BAD_ARGUMENT', 'the prompt encodes to no tokens', 'give a non-empty --prompt');
-    const { active, scale } = openSteers(model, flags);
-    const steer = active && {
-      p1: active.packed.p1,
-      p2t: active.packed.p2t,
-      scale: { dtype: 'float32' as const, shape: [1, scale!.length], data: scale! },
-    };
+    const { steers, scale } = openSteers(model, flags);
+    const steer = steers.directions && { ...steers.directions, scale: tensor([1, steers.K], scale) };
     const out = await model.decoder.forward([ids], { steer });
     const V = model.cfg.vocabSize;
     const d = model.cfg.hiddenSize;

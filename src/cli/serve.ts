@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { locateModelSpec } from '../runtime/loadModel.js';
 import { loadChatTemplate } from '../server/chatTemplate.js';
 import { DEFAULTS, startServer } from '../server/server.js';
-import { SteerSet } from '../server/steers.js';
+import { SteerSet } from '../steer/steerSet.js';
 import { addModelFlags, addSteerFlags, openModel, type ModelFlags, type SteerFlags } from './common.js';
 import { intOption, parseValues } from './options.js';
 

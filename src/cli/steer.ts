@@ -2,7 +2,8 @@
 import { Command } from 'commander';
 import { exportLora } from '../steer/lora.js';
 import { importReferenceSteer } from '../steer/referenceImport.js';
-import { DUMMY_SLOT, knownValueNames, type Steer } from '../steer/steer.js';
+import { BASE_SLOT, type Steer } from '../steer/steer.js';
+import { BASE_SLOT_NOTE, SteerSet } from '../steer/steerSet.js';
 import { loadSteer } from '../steer/steerFile.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, openModel, type ModelFlags } from './common.js';
@@ -43,7 +44,7 @@ function importCommand(): Command {
       if (!flags.pt) throw new LmSteerError('BAD_ARGUMENT', 'give --pt FILE.pt, the reference checkpoint');
       if (!flags.out) throw new LmSteerError('BAD_ARGUMENT', 'give --out DIR, the steer folder to write');
       const slotNames = flags.slotNames?.split(',').map((s) => s.trim());
-      if (slotNames?.some((s) => s === '' || s === DUMMY_SLOT))
+      if (slotNames?.some((s) => s === '' || s === BASE_SLOT))
         throw new LmSteerError(
           'BAD_ARGUMENT',
           `--slot-names "${flags.slotNames}" has an empty or reserved name`,
@@ -56,7 +57,7 @@ function importCommand(): Command {
           slotNames,
           overwrite: flags.overwrite,
         });
-        const names = knownValueNames([steer], [steer.config.name ?? basename(flags.out)]);
+        const names = SteerSet.of([steer], [steer.config.name ?? basename(flags.out)]).knownValueNames();
         process.stdout.write(
           `imported ${flags.pt} → ${flags.out} (${steer.config.slots.length} slots, rank ${steer.config.rank}, eps ${steer.config.eps}, base ${model.id})\n`,
         );
@@ -135,7 +136,7 @@ function infoCommand(): Command {
       const norms = slotNorms(steer);
       if (flags.json) {
         process.stdout.write(
-          JSON.stringify({ ...steer.config, values: knownValueNames([steer]), norms }, null, 2) + '\n',
+          JSON.stringify({ ...steer.config, values: SteerSet.of([steer]).knownValueNames(), norms }, null, 2) + '\n',
         );
         return;
       }
@@ -146,10 +147,11 @@ function infoCommand(): Command {
         `  eps ${c.eps}, rank ${c.rank}, ${c.slots.length} slot${c.slots.length === 1 ? '' : 's'}:`,
         ...c.slots.map(
           (s, i) =>
-            `    ${s.name === DUMMY_SLOT ? `${s.name} (fixed at ${s.defaultValue})` : `${s.name} (default ${s.defaultValue})`}  ‖P1‖ ${norms[i]!.p1.toFixed(4)}  ‖P2‖ ${norms[i]!.p2.toFixed(4)}`,
+            `    ${s.name} (default ${s.defaultValue})  ‖P1‖ ${norms[i]!.p1.toFixed(4)}  ‖P2‖ ${norms[i]!.p2.toFixed(4)}`,
         ),
-        `  values: ${knownValueNames([steer]).join(', ') || '(none)'}`,
+        `  values: ${SteerSet.of([steer]).knownValueNames().join(', ') || '(none)'}`,
       ];
+      if (c.slots.some((s) => s.name === BASE_SLOT)) lines.push(`  ${BASE_SLOT}: ${BASE_SLOT_NOTE}`);
       if (c.source) lines.push(`  source: ${flat(c.source, ['referenceArgs'])}`);
       if (c.training) lines.push(`  training: ${flat(c.training, ['perLabel'])}`);
       if (c.metrics) lines.push(`  metrics: ${flat(c.metrics, [])}`);

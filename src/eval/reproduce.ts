@@ -18,7 +18,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
-import { loadActiveSteers } from '../steer/active.js';
+import { SteerSet } from '../steer/steerSet.js';
 import { runTraining } from '../train/run.js';
 import { LmSteerError } from '../util/errors.js';
 import { fluencyModelOf } from './fluency.js';
@@ -241,7 +241,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
     const pplSpec = o.pplModel ?? plan.pplModel;
     if (pplSpec && pplSpec !== modelSpec)
       ppl = await loadModel(pplSpec, { threads: o.threads, hub: { offline: o.offline || undefined } });
-    const steers = loadActiveSteers([steerDir], model);
+    const steers = SteerSet.load(model, [steerDir]);
     const rows: EvalRow[] = [];
     const t1 = performance.now();
     for (const [name, path] of sets) {

@@ -30,7 +30,7 @@ import cliProgress from 'cli-progress';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
 import type { Decoder } from '../runtime/decoder.js';
 import { generate } from '../runtime/generate.js';
-import { steerDirections, steerScaleRow, type ActiveSteers } from '../steer/active.js';
+import type { SteerSet } from '../steer/steerSet.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
 import { linePlotSvg, scatterPlotSvg } from '../util/svgPlot.js';
@@ -102,7 +102,8 @@ export interface EvalModel {
 
 export interface EvalDeps {
   model: EvalModel;
-  steers?: ActiveSteers;
+  /** The steers the values name (none, or an empty set: unsteered). */
+  steers?: SteerSet;
   /** Steer folders, recorded in run.json. */
   steerDirs?: string[];
   scorer: Scorer;
@@ -179,12 +180,12 @@ function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-function steerHash(active: ActiveSteers | undefined): string | null {
-  if (!active) return null;
+function steerHash(steers: SteerSet | undefined): string | null {
+  if (!steers?.packed) return null;
   const h = createHash('sha256');
-  for (const t of [active.packed.p1, active.packed.p2t])
+  for (const t of [steers.packed.p1, steers.packed.p2t])
     h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  h.update(JSON.stringify({ eps: active.packed.eps, slots: active.steers.map((s) => s.config.slots) }));
+  h.update(JSON.stringify({ eps: steers.packed.eps, slots: steers.entries.map((e) => e.steer.config.slots) }));
   return h.digest('hex').slice(0, 32);
 }
 
@@ -284,7 +285,7 @@ interface Setting {
 
 function settingsOf(opts: EvalOptions, deps: EvalDeps): Setting[] {
   const fixed = opts.values ?? {};
-  if (!deps.steers && (Object.keys(fixed).length > 0 || opts.sweep)) {
+  if (!deps.steers?.size && (Object.keys(fixed).length > 0 || opts.sweep)) {
     throw new LmSteerError(
       'BAD_ARGUMENT',
       opts.sweep ? '--sweep needs a steer (--steer DIR)' : 'steer values were given but no steer',
@@ -295,7 +296,7 @@ function settingsOf(opts: EvalOptions, deps: EvalDeps): Setting[] {
     const names = Object.keys(fixed);
     const label = names.length
       ? names.map((n) => `${n}=${fixed[n]}`).join(', ')
-      : deps.steers
+      : deps.steers?.size
         ? 'steer at default values'
         : 'unsteered';
     return [{ label, dir: opts.outDir, values: fixed, steerValue: names.length === 1 ? fixed[names[0]!] : undefined }];
@@ -334,7 +335,7 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
   const prompts = await readPrompts(opts.promptsPath, { limit: opts.limit });
   const settings = settingsOf(opts, deps);
   // Every value name is checked before any work starts (a typo fails now, not after the first setting).
-  const scales = settings.map((s) => (deps.steers ? steerScaleRow(deps.steers, s.values) : undefined));
+  const scales = settings.map((s) => deps.steers?.resolve(s.values).scale);
   const promptIds = encodePrompts(deps.model, prompts, opts);
   mkdirSync(opts.outDir, { recursive: true });
 
@@ -561,7 +562,7 @@ async function generateChunk(
       topP: o.topP,
       maxBatch: o.batchRows ?? 64,
       maxPositions: deps.model.cfg.maxPositions,
-      steer: steerDirections(deps.steers),
+      steer: deps.steers?.directions,
     },
     {
       signal: deps.signal,

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
-import { DEFAULT_EPS, DUMMY_SLOT, validateSteer, type BaseModelInfo, type Steer } from '../steer/steer.js';
+import { BASE_SLOT, DEFAULT_EPS, validateSteer, type BaseModelInfo, type Steer } from '../steer/steer.js';
 import { bf16ToF32, f16ToF32 } from './halfFloat.js';
 import { PyGlobal, PyObject, setOwn, unpickle, type PyClassHandler } from './pickle.js';
 
@@ -386,9 +386,7 @@ export function referenceCheckpointToSteer(
   }
   let u = 0;
   const slots = Array.from({ length: S }, (_, i) =>
-    i === dummy
-      ? { name: DUMMY_SLOT, defaultValue: 1 }
-      : { name: opts.slotNames?.[u++] ?? `slot${i}`, defaultValue: 0 },
+    i === dummy ? { name: BASE_SLOT, defaultValue: 1 } : { name: opts.slotNames?.[u++] ?? `slot${i}`, defaultValue: 0 },
   );
   const num = (k: string) => (typeof args[k] === 'number' ? (args[k] as number) : undefined);
   const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);

@@ -5,10 +5,10 @@
  * steer value that fits the text best). Results are plain JSON-able data.
  */
 import type { LoadedModel } from '../runtime/loadModel.js';
-import { packScale, packSteers } from '../steer/pack.js';
-import { DUMMY_SLOT, userSlots, type Steer } from '../steer/steer.js';
+import { mainSlot, type Steer } from '../steer/steer.js';
+import { SteerSet } from '../steer/steerSet.js';
 import { LmSteerError } from '../util/errors.js';
-import type { Tensor } from '../util/tensor.js';
+import { tensor, type Tensor } from '../util/tensor.js';
 import { explainDims, type SteerDim } from './dims.js';
 import { textEvidence, valueDistribution, valueGrid } from './evidence.js';
 import type { SpanOptions } from './spans.js';
@@ -17,27 +17,29 @@ import { slotMatrix, steerSvd } from './svd.js';
 export type DimsModel = Pick<LoadedModel, 'id' | 'tokenizer' | 'outputEmbeddings'>;
 export type TextModel = Pick<LoadedModel, 'id' | 'tokenizer' | 'decoder' | 'cfg'>;
 
-/** The slot of `steer` called `name`; with no name, its only settable slot. Unknown names list the slots. */
-export function resolveSlot(steer: Steer, name: string | undefined, opts: { allowDummy?: boolean } = {}): number {
-  const slots = steer.config.slots;
-  const settable = userSlots(steer).map((s) => s.name);
-  const listed = opts.allowDummy ? slots.map((s) => s.name) : settable;
-  const steerLabel = steer.config.name ?? 'the steer';
+/**
+ * The slot of `steer` called `name` (a slot name, or `steer.slot`, as SteerSet reads value names); with no
+ * name, its main slot. The messages speak of slots to explain rather than of values.
+ */
+export function resolveSlot(steer: Steer, name: string | undefined): number {
+  const set = SteerSet.of([steer]);
+  const label = set.names()[0]!;
+  const slots = steer.config.slots.map((s) => s.name);
   if (name === undefined) {
-    if (settable.length === 1) return slots.findIndex((s) => s.name === settable[0]);
+    const main = mainSlot(steer);
+    if (main !== undefined) return main;
     throw new LmSteerError(
       'BAD_ARGUMENT',
-      `${steerLabel} has ${settable.length} slots; say which one to explain`,
-      `pass --slot NAME, one of: ${listed.join(', ')}`,
+      `${label} has ${slots.length} slots; say which one to explain`,
+      `pass --slot NAME, one of: ${slots.join(', ')}`,
     );
   }
-  const index = slots.findIndex((s) => s.name === name);
-  if (index < 0 || (!opts.allowDummy && name === DUMMY_SLOT)) {
-    const why =
-      index >= 0 ? `"${name}" is the dummy slot, which stays at its default` : `${steerLabel} has no slot "${name}"`;
-    throw new LmSteerError('NOT_FOUND', why, `its slots: ${listed.join(', ') || '(none)'}`);
+  try {
+    return set.slotOf(name)[1];
+  } catch (e) {
+    if (!(e instanceof LmSteerError)) throw e;
+    throw new LmSteerError('NOT_FOUND', `${label} has no slot "${name}"`, `its slots: ${slots.join(', ')}`);
   }
-  return index;
 }
 
 function checkWidth(steer: Steer, d: number, modelId: string): void {
@@ -55,7 +57,7 @@ function checkWidth(steer: Steer, d: number, modelId: string): void {
 // Word dimensions
 
 export interface ExplainDimsOptions {
-  /** Slot name; default the steer's only settable slot. The dummy slot may be explained too. */
+  /** Slot name; default the steer's main slot (its only slot besides base). */
   slot?: string;
   /** Tokens per pole (default 20). */
   top?: number;
@@ -86,7 +88,7 @@ export function explainSteerDims(model: DimsModel, steer: Steer, opts: ExplainDi
     if (!Number.isInteger(v) || v < 1)
       throw new LmSteerError('BAD_ARGUMENT', `${flag} must be a positive integer, got ${v}`, `e.g. --${flag} 5`);
   }
-  const slot = resolveSlot(steer, opts.slot, { allowDummy: true });
+  const slot = resolveSlot(steer, opts.slot);
   const E = model.outputEmbeddings();
   checkWidth(steer, E.shape[1]!, model.id);
   const svd = steerSvd(slotMatrix(steer.p1, slot), slotMatrix(steer.p2, slot), dims);
@@ -191,7 +193,7 @@ export async function explainText(
 
 /**
  * log p(ids[t] | ids[<t]) for t = anchor+1 … T−1 with the slot at each of `values` (other slots at their
- * defaults: 0, the dummy slot 1), one row per value, batched into as few forward calls as the buffer allows.
+ * defaults: 0, the base slot 1), one row per value, batched into as few forward calls as the buffer allows.
  */
 async function scoreRows(
   model: TextModel,
@@ -202,18 +204,24 @@ async function scoreRows(
   anchor: number,
   maxFloats: number,
 ): Promise<number[][]> {
-  const packed = packSteers([steer]);
+  const set = SteerSet.of([steer]);
+  const { p1, p2t } = set.directions!;
+  const K = set.K;
   const V = model.cfg.vocabSize;
   const T = ids.length;
   const perCall = Math.max(1, Math.floor(maxFloats / (T * V)));
   const out: number[][] = [];
   for (let start = 0; start < values.length; start += perCall) {
     const chunk = values.slice(start, start + perCall);
-    const rowValues = chunk.map((v) => [steer.config.slots.map((s, k) => (k === slot ? v : s.defaultValue))]);
-    const scale = packScale(packed, rowValues, chunk.length);
+    const scale = tensor([chunk.length, K]);
+    chunk.forEach((v, b) => {
+      const values = set.values();
+      values[0]![slot] = v;
+      scale.data.set(set.scaleOf(values)!, b * K);
+    });
     const res = await model.decoder.forward(
       chunk.map(() => ids),
-      { steer: { p1: packed.p1, p2t: packed.p2t, scale } },
+      { steer: { p1, p2t, scale } },
     );
     const logits = res.logits.data as Float32Array;
     const Vl = res.logits.shape[2]!;

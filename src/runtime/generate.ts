@@ -270,8 +270,6 @@ function plan(
         'pack the scales with the same steers as opts.steer',
         'SHAPE_MISMATCH',
       );
-      const bad = req.steerScale.findIndex((v) => !Number.isFinite(v));
-      check(bad < 0, `${where}.steerScale[${bad}] is ${req.steerScale[bad]}`, 'steer values must be finite numbers');
     }
     const n = req.numSamples ?? 1;
     const stop: StopConfig = {
@@ -331,12 +329,6 @@ function checkSteer(decoder: Decoder, steer: { p1: Tensor; p2t: Tensor }): numbe
       `opts.steer.${name} has ${t.data.length} values for shape [${t.shape}]`,
       'build it with src/steer/pack.ts',
       'SHAPE_MISMATCH',
-    );
-    const bad = t.data.findIndex((v) => !Number.isFinite(v));
-    check(
-      bad < 0,
-      `opts.steer.${name} has a non-finite value (${t.data[bad]}) at flat index ${bad}`,
-      'check the steer file the directions came from',
     );
   }
   return K;

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { explainSteerDims, explainText, type DimsModel, type TextModel } from '../lens/explain.js';
 import { ApiError, parseBody } from './openai.js';
-import type { SteerSet } from './steers.js';
+import type { SteerSet } from '../steer/steerSet.js';
 
 export interface Lens {
   /** The words each direction of steer `name` moves. */

@@ -26,7 +26,7 @@ import { LmSteerError } from '../util/errors.js';
 import { handleChat, handleCompletion, type GenerationContext } from './completions.js';
 import type { Lens } from './lens.js';
 import { ApiError, errorBody, parseBody, statusOf } from './openai.js';
-import type { SteerBase } from './steers.js';
+import type { SteerBase } from '../steer/steerSet.js';
 
 export interface RouteContext extends GenerationContext {
   base: SteerBase;

@@ -28,7 +28,7 @@ import type { FinishReason, StopConfig } from '../runtime/stopping.js';
 import { TextStream } from '../runtime/textStream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
-import type { SteerSet } from './steers.js';
+import type { SteerSet } from '../steer/steerSet.js';
 
 /** One generation request as the scheduler sees it (already validated by the HTTP layer). */
 export interface JobSpec {

@@ -11,7 +11,7 @@ import { createLens, type Lens } from './lens.js';
 import { Metrics } from './metrics.js';
 import { createHandler } from './routes.js';
 import { Scheduler } from './scheduler.js';
-import type { SteerSet } from './steers.js';
+import type { SteerSet } from '../steer/steerSet.js';
 
 export interface ServerOptions {
   host?: string;

@@ -12,7 +12,8 @@ import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { LmSteerError } from '../util/errors.js';
 import { tensor, type Tensor } from '../util/tensor.js';
-import { embeddingFingerprint, resolveValues, validateSteer, type Steer } from './steer.js';
+import { embeddingFingerprint, validateSteer, type Steer } from './steer.js';
+import { SteerSet } from './steerSet.js';
 
 export interface LoraExportOptions {
   /** Written as base_model_name_or_path (a hub id PEFT can load). */
@@ -30,7 +31,7 @@ export interface LoraWeights {
 }
 
 /**
- * A and B for `steer` at `values` (slot values in slot order, or names as resolveValues takes them; defaults
+ * A and B for `steer` at `values` (slot values in slot order, or value names as SteerSet takes them; defaults
  * apply to slots not named). E is the output embeddings [V, d].
  */
 export function loraWeights(steer: Steer, values: readonly number[] | Record<string, number>, E: Tensor): LoraWeights {
@@ -38,7 +39,7 @@ export function loraWeights(steer: Steer, values: readonly number[] | Record<str
   const { eps, rank: r, slots } = steer.config;
   const v = Array.isArray(values)
     ? [...(values as readonly number[])]
-    : resolveValues([steer], values as Record<string, number>)[0]!;
+    : SteerSet.of([steer]).values(values as Record<string, number>)[0]!;
   if (v.length !== slots.length || !v.every(Number.isFinite)) {
     throw new LmSteerError(
       'BAD_ARGUMENT',
@@ -109,7 +110,7 @@ export function exportLora(
   }
   const v = Array.isArray(values)
     ? [...(values as readonly number[])]
-    : resolveValues([steer], values as Record<string, number>)[0]!;
+    : SteerSet.of([steer]).values(values as Record<string, number>)[0]!;
   const { A, B, rank } = loraWeights(steer, v, E);
   mkdirSync(outDir, { recursive: true });
   const slotValues = steer.config.slots.map((s, i) => `${s.name}=${v[i]}`).join(', ');

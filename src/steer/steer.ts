@@ -10,10 +10,13 @@ import { LmSteerError, type ErrorCode } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
 
 /**
- * The reference code trains with one slot held at 1 (`--dummy_steer`) so that slot soaks up the dataset's
- * general style and the trained slot learns only the label's direction; it stays 1 at inference.
+ * The reference code trains with one slot held at 1 (`--dummy_steer`): that slot soaks up what all training
+ * texts share (their domain), so the labelled slot learns only the label's direction. lmsteer names it `base`:
+ * an ordinary slot whose default is 1, settable like any other (0 on every slot is the base model exactly).
  */
-export const DUMMY_SLOT = '__dummy__';
+export const BASE_SLOT = 'base';
+/** What lmsteer ≤ 0.1 called the base slot in steer.json; read as BASE_SLOT. */
+export const LEGACY_DUMMY_SLOT = '__dummy__';
 export const DEFAULT_EPS = 1e-3;
 export const STEER_FORMAT_VERSION = 1;
 
@@ -178,106 +181,25 @@ export function embeddingFingerprint(E: Tensor): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Value names → per-steer, per-slot values
+// Slot names
 
 /** The name a steer answers to in `steer.slot` value names. */
 export function steerName(steer: Steer, index: number): string {
   return steer.config.name ?? `steer${index + 1}`;
 }
 
-/** Slots a user may set (everything but the dummy slot). */
-export function userSlots(steer: Steer): SteerSlot[] {
-  return steer.config.slots.filter((s) => s.name !== DUMMY_SLOT);
-}
-
-/** Every value name that `resolveValues` accepts for these steers, fully qualified (`steer.slot`). */
-export function knownValueNames(steers: readonly Steer[], names?: readonly string[]): string[] {
-  return steers.flatMap((s, k) => userSlots(s).map((slot) => `${names?.[k] ?? steerName(s, k)}.${slot.name}`));
-}
-
 /**
- * Map user values onto `values[k][s]` (steer k, slot s), defaults applied. A name may be
- *   `steer.slot` always; `slot` when exactly one steer has that slot; `steer` when that steer has exactly one
- *   settable slot (so `--value detox=-5` works for the common one-slot steer).
- * Unknown or ambiguous names, the dummy slot, and NaN/±Infinity are refused, naming the known names.
- * `names` overrides the steer names (e.g. folder names given on the command line).
+ * The steer's main slot, which its bare name sets (`--value sentiment=3`): its only slot besides `base`;
+ * undefined when it has several.
  */
-export function resolveValues(
-  steers: readonly Steer[],
-  values: Record<string, number> | ReadonlyMap<string, number>,
-  names?: readonly string[],
-): number[][] {
-  const sNames = steers.map((s, k) => names?.[k] ?? steerName(s, k));
-  const dup = sNames.find((n, i) => sNames.indexOf(n) !== i);
-  if (dup !== undefined) {
-    throw new LmSteerError(
-      'BAD_ARGUMENT',
-      `two steers are both named "${dup}"`,
-      'give each steer a distinct name (e.g. load them from differently named folders)',
-    );
-  }
-  const out = steers.map((s) => s.config.slots.map((slot) => slot.defaultValue));
-  const entries = values instanceof Map ? [...values.entries()] : Object.entries(values as Record<string, number>);
-  const known = () => {
-    const all = knownValueNames(steers, sNames);
-    return all.length ? all.join(', ') : '(none: these steers have no settable slots)';
-  };
-  const seen = new Map<string, string>(); // "k.s" → the name that set it, to catch one slot set twice
-  for (const [name, value] of entries) {
-    if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw new LmSteerError(
-        'BAD_ARGUMENT',
-        `steer value "${name}" is ${String(value)}, not a finite number`,
-        'give a number such as 5 or -2.5',
-      );
-    }
-    const hits = matchName(steers, sNames, name);
-    if (hits.length === 0) {
-      const dummy = name === DUMMY_SLOT || name.endsWith(`.${DUMMY_SLOT}`);
-      throw new LmSteerError(
-        'NOT_FOUND',
-        dummy ? `"${name}" is the dummy slot, which is fixed at its default` : `unknown steer value "${name}"`,
-        `known values: ${known()}`,
-      );
-    }
-    if (hits.length > 1) {
-      const options = hits.map(([k, s]) => `${sNames[k]}.${steers[k]!.config.slots[s]!.name}`).join(', ');
-      throw new LmSteerError(
-        'BAD_ARGUMENT',
-        `steer value "${name}" is ambiguous: it could be ${options}`,
-        'use the full steer.slot name',
-      );
-    }
-    const [k, s] = hits[0]!;
-    const key = `${k}.${s}`;
-    const prev = seen.get(key);
-    if (prev !== undefined) {
-      throw new LmSteerError(
-        'BAD_ARGUMENT',
-        `steer values "${prev}" and "${name}" both set ${sNames[k]}.${steers[k]!.config.slots[s]!.name}`,
-        'give each slot one value',
-      );
-    }
-    seen.set(key, name);
-    out[k]![s] = value;
-  }
-  return out;
+export function mainSlot(steer: Steer): number | undefined {
+  const others = steer.config.slots.map((s, i) => [s.name, i] as const).filter(([name]) => name !== BASE_SLOT);
+  return others.length === 1 ? others[0]![1] : undefined;
 }
 
-function matchName(steers: readonly Steer[], sNames: readonly string[], name: string): Array<[number, number]> {
-  const hits = new Map<string, [number, number]>();
-  const add = (k: number, s: number) => hits.set(`${k}.${s}`, [k, s]);
-  steers.forEach((steer, k) => {
-    steer.config.slots.forEach((slot, s) => {
-      if (slot.name === DUMMY_SLOT) return;
-      if (name === `${sNames[k]}.${slot.name}` || name === slot.name) add(k, s);
-    });
-    const settable = steer.config.slots
-      .map((slot, s) => [slot, s] as const)
-      .filter(([slot]) => slot.name !== DUMMY_SLOT);
-    if (name === sNames[k] && settable.length === 1) add(k, settable[0]![1]);
-  });
-  // A fully qualified match wins over a bare slot name that happens to also exist elsewhere.
-  const exact = [...hits.values()].filter(([k, s]) => name === `${sNames[k]}.${steers[k]!.config.slots[s]!.name}`);
-  return exact.length === 1 ? exact : [...hits.values()];
+/** A config read from an older file: the legacy dummy slot's name becomes `base` (unless a slot has that name). */
+export function withCurrentSlotNames(config: SteerConfig): SteerConfig {
+  const names = config.slots.map((s) => s.name);
+  if (!names.includes(LEGACY_DUMMY_SLOT) || names.includes(BASE_SLOT)) return config;
+  return { ...config, slots: config.slots.map((s) => (s.name === LEGACY_DUMMY_SLOT ? { ...s, name: BASE_SLOT } : s)) };
 }

@@ -14,6 +14,7 @@ import {
   STEER_FORMAT_VERSION,
   steerConfigSchema,
   validateSteer,
+  withCurrentSlotNames,
   type Steer,
   type SteerConfig,
 } from './steer.js';
@@ -72,7 +73,11 @@ export function loadSteer(path: string, opts: LoadSteerOptions = {}): Steer {
         'this is not an lmsteer steer file',
       );
   }
-  const steer: Steer = { config: { ...config, name: config.name ?? basename(dir) }, p1: p1!, p2: p2! };
+  const steer: Steer = {
+    config: withCurrentSlotNames({ ...config, name: config.name ?? basename(dir) }),
+    p1: p1!,
+    p2: p2!,
+  };
   validateSteer(steer, dir);
 
   const base = config.baseModel;

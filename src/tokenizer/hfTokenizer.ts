@@ -184,7 +184,7 @@ export class HfTokenizer implements Tokenizer {
 
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] {
     const add = opts?.addSpecialTokens ?? true;
-    const ids = this.tok.encode(text, { add_special_tokens: add }).ids.map(Number);
+    const ids: number[] = this.tok.encode(text, { add_special_tokens: add }).ids.map(Number);
     // tokenizers.js gives NaN ids for pieces some models cannot map (seen: WordLevel's unknown words); an id
     // that is no id must fail here, naming the tokenizer, not later as a wrong token.
     const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0);

@@ -24,7 +24,7 @@ import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { writeFileAtomic } from '../formats/atomicWrite.js';
-import { DEFAULT_EPS, DUMMY_SLOT, embeddingFingerprint, type Steer, type SteerConfig } from '../steer/steer.js';
+import { BASE_SLOT, DEFAULT_EPS, embeddingFingerprint, type Steer, type SteerConfig } from '../steer/steer.js';
 import { packSteers } from '../steer/pack.js';
 import { saveSteer, STEER_JSON } from '../steer/steerFile.js';
 import { linePlotSvg } from '../util/svgPlot.js';
@@ -163,7 +163,7 @@ export function resolveOptions(opts: TrainOptions, d: number): Resolved {
   finite('learning rate', r.lr, 0);
   finite('regularization', r.regularization, 0);
   if (!Number.isInteger(r.seed)) throw new LmSteerError('BAD_ARGUMENT', `seed is ${r.seed}, expected an integer`);
-  if (r.slotName === '' || r.slotName === DUMMY_SLOT)
+  if (r.slotName === '' || r.slotName === BASE_SLOT)
     throw new LmSteerError(
       'BAD_ARGUMENT',
       `slot name "${r.slotName}" is not allowed`,
@@ -345,7 +345,7 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
     baseModel: { id: deps.modelId ?? 'unknown', embeddingFingerprint: embFp, vocabSize: V, hiddenSize: d },
     eps: r.eps,
     rank: r.rank,
-    slots: [{ name: r.slotName, defaultValue: 0 }, ...(r.dummySlot ? [{ name: DUMMY_SLOT, defaultValue: 1 }] : [])],
+    slots: [{ name: r.slotName, defaultValue: 0 }, ...(r.dummySlot ? [{ name: BASE_SLOT, defaultValue: 1 }] : [])],
     training: {
       dataset: opts.datasetName,
       examples: opts.examples.length,

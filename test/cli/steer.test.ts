@@ -80,7 +80,7 @@ test(
     assert.equal(info.code, 0, info.stderr);
     const j = JSON.parse(info.stdout);
     assert.equal(j.rank, 16);
-    assert.deepEqual(j.values, ['ref.mood']);
+    assert.deepEqual(j.values, ['ref.mood', 'ref.base'], 'the base slot is settable like any slot');
     assert.equal(j.norms.length, 2);
     assert.ok(j.norms[0].p1 > 0);
   },

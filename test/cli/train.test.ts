@@ -79,7 +79,7 @@ test('train writes a steer folder; a second run finds it complete at once; gener
   assert.equal(cfg.rank, 4);
   assert.deepEqual(
     cfg.slots.map((s: { name: string }) => s.name),
-    ['value', '__dummy__'],
+    ['value', 'base'],
   );
   assert.deepEqual(cfg.training.dataFiles, [data]);
   assert.equal(cfg.training.steps, 6);

@@ -14,7 +14,7 @@ import {
 } from '../../src/eval/run.js';
 import { createScorer } from '../../src/eval/scorers/registry.js';
 import { loadModel, type LoadedModel } from '../../src/runtime/loadModel.js';
-import { loadActiveSteers, type ActiveSteers } from '../../src/steer/active.js';
+import { SteerSet } from '../../src/steer/steerSet.js';
 import { runTraining } from '../../src/train/run.js';
 import { LmSteerError } from '../../src/util/errors.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
@@ -35,7 +35,7 @@ test('parseSweep and promptSeed', () => {
   assert.ok(Number.isSafeInteger(promptSeed(123, 10_000)));
 });
 
-let shared: Promise<{ model: LoadedModel; steers: ActiveSteers; steerDir: string }> | undefined;
+let shared: Promise<{ model: LoadedModel; steers: SteerSet; steerDir: string }> | undefined;
 /** stories260K and a small sentiment steer trained on 1000 SST-5 sentences (~20 s), once per file. */
 function setup() {
   shared ??= (async () => {
@@ -53,7 +53,7 @@ function setup() {
       log: () => {},
       train: { slotName: 'sentiment', steps: 150, maxLength: 64, regularization: 1e-6 },
     });
-    return { model, steers: loadActiveSteers([steerDir], model)!, steerDir };
+    return { model, steers: SteerSet.load(model, [steerDir]), steerDir };
   })();
   return shared;
 }
@@ -200,7 +200,7 @@ test('bad input: malformed prompts, unknown scorer, sweep and value errors', { s
   const p = promptsFile(2);
   await assert.rejects(
     runEval({ ...base(join(out, 'd'), p), sweep: { name: 'sentimnt', values: [1] } }, await evalDeps()),
-    isErr('NOT_FOUND', /sentimnt/),
+    isErr('BAD_ARGUMENT', /sentimnt/),
   );
   await assert.rejects(
     runEval(

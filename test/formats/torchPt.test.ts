@@ -7,7 +7,7 @@ import { strToU8, zipSync } from 'fflate';
 import { importReferenceCheckpoint, loadTorchBytes, referenceCheckpointToSteer } from '../../src/formats/torchPt.js';
 import { readAllSafetensors } from '../../src/formats/safetensors.js';
 import { f16ToF32, f32ToF16 } from '../../src/formats/halfFloat.js';
-import { DUMMY_SLOT, type BaseModelInfo } from '../../src/steer/steer.js';
+import { BASE_SLOT, type BaseModelInfo } from '../../src/steer/steer.js';
 import type { Tensor } from '../../src/util/tensor.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
@@ -149,7 +149,7 @@ test(
     assert.equal(steer.config.rank, 16);
     assert.deepEqual(steer.config.slots, [
       { name: 'slot0', defaultValue: 0 },
-      { name: DUMMY_SLOT, defaultValue: 1 },
+      { name: BASE_SLOT, defaultValue: 1 },
     ]);
     assert.equal(steer.config.source?.kind, 'reference-pt');
     assert.equal(steer.config.training?.steps, 1000);
@@ -237,7 +237,7 @@ test(
     const steer = referenceCheckpointToSteer(ckpt, base, { slotNames: ['positive'] });
     assert.deepEqual(
       steer.config.slots.map((s) => s.name),
-      [DUMMY_SLOT, 'positive'],
+      [BASE_SLOT, 'positive'],
     );
   },
 );

@@ -39,7 +39,7 @@ export async function meanHiddenDirection(model: LoadedModel, text: string): Pro
 /**
  * A rank-1 steer W = p1·p2ᵀ that writes along E[token] (p2 = E[token]/‖E[token]‖, the top right singular
  * vector) and reads along `read`, so at +value it raises `token`'s logit wherever h·read > 0. Slot "boost",
- * plus a dummy slot when `withDummy`.
+ * plus a base slot (default 1) when `withDummy`.
  */
 export function boostSteer(
   model: LoadedModel,
@@ -54,7 +54,7 @@ export function boostSteer(
   const slots = opts.withDummy
     ? [
         { name: 'boost', defaultValue: 0 },
-        { name: '__dummy__', defaultValue: 1 },
+        { name: 'base', defaultValue: 1 },
       ]
     : [{ name: 'boost', defaultValue: 0 }];
   const S = slots.length;

@@ -66,7 +66,7 @@ test('explain dims: the token a steer writes along tops its first direction', { 
 });
 
 test(
-  'explain dims on a saved random steer: directions in order, the dummy slot explainable, bad slots refused',
+  'explain dims on a saved random steer: directions in order, the base slot explainable, bad slots refused',
   { skip },
   () => {
     const dir = join(tempDir(), 'rand');
@@ -88,7 +88,7 @@ test(
       (e: { code: string; message: string; hint: string }) =>
         e.code === 'NOT_FOUND' && /no slot "nope"/.test(e.message) && /a, b/.test(e.hint),
     );
-    assert.equal(explainSteerDims(model, boost, { slot: '__dummy__', dims: 1 }).slot, '__dummy__');
+    assert.equal(explainSteerDims(model, boost, { slot: 'base', dims: 1 }).slot, 'base');
     const wide = randomSteer({ d: 32, rank: 2, slots: ['a'] });
     assert.throws(() => explainSteerDims(model, wide, {}), { code: 'MODEL_MISMATCH' });
   },
@@ -154,19 +154,20 @@ test('explain text: a text that favours the steer is best explained by a positiv
   assert.ok(r.grid.best > 0, `best value ${r.grid.best}, losses ${r.grid.meanLosses.map((x) => x.toFixed(2))}`);
 });
 
-test('explain text refuses one-token texts, unknown slots and the dummy slot', { skip }, async () => {
-  await assert.rejects(explainText(model, boost, 'happy'), {
-    code: 'BAD_ARGUMENT',
-    message: /1 token; evidence needs at least 2/,
-  });
-  await assert.rejects(explainText(model, boost, ''), { code: 'BAD_ARGUMENT', message: /0 tokens/ });
-  await assert.rejects(
-    explainText(model, boost, TEXT, { slot: 'joy' }),
-    (e: { code: string; hint: string }) => e.code === 'NOT_FOUND' && /boost/.test(e.hint),
-  );
-  await assert.rejects(explainText(model, boost, TEXT, { slot: '__dummy__' }), {
-    code: 'NOT_FOUND',
-    message: /dummy slot/,
-  });
-  await assert.rejects(explainText(model, boost, TEXT, { grid: [] }), { code: 'BAD_ARGUMENT' });
-});
+test(
+  'explain text refuses one-token texts and unknown slots; the base slot is explained like any slot',
+  { skip },
+  async () => {
+    await assert.rejects(explainText(model, boost, 'happy'), {
+      code: 'BAD_ARGUMENT',
+      message: /1 token; evidence needs at least 2/,
+    });
+    await assert.rejects(explainText(model, boost, ''), { code: 'BAD_ARGUMENT', message: /0 tokens/ });
+    await assert.rejects(
+      explainText(model, boost, TEXT, { slot: 'joy' }),
+      (e: { code: string; hint: string }) => e.code === 'NOT_FOUND' && /boost/.test(e.hint),
+    );
+    assert.equal((await explainText(model, boost, TEXT, { slot: 'base', grid: [0, 1] })).slot, 'base');
+    await assert.rejects(explainText(model, boost, TEXT, { grid: [] }), { code: 'BAD_ARGUMENT' });
+  },
+);

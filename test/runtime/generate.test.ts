@@ -371,9 +371,10 @@ test('every validation error names the field and value, with a hint', async () =
     generate(fresh(), tok, [{ prompt: 'a', steerScale: new Float32Array(3) }], { steer }),
     isErr('SHAPE_MISMATCH', /steerScale has 3 values.*K = 2/),
   );
+  // Values are checked where they enter (SteerSet.resolve); a raw NaN scale shows up as NaN logits, named.
   await assert.rejects(
     generate(fresh(), tok, [{ prompt: 'a', steerScale: Float32Array.from([1, NaN]) }], { steer }),
-    isErr('BAD_ARGUMENT', /steerScale\[1\] is NaN/),
+    isErr('BAD_DATA', /request 0 sample 0.*NaN/),
   );
   const bad = { ...steer, p2t: { dtype: 'float32' as const, shape: [2, 5], data: new Float32Array(10) } };
   await assert.rejects(

@@ -7,8 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { generate } from '../../src/runtime/generate.js';
-import { steerScaleRow } from '../../src/steer/active.js';
-import { loadActiveSteers } from '../../src/steer/active.js';
+import { SteerSet } from '../../src/steer/steerSet.js';
 import { makeSteer, postJson, postStream, serve, skip, streamTexts, type Fixture } from './fixtures.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,12 +43,12 @@ describe('lmsteer serve API', { skip }, () => {
     maxNewTokens: number,
     numSamples = 1,
   ) {
-    const active = loadActiveSteers([f.steerDirs.sentiment, f.steerDirs.style], f.model)!;
+    const active = SteerSet.load(f.model, [f.steerDirs.sentiment, f.steerDirs.style]);
     const [r] = await generate(
       f.model.decoder,
       f.model.tokenizer,
-      [{ prompt, seed, numSamples, steerScale: steerScaleRow(active, values) }],
-      { maxNewTokens, steer: { p1: active.packed.p1, p2t: active.packed.p2t } },
+      [{ prompt, seed, numSamples, steerScale: active.resolve(values).scale }],
+      { maxNewTokens, steer: active.directions },
     );
     return r;
   }

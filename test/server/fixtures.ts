@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadModel, type LoadedModel } from '../../src/runtime/loadModel.js';
 import { saveSteer } from '../../src/steer/steerFile.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/server/server.js';
-import { SteerSet } from '../../src/server/steers.js';
+import { SteerSet } from '../../src/steer/steerSet.js';
 import { randomSteer } from '../steer/randomSteer.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
@@ -21,7 +21,7 @@ export function makeSteer(
   root: string,
   name: string,
   seed: number,
-  slots: string[] = ['on'],
+  slots: (string | { name: string; defaultValue: number })[] = ['on'],
 ): string {
   const s = randomSteer({ d: model.cfg.hiddenSize, rank: 4, slots, eps: 0.05, seed, vocab: model.cfg.vocabSize });
   s.config.baseModel = {

@@ -12,7 +12,7 @@ import { loadModel } from '../../src/runtime/loadModel.js';
 import { OnnxExportDecoder } from '../../src/runtime/onnxExportDecoder.js';
 import { generate } from '../../src/runtime/generate.js';
 import { startServer } from '../../src/server/server.js';
-import { SteerSet } from '../../src/server/steers.js';
+import { SteerSet } from '../../src/steer/steerSet.js';
 import { makeSteer, postJson } from './fixtures.js';
 
 const root = mkdtempSync(join(tmpdir(), 'lmsteer-serve-export-'));

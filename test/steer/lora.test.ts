@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportLora, loraWeights } from '../../src/steer/lora.js';
 import { matmulTransposed, steeredLogits } from '../../src/steer/math.js';
-import { DUMMY_SLOT, embeddingFingerprint } from '../../src/steer/steer.js';
+import { BASE_SLOT, embeddingFingerprint } from '../../src/steer/steer.js';
 import { readAllSafetensors } from '../../src/formats/safetensors.js';
 import { assertClose, randomSteer, randomTensor, rng } from './randomSteer.js';
 
@@ -15,7 +15,7 @@ function setup() {
   const steer = randomSteer({
     d: 6,
     rank: 3,
-    slots: ['pos', 'neg', { name: DUMMY_SLOT, defaultValue: 1 }],
+    slots: ['pos', 'neg', { name: BASE_SLOT, defaultValue: 1 }],
     eps: 0.01,
     name: 'mood',
     vocab: 13,

@@ -1,12 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  DUMMY_SLOT,
-  embeddingFingerprint,
-  knownValueNames,
-  resolveValues,
-  validateSteer,
-} from '../../src/steer/steer.js';
+import { BASE_SLOT, embeddingFingerprint, validateSteer } from '../../src/steer/steer.js';
 import { f16ToF32, f32ToF16 } from '../../src/formats/halfFloat.js';
 import { tensor } from '../../src/util/tensor.js';
 import { randomSteer, randomTensor, rng } from './randomSteer.js';
@@ -14,7 +8,7 @@ import { randomSteer, randomTensor, rng } from './randomSteer.js';
 const code = (c: string) => (e: unknown) => (e as { code?: string }).code === c;
 
 test('validateSteer accepts a well-formed steer', () => {
-  validateSteer(randomSteer({ d: 8, rank: 2, slots: ['pos', { name: DUMMY_SLOT, defaultValue: 1 }] }));
+  validateSteer(randomSteer({ d: 8, rank: 2, slots: ['pos', { name: BASE_SLOT, defaultValue: 1 }] }));
 });
 
 test('validateSteer names the tensor whose shape disagrees with the config', () => {
@@ -61,57 +55,4 @@ test('embeddingFingerprint samples large matrices but still sees their values', 
     E.data.map((x) => x * 1.5),
   );
   assert.notEqual(embeddingFingerprint(E), embeddingFingerprint(other));
-});
-
-test('resolveValues: slot, steer.slot and one-slot steer names; defaults; dummy fixed', () => {
-  const a = randomSteer({ d: 4, rank: 1, name: 'detox', slots: ['toxic', { name: DUMMY_SLOT, defaultValue: 1 }] });
-  const b = randomSteer({ d: 4, rank: 1, name: 'mood', slots: ['positive', 'formal'] });
-  assert.deepEqual(resolveValues([a, b], {}), [
-    [0, 1],
-    [0, 0],
-  ]);
-  assert.deepEqual(resolveValues([a, b], { toxic: -5, 'mood.formal': 2 }), [
-    [-5, 1],
-    [0, 2],
-  ]);
-  assert.deepEqual(
-    resolveValues(
-      [a, b],
-      new Map([
-        ['detox', 3],
-        ['positive', 1.5],
-      ]),
-    ),
-    [
-      [3, 1],
-      [1.5, 0],
-    ],
-  );
-  assert.deepEqual(knownValueNames([a, b]), ['detox.toxic', 'mood.positive', 'mood.formal']);
-  // 'mood' has two slots, so the steer name alone does not say which.
-  assert.throws(
-    () => resolveValues([a, b], { mood: 1 }),
-    (e: Error & { code?: string; hint?: string }) =>
-      e.code === 'NOT_FOUND' && /detox\.toxic, mood\.positive, mood\.formal/.test(e.hint ?? ''),
-  );
-  assert.throws(() => resolveValues([a, b], { [DUMMY_SLOT]: 0 }), /dummy slot/);
-  assert.throws(() => resolveValues([a, b], { 'detox.__dummy__': 0 }), code('NOT_FOUND'));
-});
-
-test('resolveValues refuses non-finite values, ambiguity, duplicates', () => {
-  const a = randomSteer({ d: 4, rank: 1, name: 'x', slots: ['pos'] });
-  const b = randomSteer({ d: 4, rank: 1, name: 'y', slots: ['pos'] });
-  assert.throws(
-    () => resolveValues([a], { pos: NaN }),
-    (e: Error & { code?: string }) => e.code === 'BAD_ARGUMENT' && /"pos" is NaN/.test(e.message),
-  );
-  assert.throws(() => resolveValues([a], { pos: Infinity }), /Infinity/);
-  assert.throws(
-    () => resolveValues([a, b], { pos: 1 }),
-    (e: Error) => /ambiguous.*x\.pos, y\.pos/.test(e.message),
-  );
-  assert.deepEqual(resolveValues([a, b], { 'y.pos': 1 }), [[0], [1]]);
-  assert.throws(() => resolveValues([a], { pos: 1, 'x.pos': 2 }), /both set x\.pos/);
-  assert.throws(() => resolveValues([a, a], {}), /both named "x"/);
-  assert.deepEqual(resolveValues([a, a], { 'l.pos': 2 }, ['l', 'r']), [[2], [0]]);
 });

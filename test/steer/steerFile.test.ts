@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSteer, saveSteer } from '../../src/steer/steerFile.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
-import { DUMMY_SLOT } from '../../src/steer/steer.js';
+import { BASE_SLOT } from '../../src/steer/steer.js';
 import { tensor } from '../../src/util/tensor.js';
 import { randomSteer } from './randomSteer.js';
 
@@ -19,7 +19,7 @@ function tmp(t: { after: (fn: () => void) => void }): string {
 
 test('saveSteer then loadSteer round-trips tensors and config exactly', (t) => {
   const dir = join(tmp(t), 'detox');
-  const s = randomSteer({ d: 6, rank: 2, slots: ['toxic', { name: DUMMY_SLOT, defaultValue: 1 }], eps: 2e-3 });
+  const s = randomSteer({ d: 6, rank: 2, slots: ['toxic', { name: BASE_SLOT, defaultValue: 1 }], eps: 2e-3 });
   s.config.training = { dataset: 'jigsaw', steps: 10, custom: [1, 2] };
   s.config.metrics = { ppl: 12.5 };
   saveSteer(dir, s);

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { vaderCompound } from '../../src/eval/scorers/vader.js';
 import { generate } from '../../src/runtime/generate.js';
 import { loadModel } from '../../src/runtime/loadModel.js';
-import { loadActiveSteers, steerDirections, steerScaleRow } from '../../src/steer/active.js';
+import { SteerSet } from '../../src/steer/steerSet.js';
 import { runTraining } from '../../src/train/run.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
@@ -63,15 +63,15 @@ test(
       const first = run.result.history.slice(0, 20).reduce((a, p) => a + p.loss, 0) / 20;
       assert.ok(run.recentLoss! < first, `loss fell: ${first.toFixed(3)} → ${run.recentLoss!.toFixed(3)}`);
 
-      const active = loadActiveSteers([out], model)!;
+      const active = SteerSet.load(model, [out]);
       const means: number[] = [];
       for (const v of VALUES) {
-        const scale = steerScaleRow(active, { sentiment: v });
+        const scale = active.resolve({ sentiment: v }).scale;
         const res = await generate(
           model.decoder,
           model.tokenizer,
           PROMPTS.map((prompt) => ({ prompt, numSamples: 32, steerScale: scale })),
-          { maxNewTokens: 30, seed: 0, steer: steerDirections(active), maxPositions: model.cfg.maxPositions },
+          { maxNewTokens: 30, seed: 0, steer: active.directions, maxPositions: model.cfg.maxPositions },
         );
         const scores = res.flatMap((r, i) => r.samples.map((s) => vaderCompound(PROMPTS[i] + s.text)));
         means.push(scores.reduce((a, b) => a + b, 0) / scores.length);

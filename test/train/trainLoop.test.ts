@@ -10,7 +10,7 @@ import { packSteers } from '../../src/steer/pack.js';
 import type { SteerConfig } from '../../src/steer/steer.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { loadSteer } from '../../src/steer/steerFile.js';
-import { DUMMY_SLOT } from '../../src/steer/steer.js';
+import { BASE_SLOT } from '../../src/steer/steer.js';
 import { LmSteerError } from '../../src/util/errors.js';
 import { tensor } from '../../src/util/tensor.js';
 import { tinyDeps, tinyTrainOptions } from './fixtures/tinyTraining.js';
@@ -89,7 +89,7 @@ test('training writes a loadable steer, a loss plot and a checkpoint; the loss g
   const steer = loadSteer(out);
   assert.deepEqual(
     steer.config.slots.map((s) => s.name),
-    ['sentiment', DUMMY_SLOT],
+    ['sentiment', BASE_SLOT],
   );
   assert.deepEqual(steer.p1.shape, [2, 8, 3]);
   assert.deepEqual(steer.p1.data, r.p1.data);

@@ -187,7 +187,8 @@ function renderSteerList() {
   for (const s of state.steers) {
     const li = document.createElement('li');
     const slots = s.slots.map((x) => `${x.value_name} (default ${x.default})`).join(', ');
-    li.textContent = `${s.name}: rank ${s.rank}, eps ${s.eps}; ${slots} `;
+    const notes = s.slots.filter((x) => x.note).map((x) => ` ${x.value_name}: ${x.note}`);
+    li.textContent = `${s.name}: rank ${s.rank}, eps ${s.eps}; ${slots}.${notes.join('')} `;
     const btn = document.createElement('button');
     btn.type = 'button';
     btn.textContent = `Unload ${s.name}`;
