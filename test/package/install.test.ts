@@ -242,6 +242,45 @@ test("the README's npx lines run as written in the installed project, with no ne
   assert.equal(new Set(texts).size, texts.length, 'the steered line prints another text than the unsteered one');
 });
 
+test('the installed server finds its playground files and serves a steered completion', async () => {
+  const bin = join(project, 'node_modules', 'lmsteer', 'bin', 'lmsteer.mjs');
+  const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--steer', 'stories260K-sentiment'], {
+    cwd: project,
+    env: offline,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  try {
+    let stderr = '';
+    const url = await new Promise<string>((done, fail) => {
+      const timer = setTimeout(() => fail(new Error(`lmsteer serve did not start:\n${stderr}`)), 120_000);
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        const m = / at (http:\/\/\S+)/.exec(stderr);
+        if (m) {
+          clearTimeout(timer);
+          done(m[1]!);
+        }
+      });
+      child.on('exit', (code) => fail(new Error(`lmsteer serve exited ${code}:\n${stderr}`)));
+    });
+    for (const path of ['/', '/app.js', '/style.css']) {
+      const res = await fetch(url + path);
+      assert.equal(res.status, 200, path);
+      assert.ok((await res.text()).length > 100, path);
+    }
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 8, seed: 1, steer: { sentiment: 4 } }),
+    });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { choices: { text: string }[] };
+    assert.ok(body.choices[0]!.text.length > 0);
+  } finally {
+    child.kill('SIGTERM');
+  }
+});
+
 test("the README's library example type-checks with tsc against the package's .d.ts and runs with node", async () => {
   const [example] = readmeBlocks('## Library', 'ts');
   assert.ok(example?.includes("from 'lmsteer'"), 'the README has a ts example importing from lmsteer');
