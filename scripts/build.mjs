@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// `npm run build` (and `npm pack`/`npm publish`, through prepack): src/ → dist/ — JavaScript, .d.ts, and maps
-// back to src/ (which ships too) — then every non-TypeScript file under src/ (the playground's page, script and
-// styles) copied to the same place under dist/, where the compiled modules find them by import.meta.url.
-// A checkout never needs dist/: bin/lmsteer.mjs runs src/ through tsx there.
+// `npm run build`, also npm's `prepare` (npm ci/install in a checkout, npm pack, a project installing a checkout
+// or the git repository): src/ → dist/ — JavaScript, .d.ts, and maps back to src/ (which ships too) — then every
+// non-TypeScript file under src/ (the playground's page, script and styles) copied to the same place under dist/,
+// where the compiled modules find them by import.meta.url. A checkout itself never runs dist/: bin/lmsteer.mjs
+// runs src/ through tsx there.
 import { spawnSync } from 'node:child_process';
 import { cpSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `write` (prepack): package-lock.json → npm-shrinkwrap.json without the devDependencies, so the tarball carries
-// the lock and an install of lmsteer gets exactly the locked versions of its runtime dependencies (npm installs
-// a package's shrinkwrap, never its package-lock.json). `remove` (postpack): delete it again — in a checkout npm
-// would prefer a leftover npm-shrinkwrap.json to package-lock.json and leave the dev tools out.
+// the lock: npm installs a published package's shrinkwrap (never its package-lock.json), so an install of lmsteer
+// from a registry gets exactly the locked versions of its runtime dependencies. (npm 11 reads it only for registry
+// packages: `npm install ./lmsteer-x.tgz` resolves the ranges; test/package/ installs it with a lock made from it.)
+// `remove` (postpack): delete it again — in a checkout npm would prefer a leftover npm-shrinkwrap.json to
+// package-lock.json and leave the dev tools out.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
