@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm start`: the main job — the same prompt generated with the default model steered negative, not at all,
-// and positive by the sentiment steer shipped in steers/ (trained on SST-2 with `lmsteer train`, see
-// steers/README.md). Extra arguments go to every `lmsteer generate` call, e.g. `npm start -- --model DIR`.
+// `npm start`: the main job — the same prompt generated with the default model (stories260K, embedded in
+// assets/, so no network) steered negative, not at all, and positive by the sentiment steer shipped in steers/
+// (trained on SST-2 with `lmsteer train`, see steers/README.md). Extra arguments go to every `lmsteer generate`
+// call, e.g. `npm start -- --model DIR`.
 import { spawnSync } from 'node:child_process';
 import { ensureDeps } from './ensure-deps.mjs';
 
@@ -27,9 +28,7 @@ for (const value of [-8, 0, 8]) {
   const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
   if (r.status !== 0) {
     if (r.status === 2 && value === -8)
-      process.stderr.write(
-        '  (with npm start, pass flags after --: npm start -- --model ../shared/models/stories260K/hf)\n',
-      );
+      process.stderr.write('  (with npm start, pass flags after --: npm start -- --model path/to/model)\n');
     process.exit(r.status ?? 1);
   }
 }

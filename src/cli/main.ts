@@ -2,8 +2,10 @@
  * The `lmsteer` command line: one file per command beside this one; this file wires them and turns errors
  * into messages. User errors (LmSteerError) print message + hint and exit 2; anything else is a bug: exit 1.
  */
+import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { LmSteerError } from '../util/errors.js';
+import { PACKAGE_VERSION, shippedSteerDir } from '../util/packageFiles.js';
 import { classifierCommand } from './classifier.js';
 import { evalCommand } from './eval.js';
 import { explainCommand } from './explain.js';
@@ -17,7 +19,7 @@ import { transferCommand } from './transfer.js';
 
 const program = new Command('lmsteer')
   .description('Steer language models with LM-Steer (Han et al., ACL 2024) on ONNX Runtime.')
-  .version('0.1.0')
+  .version(PACKAGE_VERSION)
   .showHelpAfterError()
   .configureOutput({ outputError: (str, write) => write(str) });
 
@@ -36,6 +38,19 @@ for (const cmd of [
 ]) {
   program.addCommand(cmd);
 }
+
+// `--steer NAME` also names a steer shipped with lmsteer (steers/NAME, e.g. stories260K-sentiment), so a user
+// of the installed package need not know where npm put it. A path that exists wins.
+const steerPath = (s: string): string => (existsSync(s) ? s : (shippedSteerDir(s) ?? s));
+program.hook('preAction', (_program, action) => {
+  const v: unknown = action.getOptionValue('steer');
+  if (typeof v === 'string') action.setOptionValue('steer', steerPath(v));
+  else if (Array.isArray(v))
+    action.setOptionValue(
+      'steer',
+      v.map((s) => steerPath(String(s))),
+    );
+});
 
 try {
   await program.parseAsync(process.argv);

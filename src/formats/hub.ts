@@ -64,7 +64,7 @@ const REPO_RE = /^(?:[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/;
 const HEAD_TIMEOUT_MS = 10_000; // huggingface_hub's HF_HUB_ETAG_TIMEOUT
 export const LOCAL_MODEL_HINT =
   'point lmsteer at local files instead: --model /path/to/hf-folder (with config.json, tokenizer.json, model.safetensors) ' +
-  "or --model /path/to/model.bin with a llama2.c tokenizer.bin; in this repo's dev setup: --model ../shared/models/stories260K/hf";
+  'or --model /path/to/model.bin with a llama2.c tokenizer.bin; the default model needs no network: --model stories260K (embedded in lmsteer)';
 
 function truthy(v: string | undefined): boolean {
   return v !== undefined && ['1', 'on', 'yes', 'true'].includes(v.trim().toLowerCase());

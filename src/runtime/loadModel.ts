@@ -18,13 +18,14 @@ import { embeddingFingerprint } from '../steer/steer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
+import { embeddedModelDir } from '../util/packageFiles.js';
 import { tensor, type Tensor } from '../util/tensor.js';
 import type { Decoder } from './decoder.js';
 import { OnnxExportDecoder } from './onnxExportDecoder.js';
 import { OrtDecoder } from './ortDecoder.js';
 import { createDecoderSession, defaultCacheDir, type SessionOptions } from './session.js';
 
-/** The main job's default: Karpathy's 260K-parameter TinyStories Llama, ~1 MB from the hub. */
+/** The main job's default: Karpathy's 260K-parameter TinyStories Llama (~1 MB), embedded in the package. */
 export const DEFAULT_MODEL = 'stories260K';
 
 export interface LoadedModel {
@@ -48,9 +49,14 @@ export interface LoadModelOptions extends SessionOptions {
   hub?: HubDownloadOptions;
 }
 
-/** A local file or folder, or a hub id ('gpt2', 'org/name@rev', 'stories260K'). */
+/**
+ * In this order: a local file or folder; a model embedded in the package ('stories260K': assets/stories260K, no
+ * network); a hub id ('gpt2', 'org/name@rev'; 'stories260K@main' is the hub's copy of the embedded model).
+ */
 export async function locateModelSpec(spec: string, hub: HubDownloadOptions = {}): Promise<LocalModel> {
   if (existsSync(spec)) return locateModel(spec);
+  const embedded = embeddedModelDir(spec);
+  if (embedded !== undefined) return locateModel(embedded);
   if (spec.startsWith('.') || spec.startsWith('/') || spec.includes('\\')) {
     throw new LmSteerError(
       'NOT_FOUND',

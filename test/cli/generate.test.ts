@@ -76,11 +76,24 @@ test('bad input: clear messages and exit code 2', { skip }, async () => {
   }
 });
 
-test('offline with no model at hand: the main job says how to point it at one', async () => {
+test('offline with an empty Hugging Face cache: the default is the embedded stories260K; a hub id says what to do', async () => {
   const home = mkdtempSync(join(tmpdir(), 'lmsteer-hf-'));
-  const r = await runCli(['generate', '--prompt', 'Once upon a time'], {
-    env: { HF_HOME: home, HF_HUB_OFFLINE: '1', ...cacheEnv() },
-  });
-  assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, /--model/);
+  const env = { HF_HOME: home, HF_HUB_OFFLINE: '1', HF_ENDPOINT: 'http://127.0.0.1:9', ...cacheEnv() };
+  const r = await runCli(['generate', '--ids', '1', '-t', '0', '-n', '64', '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.model, 'stories260K');
+  // llama2.c's doc/stories260K.md, greedy from BOS
+  assert.match(
+    out.samples[0].text,
+    /^Once upon a time, there was a little girl named Lily\. She loved to play outside/,
+  );
+  const expected = sharedPath('models/stories260K/expected.json');
+  if (expected) {
+    const greedy = JSON.parse(readFileSync(expected, 'utf8')).greedy_from_bos;
+    assert.deepEqual(out.samples[0].token_ids, greedy.ids);
+  }
+  const hub = await runCli(['generate', '--model', 'gpt2', '--prompt', 'Once upon a time'], { env });
+  assert.equal(hub.code, 2, hub.stderr);
+  assert.match(hub.stderr, /--model stories260K/);
 });

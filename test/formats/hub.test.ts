@@ -240,7 +240,7 @@ test('downloads into the HF cache layout: blobs, snapshot symlinks, refs', async
 test('offline (option or network failure) uses the cache; not cached is OFFLINE with a local-model hint', async () => {
   await assert.rejects(
     downloadRepoFiles('org/model', ['config.json'], opts({ offline: true })),
-    isErr('OFFLINE', /config\.json/, /--model .*stories260K\/hf/),
+    isErr('OFFLINE', /config\.json/, /--model stories260K \(embedded/),
   );
   assert.equal(state.log.length, 0);
   const r = await downloadRepoFiles('org/model', ['config.json', 'tokenizer.json'], opts());
