@@ -3,15 +3,15 @@
  * comments are the reference). Load a model, load a steer for it, generate:
  *
  * ```ts
- * import { generate, loadActiveSteers, loadModel, shippedSteerDir, steerDirections, steerScaleRow } from 'lmsteer';
+ * import { generate, loadModel, shippedSteerDir, SteerSet } from 'lmsteer';
  *
  * const model = await loadModel(); // the embedded default, stories260K
- * const steers = loadActiveSteers([shippedSteerDir('stories260K-sentiment')!], model)!;
+ * const steers = SteerSet.load(model, [shippedSteerDir('stories260K-sentiment')!]);
  * const [result] = await generate(
  *   model.decoder,
  *   model.tokenizer,
- *   [{ prompt: 'Once upon a time', steerScale: steerScaleRow(steers, { sentiment: 8 }) }],
- *   { maxNewTokens: 32, seed: 1, steer: steerDirections(steers) },
+ *   [{ prompt: 'Once upon a time', steerScale: steers.resolve({ sentiment: 8 }).scale }],
+ *   { maxNewTokens: 32, seed: 1, steer: steers.directions },
  * );
  * console.log(result!.samples[0]!.text);
  * model.close();
@@ -27,8 +27,7 @@ export type { HubDownloadOptions } from './formats/hub.js';
 export type { LocalModel } from './formats/modelFiles.js';
 export type { WeightStore } from './formats/weights.js';
 export type { Arch, DecoderConfig, RopeScaling } from './models/config.js';
-export type { Decoder, DecoderBatch, ModelDecoder, StepOutput, SteerInputs } from './runtime/decoder.js';
-export type { ForwardResult } from './runtime/ortDecoder.js';
+export type { Decoder, ForwardResult, KvSlots, SteerDirections, SteerInputs } from './runtime/decoder.js';
 export type { Tokenizer } from './tokenizer/tokenizer.js';
 
 // generation
@@ -47,10 +46,10 @@ export type {
 // steers
 export { loadSteer, saveSteer } from './steer/steerFile.js';
 export type { LoadSteerOptions } from './steer/steerFile.js';
-export { loadActiveSteers, steerDirections, steerScaleRow } from './steer/active.js';
-export type { ActiveSteers } from './steer/active.js';
+export { SteerSet, DEFAULT_MAX_STEER_VALUE } from './steer/steerSet.js';
+export type { LoadedSteer, SteerBase, SteerInfo, SteerSetOptions } from './steer/steerSet.js';
 export type { PackedSteers } from './steer/pack.js';
-export { embeddingFingerprint } from './steer/steer.js';
+export { BASE_SLOT, embeddingFingerprint } from './steer/steer.js';
 export type {
   BaseModelInfo,
   Steer,

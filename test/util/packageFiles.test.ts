@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_MODEL, loadModel, locateModelSpec } from '../../src/runtime/loadModel.js';
-import { loadActiveSteers } from '../../src/steer/active.js';
+import { SteerSet } from '../../src/steer/steerSet.js';
 import {
   embeddedModelDir,
   PACKAGE_ROOT,
@@ -64,8 +64,8 @@ test('shipped steers are found by bare name only', () => {
 test('the shipped sentiment steer belongs to the embedded model (same output embeddings)', async () => {
   const model = await loadModel(DEFAULT_MODEL, { cacheDir: false, threads: 1, hub: CLOSED });
   try {
-    const steers = loadActiveSteers([shippedSteerDir('stories260K-sentiment')!], model); // refused on a mismatch
-    assert.equal(steers!.steers[0]!.config.baseModel.embeddingFingerprint, model.fingerprint());
+    const steers = SteerSet.load(model, [shippedSteerDir('stories260K-sentiment')!]); // refused on a mismatch
+    assert.equal(steers.entries[0]!.steer.config.baseModel.embeddingFingerprint, model.fingerprint());
   } finally {
     model.close();
   }
