@@ -1,6 +1,7 @@
 /** `lmsteer generate`: sample continuations of a prompt, optionally steered; streams text or prints JSON. */
 import { Command } from 'commander';
-import { generate } from '../runtime/generate.js';
+import { definedOf, generate } from '../runtime/generate.js';
+import { GENERATION_DEFAULTS, generationDefaults } from '../runtime/generationDefaults.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, addSteerFlags, openModel, openSteers, type ModelFlags, type SteerFlags } from './common.js';
 import { collect, floatOption, intOption, parseIds } from './options.js';
@@ -8,11 +9,14 @@ import { collect, floatOption, intOption, parseIds } from './options.js';
 interface GenerateFlags extends ModelFlags, SteerFlags {
   prompt?: string;
   ids?: string;
-  maxNewTokens: number;
+  maxNewTokens?: number;
   minNewTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
   seed: number;
   numSamples: number;
   stop: string[];
@@ -28,20 +32,46 @@ export function generateCommand(): Command {
   return cmd
     .option('-p, --prompt <text>', 'the prompt')
     .option('--ids <ids>', 'the prompt as comma-separated token ids instead of text')
-    .option('-n, --max-new-tokens <n>', 'new tokens per sample', intOption('--max-new-tokens', 1, 1_000_000), 64)
+    .option(
+      '-n, --max-new-tokens <n>',
+      `new tokens per sample (default: the model's generation_config.json, else ${GENERATION_DEFAULTS.maxNewTokens})`,
+      intOption('--max-new-tokens', 1, 1_000_000),
+    )
     .option(
       '--min-new-tokens <n>',
       'no EOS before this many new tokens',
       intOption('--min-new-tokens', 0, 1_000_000),
       0,
     )
-    .option('-t, --temperature <t>', 'sampling temperature; 0 = greedy', floatOption('--temperature', 0, 100), 1)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', intOption('--top-k', 0, 10_000_000), 0)
+    .option(
+      '-t, --temperature <t>',
+      'sampling temperature; 0 = greedy (default: generation_config.json, else 1)',
+      floatOption('--temperature', 0, 100),
+    )
+    .option(
+      '--top-k <k>',
+      'keep the k most likely tokens, 0 = off (default: generation_config.json, else 0)',
+      intOption('--top-k', 0, 10_000_000),
+    )
     .option(
       '--top-p <p>',
-      'nucleus sampling: keep the smallest set with this much probability (1 = off)',
+      'nucleus sampling: keep the smallest set with this much probability, 1 = off (default: generation_config.json, else 1)',
       floatOption('--top-p', Number.MIN_VALUE, 1),
-      1,
+    )
+    .option(
+      '--repetition-penalty <r>',
+      "transformers' repetition penalty over prompt and new tokens, 1 = off (default: generation_config.json, else 1)",
+      floatOption('--repetition-penalty', Number.MIN_VALUE, 100),
+    )
+    .option(
+      '--presence-penalty <p>',
+      'OpenAI presence penalty over the new tokens, -2..2 (default 0)',
+      floatOption('--presence-penalty', -2, 2),
+    )
+    .option(
+      '--frequency-penalty <p>',
+      'OpenAI frequency penalty over the new tokens, -2..2 (default 0)',
+      floatOption('--frequency-penalty', -2, 2),
     )
     .option(
       '-s, --seed <s>',
@@ -74,6 +104,11 @@ async function run(flags: GenerateFlags): Promise<void> {
   const model = await openModel(flags);
   try {
     const { steers, scale } = openSteers(model, flags);
+    const { settings: modelDefaults, notes } = generationDefaults(
+      model.generationConfig,
+      `${model.id} generation_config.json`,
+    );
+    if (notes.length > 0) process.stderr.write(`lmsteer: the model's generation_config.json: ${notes.join('; ')}\n`);
     const stream = !flags.json && flags.numSamples === 1;
     const prompt = flags.ids !== undefined ? { ids: parseIds(flags.ids) } : flags.prompt!;
     if (stream)
@@ -85,11 +120,17 @@ async function run(flags: GenerateFlags): Promise<void> {
       model.tokenizer,
       [{ prompt, numSamples: flags.numSamples, steerScale: scale }],
       {
-        maxNewTokens: flags.maxNewTokens,
+        ...modelDefaults,
+        ...definedOf({
+          maxNewTokens: flags.maxNewTokens,
+          temperature: flags.temperature,
+          topK: flags.topK,
+          topP: flags.topP,
+          repetitionPenalty: flags.repetitionPenalty,
+          presencePenalty: flags.presencePenalty,
+          frequencyPenalty: flags.frequencyPenalty,
+        }),
         minNewTokens: flags.minNewTokens,
-        temperature: flags.temperature,
-        topK: flags.topK,
-        topP: flags.topP,
         seed: flags.seed,
         stop: flags.stop,
         maxPositions: model.cfg.maxPositions,

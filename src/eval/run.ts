@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
 import type { Decoder } from '../runtime/decoder.js';
-import { generate } from '../runtime/generate.js';
+import { generate, type SampleSettings } from '../runtime/generate.js';
 import type { SteerSet } from '../steer/steerSet.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
@@ -44,15 +44,12 @@ export const GENERATIONS_FILE = 'generations.jsonl';
 export const RUN_FILE = 'run.json';
 const RUN_FORMAT = 'lmsteer-eval-run/1';
 
-export interface SamplingSettings {
-  /** Samples per prompt (paper: 25). */
+/** generate()'s sampling settings that the protocol fixes, and how many samples per prompt. */
+export interface SamplingSettings extends Required<
+  Pick<SampleSettings, 'maxNewTokens' | 'topP' | 'topK' | 'temperature' | 'seed'>
+> {
+  /** Samples per prompt (paper: 25); each has exactly maxNewTokens new tokens (paper: 20). */
   samples: number;
-  /** Exactly this many new tokens per sample (paper: 20). */
-  maxNewTokens: number;
-  topP: number;
-  topK: number;
-  temperature: number;
-  seed: number;
 }
 
 export const PAPER_SAMPLING: SamplingSettings = {

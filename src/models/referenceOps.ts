@@ -4,26 +4,19 @@
  * these are the ground truth the ONNX graphs are tested against, so every op reads like its equation.
  */
 import { LmSteerError } from '../util/errors.js';
+import { mat, type Mat } from '../util/linalg.js';
 import { tensor, type Tensor } from '../util/tensor.js';
 import type { DecoderConfig } from './config.js';
 import type { CosSin } from './rope.js';
 
-/** A row-major float64 matrix [rows, cols]: one row per token. */
-export interface Mat {
-  rows: number;
-  cols: number;
-  data: Float64Array;
-}
+/** Matrices here are util/linalg.ts' row-major float64 `Mat` [rows, cols]: one row per token. */
+export { mat, type Mat };
 
 export interface ReferenceOutput {
   /** [T, V] */
   logits: Tensor;
   /** [T, d]: the final hidden state, after the final norm (the input of the LM head). */
   hidden: Tensor;
-}
-
-export function mat(rows: number, cols: number): Mat {
-  return { rows, cols, data: new Float64Array(rows * cols) };
 }
 
 export function toTensor(x: Mat): Tensor {

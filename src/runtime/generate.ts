@@ -15,6 +15,7 @@ import { expectShape, type Tensor } from '../util/tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Decoder } from './decoder.js';
 import { BatchEngine } from './engine.js';
+import { GENERATION_DEFAULTS } from './generationDefaults.js';
 import { rngStream } from './rng.js';
 import type { Row } from './row.js';
 import type { FinishReason, StopConfig } from './stopping.js';
@@ -40,6 +41,12 @@ export interface SampleSettings {
   stop?: string[];
   /** Stop a sample when it produces an EOS id (default true). */
   stopAtEos?: boolean;
+  /** transformers' repetition_penalty over prompt and new tokens (default 1 = off). */
+  repetitionPenalty?: number;
+  /** OpenAI's presence_penalty over the new tokens (default 0 = off). */
+  presencePenalty?: number;
+  /** OpenAI's frequency_penalty over the new tokens (default 0 = off). */
+  frequencyPenalty?: number;
 }
 
 export interface GenerateOptions extends SampleSettings {
@@ -91,14 +98,13 @@ export interface GenerateHooks {
 
 export const MAX_SAMPLES = 10000;
 const DEFAULTS = {
-  maxNewTokens: 64,
+  ...GENERATION_DEFAULTS,
   minNewTokens: 0,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
   seed: 0,
   stop: [] as string[],
   stopAtEos: true,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
 };
 const DEFAULT_MAX_BATCH = 32;
 
@@ -114,6 +120,9 @@ const RULES: Record<string, { rule: string; hint: string }> = {
   seed: { rule: 'a safe integer', hint: 'pass an integer seed such as 0 or 42' },
   stop: { rule: 'an array of non-empty strings', hint: 'e.g. ["\\n"]; an empty stop string would match at once' },
   stopAtEos: { rule: 'true or false', hint: 'pass a boolean' },
+  repetitionPenalty: { rule: 'a number in (0, 100]', hint: 'use 1 to turn it off, or e.g. 1.2' },
+  presencePenalty: { rule: 'a number from -2 to 2', hint: 'use 0 to turn it off' },
+  frequencyPenalty: { rule: 'a number from -2 to 2', hint: 'use 0 to turn it off' },
   maxBatch: { rule: 'an integer ≥ 1', hint: 'e.g. 8; lower it if the model runs out of memory' },
   maxPositions: { rule: 'an integer ≥ 1', hint: "pass the model's max_position_embeddings" },
   numSamples: {
@@ -138,6 +147,9 @@ const settings = {
   seed: int(Number.MIN_SAFE_INTEGER).optional(),
   stop: z.array(z.string().min(1)).optional(),
   stopAtEos: z.boolean().optional(),
+  repetitionPenalty: z.number().gt(0).max(100).optional(),
+  presencePenalty: z.number().min(-2).max(2).optional(),
+  frequencyPenalty: z.number().min(-2).max(2).optional(),
 };
 const tensorSchema = z.object({
   dtype: z.literal('float32'),
@@ -284,7 +296,14 @@ function plan(
         index: rows.length,
         origin,
         prompt,
-        sampling: { temperature: s.temperature, topK: s.topK, topP: s.topP },
+        sampling: {
+          temperature: s.temperature,
+          topK: s.topK,
+          topP: s.topP,
+          repetitionPenalty: s.repetitionPenalty,
+          presencePenalty: s.presencePenalty,
+          frequencyPenalty: s.frequencyPenalty,
+        },
         stop,
         rng: req.seed !== undefined ? rngStream(req.seed, 0, j) : rngStream(s.seed, i, j),
         stream: new TextStream(tokenizer, { context: prompt, stop: s.stop }),
@@ -305,7 +324,7 @@ function plan(
 }
 
 /** The fields of `o` that are not undefined, so `{ ...defaults, ...definedOf(o) }` keeps defaults for them. */
-function definedOf<T extends object>(o: T): Partial<T> {
+export function definedOf<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 

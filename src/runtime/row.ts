@@ -6,7 +6,7 @@
  */
 import { LmSteerError } from '../util/errors.js';
 import type { Rng } from './rng.js';
-import { sampleToken, type SamplingParams } from './sampling.js';
+import { applyPenalties, hasPenalties, sampleToken, type SamplingParams } from './sampling.js';
 import { eosBlocked, maskEos, tokenFinish, type FinishReason, type StopConfig } from './stopping.js';
 import type { TextStream } from './textStream.js';
 
@@ -34,11 +34,17 @@ export interface Row {
   /** Where the row is in messages, e.g. "request 0 sample 3". */
   label: string;
   events: RowEvents;
+  /** Token counts for the penalties (made on the first choice when `sampling` has any). */
+  counts?: { seen: Set<number>; generated: Map<number, number> };
 }
 
 /** Sample the row's next token from `logits` [V], append it and report it. Throws what sampling throws, labelled. */
 export function chooseNext(r: Row, logits: Float32Array): void {
-  const row = eosBlocked(r.stop, r.tokens.length) ? maskEos(logits, r.stop.eosIds) : logits;
+  let row = eosBlocked(r.stop, r.tokens.length) ? maskEos(logits, r.stop.eosIds) : logits;
+  if (hasPenalties(r.sampling)) {
+    r.counts ??= { seen: new Set(r.prompt), generated: new Map() };
+    row = applyPenalties(row, r.sampling, r.counts.seen, r.counts.generated);
+  }
   let id: number;
   try {
     id = sampleToken(row, r.sampling, r.rng);
@@ -49,6 +55,10 @@ export function chooseNext(r: Row, logits: Float32Array): void {
       });
     }
     throw e;
+  }
+  if (r.counts) {
+    r.counts.seen.add(id);
+    r.counts.generated.set(id, (r.counts.generated.get(id) ?? 0) + 1);
   }
   const delta = advance(r, id);
   r.events.token?.(delta, id);

@@ -15,6 +15,15 @@ export interface SamplingParams {
   topK: number;
   /** Keep the smallest set of most likely tokens whose probability sums to ≥ topP (at least one); 1 = off. */
   topP: number;
+  /**
+   * transformers' repetition_penalty (> 0; 1 = off): the logit of every token already in the row (prompt and
+   * new tokens) is divided by it when positive, multiplied when negative. Applied before temperature.
+   */
+  repetitionPenalty?: number;
+  /** OpenAI's presence_penalty (−2..2; 0 = off): subtracted once from the logit of every token generated so far. */
+  presencePenalty?: number;
+  /** OpenAI's frequency_penalty (−2..2; 0 = off): subtracted per occurrence among the tokens generated so far. */
+  frequencyPenalty?: number;
 }
 
 export const DEFAULT_SAMPLING: Readonly<SamplingParams> = { temperature: 1, topK: 0, topP: 1 };
@@ -43,6 +52,53 @@ export function validateSamplingParams(p: SamplingParams, where = ''): void {
       'use 1 to turn top-p off, or e.g. 0.9',
     );
   }
+  const r = p.repetitionPenalty;
+  if (r !== undefined && !(typeof r === 'number' && Number.isFinite(r) && r > 0 && r <= 100)) {
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `${where}repetitionPenalty must be a number in (0, 100], got ${r}`,
+      'use 1 to turn it off; transformers models often suggest 1.1–1.3',
+    );
+  }
+  for (const [name, v] of [
+    ['presencePenalty', p.presencePenalty],
+    ['frequencyPenalty', p.frequencyPenalty],
+  ] as const) {
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= -2 && v <= 2)) {
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `${where}${name} must be a number from -2 to 2, got ${v}`,
+        'use 0 to turn it off',
+      );
+    }
+  }
+}
+
+/** Whether any penalty of `p` changes logits. */
+export function hasPenalties(p: SamplingParams): boolean {
+  return (p.repetitionPenalty ?? 1) !== 1 || (p.presencePenalty ?? 0) !== 0 || (p.frequencyPenalty ?? 0) !== 0;
+}
+
+/**
+ * A copy of `logits` with the penalties of `p` applied: repetition over `seen` (every token in the row),
+ * presence and frequency over `generated` (token → count among the new tokens), as transformers and OpenAI
+ * define them.
+ */
+export function applyPenalties(
+  logits: Float32Array,
+  p: SamplingParams,
+  seen: ReadonlySet<number>,
+  generated: ReadonlyMap<number, number>,
+): Float32Array {
+  const out = logits.slice();
+  const r = p.repetitionPenalty ?? 1;
+  if (r !== 1) for (const id of seen) if (id < out.length) out[id] = out[id]! < 0 ? out[id]! * r : out[id]! / r;
+  const pres = p.presencePenalty ?? 0;
+  const freq = p.frequencyPenalty ?? 0;
+  if (pres !== 0 || freq !== 0) {
+    for (const [id, n] of generated) if (id < out.length) out[id] = out[id]! - pres - freq * n;
+  }
+  return out;
 }
 
 function nonFinite(i: number, v: number): LmSteerError {

@@ -386,3 +386,22 @@ test('every validation error names the field and value, with a hint', async () =
     isErr('BAD_ARGUMENT', /requests must be an array/),
   );
 });
+
+test('a repetition penalty changes what a row repeats; presence/frequency penalties apply to new tokens only', async () => {
+  // a model that always prefers the token it just produced
+  const sticky: LogitsFn = (t) => {
+    const out = new Float32Array(V);
+    out[t[t.length - 1]!] = 3;
+    out[tok.word(' cat')] = 2.5;
+    return out;
+  };
+  const run = (o: GenerateOptions) =>
+    generate(fresh(sticky), tok, [{ prompt: 'a' }], { temperature: 0, maxNewTokens: 4, stopAtEos: false, ...o });
+  const plain = (await run({}))[0]!.samples[0]!.tokenIds;
+  assert.deepEqual(plain, [tok.word('a'), tok.word('a'), tok.word('a'), tok.word('a')]);
+  const rep = (await run({ repetitionPenalty: 2 }))[0]!.samples[0]!.tokenIds;
+  assert.equal(rep[0], tok.word(' cat'), 'the prompt token counts as seen: 3/2 < 2.5');
+  const pres = (await run({ presencePenalty: 1 }))[0]!.samples[0]!.tokenIds;
+  assert.equal(pres[0], tok.word('a'), 'presence ignores the prompt');
+  assert.equal(pres[1], tok.word(' cat'), 'after one new "a": 3 − 1 < 2.5');
+});

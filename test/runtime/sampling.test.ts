@@ -7,6 +7,7 @@ import {
   topIndices,
   topN,
   validateSamplingParams,
+  applyPenalties,
 } from '../../src/runtime/sampling.js';
 import { rngStream } from '../../src/runtime/rng.js';
 import { LmSteerError } from '../../src/util/errors.js';
@@ -195,4 +196,33 @@ test('top-k/top-p draws do not depend on the order a partial selection leaves ca
       );
     }
   }
+});
+
+test('penalties: repetition over every token seen (÷ positive, × negative), presence and frequency over new tokens', () => {
+  const logits = Float32Array.from([2, -2, 1, 3]);
+  const seen = new Set([0, 1]);
+  const generated = new Map([
+    [1, 2],
+    [3, 1],
+  ]);
+  const none = applyPenalties(logits, { temperature: 1, topK: 0, topP: 1 }, seen, generated);
+  assert.deepEqual(Array.from(none), [2, -2, 1, 3]);
+  const rep = applyPenalties(logits, { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 2 }, seen, generated);
+  assert.deepEqual(Array.from(rep), [1, -4, 1, 3]);
+  const pf = applyPenalties(
+    logits,
+    { temperature: 1, topK: 0, topP: 1, presencePenalty: 0.5, frequencyPenalty: 0.25 },
+    seen,
+    generated,
+  );
+  assert.deepEqual(Array.from(pf), [2, -2 - 0.5 - 0.5, 1, 3 - 0.5 - 0.25]);
+  assert.equal(logits[0], 2, 'the input row is left alone');
+  assert.throws(
+    () => validateSamplingParams({ temperature: 1, topK: 0, topP: 1, repetitionPenalty: 0 }),
+    /repetitionPenalty/,
+  );
+  assert.throws(
+    () => validateSamplingParams({ temperature: 1, topK: 0, topP: 1, presencePenalty: 3 }),
+    /presencePenalty/,
+  );
 });
