@@ -123,8 +123,10 @@ export class HiddenCache {
     return this.index.size;
   }
 
-  has(text: string): boolean {
-    return this.index.has(textKey(text));
+  /** Whether `text` has an entry (with at least `rows` hidden rows, pad rows included, when given). */
+  has(text: string, rows?: number): boolean {
+    const loc = this.index.get(textKey(text));
+    return loc !== undefined && loc.rows >= Math.min(rows ?? 0, this.opts.maxLength);
   }
 
   /**

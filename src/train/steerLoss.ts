@@ -22,6 +22,9 @@ import { expectShape, tensor, type Tensor } from '../util/tensor.js';
 import type { HiddenEntry } from './hiddenCache.js';
 import { LossSession } from './lossGraph.js';
 import { buildLossBatch } from './trainLoop.js';
+import { encodeForTraining } from './extract.js';
+import { MaskedForward } from './maskedForward.js';
+import type { LoadedModel } from '../runtime/loadModel.js';
 
 export interface LabelledIds {
   /** Token ids (special tokens included, truncated as training does); at least one. */
@@ -203,4 +206,72 @@ export function domainWarning(r: SteerLossResult, c: ConventionLoss): string | u
     `Retrain with --no-dummy (a ± slot cannot absorb a shift shared by both labels), or check that ` +
     `"${r.slot}" moves the attribute with lmsteer eval --sweep.`
   );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Texts → the diagnostic, on a loaded model
+
+export interface HeldOutOptions extends Omit<SteerLossOptions, 'padId'> {
+  /** Tokens kept per text, as in training (truncation from the right); default 256. */
+  maxLength?: number;
+  threads?: number;
+  /** A masked forward already open on this model (training's), reused instead of opening another. */
+  masked?: MaskedForward;
+}
+
+/**
+ * steerLoss on labelled texts, tokenized as training tokenizes them (special tokens, truncated to maxLength),
+ * padded with EOS as the reference pads. Texts that encode to no tokens are left out (counted in `skipped`).
+ */
+export async function heldOutLoss(
+  model: Pick<LoadedModel, 'cfg' | 'weights' | 'decoder' | 'tokenizer' | 'outputEmbeddings'>,
+  steer: Steer,
+  examples: readonly { text: string; label: number }[],
+  opts: HeldOutOptions = {},
+): Promise<SteerLossResult & { skipped: number }> {
+  const padId = model.tokenizer.eosIds[0];
+  if (padId === undefined)
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      'the tokenizer has no end-of-text token to pad with',
+      'the reference pads with EOS; this model has none',
+    );
+  const maxLength = Math.min(opts.maxLength ?? 256, model.cfg.maxPositions);
+  const ids = examples.map((e) => ({ ids: encodeForTraining(model.tokenizer, e.text, maxLength), label: e.label }));
+  const kept = ids.filter((e) => e.ids.length > 0);
+  const masked = opts.masked ?? (await MaskedForward.open(model, { threads: opts.threads }));
+  try {
+    const r = await steerLoss(steer, model.outputEmbeddings(), kept, (rows, n) => masked.hidden(rows, n), {
+      ...opts,
+      padId,
+      intraOpNumThreads: opts.intraOpNumThreads ?? opts.threads,
+    });
+    return { ...r, skipped: ids.length - kept.length };
+  } finally {
+    if (!opts.masked) await masked.close();
+  }
+}
+
+/** The diagnostic as lines for a terminal. */
+export function describeSteerLoss(r: SteerLossResult, includePadding: boolean): string[] {
+  const lines: string[] = [];
+  const row = (label: string, c: ConventionLoss) => {
+    const { style, domain } = signals(c);
+    lines.push(
+      `  ${label} (${c.nTargets} targets): ce ${c.ce.toFixed(4)} | labels flipped ${c.ceFlipped.toFixed(4)} (style signal ${sign(style)}) | steer off ${c.ceOff.toFixed(4)} (domain gain ${sign(domain)})`,
+    );
+  };
+  const fixed = Object.entries(r.values)
+    .filter(([n]) => n !== r.slot)
+    .map(([n, v]) => `${n}=${v}`);
+  lines.push(
+    `held-out loss on ${r.texts} texts, "${r.slot}" = each text's label${fixed.length ? `, ${fixed.join(', ')}` : ''}, batches of ${r.batchSize} (nats/token):`,
+  );
+  if (includePadding) row('pads included', r.include);
+  row('real tokens', r.exclude);
+  return lines;
+}
+
+function sign(x: number): string {
+  return `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 }
