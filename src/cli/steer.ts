@@ -254,8 +254,7 @@ function lossCommand(): Command {
             }) + '\n',
           );
         } else {
-          const lines = describeSteerLoss(r, false);
-          if (flags.includePadding) lines.splice(1, 1, ...describeSteerLoss(r, true).slice(1, 2));
+          const lines = describeSteerLoss(r, [flags.includePadding ? 'include' : 'exclude']);
           if (r.skipped) lines.push(`  (${r.skipped} texts with no tokens left out)`);
           lines.push(
             '  style signal = flipped − ce (what the slot knows about the labels); domain gain = off − ce (how far the steer moves toward these texts)',

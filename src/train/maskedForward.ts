@@ -14,6 +14,11 @@
  *     touch it. Position ids default to arange(T) (`cache_position`), pads included.
  *   - GPT-2 (eager): causal `torch.where(…, finfo.min)` plus the additive `(1 − mask)·finfo.min`; the pad's
  *     own key gets score + finfo.min, exp(·) = 0 in float32. Same result; positions arange(T) as well.
+ * Right padding is what the reference does: it supports GPT-2/GPT-Neo/GPT-J/Pythia only (get_model.py), whose
+ * tokenizers pad on the right. (transformers' LlamaTokenizerFast defaults to padding_side "left"; the same
+ * recipe run through HF on a Llama checkpoint would put the pads first, where every pad query is a fully masked
+ * row — eager attention then averages all T keys uniformly, SDPA's `_unmask_unattended` attends to all of them,
+ * future real tokens included — a version-dependent artefact, not the reference's loss, so not reproduced.)
  * Only a fully masked row differs between versions and here: a text with no tokens at all (possible without
  * BOS; refused) or, in sliding-window layers, a pad more than `window` positions past the last real token.
  *

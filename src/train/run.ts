@@ -289,7 +289,8 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     );
     let warning: string | undefined;
     if (heldOut) {
-      for (const l of describeSteerLoss(heldOut, resolved.includePadding)) log(l);
+      for (const l of describeSteerLoss(heldOut, resolved.includePadding ? ['include', 'exclude'] : ['exclude']))
+        log(l);
       warning = domainWarning(heldOut, heldOut.exclude);
       if (warning) log(warning);
     }

@@ -252,8 +252,8 @@ export async function heldOutLoss(
   }
 }
 
-/** The diagnostic as lines for a terminal. */
-export function describeSteerLoss(r: SteerLossResult, includePadding: boolean): string[] {
+/** The diagnostic as lines for a terminal: a heading, then one line per convention asked for. */
+export function describeSteerLoss(r: SteerLossResult, conventions: readonly ('include' | 'exclude')[]): string[] {
   const lines: string[] = [];
   const row = (label: string, c: ConventionLoss) => {
     const { style, domain } = signals(c);
@@ -267,8 +267,7 @@ export function describeSteerLoss(r: SteerLossResult, includePadding: boolean): 
   lines.push(
     `held-out loss on ${r.texts} texts, "${r.slot}" = each text's label${fixed.length ? `, ${fixed.join(', ')}` : ''}, batches of ${r.batchSize} (nats/token):`,
   );
-  if (includePadding) row('pads included', r.include);
-  row('real tokens', r.exclude);
+  for (const c of conventions) row(c === 'include' ? 'pads included' : 'real tokens', r[c]);
   return lines;
 }
 
