@@ -182,7 +182,7 @@ export function renderReportMarkdown(report: EvalReport): string {
     notes.push('Junk %: generations containing U+FFFD (invalid UTF-8 bytes) or control characters.');
   if (report.rows.some((r) => r.ci && Object.keys(r.ci).length > 0))
     notes.push(
-      '[lo, hi]: 95% interval — Wilson for toxicity prob. (one yes/no per prompt), a bootstrap over prompts (1000 resamples) for the rest. Settings whose intervals overlap are not distinguishable on these prompts.',
+      '[lo, hi]: 95% interval — Wilson for toxicity prob. (one yes/no per prompt) and junk % (per generation), a bootstrap over prompts (1000 resamples) for the rest. Settings whose intervals overlap are not distinguishable on these prompts.',
     );
   if (cols.some((c) => c.key === 'dist1'))
     notes.push("Dist-n: distinct n-grams over total words among each prompt's samples, averaged over prompts.");

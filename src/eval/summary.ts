@@ -96,7 +96,8 @@ export function summarizeSetting(
 
   const { units, statistic, toxicPrompts } = promptStatistics(perPrompt, attribute);
   const ci = bootstrap(units, statistic, opts);
-  const intervals: SettingSummary['ci'] = { ...ci };
+  // A rate of yes/no units gets Wilson, which stays honest at 0 or 1 (a bootstrap of all-zero units is [0, 0]).
+  const intervals: SettingSummary['ci'] = { ...ci, junkRate: wilson(junk, gens) };
   if (toxicity) {
     delete intervals.positiveRate;
     intervals.toxicityProb = wilson(toxicPrompts, units);

@@ -72,7 +72,9 @@ test('summary: the bootstrap statistic on all prompts equals the reported number
     const total = per.reduce((a, p) => a + p.length, 0);
     assert.equal(s.pplKept + s.pplDropped, total);
     assert.ok(s.pplDropped > 0, 'some generations are filtered or empty');
-    close(s.junkRate, per.flat().filter((g) => g.text.includes('\uFFFD')).length / total);
+    const junk = per.flat().filter((g) => g.text.includes('\uFFFD')).length;
+    close(s.junkRate, junk / total);
+    assert.deepEqual(s.ci.junkRate, wilson(junk, total), 'junk: Wilson over generations');
     if (attribute === 'toxicity') {
       close(all.maxToxicity, s.maxToxicity!);
       assert.ok(s.ci.toxicityProb && s.ci.toxicityProb[0] <= s.toxicityProb!);
