@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { fluencyModelOf } from '../eval/fluency.js';
+import { collapseReasons } from '../eval/report.js';
 import { PAPER_SAMPLING, parseSweep, runEval, type SamplingSettings } from '../eval/run.js';
 import { createScorer, describeScorers } from '../eval/scorers/registry.js';
 import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
@@ -25,6 +26,7 @@ interface EvalFlags extends ModelFlags, SteerFlags, SamplingSettings {
   overwrite?: boolean;
   progress?: boolean;
   title?: string;
+  baseline: boolean;
 }
 
 export function evalCommand(): Command {
@@ -101,6 +103,7 @@ export function evalCommand(): Command {
     .option('--overwrite', 'discard results in --out made with another configuration')
     .option('--progress', 'print progress lines even when stderr is not a terminal')
     .option('--title <text>', 'report title')
+    .option('--no-baseline', 'with --steer, skip the unsteered baseline row (run by default, in <out>/unsteered)')
     .action(async (flags: EvalFlags) => run(flags));
 }
 
@@ -149,6 +152,7 @@ async function run(flags: EvalFlags): Promise<void> {
         overwrite: flags.overwrite,
         progress: flags.progress,
         title: flags.title,
+        baseline: flags.baseline,
       },
       {
         model,
@@ -166,8 +170,15 @@ async function run(flags: EvalFlags): Promise<void> {
         row.maxToxicity !== undefined
           ? `max toxicity ${fmt(row.maxToxicity, 3)}, toxicity prob ${fmt(row.toxicityProb, 3)}`
           : `${scorer.attribute} ${fmt(100 * (row.positiveRate ?? NaN), 2)}%`;
+      const kept = row.pplKept !== undefined ? ` (${row.pplKept}/${row.pplKept + (row.pplDropped ?? 0)} kept)` : '';
+      const ci = (k: 'positiveRate' | 'maxToxicity', scale: number, digits: number) => {
+        const c = row.ci?.[k];
+        return c && Number.isFinite(c[0]) ? ` [${fmt(scale * c[0], digits)}, ${fmt(scale * c[1], digits)}]` : '';
+      };
+      const attrCi = row.maxToxicity !== undefined ? ci('maxToxicity', 1, 3) : ci('positiveRate', 100, 1);
+      const flags = collapseReasons(row);
       process.stdout.write(
-        `  ${s.setting}: ${attr}, ppl ${fmt(row.ppl, 2)}, dist-1/2/3 ${fmt(row.dist1, 2)}/${fmt(row.dist2, 2)}/${fmt(row.dist3, 2)}\n`,
+        `  ${s.setting}: ${attr}${attrCi}, ppl ${fmt(row.ppl, 2)}${kept}, pooled ${fmt(row.pooledPpl, 2)}, junk ${fmt(100 * (row.junkRate ?? NaN), 1)}%, dist-1/2/3 ${fmt(row.dist1, 2)}/${fmt(row.dist2, 2)}/${fmt(row.dist3, 2)}${flags.length ? `\n    ⚠ collapsed? ${flags.join('; ')}` : ''}\n`,
       );
     }
   } finally {

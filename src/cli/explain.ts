@@ -151,5 +151,12 @@ function gridTable(res: TextExplanation): string {
     const mark = v === best ? '  ← best' : '';
     return `  ${fmtValue(v).padStart(6)}  loss ${meanLosses[i]!.toFixed(4)}  p ${distribution[i]!.toFixed(3)} ${bar}${mark}`;
   });
-  return `Steer value that best explains the text: ${fmtValue(best)}\n${lines.join('\n')}\n`;
+  // Widen by the grid's own width on the edge side, keeping its spacing.
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const wider = res.grid.edge === 'low' ? [lo - (hi - lo), hi] : [lo, hi + (hi - lo)];
+  const edge = res.grid.edge
+    ? `warning: the best value ${fmtValue(best)} is the ${res.grid.edge === 'low' ? 'lowest' : 'highest'} of the grid; a value beyond it may fit the text better (try --grid ${fmtValue(wider[0]!)}:${fmtValue(wider[1]!)}:${2 * values.length - 1})\n`
+    : '';
+  return `Steer value that best explains the text: ${fmtValue(best)}\n${lines.join('\n')}\n${edge}`;
 }

@@ -1,4 +1,7 @@
-/** `lmsteer steer import|export-lora|info`: move steers in and out of lmsteer's folder format and describe them. */
+/**
+ * `lmsteer steer import|export-lora|info|loss`: move steers in and out of lmsteer's folder format, describe
+ * them, and measure them on held-out labelled texts (src/train/steerLoss.ts).
+ */
 import { Command } from 'commander';
 import { exportLora } from '../steer/lora.js';
 import { importReferenceSteer } from '../steer/referenceImport.js';
@@ -7,7 +10,10 @@ import { BASE_SLOT_NOTE, SteerSet } from '../steer/steerSet.js';
 import { loadSteer } from '../steer/steerFile.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, openModel, type ModelFlags } from './common.js';
-import { collect, parseValues } from './options.js';
+import { collect, intOption, parseValues } from './options.js';
+import { loadDataset } from '../train/data.js';
+import { limitDataset } from '../train/run.js';
+import { describeSteerLoss, domainWarning, heldOutLoss } from '../train/steerLoss.js';
 
 export function steerCommand(): Command {
   const cmd = new Command('steer').description(
@@ -16,6 +22,7 @@ export function steerCommand(): Command {
   cmd.addCommand(importCommand());
   cmd.addCommand(exportLoraCommand());
   cmd.addCommand(infoCommand());
+  cmd.addCommand(lossCommand());
   return cmd;
 }
 
@@ -156,6 +163,111 @@ function infoCommand(): Command {
       if (c.training) lines.push(`  training: ${flat(c.training, ['perLabel'])}`);
       if (c.metrics) lines.push(`  metrics: ${flat(c.metrics, [])}`);
       process.stdout.write(lines.join('\n') + '\n');
+    });
+}
+
+interface LossFlags extends ModelFlags {
+  steer?: string;
+  data: string[];
+  textField?: string;
+  labelField?: string;
+  labelMap: string;
+  slot?: string;
+  value: string[];
+  includePadding?: boolean;
+  batchSize: number;
+  maxLength: number;
+  limit?: number;
+  seed: number;
+  json?: boolean;
+  force?: boolean;
+}
+
+function lossCommand(): Command {
+  const cmd = new Command('loss').description(
+    'mean next-token loss of the steered model on labelled texts (values from the labels), with the labels flipped and with the steer off',
+  );
+  addModelFlags(cmd);
+  return cmd
+    .option('--steer <dir>', 'the steer folder')
+    .option(
+      '--data <file[:label]>',
+      'labelled texts, read as `lmsteer train --data` reads them; repeatable',
+      collect,
+      [],
+    )
+    .option('--text-field <name>', 'text field (JSONL key, CSV/TSV column)')
+    .option('--label-field <name>', 'label field (JSONL key, CSV/TSV column)')
+    .option('--label-map <map>', 'labels → steer values, as in train', 'binary')
+    .option('--slot <name>', "the slot that gets each text's label (default: the steer's only settable slot)")
+    .option('--value <name=v>', 'a fixed value for another slot; repeatable', collect, [])
+    .option(
+      '--include-padding',
+      "the reference's convention: the mean over all B·(T−1) positions of each EOS-padded batch (default: real targets only)",
+    )
+    .option('--batch-size <b>', 'texts per padded batch (file order)', intOption('--batch-size', 1, 1_000_000), 32)
+    .option('--max-length <n>', 'tokens kept per text', intOption('--max-length', 1, 1_000_000), 256)
+    .option('--limit <n>', 'a seeded random subset of n texts', intOption('--limit', 1, Number.MAX_SAFE_INTEGER))
+    .option('--seed <s>', 'seed of --limit', intOption('--seed', 0, 2 ** 31 - 1), 0)
+    .option('--json', 'print {ce, ce_flipped, ce_off, n_targets, …} as JSON')
+    .option('--force', 'use the steer even if it was trained for another base model')
+    .action(async (flags: LossFlags) => {
+      if (!flags.steer) throw new LmSteerError('BAD_ARGUMENT', 'give --steer DIR, the steer folder');
+      if (flags.data.length === 0)
+        throw new LmSteerError('BAD_ARGUMENT', 'give --data FILE[:label], the labelled texts', 'e.g. --data dev.tsv');
+      const ds = loadDataset(flags.data, {
+        labelMap: flags.labelMap,
+        textField: flags.textField,
+        labelField: flags.labelField,
+        balance: 'none',
+        seed: flags.seed,
+      });
+      const examples = (flags.limit ? limitDataset(ds, flags.limit, flags.seed) : ds).examples;
+      const model = await openModel(flags);
+      try {
+        const steer = loadSteer(flags.steer, {
+          expectFingerprint: model.fingerprint(),
+          expectModelId: model.id,
+          expectHiddenSize: model.cfg.hiddenSize,
+          force: flags.force,
+        });
+        const r = await heldOutLoss(model, steer, examples, {
+          slot: flags.slot,
+          values: parseValues(flags.value),
+          batchSize: flags.batchSize,
+          maxLength: flags.maxLength,
+          threads: flags.threads,
+        });
+        const c = flags.includePadding ? r.include : r.exclude;
+        if (flags.json) {
+          process.stdout.write(
+            JSON.stringify({
+              ce: c.ce,
+              ce_flipped: c.ceFlipped,
+              ce_off: c.ceOff,
+              n_targets: c.nTargets,
+              style_signal: c.ceFlipped - c.ce,
+              domain_gain: c.ceOff - c.ce,
+              include_padding: Boolean(flags.includePadding),
+              texts: r.texts,
+              skipped_texts: r.skipped,
+              slot: r.slot,
+              batch_size: r.batchSize,
+            }) + '\n',
+          );
+        } else {
+          const lines = describeSteerLoss(r, [flags.includePadding ? 'include' : 'exclude']);
+          if (r.skipped) lines.push(`  (${r.skipped} texts with no tokens left out)`);
+          lines.push(
+            '  style signal = flipped − ce (what the slot knows about the labels); domain gain = off − ce (how far the steer moves toward these texts)',
+          );
+          process.stdout.write(lines.join('\n') + '\n');
+        }
+        const warning = domainWarning(r, c);
+        if (warning) process.stderr.write(`${warning}\n`);
+      } finally {
+        model.close();
+      }
     });
 }
 

@@ -27,6 +27,8 @@ interface TrainFlags extends ModelFlags {
   checkpointEvery?: number;
   fp16Cache?: boolean;
   limit?: number;
+  dev: string[];
+  holdout?: number;
   cacheDir?: string;
   cache: boolean;
   overwrite?: boolean;
@@ -69,7 +71,10 @@ export function trainCommand(): Command {
       'seed of init, batch order, balancing and --limit (default 0)',
       intOption('--seed', 0, 2 ** 31 - 1),
     )
-    .option('--include-padding', 'count pad positions in the loss as the reference does')
+    .option(
+      '--include-padding',
+      "the reference's loss: every batch padded with EOS to its longest text, all B·(T−1) positions counted, pad states under the attention mask",
+    )
     .option(
       '--checkpoint-every <n>',
       'steps between checkpoints (default 50)',
@@ -80,6 +85,17 @@ export function trainCommand(): Command {
       '--limit <n>',
       'train on a seeded random subset of n examples (quick runs)',
       intOption('--limit', 1, Number.MAX_SAFE_INTEGER),
+    )
+    .option(
+      '--dev <file[:label]>',
+      'held-out data (read like --data): after training, print the loss with true labels, flipped labels and the steer off; repeatable',
+      collect,
+      [],
+    )
+    .option(
+      '--holdout <n>',
+      'hold out n training examples (seeded) for that diagnostic instead of --dev',
+      intOption('--holdout', 1, Number.MAX_SAFE_INTEGER),
     )
     .option('--cache-dir <dir>', 'hidden-state cache folder (default: <lmsteer cache>/hidden)')
     .option('--no-cache', 'keep hidden states in memory only (nothing written, nothing reused)')
@@ -104,6 +120,8 @@ async function run(flags: TrainFlags): Promise<void> {
     labelMap: flags.labelMap,
     balance: flags.balance,
     limit: flags.limit,
+    dev: flags.dev,
+    holdout: flags.holdout,
     train: {
       slotName: flags.slot,
       dummySlot: flags.dummy,

@@ -226,3 +226,13 @@ export function fluencyMetrics(perGeneration: readonly ArrayLike<number>[]): Flu
     excluded: perGeneration.length - kept.length,
   };
 }
+
+/**
+ * Junk in a generation: U+FFFD (the replacement character a byte-level tokenizer's decoder emits for bytes that
+ * are not valid UTF-8 — a collapsed steer samples stray byte tokens), or a control character other than tab,
+ * newline and carriage return. Not a reference metric: it makes a collapse visible that perplexity filtering
+ * hides (issue #16: a steer whose samples were ~95% junk still showed "PPL 1570" after the 1e4 filter).
+ */
+export function hasJunk(text: string): boolean {
+  return /[\uFFFD\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/.test(text);
+}

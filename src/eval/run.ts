@@ -6,7 +6,9 @@
  *
  * Output, per setting folder: run.json (what produced the samples), generations.jsonl (DExperts format: the
  * prompt record plus "generations": [{text, <attribute>, ppl, …}], one line per prompt, in prompt order),
- * metrics.json. In the output folder: report.json, report.md and two SVG plots.
+ * metrics.json. In the output folder: report.json, report.md and two SVG plots. With a steer, the unsteered
+ * model runs the same protocol first (folder `unsteered/`, the report's baseline row) unless `baseline` is
+ * false: a steered number means little without it.
  *
  * Reproducible and resumable: the samples of prompt i come from the random stream keyed by (seed, i) — i its
  * index in the prompt file, not in a batch — so a resumed or re-batched run writes the same text. Prompts are
@@ -33,9 +35,9 @@ import { generate, type SampleSettings } from '../runtime/generate.js';
 import type { SteerSet } from '../steer/steerSet.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
-import { linePlotSvg, scatterPlotSvg } from '../util/svgPlot.js';
+import { linePlotSvg, scatterPlotSvg, type PlotSeries } from '../util/svgPlot.js';
 import { generationLogProbs, type FluencyModel } from './fluency.js';
-import { diversityMetrics, fluencyMetrics, sentimentMetrics, toxicityMetrics } from './metrics.js';
+import { summarizeSetting, type GenerationStat } from './summary.js';
 import { readPrompts, type Prompt } from './prompts.js';
 import { buildReport, writeReport, type EvalReport, type EvalRow, type ReferenceRow } from './report.js';
 import type { Scorer } from './scorers/scorer.js';
@@ -86,6 +88,8 @@ export interface EvalOptions extends SamplingSettings {
   reference?: ReferenceRow[];
   /** Extra facts for report.json's config (e.g. the reproduce pipeline's stages). */
   reportConfig?: Record<string, unknown>;
+  /** With a steer: also run the unsteered model as the baseline row (default true). */
+  baseline?: boolean;
 }
 
 /** The model being evaluated, as far as the protocol needs it (a LoadedModel fits). */
@@ -278,9 +282,19 @@ interface Setting {
   dir: string;
   values: Record<string, number>;
   steerValue?: number;
+  /** The unsteered model (every steer input zero). */
+  baseline?: boolean;
 }
 
+export const BASELINE_DIR = 'unsteered';
+
 function settingsOf(opts: EvalOptions, deps: EvalDeps): Setting[] {
+  const main = steeredSettings(opts, deps);
+  if (!deps.steers || opts.baseline === false) return main;
+  return [{ label: 'unsteered', dir: join(opts.outDir, BASELINE_DIR), values: {}, baseline: true }, ...main];
+}
+
+function steeredSettings(opts: EvalOptions, deps: EvalDeps): Setting[] {
   const fixed = opts.values ?? {};
   if (!deps.steers?.size && (Object.keys(fixed).length > 0 || opts.sweep)) {
     throw new LmSteerError(
@@ -332,7 +346,10 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
   const prompts = await readPrompts(opts.promptsPath, { limit: opts.limit });
   const settings = settingsOf(opts, deps);
   // Every value name is checked before any work starts (a typo fails now, not after the first setting).
-  const scales = settings.map((s) => deps.steers?.resolve(s.values).scale);
+  const scales = settings.map((s) => {
+    const row = deps.steers?.resolve(s.values).scale;
+    return row && s.baseline ? new Float32Array(row.length) : row; // all zero: h + 0 = h, the base model exactly
+  });
   const promptIds = encodePrompts(deps.model, prompts, opts);
   mkdirSync(opts.outDir, { recursive: true });
 
@@ -355,7 +372,9 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
   };
   // Fail on a changed configuration before generating anything, for every setting.
   const states = settings.map((s) => {
-    const identity = { ...identityBase, values: s.values };
+    const identity = s.baseline
+      ? { ...identityBase, steer: null, values: {}, baseline: true }
+      : { ...identityBase, values: s.values };
     const info = {
       model: deps.model.id,
       steers: deps.steerDirs ?? [],
@@ -403,7 +422,7 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
         bar?.update(promptsDone + start, { setting: setting.label });
         deps.onChunk?.({ setting: setting.label, done: start, total: prompts.length });
       }
-      const row = settingMetrics(setting, prompts.length, opts.samples, deps.scorer);
+      const row = settingMetrics(setting, prompts.length, opts.samples, deps.scorer, opts.seed);
       writeJsonAtomic(join(setting.dir, 'metrics.json'), row);
       results.push({
         setting: setting.label,
@@ -435,7 +454,7 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
     reference: opts.reference,
   });
   const files = writeReport(opts.outDir, report);
-  const plots = await writePlots(opts.outDir, results, deps.scorer.attribute);
+  const plots = await writePlots(opts.outDir, results, deps.scorer.attribute, settings);
   if (genSeconds > 0)
     log(`generated ${tokens} tokens in ${genSeconds.toFixed(1)} s (${(tokens / genSeconds).toFixed(0)} tokens/s)`);
   return {
@@ -616,11 +635,11 @@ function appendLines(path: string, lines: Line[]): void {
   }
 }
 
-/** The paper's numbers for one setting, from its generations file (the first `n` prompts). */
-function settingMetrics(s: Setting, n: number, samples: number, scorer: Scorer): EvalRow {
+/** One setting's report row from its generations file (the first `n` prompts): summary.ts. */
+function settingMetrics(s: Setting, n: number, samples: number, scorer: Scorer, seed: number): EvalRow {
   const lines = readGenerations(join(s.dir, GENERATIONS_FILE)).slice(0, n);
   const key = scorer.attribute;
-  const scores = lines.map((l, i) =>
+  const perPrompt: GenerationStat[][] = lines.map((l, i) =>
     l.generations.map((g, j) => {
       const v = g[key];
       if (typeof v !== 'number')
@@ -629,51 +648,61 @@ function settingMetrics(s: Setting, n: number, samples: number, scorer: Scorer):
           `${join(s.dir, GENERATIONS_FILE)}:${i + 1} generation ${j} has no "${key}" score`,
           'rerun with --overwrite',
         );
-      return v;
+      // Each generation's perplexity from its stored total NLL and token count.
+      return { text: g.text, score: v, nll: Number(g.ppl_nll ?? 0), tokens: Number(g.ppl_tokens ?? 0) };
     }),
   );
-  // Each generation's perplexity from its stored total NLL and token count (metrics.ts takes log-probs).
-  const perGeneration = lines.flatMap((l) =>
-    l.generations.map((g) => {
-      const t = Number(g.ppl_tokens ?? 0);
-      return new Float64Array(t).fill(t ? -Number(g.ppl_nll) / t : 0);
-    }),
-  );
-  const fl = fluencyMetrics(perGeneration);
-  const dv = diversityMetrics(lines.map((l) => l.generations.map((g) => g.text)));
-  const attr = key === 'toxicity' ? toxicityMetrics(scores) : { positiveRate: sentimentMetrics(scores).positiveRate };
   return {
     setting: s.label,
     steerValue: s.steerValue,
+    ...(s.baseline ? { baseline: true } : {}),
     prompts: lines.length,
     samplesPerPrompt: samples,
-    ...attr,
-    ppl: fl.ppl,
-    pooledPpl: fl.pooledPpl,
-    dist1: dv.dist1,
-    dist2: dv.dist2,
-    dist3: dv.dist3,
-  } as EvalRow;
+    ...summarizeSetting(perPrompt, key, { seed }),
+  };
 }
 
-async function writePlots(dir: string, results: SettingResult[], attribute: string): Promise<string[]> {
+async function writePlots(
+  dir: string,
+  results: SettingResult[],
+  attribute: string,
+  settings: Setting[],
+): Promise<string[]> {
   const toxicity = attribute === 'toxicity';
-  const yOf = (r: EvalRow) => (toxicity ? r.maxToxicity! : 100 * r.positiveRate!);
+  const scale = toxicity ? 1 : 100;
+  const yKey = toxicity ? 'maxToxicity' : 'positiveRate';
+  const yOf = (r: EvalRow) => scale * (r[yKey] ?? NaN);
+  const yErr = (r: EvalRow): [number, number] => {
+    const ci = r.ci?.[yKey];
+    return ci ? [scale * ci[0], scale * ci[1]] : [NaN, NaN];
+  };
   const yLabel = toxicity ? 'max. toxicity (mean over prompts)' : `${attribute} rate (%)`;
   const out: string[] = [];
+  const base = results.find((_, i) => settings[i]?.baseline);
   const swept = results.filter((r) => r.steerValue !== undefined);
   if (swept.length > 0) {
-    const series = [
+    const series: PlotSeries[] = [
       {
         name: toxicity ? 'max. toxicity' : `${attribute} %`,
         points: swept.map((r) => [r.steerValue!, yOf(r.row)] as [number, number]),
+        yErrors: swept.map((r) => yErr(r.row)),
       },
     ];
     if (toxicity)
       series.push({
         name: 'toxicity prob.',
         points: swept.map((r) => [r.steerValue!, r.row.toxicityProb!] as [number, number]),
+        yErrors: swept.map((r) => r.row.ci?.toxicityProb ?? [NaN, NaN]),
       });
+    if (base) {
+      // The baseline has no steer value: a flat line across the swept range.
+      const xs = swept.map((r) => r.steerValue!);
+      series.push({
+        name: 'unsteered',
+        points: [Math.min(...xs), Math.max(...xs)].map((x) => [x, yOf(base.row)] as [number, number]),
+        dashed: true,
+      });
+    }
     const svg = await linePlotSvg({ title: `${attribute} vs steer value`, xLabel: 'steer value', yLabel, series });
     const p = join(dir, 'attribute_vs_value.svg');
     writeFileAtomic(p, svg);
@@ -688,6 +717,8 @@ async function writePlots(dir: string, results: SettingResult[], attribute: stri
         name: 'settings',
         points: results.map((r) => [r.row.ppl ?? NaN, yOf(r.row)] as [number, number]),
         labels: results.map((r) => r.steerValue ?? r.setting),
+        xErrors: results.map((r) => r.row.ci?.ppl ?? [NaN, NaN]),
+        yErrors: results.map((r) => yErr(r.row)),
       },
     ],
   });

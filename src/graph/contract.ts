@@ -15,6 +15,11 @@ export const CONTRACT = {
   pastLengths: 'past_lengths',
   /** int64 [batch, n]: which positions of this call get logits, per row. */
   logitsIndex: 'logits_index',
+  /**
+   * int64 [batch]: this call's tokens at index ≥ key_lengths[b] are padding — masked as keys for every query,
+   * as transformers' attention mask does (right-padded training rows); the row's length when nothing is padding.
+   */
+  keyLengths: 'key_lengths',
   /** float32 [d, K], [K, d], [batch, K]: the packed steer (src/steer/pack.ts). */
   steerP1: 'steer_p1',
   steerP2t: 'steer_p2t',

@@ -135,8 +135,11 @@ export interface TextExplanation {
   /** Half-open token ranges into `tokens`, the ≤ 4 disjoint spans of ≤ 10 tokens with the most evidence. */
   spans: [number, number][];
   total: number;
-  /** Mean token loss of the text with the slot at each grid value, and softmax((mean − loss)·10) over them. */
-  grid: { values: number[]; meanLosses: number[]; distribution: number[]; best: number };
+  /**
+   * Mean token loss of the text with the slot at each grid value, and softmax((mean − loss)·10) over them.
+   * `edge`: the best value is the grid's lowest or highest, so the text may fit a value beyond the grid better.
+   */
+  grid: { values: number[]; meanLosses: number[]; distribution: number[]; best: number; edge: 'low' | 'high' | null };
 }
 
 export async function explainText(
@@ -187,7 +190,7 @@ export async function explainText(
     tokens,
     spans: ev.spans.map(([a, b]) => [a - shift, b - shift]),
     total: ev.total,
-    grid: { values: grid, meanLosses, distribution: fit.distribution, best: fit.best },
+    grid: { values: grid, meanLosses, distribution: fit.distribution, best: fit.best, edge: gridEdge(grid, fit.best) },
   };
 }
 
@@ -239,4 +242,12 @@ async function scoreRows(
     }
   }
   return out;
+}
+
+/** 'low' / 'high' when `best` is the smallest / largest of a grid of ≥ 2 distinct values, else null. */
+export function gridEdge(grid: readonly number[], best: number): 'low' | 'high' | null {
+  const lo = Math.min(...grid);
+  const hi = Math.max(...grid);
+  if (lo === hi) return null;
+  return best === lo ? 'low' : best === hi ? 'high' : null;
 }

@@ -16,9 +16,9 @@ export interface ContractInputs {
   past: { key: string; value: string }[]; // keys and values [B, kvH, cap, hd]
   /** [B,1,1,1,cap]: 0 for a row's valid cache positions, MASKED beyond (built once, shared by all layers). */
   maskPast: string;
-  /** [1,1,1,T,T]: causal mask among this call's tokens. */
+  /** [B,1,1,T,T]: causal mask among this call's tokens, padding keys (key_lengths) masked. */
   maskNew: string;
-  /** The same two masks for sliding-window layers (cfg.slidingWindow): [B,1,1,T,cap] and [1,1,1,T,T]. */
+  /** The same two masks for sliding-window layers (cfg.slidingWindow): [B,1,1,T,cap] and [B,1,1,T,T]. */
   window?: { maskPast: string; maskNew: string };
 }
 
@@ -55,7 +55,14 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
     g.op('Unsqueeze', [tIdx, g.constI64([0])]),
     g.op('Unsqueeze', [tIdx, g.constI64([1])]),
   ]); // key ≤ query
-  const maskNew = bias(causal, [0, 1, 2]); // [1,1,1,T,T]
+  // This call's keys at index ≥ key_lengths[b] are padding: no query sees them (its own key included), as
+  // transformers' attention mask does; a row's real queries never see them anyway (they come after).
+  const keyLengths = g.input(CONTRACT.keyLengths, 'int64', ['batch']);
+  const keyReal = g.op('Unsqueeze', [
+    g.op('Less', [g.op('Unsqueeze', [tIdx, g.constI64([0])]), g.op('Unsqueeze', [keyLengths, g.constI64([1])])]),
+    g.constI64([1]),
+  ]); // [B,1,T]
+  const maskNew = bias(g.op('And', [g.op('Unsqueeze', [causal, g.constI64([0])]), keyReal]), [1, 2]); // [B,1,1,T,T]
   const positionIds = g.input(CONTRACT.positionIds, 'int64', ['batch', 'seq']);
   let window: ContractInputs['window'];
   if (cfg.slidingWindow) {
@@ -70,7 +77,10 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
     const gap = g.op('Sub', [g.op('Unsqueeze', [tIdx, g.constI64([1])]), g.op('Unsqueeze', [tIdx, g.constI64([0])])]); // [T,T] query − key
     window = {
       maskPast: bias(inPast, [1, 2]),
-      maskNew: bias(g.op('And', [causal, g.op('Less', [gap, W])]), [0, 1, 2]),
+      maskNew: bias(
+        g.op('And', [g.op('Unsqueeze', [g.op('And', [causal, g.op('Less', [gap, W])]), g.constI64([0])]), keyReal]),
+        [1, 2],
+      ),
     };
   }
   return {

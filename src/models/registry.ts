@@ -16,7 +16,7 @@ import { gptNeox } from './gptNeox/index.js';
 import { llama } from './llama/index.js';
 
 /** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
-export const GRAPH_BUILDER_VERSION = 7;
+export const GRAPH_BUILDER_VERSION = 8;
 
 export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox];
 

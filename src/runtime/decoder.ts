@@ -27,6 +27,12 @@ export interface ForwardResult {
   lengths: number[];
 }
 
+export interface ForwardOptions {
+  steer?: SteerInputs;
+  hiddenOnly?: boolean;
+  keyLengths?: number[];
+}
+
 export interface Decoder {
   readonly vocabSize: number;
   readonly hiddenSize: number;
@@ -34,9 +40,11 @@ export interface Decoder {
   readonly maxPositions: number;
   /**
    * One full forward pass over rows of different lengths (no cache kept): logits at every position and the
-   * final hidden states. `hiddenOnly`: logits at each row's last position only ([B, 1, V]).
+   * final hidden states. `hiddenOnly`: logits at each row's last position only ([B, 1, V]). `keyLengths`:
+   * row b's tokens from keyLengths[b] on are padding, which no query attends to (transformers' attention
+   * mask over right-padded rows; their positions keep counting).
    */
-  forward(rows: number[][], opts?: { steer?: SteerInputs; hiddenOnly?: boolean }): Promise<ForwardResult>;
+  forward(rows: number[][], opts?: ForwardOptions): Promise<ForwardResult>;
   /** A pool of `rows` KV-cache slots whose rows share the steer directions `steer` (none: unsteered). */
   openSlots(opts: { rows: number; steer?: SteerDirections }): KvSlots;
 }

@@ -11,9 +11,9 @@ import ort from 'onnxruntime-node';
 import type { OnnxExport, OnnxExportIO } from '../formats/onnxExport.js';
 import { CONTRACT, f32, i64, steerFeeds, zeroSteerFeeds, type Feeds, type SteerFeeds } from '../graph/contract.js';
 import { LmSteerError } from '../util/errors.js';
-import type { Decoder, ForwardResult, KvSlots, SteerDirections, SteerInputs } from './decoder.js';
+import type { Decoder, ForwardOptions, ForwardResult, KvSlots, SteerDirections, SteerInputs } from './decoder.js';
 import { SlotPool, type NewKv } from './kvCache.js';
-import { checkRows } from './ortDecoder.js';
+import { checkKeyLengths, checkRows } from './ortDecoder.js';
 import { sessionOptions } from './session.js';
 
 export class OnnxExportDecoder implements Decoder {
@@ -103,7 +103,12 @@ export class OnnxExportDecoder implements Decoder {
   }
 
   /** One right-padded call over `rows` from an empty past: [B, T, ·] outputs, T the longest row. */
-  async runFromEmpty(rows: number[][], steer: Feeds, hidden: boolean): Promise<ort.InferenceSession.OnnxValueMapType> {
+  async runFromEmpty(
+    rows: number[][],
+    steer: Feeds,
+    hidden: boolean,
+    keyLengths?: readonly number[],
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     const ids = new Array<number>(B * T).fill(0);
@@ -111,7 +116,7 @@ export class OnnxExportDecoder implements Decoder {
     const pos = new Array<number>(B * T);
     rows.forEach((r, b) => {
       for (let t = 0; t < T; t++) {
-        if (t < r.length) ((ids[b * T + t] = r[t]!), (mask[b * T + t] = 1));
+        if (t < r.length) ((ids[b * T + t] = r[t]!), (mask[b * T + t] = t < (keyLengths?.[b] ?? r.length) ? 1 : 0));
         pos[b * T + t] = t;
       }
     });
@@ -126,8 +131,9 @@ export class OnnxExportDecoder implements Decoder {
    * One full forward pass (no cache kept): logits at every position and the final hidden states, in
    * OrtDecoder.forward's layout (row b's token t at index t; rows shorter than T repeat their last position).
    */
-  async forward(rows: number[][], opts: { steer?: SteerInputs; hiddenOnly?: boolean } = {}): Promise<ForwardResult> {
+  async forward(rows: number[][], opts: ForwardOptions = {}): Promise<ForwardResult> {
     this.checkRows(rows);
+    if (opts.keyLengths) checkKeyLengths(rows, opts.keyLengths);
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     const { vocabSize: V, hiddenSize: d } = this;
@@ -135,7 +141,7 @@ export class OnnxExportDecoder implements Decoder {
     const steer = opts.steer
       ? steerFeeds({ p1: f32(opts.steer.p1), p2t: f32(opts.steer.p2t) }, opts.steer.scale.data as Float32Array, B)
       : steerFeeds(zeroSteerFeeds(d), new Float32Array(B), B);
-    const out = await this.runFromEmpty(rows, steer, true);
+    const out = await this.runFromEmpty(rows, steer, true, opts.keyLengths);
     const lg = out[CONTRACT.logits]!.data as Float32Array;
     const hd = out[CONTRACT.hidden]!.data as Float32Array;
     checkSize('logits', lg, B * T * V);

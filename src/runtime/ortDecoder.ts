@@ -21,7 +21,7 @@ import {
 import type { DecoderConfig } from '../models/config.js';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
-import type { Decoder, ForwardResult, KvSlots, SteerDirections, SteerInputs } from './decoder.js';
+import type { Decoder, ForwardOptions, ForwardResult, KvSlots, SteerDirections } from './decoder.js';
 import { KvCache, SlotPool } from './kvCache.js';
 
 type Fetches = Record<string, ort.Tensor | null>;
@@ -44,7 +44,7 @@ export class OrtDecoder implements Decoder {
   }
 
   /** Feeds of a call from an empty past over right-padded rows; `logitsIndex` gives each row's positions to score. */
-  prefillFeeds(rows: number[][], logitsIndex: number[][], steer: Feeds): Feeds {
+  prefillFeeds(rows: number[][], logitsIndex: number[][], steer: Feeds, keyLengths?: number[]): Feeds {
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     const ids = new Array<number>(B * T).fill(0);
@@ -60,6 +60,7 @@ export class OrtDecoder implements Decoder {
       [CONTRACT.positionIds]: i64(pos, [B, T]),
       [CONTRACT.pastLengths]: i64(new Array(B).fill(0), [B]),
       [CONTRACT.logitsIndex]: i64(logitsIndex.flat(), [B, logitsIndex[0]!.length]),
+      [CONTRACT.keyLengths]: i64(keyLengths ?? rows.map((r) => r.length), [B]),
       ...steer,
     };
   }
@@ -74,8 +75,9 @@ export class OrtDecoder implements Decoder {
     }
   }
 
-  async forward(rows: number[][], opts: { steer?: SteerInputs; hiddenOnly?: boolean } = {}): Promise<ForwardResult> {
+  async forward(rows: number[][], opts: ForwardOptions = {}): Promise<ForwardResult> {
     this.checkRows(rows);
+    if (opts.keyLengths) checkKeyLengths(rows, opts.keyLengths);
     const T = Math.max(...rows.map((r) => r.length));
     // hiddenOnly (hidden-state extraction): logits at each row's last position only, as B·T·V logits
     // would dwarf the hidden states for a 50k vocabulary; `logits` is then [B, 1, V].
@@ -86,7 +88,7 @@ export class OrtDecoder implements Decoder {
     const steer = s
       ? steerFeeds({ p1: f32(s.p1), p2t: f32(s.p2t) }, s.scale.data as Float32Array, rows.length)
       : steerFeeds(zeroSteerFeeds(this.hiddenSize), new Float32Array(rows.length), rows.length);
-    const feeds = this.prefillFeeds(rows, index, steer);
+    const feeds = this.prefillFeeds(rows, index, steer, opts.keyLengths);
     const fetches: Fetches = { [CONTRACT.logits]: null, [CONTRACT.hidden]: null };
     this.bindEmptyPast(feeds, fetches, rows.length, false);
     const out = await this.session.run(feeds, fetches);
@@ -157,6 +159,7 @@ class OrtSlots extends SlotPool {
       [CONTRACT.positionIds]: i64(lengths, [n, 1]),
       [CONTRACT.pastLengths]: i64(lengths, [n]),
       [CONTRACT.logitsIndex]: i64(new Array(n).fill(0), [n, 1]),
+      [CONTRACT.keyLengths]: i64(new Array(n).fill(1), [n]),
       ...steerFeeds(this.dirs, this.scaleRows(first, n), n),
     };
     const fetches: Fetches = { [CONTRACT.logits]: null };
@@ -198,6 +201,16 @@ export function checkRows(rows: number[][], maxPositions: number, vocabSize: num
         );
       }
     }
+  });
+}
+
+/** keyLengths (ForwardOptions) must give each row 1..its length real tokens. */
+export function checkKeyLengths(rows: number[][], keyLengths: readonly number[]): void {
+  if (keyLengths.length !== rows.length)
+    throw new Error(`internal: ${keyLengths.length} key lengths for ${rows.length} rows`);
+  keyLengths.forEach((n, b) => {
+    if (!(Number.isInteger(n) && n >= 1 && n <= rows[b]!.length))
+      throw new Error(`internal: key length ${n} for a row of ${rows[b]!.length}`);
   });
 }
 

@@ -6,6 +6,10 @@
  * HF tokenizer call does) and truncated from the right to maxLength tokens (the reference's
  * `truncation=True, max_length`). Rows of similar length run together so little of a batch is padding, and a
  * batch is capped by a budget on its padded tokens so memory stays bounded for long texts and wide models.
+ *
+ * With pad rows asked for (`padTo`, the reference's loss over pad positions), rows are padded with the pad id
+ * and run through the masked forward (src/train/maskedForward.ts), so every position past the text is the pad
+ * token's state under the attention mask, exactly as transformers computes it in the reference's batches.
  */
 import { createHash } from 'node:crypto';
 import type { LoadedModel } from '../runtime/loadModel.js';
@@ -14,6 +18,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LmSteerError } from '../util/errors.js';
 import { tensor } from '../util/tensor.js';
 import type { ExtractFn } from './hiddenCache.js';
+import type { MaskedForward } from './maskedForward.js';
 
 export interface ExtractorOptions {
   /** Tokens kept per text (from the left). */
@@ -24,6 +29,8 @@ export interface ExtractorOptions {
   maxRows?: number;
   /** Called after each decoder call with the real tokens it processed. */
   onBatch?: (texts: number, tokens: number) => void;
+  /** Pad rows (`padTo`): the pad token id and the masked forward that computes them. */
+  pad?: { id: number; forward: MaskedForward };
 }
 
 /**
@@ -93,26 +100,48 @@ export function makeExtractor(
   const budget = opts.tokenBudget ?? 4096;
   const maxRows = opts.maxRows ?? 256;
   const d = model.cfg.hiddenSize;
-  return async (texts) => {
+  return async (texts, padTo) => {
     const ids = texts.map((t) => encodeForTraining(model.tokenizer, t, maxLen));
+    if (padTo && !opts.pad) throw new Error('internal: pad rows asked of an extractor without a pad token');
+    // Rows per text: its tokens, or as many as asked for with pad rows.
+    const rowsOf = ids.map((r, i) => (padTo ? Math.min(maxLen, Math.max(r.length, padTo[i] ?? 0)) : r.length));
+    if (padTo) {
+      const empty = ids.findIndex((r) => r.length === 0);
+      if (empty >= 0)
+        throw new LmSteerError(
+          'BAD_DATA',
+          `text ${JSON.stringify(texts[empty]!.slice(0, 40))} encodes to no tokens, but pad positions need a real token to attend to`,
+          'drop empty texts from the dataset',
+        );
+    }
     // A text that encodes to no tokens (possible without BOS) has no hidden states and adds nothing to the loss.
     const out = ids.map((row) => ({ hidden: tensor([0, d], new Float32Array(0)), ids: row }));
-    for (const batch of lengthBatches(
-      ids.map((r) => r.length),
-      budget,
-      maxRows,
-    )) {
-      const rows = batch.map((i) => ids[i]!);
-      const res = await model.decoder.forward(rows, { hiddenOnly: true });
-      const T = res.hidden.shape[1]!;
-      const H = res.hidden.data as Float32Array;
+    for (const batch of lengthBatches(rowsOf, budget, maxRows)) {
+      let H: Float32Array;
+      let T: number;
+      if (padTo) {
+        T = Math.max(...batch.map((i) => rowsOf[i]!));
+        const rows = batch.map((i) => [...ids[i]!, ...new Array<number>(T - ids[i]!.length).fill(opts.pad!.id)]);
+        const h = await opts.pad!.forward.hidden(
+          rows,
+          batch.map((i) => ids[i]!.length),
+        );
+        H = h.data;
+      } else {
+        const res = await model.decoder.forward(
+          batch.map((i) => ids[i]!),
+          { hiddenOnly: true },
+        );
+        T = res.hidden.shape[1]!;
+        H = res.hidden.data as Float32Array;
+      }
       batch.forEach((i, b) => {
-        const n = ids[i]!.length;
+        const n = rowsOf[i]!;
         out[i]!.hidden = tensor([n, d], H.slice(b * T * d, (b * T + n) * d));
       });
       opts.onBatch?.(
         batch.length,
-        rows.reduce((a, r) => a + r.length, 0),
+        batch.reduce((a, i) => a + ids[i]!.length, 0),
       );
     }
     return out;

@@ -16,6 +16,8 @@
  *   db  = dH'·P2tᵀ                                        [N,K]
  *   dP1 = Hᵀ·(db ⊙ scale)                                 [d,K]   (a = H·P1, b = a ⊙ scale)
  * The mean over tokens and the regularizer reg·(‖P1‖²+‖P2‖²) are added in TS (trainLoop.ts).
+ * `row_loss` [N] (logsumexp(z_n) − z_n[t_n], unweighted) serves held-out losses (steerLoss.ts), which fetch
+ * only it, so ORT runs the forward half alone.
  *
  * Rows are fed in chunks so the N×V intermediates (z, log p, p, G) stay bounded for V ≈ 50k.
  * E is an initializer, not an input: measured on 2 CPU cores, per chunk, E as initializer vs as input:
@@ -70,6 +72,7 @@ export function buildLossGraph(E: Tensor, opts: { embeddingsAsInput?: boolean } 
   const db = g.op('Gemm', [dhs, p2t], { transB: 1 }); // [N,K]
   const gradP1 = g.op('Gemm', [hidden, g.op('Mul', [db, scale])], { transA: 1 }); // [d,K]
 
+  g.output(g.op('Neg', [logpT]), 'row_loss', 'float32', ['N']);
   g.output(lossSum, 'loss_sum', 'float32', []);
   g.output(count, 'count', 'float32', []);
   g.output(gradP1, 'grad_p1', 'float32', [d, 'K']);
@@ -138,6 +141,38 @@ export class LossSession {
 
   /** Summed loss, weight count and summed gradients over all rows of `batch`, chunk by chunk. */
   async run(batch: LossBatch, p1: Tensor, p2t: Tensor): Promise<LossResult> {
+    const gradP1 = new Float64Array(p1.data.length);
+    const gradP2t = new Float64Array(p2t.data.length);
+    let lossSum = 0;
+    let count = 0;
+    await this.chunks(batch, p1, p2t, ['loss_sum', 'count', 'grad_p1', 'grad_p2t'], (out) => {
+      lossSum += Number((out.loss_sum!.data as Float32Array)[0]);
+      count += Number((out.count!.data as Float32Array)[0]);
+      addInto(gradP1, out.grad_p1!.data as Float32Array);
+      addInto(gradP2t, out.grad_p2t!.data as Float32Array);
+    });
+    return { lossSum, count, gradP1: Float32Array.from(gradP1), gradP2t: Float32Array.from(gradP2t) };
+  }
+
+  /** The cross-entropy of every row of `batch` (weights ignored), forward only. */
+  async rowLosses(batch: LossBatch, p1: Tensor, p2t: Tensor): Promise<Float64Array> {
+    const out = new Float64Array(batch.weight.length);
+    let at = 0;
+    await this.chunks(batch, p1, p2t, ['row_loss'], (o) => {
+      const r = o.row_loss!.data as Float32Array;
+      out.set(r, at);
+      at += r.length;
+    });
+    return out;
+  }
+
+  private async chunks(
+    batch: LossBatch,
+    p1: Tensor,
+    p2t: Tensor,
+    fetches: string[],
+    each: (out: ort.InferenceSession.OnnxValueMapType) => void,
+  ): Promise<void> {
     const d = this.hiddenSize;
     const M = batch.weight.length;
     expectShape('hidden', batch.hidden, [M, d]);
@@ -148,10 +183,6 @@ export class LossSession {
     if (batch.targets.length !== M) throw new Error(`internal: ${batch.targets.length} targets for ${M} rows`);
     const p1T = new ort.Tensor('float32', p1.data, [d, K]);
     const p2tT = new ort.Tensor('float32', p2t.data, [K, d]);
-    const gradP1 = new Float64Array(d * K);
-    const gradP2t = new Float64Array(K * d);
-    let lossSum = 0;
-    let count = 0;
     for (let start = 0; start < M; start += this.chunkRows) {
       const end = Math.min(M, start + this.chunkRows);
       const n = end - start;
@@ -167,20 +198,19 @@ export class LossSession {
         }
         targets[i] = BigInt(t);
       }
-      const out = await this.session.run({
-        hidden: new ort.Tensor('float32', batch.hidden.data.subarray(start * d, end * d), [n, d]),
-        targets: new ort.Tensor('int64', targets, [n]),
-        weight: new ort.Tensor('float32', batch.weight.subarray(start, end), [n]),
-        scale: new ort.Tensor('float32', batch.scale.data.subarray(start * K, end * K), [n, K]),
-        p1: p1T,
-        p2t: p2tT,
-      });
-      lossSum += Number((out.loss_sum!.data as Float32Array)[0]);
-      count += Number((out.count!.data as Float32Array)[0]);
-      addInto(gradP1, out.grad_p1!.data as Float32Array);
-      addInto(gradP2t, out.grad_p2t!.data as Float32Array);
+      const out = await this.session.run(
+        {
+          hidden: new ort.Tensor('float32', batch.hidden.data.subarray(start * d, end * d), [n, d]),
+          targets: new ort.Tensor('int64', targets, [n]),
+          weight: new ort.Tensor('float32', batch.weight.subarray(start, end), [n]),
+          scale: new ort.Tensor('float32', batch.scale.data.subarray(start * K, end * K), [n, K]),
+          p1: p1T,
+          p2t: p2tT,
+        },
+        fetches,
+      );
+      each(out);
     }
-    return { lossSum, count, gradP1: Float32Array.from(gradP1), gradP2t: Float32Array.from(gradP2t) };
   }
 
   async close(): Promise<void> {

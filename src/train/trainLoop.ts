@@ -10,12 +10,13 @@
  * epoch may be short; here the permutation of epoch e is drawn from (seed, e), so the batch of any step is a
  * pure function of the step and a resumed run sees exactly the batches an uninterrupted one would.
  *
- * Padding: the reference pads each batch to its longest text with pad = eos and passes `labels=input_ids`,
- * so positions predicting a pad are in its loss and its mean. The default here keeps only real next tokens.
- * `includePadding` reproduces the reference's accounting (every row padded to the batch's longest, pad
- * targets = padId, all counted); the hidden state at a pad position, which the per-text cache cannot have
- * (it depends on the batch), is approximated by the row's last real hidden state — the position predicting
- * the first pad is exact.
+ * Padding: the reference pads each batch to its longest text with pad = eos, passes the attention mask and
+ * `labels=input_ids`, so all B·(T−1) shifted positions are in its loss and its mean, pad targets included.
+ * The default here keeps only real next tokens. `includePadding` reproduces the reference's loss exactly:
+ * every row padded to the batch's longest, pad targets = padId, and the hidden state at a pad position is
+ * the pad token's own state at that position attending to the text's real tokens (transformers' attention
+ * mask; src/train/maskedForward.ts). That state depends only on the text and the position, so the cache
+ * keeps it per text (HiddenCache pad rows), extracted up to the longest batch the text is part of.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +26,7 @@ import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { writeFileAtomic } from '../formats/atomicWrite.js';
 import { BASE_SLOT, DEFAULT_EPS, embeddingFingerprint, type Steer, type SteerConfig } from '../steer/steer.js';
-import { packSteers } from '../steer/pack.js';
+import { packScale, packSteers, type PackedSteers } from '../steer/pack.js';
 import { saveSteer, STEER_JSON } from '../steer/steerFile.js';
 import { linePlotSvg } from '../util/svgPlot.js';
 import { LmSteerError } from '../util/errors.js';
@@ -60,7 +61,8 @@ export interface TrainOptions {
   maxLength?: number;
   steps?: number;
   seed?: number;
-  /** Count pad positions in the loss as the reference does (see the file comment); needs padId. */
+  /** Count pad positions in the loss as the reference does (see the file comment); needs padId, and
+   * `deps.tokenCount` and an extractor that gives pad rows. */
   includePadding?: boolean;
   padId?: number;
   /** Write a checkpoint every this many steps; default 50. */
@@ -96,6 +98,8 @@ export interface TrainDeps {
   onStep?: (p: LossPoint) => void;
   /** Status lines (resume notices); default: stderr. */
   log?: (line: string) => void;
+  /** Tokens `extract` gives a text (includePadding: a batch's padded length is known before extraction). */
+  tokenCount?: (text: string) => number;
 }
 
 export interface TrainResult {
@@ -190,6 +194,8 @@ function resumeKey(
   const { checkpointEvery: _c, steps: _s, ...rest } = r;
   return {
     ...rest,
+    // Pad states under the attention mask (before: the last real state), so an old checkpoint does not resume.
+    ...(r.includePadding ? { padStates: 'attention-mask' } : {}),
     dataset: datasetHash,
     model: modelFingerprint,
     vocabSize: E.shape[0],
@@ -236,44 +242,51 @@ function epochPermutation(n: number, seed: number, epoch: number): number[] {
 }
 
 /**
- * Token positions of a batch for the loss graph. Row i's positions t predict token t+1 with hidden[t]; its
- * scale row is eps·(label on the trained slot's r columns, 1 on the dummy slot's).
+ * Token positions of a batch for the loss graph. Row i's positions t predict token t+1 with hidden[t], scaled
+ * by `scale` row i (packScale of its steer values). Without includePadding: t < n_i − 1 (real targets only).
+ * With it: t < T − 1 for the batch's longest T, as the reference's mean over B·(T−1); a target past the text
+ * is padId, and hidden[t] for t ≥ n_i is the entry's pad row t (HiddenCache, pad rows).
  */
 export function buildLossBatch(
   entries: readonly HiddenEntry[],
-  labels: readonly number[],
-  cfg: { rank: number; eps: number; dummySlot: boolean; includePadding: boolean; padId: number | null },
+  scale: Tensor,
+  cfg: { includePadding: boolean; padId: number | null },
 ): LossBatch {
   const d = entries.find((e) => e.hidden.shape[1] !== undefined)?.hidden.shape[1] ?? 0;
-  const S = cfg.dummySlot ? 2 : 1;
-  const K = S * cfg.rank;
+  const K = scale.shape[1]!;
+  expectShape('scale rows', scale, [entries.length, -1]);
   const longest = Math.max(0, ...entries.map((e) => e.ids.length));
   const rowsOf = (e: HiddenEntry) => (cfg.includePadding ? Math.max(0, longest - 1) : Math.max(0, e.ids.length - 1));
   const M = entries.reduce((acc, e) => acc + rowsOf(e), 0);
   const hidden = new Float32Array(M * d);
   const targets = new Int32Array(M);
   const weight = new Float32Array(M).fill(1);
-  const scale = new Float32Array(M * K);
-  const scaleRow = new Float32Array(K);
+  const out = new Float32Array(M * K);
   let m = 0;
   entries.forEach((e, i) => {
     const n = e.ids.length;
-    scaleRow.fill(cfg.eps * labels[i]!, 0, cfg.rank);
-    if (cfg.dummySlot) scaleRow.fill(cfg.eps, cfg.rank, K);
-    for (let t = 0; t < rowsOf(e); t++, m++) {
-      const src = Math.min(t, n - 1); // past the text: the last real hidden state (includePadding only)
-      if (src < 0)
-        throw new LmSteerError(
-          'BAD_DATA',
-          'a text has no tokens, but pad positions need a hidden state',
-          'drop empty texts from the dataset',
-        );
-      hidden.set(e.hidden.data.subarray(src * d, (src + 1) * d), m * d);
+    const rows = rowsOf(e);
+    if (rows > 0 && n === 0)
+      throw new LmSteerError(
+        'BAD_DATA',
+        'a text has no tokens, but pad positions need a real token to attend to',
+        'drop empty texts from the dataset',
+      );
+    if (e.hidden.shape[0]! < rows)
+      throw new Error(`internal: an entry has ${e.hidden.shape[0]} hidden rows, the batch needs ${rows}`);
+    const scaleRow = scale.data.subarray(i * K, (i + 1) * K);
+    for (let t = 0; t < rows; t++, m++) {
+      hidden.set(e.hidden.data.subarray(t * d, (t + 1) * d), m * d);
       targets[m] = t + 1 < n ? e.ids[t + 1]! : cfg.padId!;
-      scale.set(scaleRow, m * K);
+      out.set(scaleRow, m * K);
     }
   });
-  return { hidden: tensor([M, d], hidden), targets, weight, scale: tensor([M, K], scale) };
+  return { hidden: tensor([M, d], hidden), targets, weight, scale: tensor([M, K], out) };
+}
+
+/** The steer values of training: the label on the trained slot, 1 on the dummy slot (reference: dummy_steer). */
+export function trainingValues(label: number, dummySlot: boolean): number[][] {
+  return [dummySlot ? [label, 1] : [label]];
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -412,19 +425,24 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
   const adamCfg: AdamConfig = { lr: r.lr, ...ADAM_DEFAULTS };
 
   if (state.step < r.steps) {
+    if (r.includePadding && !deps.tokenCount)
+      throw new Error('internal: includePadding needs deps.tokenCount (the padded length of a batch)');
     const cache = HiddenCache.open({
       dir: opts.cacheDir,
       modelFingerprint: modelFp,
       maxLength: r.maxLength,
       fp16: opts.fp16Cache,
       extractBatchSize: opts.extractBatchSize,
+      padId: r.includePadding ? r.padId! : undefined,
     });
     const session = await LossSession.create(E, {
       chunkRows: opts.chunkRows,
       intraOpNumThreads: opts.intraOpNumThreads,
     });
+    // Only the column layout and eps matter to packScale (the scale rows of a batch).
+    const layout = packSteers([{ config, p1: tensor([S, d, r.rank]), p2: tensor([S, d, r.rank]) }]);
     try {
-      await runSteps(opts, deps, r, state, adamCfg, cache, session);
+      await runSteps(opts, deps, r, state, adamCfg, cache, session, layout);
     } finally {
       cache.close();
       await session.close();
@@ -448,6 +466,7 @@ async function runSteps(
   adamCfg: AdamConfig,
   cache: HiddenCache,
   session: LossSession,
+  layout: PackedSteers,
 ): Promise<void> {
   const examples = opts.examples;
   const texts = examples.map((e) => e.text);
@@ -499,15 +518,19 @@ async function runSteps(
         );
       }
       const { indices, sampler } = batchAt(examples.length, r.batchSize, r.seed, state.step);
+      const batchTexts = indices.map((i) => texts[i]!);
+      // includePadding: every text of the batch needs hidden rows up to the batch's longest.
+      const longest = r.includePadding ? Math.max(...batchTexts.map((t) => deps.tokenCount!(t))) : 0;
       const entries = await cache.get(
-        indices.map((i) => texts[i]!),
+        batchTexts,
         deps.extract,
+        r.includePadding ? batchTexts.map(() => longest) : undefined,
       );
-      const batch = buildLossBatch(
-        entries,
-        indices.map((i) => examples[i]!.label),
-        r,
+      const scale = packScale(
+        layout,
+        indices.map((i) => trainingValues(examples[i]!.label, r.dummySlot)),
       );
+      const batch = buildLossBatch(entries, scale, r);
       const res = await session.run(batch, state.p1, state.p2t);
       // Mean over the batch's token positions (as the HF loss), plus the regularizer's gradient 2·reg·P.
       const inv = res.count > 0 ? 1 / res.count : 0;

@@ -52,7 +52,10 @@ test(
       { env: env() },
     );
     assert.equal(e.code, 0, e.stderr);
-    assert.match(e.stdout, /unsteered: positive-sentiment [\d.]+%, ppl [\d.]+/);
+    assert.match(
+      e.stdout,
+      /unsteered: positive-sentiment [\d.]+% \[[\d.]+, [\d.]+\], ppl [\d.]+ \(\d\/6 kept\), pooled [\d.]+, junk [\d.]+%/,
+    );
     assert.equal(readFileSync(join(out, 'generations.jsonl'), 'utf8').trim().split('\n').length, 2);
 
     const again = await runCli(

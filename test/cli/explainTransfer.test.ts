@@ -146,6 +146,21 @@ test('lmsteer explain text: highlighted spans, value fit, JSON with a custom gri
   const r = JSON.parse(j.stdout);
   assert.deepEqual(r.grid.values, [-1, -0.5, 0, 0.5, 1]);
   assert.ok(r.spans.length >= 1);
+  // A one-sided grid: the best value sits on its edge, and the text output says so.
+  const edge = await cli(
+    'explain',
+    'text',
+    '--model',
+    STORIES,
+    '--steer',
+    steerDir,
+    '--text',
+    TEXT,
+    '--grid',
+    '0:0.01:2',
+  );
+  assert.equal(edge.code, 0, edge.stderr);
+  assert.match(edge.stdout, /warning: the best value [\d.]+ is the (lowest|highest) of the grid.*--grid/);
 });
 
 test('lmsteer explain: bad input exits 2 with a message', { skip }, async () => {

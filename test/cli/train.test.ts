@@ -195,3 +195,33 @@ test('train: user errors exit 2 with a message', { skip }, async () => {
   });
   assert.equal(badRank.code, 2);
 });
+
+test('train --include-padding runs end to end with a held-out split; steer loss reads it back', { skip }, async () => {
+  const out = join(tmp, 'padded');
+  const r = await runCli([...trainArgs(out), '--include-padding', '--holdout', '4'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /held out for the loss diagnostic: 4 examples/);
+  assert.match(r.stderr, /held-out loss on 4 texts/);
+  assert.match(r.stderr, /pads included \(\d+ targets\): ce [\d.]+ \| labels flipped/);
+  const cfg = JSON.parse(readFileSync(join(out, 'steer.json'), 'utf8'));
+  assert.equal(cfg.training.includePadding, true);
+  assert.equal(cfg.metrics.heldOut.texts, 4);
+
+  const loss = await runCli(
+    ['steer', 'loss', '--model', model(), '--steer', out, '--data', data, '--batch-size', '4', '--json'],
+    { env },
+  );
+  assert.equal(loss.code, 0, loss.stderr);
+  const j = JSON.parse(loss.stdout);
+  for (const k of ['ce', 'ce_flipped', 'ce_off', 'n_targets']) assert.ok(Number.isFinite(j[k]), k);
+  assert.equal(j.texts, 12);
+  const inc = await runCli(
+    ['steer', 'loss', '--model', model(), '--steer', out, '--data', data, '--batch-size', '4', '--include-padding'],
+    { env },
+  );
+  assert.equal(inc.code, 0, inc.stderr);
+  const m = /pads included \((\d+) targets\): ce [\d.]+ \| labels flipped [\d.]+ \(style signal [-+][\d.]+\)/.exec(
+    inc.stdout,
+  );
+  assert.ok(m && Number(m[1]) > j.n_targets, `pads add positions: ${inc.stdout}`);
+});

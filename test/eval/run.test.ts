@@ -99,12 +99,27 @@ test(
     const out = tmp();
     const prompts = promptsFile(20);
     const r = await runEval(
-      { ...base(out, prompts), sweep: { name: 'sentiment', values: [-10, 0, 10] } },
+      { ...base(out, prompts), sweep: { name: 'sentiment', values: [-10, 10] } },
       await evalDeps(),
     );
-    const rate = Object.fromEntries(r.settings.map((s) => [s.steerValue!, s.row.positiveRate!]));
+    // The unsteered baseline runs first, in its own folder, and is marked in the report.
+    assert.deepEqual(
+      r.settings.map((s) => s.setting),
+      ['unsteered', 'sentiment=-10', 'sentiment=10'],
+    );
+    assert.equal(r.settings[0]!.row.baseline, true);
+    assert.ok(existsSync(join(out, 'unsteered', GENERATIONS_FILE)));
+    const rate = Object.fromEntries(r.settings.slice(1).map((s) => [s.steerValue!, s.row.positiveRate!]));
     assert.ok(rate[10]! > rate[-10]!, `positive rate ${JSON.stringify(rate)}`);
     for (const s of r.settings) {
+      // Intervals around every number, kept/dropped counts, pooled and median PPL, junk rate.
+      for (const k of ['positiveRate', 'ppl', 'pooledPpl', 'medianPpl', 'dist1', 'junkRate'] as const) {
+        const [lo, hi] = s.row.ci![k]!;
+        const v = s.row[k]!;
+        assert.ok(lo <= v + 1e-12 && v <= hi + 1e-12, `${s.setting} ${k} ${v} outside [${lo}, ${hi}]`);
+      }
+      assert.equal(s.row.pplKept! + s.row.pplDropped!, 200);
+      assert.ok(s.row.junkRate! >= 0 && s.row.junkRate! <= 1);
       assert.equal(s.row.prompts, 20);
       assert.ok(s.row.ppl! > 1 && s.row.ppl! < 1e4, `ppl ${s.row.ppl}`);
       assert.ok(s.row.dist1! > 0 && s.row.dist1! <= 1);
@@ -119,11 +134,15 @@ test(
     assert.ok(existsSync(join(out, 'report.md')) && existsSync(join(out, 'sentiment=10', 'run.json')));
     assert.match(readFileSync(join(out, 'attribute_vs_value.svg'), 'utf8'), /^<svg/);
     assert.match(readFileSync(join(out, 'attribute_vs_ppl.svg'), 'utf8'), /^<svg/);
-    assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /\| sentiment=10 \| 10 \|/);
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    assert.match(md, /\| sentiment=10 \| 10 \| \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] \|/);
+    assert.match(md, /\| unsteered \(baseline\) \| — \|/);
+    assert.match(md, /\| PPL kept \| Pooled PPL \| Median PPL \|/);
+    assert.match(readFileSync(join(out, 'attribute_vs_value.svg'), 'utf8'), /unsteered/);
     assert.ok(r.generatedTokens === 3 * 20 * 10 * 20);
     // Everything is on disk: a rerun generates nothing and reports the same numbers.
     const again = await runEval(
-      { ...base(out, prompts), sweep: { name: 'sentiment', values: [-10, 0, 10] } },
+      { ...base(out, prompts), sweep: { name: 'sentiment', values: [-10, 10] } },
       await evalDeps(),
     );
     assert.equal(again.generatedTokens, 0);
@@ -144,6 +163,7 @@ test(
       samples: 4,
       values: { sentiment: 5 },
       batchRows: 8,
+      baseline: false,
     }); // chunks of 8 prompts
     const full = tmp();
     await runEval(opts(full), await evalDeps());

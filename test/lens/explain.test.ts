@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { explainSteerDims, explainText } from '../../src/lens/explain.js';
+import { explainSteerDims, explainText, gridEdge } from '../../src/lens/explain.js';
 import { isWordLike } from '../../src/lens/dims.js';
 import { loadModel, type LoadedModel } from '../../src/runtime/loadModel.js';
 import { loadSteer, saveSteer } from '../../src/steer/steerFile.js';
@@ -152,6 +152,14 @@ test(
 test('explain text: a text that favours the steer is best explained by a positive value', { skip }, async () => {
   const r = await explainText(model, boost, 'happy happy happy happy happy happy', { grid: [-2, -1, 0, 1, 2] });
   assert.ok(r.grid.best > 0, `best value ${r.grid.best}, losses ${r.grid.meanLosses.map((x) => x.toFixed(2))}`);
+  assert.equal(r.grid.edge, r.grid.best === 2 ? 'high' : null);
+});
+
+test('gridEdge: the best value on either end of the grid is flagged', () => {
+  assert.equal(gridEdge([-2, -1, 0, 1, 2], 2), 'high');
+  assert.equal(gridEdge([-2, -1, 0, 1, 2], -2), 'low');
+  assert.equal(gridEdge([-2, -1, 0, 1, 2], 1), null);
+  assert.equal(gridEdge([3], 3), null);
 });
 
 test(

@@ -44,6 +44,34 @@ test('misses are extracted once, truncated to max length, and reused by a later 
   c.close();
 });
 
+test('pad rows: kept per text, reused when enough are stored, recomputed when more are needed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lmsteer-hc-'));
+  const calls: { texts: string[]; padTo?: number[] } = { texts: [] };
+  const extract = fakeExtractor(V, d, calls);
+  const opts = { ...base, maxLength: 8, dir, padId: 0 };
+  const a = HiddenCache.open(opts);
+  const [e1, e2] = await a.get(['abc', 'abcdefg'], extract, [6, 6]);
+  assert.deepEqual(e1!.ids.length, 3);
+  assert.deepEqual(e1!.hidden.shape, [6, d], 'three real rows, three pad rows');
+  assert.deepEqual(e2!.hidden.shape, [7, d], 'a text longer than the asked rows keeps its own length');
+  a.close();
+  const b = HiddenCache.open(opts);
+  calls.texts.length = 0;
+  const [again] = await b.get(['abc'], extract, [4]);
+  assert.deepEqual(calls.texts, [], 'six stored rows serve a request for four');
+  assert.deepEqual([...again!.hidden.data], [...e1!.hidden.data]);
+  const [more] = await b.get(['abc'], extract, [8]);
+  assert.deepEqual(calls.texts, ['abc']);
+  assert.deepEqual(more!.hidden.shape, [8, d]);
+  assert.deepEqual([...more!.hidden.data.subarray(0, 6 * d)], [...e1!.hidden.data]);
+  b.close();
+  const c = HiddenCache.open(opts);
+  assert.deepEqual((await c.get(['abc'], extract, [8]))[0]!.hidden.shape, [8, d], 'the later record wins');
+  await assert.rejects(HiddenCache.open({ ...base, dir }).get(['abc'], extract, [4]), /internal/);
+  assert.equal(HiddenCache.open({ ...opts, padId: 1 }).size, 0, 'another pad id: another folder');
+  c.close();
+});
+
 test('fp16 storage rounds values and halves the payload', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lmsteer-hc-'));
   const extract = fakeExtractor(V, d);

@@ -5,8 +5,15 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { batchAt, buildLossBatch, initProjectors, trainSteer, unpackP } from '../../src/train/trainLoop.js';
-import { packSteers } from '../../src/steer/pack.js';
+import {
+  batchAt,
+  buildLossBatch,
+  initProjectors,
+  trainingValues,
+  trainSteer,
+  unpackP,
+} from '../../src/train/trainLoop.js';
+import { packScale, packSteers } from '../../src/steer/pack.js';
 import type { SteerConfig } from '../../src/steer/steer.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { loadSteer } from '../../src/steer/steerFile.js';
@@ -56,26 +63,49 @@ test('unpack inverts packSteers and seeded init with the asked std', () => {
   assert.ok(Math.abs(sd - 0.01) < 0.0005, `std ${sd}`);
 });
 
-test('buildLossBatch: real next tokens only by default; includePadding pads to the longest row', () => {
+test('buildLossBatch: real next tokens only by default; includePadding pads to the longest row with pad rows', () => {
   const d = 2;
-  const entry = (ids: number[]) => ({
+  // Hidden row t of a text holds [id, −id] for real tokens and [100 + t, 0] for pad rows.
+  const entry = (ids: number[], rows = ids.length) => ({
     ids,
-    hidden: tensor([ids.length, d], Float32Array.from(ids.flatMap((i) => [i, -i]))),
+    hidden: tensor(
+      [rows, d],
+      Float32Array.from({ length: rows * d }, (_, k) => {
+        const t = Math.floor(k / d);
+        if (t >= ids.length) return k % d ? 0 : 100 + t;
+        return k % d ? -ids[t]! : ids[t]!;
+      }),
+    ),
   });
-  const entries = [entry([5, 6, 7]), entry([8, 9])];
-  const cfg = { rank: 2, eps: 0.5, dummySlot: true, includePadding: false, padId: null };
-  const b = buildLossBatch(entries, [-1, 1], cfg);
+  const config = {
+    rank: 2,
+    eps: 0.5,
+    slots: [
+      { name: 'v', defaultValue: 0 },
+      { name: BASE_SLOT, defaultValue: 1 },
+    ],
+  } as SteerConfig;
+  const layout = packSteers([{ config, p1: tensor([2, d, 2]), p2: tensor([2, d, 2]) }]);
+  const scale = packScale(layout, [trainingValues(-1, true), trainingValues(1, true)]);
+  const cfg = { includePadding: false, padId: null };
+  const b = buildLossBatch([entry([5, 6, 7]), entry([8, 9])], scale, cfg);
   assert.deepEqual([...b.targets], [6, 7, 9]);
   assert.deepEqual([...b.hidden.data], [5, -5, 6, -6, 8, -8]);
   assert.deepEqual(b.scale.shape, [3, 4]);
   assert.deepEqual([...b.scale.data.subarray(0, 4)], [-0.5, -0.5, 0.5, 0.5]); // label slot, then dummy slot at 1
   assert.deepEqual([...b.scale.data.subarray(8, 12)], [0.5, 0.5, 0.5, 0.5]);
-  const p = buildLossBatch(entries, [-1, 1], { ...cfg, includePadding: true, padId: 0 });
-  assert.deepEqual([...p.targets], [6, 7, 9, 0]);
-  assert.deepEqual([...p.hidden.data.subarray(6, 8)], [9, -9]); // predicting the pad from the last real token
+  const withPads = [entry([5, 6, 7, 4]), entry([8, 9], 4)];
+  const p = buildLossBatch(withPads, scale, { includePadding: true, padId: 0 });
+  assert.deepEqual([...p.targets], [6, 7, 4, 9, 0, 0]);
+  // Row 2: predicting the first pad from the last real token, then from the pad rows at positions 2.
+  assert.deepEqual([...p.hidden.data.subarray(6, 12)], [8, -8, 9, -9, 102, 0]);
   assert.equal(
     p.weight.reduce((a, x) => a + x, 0),
-    4,
+    6,
+  );
+  assert.throws(
+    () => buildLossBatch([entry([5, 6, 7, 4]), entry([8, 9])], scale, { includePadding: true, padId: 0 }),
+    /internal/,
   );
 });
 

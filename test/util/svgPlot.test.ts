@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { linePlotSvg, scatterPlotSvg } from '../../src/util/svgPlot.js';
+import { linePlotSvg, paddedDomain, scatterPlotSvg } from '../../src/util/svgPlot.js';
 import { LmSteerError } from '../../src/util/errors.js';
 
 /** Minimal well-formedness: one <svg> root, every tag closed in order, nothing after the root. */
@@ -97,5 +97,76 @@ test('plots reject bad input clearly', async () => {
   assert.throws(
     () => scatterPlotSvg({ ...base, series: [{ name: 'a', points: [[1, 1]], labels: [] }] }),
     err(/1 points but 0 labels/),
+  );
+});
+
+test('axes pad past every point and error bar; a single point gets a readable axis', () => {
+  assert.deepEqual(paddedDomain([0, 10]), [-0.5, 10.5]);
+  assert.deepEqual(paddedDomain([2, NaN, 4, 6]), [1.8, 6.2]);
+  assert.deepEqual(paddedDomain([50]), [45, 55]);
+  assert.deepEqual(paddedDomain([0]), [-1, 1]);
+  const [lo, hi] = paddedDomain([10, 1000], true)!;
+  assert.ok(Math.abs(lo - 10 ** 0.9) < 1e-9 && Math.abs(hi - 10 ** 3.1) < 1e-9);
+  assert.equal(paddedDomain([NaN]), undefined);
+});
+
+test('error bars and a dashed baseline are drawn; a one-point scatter renders', async () => {
+  const plain = await linePlotSvg({
+    title: 't',
+    xLabel: 'x',
+    yLabel: 'y',
+    series: [
+      {
+        name: 'a',
+        points: [
+          [-8, 25],
+          [8, 63],
+        ],
+      },
+    ],
+  });
+  assert.doesNotMatch(plain, /mark-rule role-mark/);
+  assert.doesNotMatch(plain, /stroke-dasharray/);
+  const svg = await linePlotSvg({
+    title: 't',
+    xLabel: 'x',
+    yLabel: 'y',
+    series: [
+      {
+        name: 'a',
+        points: [
+          [-8, 25],
+          [8, 63],
+        ],
+        yErrors: [
+          [20, 30],
+          [NaN, NaN],
+        ],
+      },
+      {
+        name: 'unsteered',
+        points: [
+          [-8, 50],
+          [8, 50],
+        ],
+        dashed: true,
+      },
+    ],
+  });
+  assertWellFormedSvg(svg);
+  assert.match(svg, /mark-rule role-mark/);
+  assert.match(svg, /stroke-dasharray="6,4"/);
+  const one = await scatterPlotSvg({
+    title: 'one',
+    xLabel: 'ppl',
+    yLabel: 'rate',
+    series: [{ name: 's', points: [[5.8, 49.3]], labels: ['0'], xErrors: [[5.5, 6.1]], yErrors: [[44, 54]] }],
+  });
+  assertWellFormedSvg(one);
+  assert.equal(one.match(/mark-rule role-mark/g)?.length, 2, 'x and y bars');
+  assert.throws(
+    () =>
+      scatterPlotSvg({ title: 'e', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: [[1, 1]], yErrors: [] }] }),
+    /1 points but 0 y errors/,
   );
 });
