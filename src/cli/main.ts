@@ -2,6 +2,7 @@
  * The `lmsteer` command line: one file per command beside this one; this file wires them and turns errors
  * into messages. User errors (LmSteerError) print message + hint and exit 2; anything else is a bug: exit 1.
  */
+import '../util/ortTelemetryOff.js';
 import { Command } from 'commander';
 import { LmSteerError } from '../util/errors.js';
 import { classifierCommand } from './classifier.js';
