@@ -26,16 +26,32 @@ export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-/** `--value name=5 --value other=-2.5` → { name: 5, other: -2.5 }; NaN/Infinity rejected. */
+/** A decimal number as people write it (no hex, binary or octal: `0x10` is not 16 here). */
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
+
+/** A flag value shown in an error: at most 80 characters, control characters escaped. */
+export function shown(raw: string): string {
+  const s = JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}…` : raw);
+  return s.slice(1, -1);
+}
+
+/**
+ * `--value name=5 --value other=-2.5` → { name: 5, other: -2.5 }; NaN/Infinity and non-decimal numbers
+ * rejected. The result has no prototype, so a name such as "__proto__" is an ordinary (unknown) name.
+ */
 export function parseValues(pairs: string[]): Record<string, number> {
-  const out: Record<string, number> = {};
+  const out: Record<string, number> = Object.create(null);
   for (const p of pairs) {
-    const m = /^([^=]+)=(.*)$/.exec(p);
-    const v = m ? Number(m[2]) : NaN;
-    if (!m || m[2].trim() === '' || !Number.isFinite(v)) {
-      throw new LmSteerError('BAD_ARGUMENT', `--value "${p}" is not name=number (finite)`, 'e.g. --value sentiment=3');
+    const m = /^([^=]+)=(.*)$/s.exec(p);
+    const v = m && DECIMAL.test(m[2]!.trim()) ? Number(m[2]) : NaN;
+    if (!m || !Number.isFinite(v)) {
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `--value "${shown(p)}" is not name=number (decimal, finite)`,
+        'e.g. --value sentiment=3',
+      );
     }
-    out[m[1].trim()] = v;
+    out[m[1]!.trim()] = v;
   }
   return out;
 }

@@ -38,6 +38,7 @@ const STATUS: Record<ErrorCode, number> = {
   UNSUPPORTED: 400,
   NOT_FOUND: 404,
   LIMIT: 429,
+  FORBIDDEN: 403,
   CANCELLED: 503, // a client still listening sees this only when the server shuts down
   OFFLINE: 503,
   NETWORK: 503,
@@ -54,6 +55,7 @@ export function statusOf(e: unknown): number {
 
 function errorType(status: number): string {
   if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
   if (status === 404) return 'not_found_error';
   if (status === 429) return 'rate_limit_error';
   if (status === 504) return 'timeout_error';
