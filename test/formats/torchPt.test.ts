@@ -3,8 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { strToU8, zipSync } from 'fflate';
-import { importReferenceCheckpoint, loadTorchBytes, referenceCheckpointToSteer } from '../../src/formats/torchPt.js';
+import { strToU8, unzipSync, zipSync } from 'fflate';
+import {
+  importReferenceCheckpoint,
+  loadTorchBytes,
+  PT_LIMITS,
+  referenceCheckpointToSteer,
+} from '../../src/formats/torchPt.js';
 import { readAllSafetensors } from '../../src/formats/safetensors.js';
 import { f16ToF32, f32ToF16 } from '../../src/formats/halfFloat.js';
 import { DUMMY_SLOT, type BaseModelInfo } from '../../src/steer/steer.js';
@@ -37,7 +42,7 @@ class Pickle {
     return this.raw(0x8c, b.length, ...b); // SHORT_BINUNICODE
   }
   int(n: number): this {
-    if (n < 256) return this.raw(0x4b, n);
+    if (n >= 0 && n < 256) return this.raw(0x4b, n);
     const b = Buffer.alloc(4);
     b.writeInt32LE(n);
     return this.raw(0x4a, ...b);
@@ -323,7 +328,7 @@ test(
           torchSave(ARGS, [spec('0'), big], { '0': new Uint8Array(16), '1': new Uint8Array(16) }),
           'small.pt',
         ),
-      /reads past its storage/,
+      /reads past its storage|more elements than its storage/,
     );
   },
 );
@@ -350,3 +355,76 @@ test(
     );
   },
 );
+
+// ---- hostile files: nothing is allocated from an unchecked size ----
+
+const small = (key: string, over: Partial<TensorSpec> = {}): TensorSpec => ({
+  key,
+  storage: 'FloatStorage',
+  numel: 4,
+  offset: 0,
+  size: [1, 2, 2],
+  stride: [4, 2, 1],
+  parameter: false,
+  ...over,
+});
+const data4 = () => ({ '0': new Uint8Array(16), '1': new Uint8Array(16) });
+
+test('zip entries the pickle does not reference are never inflated', () => {
+  // An extra entry whose deflate stream is invalid: inflating it would fail, so loading proves it was skipped.
+  const base = torchSave(ARGS, [small('0'), small('1')], data4());
+  const files: Record<string, Uint8Array> = unzipSync(base);
+  files['archive/data/junk'] = new Uint8Array(4096).fill(7);
+  const zip = zipSync(files, { level: 6 });
+  const name = Buffer.from('archive/data/junk');
+  const at = Buffer.from(zip).indexOf(name); // the local header's copy of the name comes first
+  const extra = zip[at - 2]! | (zip[at - 1]! << 8);
+  zip[at + name.length + extra] = 0xff; // BTYPE 11: an invalid deflate block
+  const v = loadTorchBytes(zip, 'junk.pt') as unknown[];
+  assert.deepEqual((v[1] as Map<string, Tensor>).get('projector1')!.shape, [1, 2, 2]);
+});
+
+test('a referenced storage that inflates beyond what its tensors need is refused before inflating', () => {
+  const zip = torchSave(ARGS, [small('0'), small('1')], { '0': new Uint8Array(1 << 20), '1': new Uint8Array(16) });
+  const deflated = zipSync(unzipSync(zip), { level: 6 }); // 1 MiB of zeros → ~1 KB
+  assert.throws(
+    () => loadTorchBytes(deflated, 'bomb.pt'),
+    (e: E) => e.code === 'BAD_FILE' && /bomb\.pt: zip entry archive\/data\/0 inflates to 1048576 bytes/.test(e.message),
+  );
+});
+
+test('too many zip entries, or storages bigger than the budget, are refused', () => {
+  const zip = torchSave(ARGS, [small('0'), small('1')], data4());
+  const saved = PT_LIMITS.entries;
+  PT_LIMITS.entries = 4; // the file has 5
+  try {
+    assert.throws(
+      () => loadTorchBytes(zip, 'many.pt'),
+      (e: E) => e.code === 'BAD_FILE' && /more than 4 entries/.test(e.message),
+    );
+  } finally {
+    PT_LIMITS.entries = saved;
+  }
+  const huge = torchSave(ARGS, [small('0', { numel: 1_000_000_000 }), small('1')], data4());
+  assert.throws(
+    () => loadTorchBytes(huge, 'huge.pt'),
+    (e: E) => e.code === 'BAD_FILE' && /need more than/.test(e.message),
+  );
+});
+
+test('stride-0 views, negative offsets and astronomic sizes are refused before allocating', () => {
+  const cases: [string, Partial<TensorSpec>, RegExp][] = [
+    ['stride0', { size: [1, 64, 50_000_000], stride: [0, 0, 0] }, /more elements than its storage of 4/],
+    ['cube', { size: [1_000_000, 1_000_000, 1_000_000], stride: [0, 0, 0] }, /more elements than its storage/],
+    ['negoffset', { offset: -64 }, /storage offset -64/],
+    ['negstride', { stride: [4, -2, 1] }, /malformed/],
+  ];
+  for (const [name, over, re] of cases) {
+    const zip = torchSave(ARGS, [small('0', over), small('1')], data4());
+    assert.throws(
+      () => loadTorchBytes(zip, `${name}.pt`),
+      (e: E) => e.code === 'BAD_FILE' && re.test(e.message),
+      name,
+    );
+  }
+});
