@@ -1,4 +1,5 @@
 /** Flag value parsers shared by the commands: each names the flag in its error. */
+import { STEER_LIMITS } from '../steer/steer.js';
 import { LmSteerError } from '../util/errors.js';
 
 export function intOption(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -44,10 +45,10 @@ export function parseValues(pairs: string[]): Record<string, number> {
   for (const p of pairs) {
     const m = /^([^=]+)=(.*)$/s.exec(p);
     const v = m && DECIMAL.test(m[2]!.trim()) ? Number(m[2]) : NaN;
-    if (!m || !Number.isFinite(v)) {
+    if (!m || !Number.isFinite(v) || Math.abs(v) > STEER_LIMITS.value) {
       throw new LmSteerError(
         'BAD_ARGUMENT',
-        `--value "${shown(p)}" is not name=number (decimal, finite)`,
+        `--value "${shown(p)}" is not name=number (decimal, within ±${STEER_LIMITS.value})`,
         'e.g. --value sentiment=3',
       );
     }

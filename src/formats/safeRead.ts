@@ -132,5 +132,5 @@ export function readJsonFile(
   opts: { maxBytes?: number; what?: string; within?: string; hint?: string } = {},
 ): unknown {
   const text = readTextFile(path, opts.maxBytes ?? FILE_LIMITS.json, opts.what ?? 'file', opts.within);
-  return parseJson(text.replace(/^\uFEFF/, ''), path, opts.hint);
+  return parseJson(text.replace(/^\uFEFF/, ''), opts.what ? `${opts.what} ${path}` : path, opts.hint);
 }

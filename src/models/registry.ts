@@ -8,6 +8,7 @@ import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
 import type { DecoderConfig } from './config.js';
 import { checkExpectedWeights, configObject, type ExpectedWeight } from './configFields.js';
+import { checkConfigSizes, checkRawConfigSizes } from './limits.js';
 import * as gpt2 from './gpt2/config.js';
 import * as gptNeox from './gptNeox/config.js';
 import * as llama from './llama/config.js';
@@ -17,16 +18,17 @@ export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2', 'gpt_
 /** Parse a config.json (already JSON-parsed) from `source` (a path or hub id, for messages). */
 export function parseDecoderConfig(raw: unknown, source: string): DecoderConfig {
   const obj = configObject(raw, source);
+  checkRawConfigSizes(obj, source); // before any parser sizes something from them (limits.ts)
   const modelType = obj.model_type;
   switch (modelType) {
     case 'llama':
     case 'mistral':
     case 'qwen2':
-      return llama.parseConfig(obj, source);
+      return checkConfigSizes(llama.parseConfig(obj, source), source);
     case 'gpt2':
-      return gpt2.parseConfig(obj, source);
+      return checkConfigSizes(gpt2.parseConfig(obj, source), source);
     case 'gpt_neox':
-      return gptNeox.parseConfig(obj, source);
+      return checkConfigSizes(gptNeox.parseConfig(obj, source), source);
     default:
       throw new LmSteerError(
         'UNSUPPORTED',

@@ -29,7 +29,7 @@ import { LmSteerError } from '../util/errors.js';
 import { checkAccess, resolveSteerPath, type AccessPolicy } from './access.js';
 import { handleChat, handleCompletion, type GenerationContext } from './completions.js';
 import type { Lens } from './lens.js';
-import { ApiError, errorBody, parseBody, statusOf } from './openai.js';
+import { ApiError, errorBody, parseBody, parseJsonBody, statusOf } from './openai.js';
 import type { SteerBase } from './steers.js';
 
 export interface RouteContext extends GenerationContext {
@@ -101,16 +101,7 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') throw new ApiError(400, 'BAD_ARGUMENT', 'the request body is empty', 'send a JSON object');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ApiError(
-      400,
-      'BAD_ARGUMENT',
-      `the request body is not valid JSON: ${(e as Error).message}`,
-      'send a JSON object (NaN and Infinity are not JSON)',
-    );
-  }
+  return parseJsonBody(text);
 }
 
 /** After a 413, stop reading a body that may be huge: discard a little, then drop the connection. */

@@ -4,10 +4,11 @@
  *   steer.json         the SteerConfig (base model + fingerprint, eps, rank, slots, training info, metrics)
  * Both are written atomically, tensors first and json last, so a folder that has steer.json is complete.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../formats/atomicWrite.js';
 import { readAllSafetensors, writeSafetensors } from '../formats/safetensors.js';
+import { checkInside, readJsonFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
 import {
   describeIssues,
@@ -58,6 +59,7 @@ export function loadSteer(path: string, opts: LoadSteerOptions = {}): Steer {
       'the folder is incomplete; copy the whole steer folder',
     );
   }
+  checkInside(tensorPath, dir, 'steer tensors'); // a link out of the folder is not part of the steer
   const { tensors } = readAllSafetensors(tensorPath);
   const p1 = tensors.projector1;
   const p2 = tensors.projector2;
@@ -130,16 +132,9 @@ function readConfig(jsonPath: string): SteerConfig {
         : 'pass a folder written by lmsteer (steer.json + steer.safetensors)',
     );
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(jsonPath, 'utf8'));
-  } catch (e) {
-    throw new LmSteerError(
-      'BAD_FILE',
-      `${jsonPath} is not valid JSON: ${(e as Error).message}`,
-      'restore the file from the original steer',
-    );
-  }
+  // Only a regular file inside the folder: a steer.json linked to /etc/passwd is refused, and parse errors
+  // never quote the bytes.
+  const raw = readJsonFile(jsonPath, { within: dirname(jsonPath), hint: 'restore the file from the original steer' });
   const version = (raw as { formatVersion?: unknown } | null)?.formatVersion;
   if (typeof version === 'number' && version > STEER_FORMAT_VERSION) {
     throw new LmSteerError(
