@@ -11,6 +11,7 @@ import { fallbackTemplate, type ChatTemplate } from './chatTemplate.js';
 import { accessPolicy, isLoopbackHost } from './access.js';
 import { createLens, type Lens } from './lens.js';
 import { Metrics } from './metrics.js';
+import { PromptEncoder } from './promptEncoder.js';
 import { createHandler } from './routes.js';
 import { Scheduler } from './scheduler.js';
 import type { SteerSet } from './steers.js';
@@ -118,9 +119,11 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
     { onTokens: (n) => metrics.generated(n), onStep: () => metrics.step() },
   );
   const timeoutMs = o.timeoutMs ?? DEFAULTS.timeoutMs;
+  const encoder = new PromptEncoder(model.tokenizer, context);
   const handler = createHandler({
     modelId: model.id,
     tokenizer: model.tokenizer,
+    encoder,
     scheduler,
     metrics,
     chat: o.chatTemplate ?? fallbackTemplate,
@@ -174,6 +177,7 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
         void sched.close().then(() => setTimeout(() => http.closeAllConnections(), 200).unref());
       });
       await sched.close();
+      await encoder.close();
     },
   };
 }

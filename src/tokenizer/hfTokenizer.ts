@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Tokenizer as TokenizersJs } from '@huggingface/tokenizers';
 import { FILE_LIMITS, readJsonFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
-import type { Tokenizer } from './tokenizer.js';
+import type { LocalTokenizerSource, Tokenizer } from './tokenizer.js';
 
 type Json = Record<string, unknown>;
 
@@ -48,6 +48,8 @@ export class HfTokenizer implements Tokenizer {
   readonly eosIds: number[];
   readonly padId?: number;
   readonly source: string;
+  /** Set by loadTokenizer (load.ts). */
+  origin?: LocalTokenizerSource;
   private readonly tok: TokenizersJs;
   private readonly specialIds: Set<number>;
   private readonly cleanUpSpaces: boolean;

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accessPolicy, hostAllowed, isLoopbackHost, originAllowed, resolveSteerPath } from '../../src/server/access.js';
@@ -244,6 +245,28 @@ describe('binding', { skip }, () => {
       await assert.rejects(startServer(f.model, steers, { port: 0, apiKey: ' ' }), isArg);
       const open = await startServer(f.model, steers, { host: '0.0.0.0', port: 0, allowUnauthenticated: true });
       await open.close();
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+describe('slow clients', { skip }, () => {
+  test('a body that trickles past the request timeout is answered 408 and the socket closed', async () => {
+    const f = await serve({ requestTimeoutMs: 400, headersTimeoutMs: 400 });
+    try {
+      const u = new URL(f.url);
+      const got = await new Promise<string>((done, fail) => {
+        const s = connect(Number(u.port), u.hostname, () => {
+          s.write('POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"prompt"');
+        });
+        let text = '';
+        s.on('data', (d) => (text += d));
+        s.on('close', () => done(text));
+        s.on('error', fail);
+        setTimeout(() => (s.destroy(), fail(new Error('the server kept a trickling socket open'))), 20_000).unref();
+      });
+      assert.match(got, /^HTTP\/1\.1 408/);
     } finally {
       await f.close();
     }
