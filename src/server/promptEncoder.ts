@@ -2,13 +2,13 @@
  * Prompt text → token ids for the server, without stalling the decode loop. Tokenizing is synchronous and, for
  * some tokenizers, slow (stories260K's: ~0.1 ms a token), so one 900 KB prompt blocked every stream and
  * /health for 22 s. Two measures:
- *  - a bound before tokenizing: no token covers more than `maxTokenChars` characters of text (the longest
- *    token string; doubled for normalizers that shrink text), so a prompt longer than
- *    context × that can never fit and is refused at once;
+ *  - a bound before tokenizing (tokenizer/textBound.ts): a prompt longer than the characters `context` tokens
+ *    can stand for can never fit, and is refused at once;
  *  - prompts longer than `inlineChars` are tokenized on a worker thread holding a copy of the tokenizer
  *    (loaded from its origin); short ones inline, where a thread round trip would cost more than it saves.
  */
 import { Worker } from 'node:worker_threads';
+import { charsForTokens } from '../tokenizer/textBound.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ApiError } from './openai.js';
 
@@ -21,7 +21,6 @@ export class PromptEncoder {
   private worker?: Worker;
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (ids: number[]) => void; reject: (e: Error) => void }>();
-  private maxChars?: number;
   private readonly inlineChars: number;
 
   constructor(
@@ -32,15 +31,9 @@ export class PromptEncoder {
     this.inlineChars = opts.inlineChars ?? 2000;
   }
 
-  /** The most characters a prompt of `context` tokens can have (computed once, from the vocabulary). */
+  /** The most characters a prompt of `context` tokens can have (tokenizer/textBound.ts). */
   charLimit(): number {
-    if (this.maxChars === undefined) {
-      let longest = 1;
-      for (let id = 0; id < this.tokenizer.vocabSize; id++)
-        longest = Math.max(longest, this.tokenizer.tokenString(id).length);
-      this.maxChars = 2 * longest * this.context;
-    }
-    return this.maxChars;
+    return charsForTokens(this.tokenizer, this.context);
   }
 
   /** Token ids of `text`; 400 (LIMIT) without tokenizing when it cannot fit the context. */
