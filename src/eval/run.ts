@@ -14,20 +14,11 @@
  * On restart the file is read back, a torn last line dropped, and the run goes on after the last whole prompt.
  */
 import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
+import { lockOutDir, makeDir } from '../formats/outDir.js';
 import type { Decoder } from '../runtime/decoder.js';
 import { generate } from '../runtime/generate.js';
 import { steerDirections, steerScaleRow, type ActiveSteers } from '../steer/active.js';
@@ -330,13 +321,21 @@ function checkOptions(o: EvalOptions): void {
 /** Run the protocol for every setting, then write the report and plots. */
 export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult> {
   checkOptions(opts);
+  const lock = lockOutDir(opts.outDir, 'eval'); // one run per folder (outDir.ts)
+  try {
+    return await evalLocked(opts, deps);
+  } finally {
+    lock.release();
+  }
+}
+
+async function evalLocked(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult> {
   const log = deps.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const prompts = await readPrompts(opts.promptsPath, { limit: opts.limit });
   const settings = settingsOf(opts, deps);
   // Every value name is checked before any work starts (a typo fails now, not after the first setting).
   const scales = settings.map((s) => (deps.steers ? steerScaleRow(deps.steers, s.values) : undefined));
   const promptIds = encodePrompts(deps.model, prompts, opts);
-  mkdirSync(opts.outDir, { recursive: true });
 
   const identityBase = {
     model: deps.model.fingerprint(),
@@ -486,7 +485,7 @@ function encodePrompts(model: EvalModel, prompts: Prompt[], o: EvalOptions): num
 
 /** Check run.json against this run (or write it) and find how many prompts are already done. */
 function prepareDir(dir: string, record: RunRecord, prompts: Prompt[], overwrite: boolean): number {
-  mkdirSync(dir, { recursive: true });
+  makeDir(dir);
   const runPath = join(dir, RUN_FILE);
   const genPath = join(dir, GENERATIONS_FILE);
   if (existsSync(runPath)) {

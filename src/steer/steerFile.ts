@@ -4,7 +4,8 @@
  *   steer.json         the SteerConfig (base model + fingerprint, eps, rank, slots, training info, metrics)
  * Both are written atomically, tensors first and json last, so a folder that has steer.json is complete.
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { makeDir } from '../formats/outDir.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../formats/atomicWrite.js';
 import { readAllSafetensors, writeSafetensors } from '../formats/safetensors.js';
@@ -24,7 +25,7 @@ export const STEER_TENSORS = 'steer.safetensors';
 
 export function saveSteer(dir: string, steer: Steer): void {
   validateSteer(steer);
-  mkdirSync(dir, { recursive: true });
+  makeDir(dir, 'steer folder');
   writeSafetensors(
     join(dir, STEER_TENSORS),
     { projector1: steer.p1, projector2: steer.p2 },
