@@ -30,6 +30,14 @@ export function collect(value: string, previous: string[] = []): string[] {
 /** A decimal number as people write it (no hex, binary or octal: `0x10` is not 16 here). */
 const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
 
+/**
+ * Text for the terminal with control characters (newlines, ANSI escapes) shown as \u escapes: names and
+ * messages can carry bytes from untrusted files, which must not move the cursor or recolour the screen.
+ */
+export function terminalSafe(s: string): string {
+  return s.replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** A flag value shown in an error: at most 80 characters, control characters escaped. */
 export function shown(raw: string): string {
   const s = JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}…` : raw);

@@ -6,7 +6,7 @@ import { DUMMY_SLOT, knownValueNames, type Steer } from '../steer/steer.js';
 import { loadSteer } from '../steer/steerFile.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, openModel, type ModelFlags } from './common.js';
-import { collect, parseValues } from './options.js';
+import { collect, parseValues, terminalSafe } from './options.js';
 
 export function steerCommand(): Command {
   const cmd = new Command('steer').description(
@@ -153,7 +153,7 @@ function infoCommand(): Command {
       if (c.source) lines.push(`  source: ${flat(c.source, ['referenceArgs'])}`);
       if (c.training) lines.push(`  training: ${flat(c.training, ['perLabel'])}`);
       if (c.metrics) lines.push(`  metrics: ${flat(c.metrics, [])}`);
-      process.stdout.write(lines.join('\n') + '\n');
+      process.stdout.write(lines.map(terminalSafe).join('\n') + '\n');
     });
 }
 
