@@ -2,8 +2,8 @@
  * `lmsteer serve`: an OpenAI-compatible HTTP server with per-request steers, and the web playground at /.
  * Flags only; the server is src/server/.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { FILE_LIMITS, readTextFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
 import { locateModelSpec } from '../runtime/loadModel.js';
 import { loadChatTemplate } from '../server/chatTemplate.js';
@@ -121,12 +121,7 @@ function apiKey(flags: ServeFlags): string | undefined {
   }
   let key = process.env.LMSTEER_API_KEY;
   if (flags.apiKeyFile !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(flags.apiKeyFile, 'utf8');
-    } catch (e) {
-      throw new LmSteerError('NOT_FOUND', `--api-key-file ${flags.apiKeyFile}: ${(e as Error).message}`);
-    }
+    const text = readTextFile(flags.apiKeyFile, FILE_LIMITS.text, '--api-key-file');
     key = text.split(/\r?\n/)[0];
   }
   if (key !== undefined && key.trim() === '') {

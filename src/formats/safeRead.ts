@@ -20,8 +20,12 @@ export const FILE_LIMITS = {
   tokenizerBin: 64 * MiB,
   /** A torch .pt steer checkpoint, read whole (reference steers are a few MB). */
   pt: 256 * MiB,
-  /** A text file given on the command line (prompts, an API key file). */
+  /** A text file given on the command line (an API key file). */
   text: 64 * MiB,
+  /** A dataset or prompt file, read whole (train/data.ts reads with the same cap). */
+  dataset: 256 * MiB,
+  /** A scorer's classifier weights (JSON). */
+  classifier: 512 * MiB,
 };
 
 export interface OpenedFile {

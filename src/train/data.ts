@@ -16,7 +16,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { readExactly } from '../formats/readAt.js';
-import { openRegularFile } from '../formats/safeRead.js';
+import { FILE_LIMITS, openRegularFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
 import { applyLabelMap, parseLabelMap, type LabelMapReport, type LabelMapSpec, type RawLabel } from './labels.js';
 
@@ -78,7 +78,7 @@ export interface Dataset {
  * files are capped; one line (JSONL/TXT) or record (CSV/TSV) is capped well below that, and checked on the
  * bytes before anything is decoded or parsed: a 200 MB JSONL line aborted V8 when it was tokenized.
  */
-export const DATA_LIMITS = { fileBytes: 256 << 20, lineChars: 4 << 20 };
+export const DATA_LIMITS = { fileBytes: FILE_LIMITS.dataset, lineChars: 4 << 20 };
 
 export const TEXT_FIELDS = ['text', 'sentence', 'content', 'comment_text', 'review', 'document'];
 export const LABEL_FIELDS = ['label', 'labels', 'class', 'sentiment', 'polarity', 'toxicity'];
