@@ -26,8 +26,8 @@ const TOKENIZER_JSON_HINT =
   'point lmsteer at a Hugging Face model folder that has tokenizer.json; a model that ships only vocab.json/merges.txt ' +
   'or tokenizer.model can be converted with transformers: AutoTokenizer.from_pretrained(dir).save_pretrained(dir)';
 
-/** tokenizer.json model types tokenizers.js implements (others would fall back to a guess, silently). */
-const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram'];
+/** tokenizer.json model types tokenizers.js handles (WordLevel by its word-lookup fallback); others it would guess at. */
+const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram', 'WordLevel'];
 
 function readOptionalJsonObject(path: string): Json | undefined {
   if (!existsSync(path)) return undefined;
