@@ -4,6 +4,7 @@
  * writes { measure, config, metrics: { name: Summary }, peakRssMiB, notes } to RESULT.json.
  * bench/run.ts starts these; each can also be run alone to look at one number.
  */
+import '../src/util/ortTelemetryOff.js';
 import { importPeer, peerVersion } from './peer.js';
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';

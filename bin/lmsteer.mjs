@@ -4,6 +4,9 @@
 // run. Node resolves symlinks for this file, so `npm link` or `npm install <checkout>` still counts as a checkout.
 import { fileURLToPath } from 'node:url';
 
+// ONNX Runtime's telemetry crashes on long command lines and writes files per process; it reads this variable
+// when the first session starts (see src/util/ortTelemetryOff.ts). Child processes inherit it.
+process.env.ORT_DISABLE_TELEMETRY = '1';
 if (/[\\/]node_modules[\\/]/.test(fileURLToPath(import.meta.url))) {
   await import('../dist/cli/main.js');
 } else {

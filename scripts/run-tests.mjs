@@ -24,5 +24,6 @@ if (files.length === 0) {
 }
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
   stdio: 'inherit',
+  env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' }, // tests that import onnxruntime-node directly (see src/util/ortTelemetryOff.ts)
 });
 process.exit(r.status ?? 1);

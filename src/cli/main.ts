@@ -2,6 +2,7 @@
  * The `lmsteer` command line: one file per command beside this one; this file wires them and turns errors
  * into messages. User errors (LmSteerError) print message + hint and exit 2; anything else is a bug: exit 1.
  */
+import '../util/ortTelemetryOff.js';
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { LmSteerError } from '../util/errors.js';
@@ -11,6 +12,7 @@ import { evalCommand } from './eval.js';
 import { explainCommand } from './explain.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
+import { terminalSafe } from './options.js';
 import { reproduceCommand } from './reproduce.js';
 import { serveCommand } from './serve.js';
 import { steerCommand } from './steer.js';
@@ -56,8 +58,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof LmSteerError) {
-    process.stderr.write(`lmsteer: ${err.message}\n`);
-    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    process.stderr.write(`lmsteer: ${terminalSafe(err.message)}\n`);
+    if (err.hint) process.stderr.write(`  hint: ${terminalSafe(err.hint)}\n`);
     process.exit(2);
   }
   if ((err as { code?: string }).code?.startsWith('commander.')) process.exit(2);

@@ -10,7 +10,7 @@ import { BASE_SLOT_NOTE, SteerSet } from '../steer/steerSet.js';
 import { loadSteer } from '../steer/steerFile.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, openModel, type ModelFlags } from './common.js';
-import { collect, intOption, parseValues } from './options.js';
+import { collect, intOption, parseValues, terminalSafe } from './options.js';
 import { loadDataset } from '../train/data.js';
 import { limitDataset } from '../train/run.js';
 import { describeSteerLoss, domainWarning, heldOutLoss } from '../train/steerLoss.js';
@@ -162,7 +162,7 @@ function infoCommand(): Command {
       if (c.source) lines.push(`  source: ${flat(c.source, ['referenceArgs'])}`);
       if (c.training) lines.push(`  training: ${flat(c.training, ['perLabel'])}`);
       if (c.metrics) lines.push(`  metrics: ${flat(c.metrics, [])}`);
-      process.stdout.write(lines.join('\n') + '\n');
+      process.stdout.write(lines.map(terminalSafe).join('\n') + '\n');
     });
 }
 

@@ -1,6 +1,7 @@
 /** `lmsteer train`: learn a steer from labelled texts (src/train/run.ts); Ctrl-C saves, rerunning resumes. */
 import { Command } from 'commander';
 import { runTraining } from '../train/run.js';
+import { STEER_LIMITS } from '../steer/steer.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, type ModelFlags } from './common.js';
 import { collect, floatOption, intOption } from './options.js';
@@ -58,12 +59,20 @@ export function trainCommand(): Command {
     .option('--balance', 'downsample every steer value to as many examples as the rarest one')
     .option('--slot <name>', 'name of the trained value (used as --value NAME=v)', 'value')
     .option('--no-dummy', "leave out the reference's dummy slot (held at 1)")
-    .option('--rank <r>', 'rank of P1/P2 (default min(1000, hidden size))', intOption('--rank', 1, 1_000_000))
-    .option('--eps <e>', 'steer scale epsilon (default 1e-3)', floatOption('--eps', -1e6, 1e6))
+    .option(
+      '--rank <r>',
+      'rank of P1/P2, at most the hidden size (default min(1000, hidden size))',
+      intOption('--rank', 1, STEER_LIMITS.rank),
+    )
+    .option(
+      '--eps <e>',
+      'steer scale epsilon (default 1e-3)',
+      floatOption('--eps', -STEER_LIMITS.eps, STEER_LIMITS.eps),
+    )
     .option('--init-std <s>', 'std of the random init of P1/P2 (default 0.01)', floatOption('--init-std', 0, 1e6))
     .option('--lr <lr>', 'Adam learning rate (default 0.01)', floatOption('--lr', 0, 1e6))
     .option('--reg <r>', 'weight of ‖P1‖² + ‖P2‖² in the loss (default 0)', floatOption('--reg', 0, 1e12))
-    .option('--batch-size <b>', 'texts per step (default 32)', intOption('--batch-size', 1, 1_000_000))
+    .option('--batch-size <b>', 'texts per step (default 32)', intOption('--batch-size', 1, 65_536))
     .option('--max-length <n>', 'tokens kept per text (default 256)', intOption('--max-length', 1, 1_000_000))
     .option('--steps <n>', 'training steps (default 1000)', intOption('--steps', 1, 1_000_000_000))
     .option(

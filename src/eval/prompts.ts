@@ -3,8 +3,8 @@
  * other field kept in `record`) or plain text, one prompt per line. The format follows the extension
  * (.jsonl/.json/.ndjson → JSONL, .txt → text) or, otherwise, the first non-blank line ('{' → JSONL).
  */
-import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { FILE_LIMITS, readTextFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
 
 export interface Prompt {
@@ -24,12 +24,8 @@ export interface ReadPromptsOptions {
 }
 
 export async function readPrompts(path: string, opts: ReadPromptsOptions = {}): Promise<Prompt[]> {
-  let content: string;
-  try {
-    content = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new LmSteerError('NOT_FOUND', `prompt file ${path} cannot be read`, 'check the path', { cause: e });
-  }
+  // a regular file under a cap (safeRead.ts): a FIFO or /dev/zero here would hang or exhaust memory
+  const content = readTextFile(path, FILE_LIMITS.dataset, 'prompt file');
   const format = opts.format && opts.format !== 'auto' ? opts.format : detectFormat(path, content);
   const prompts = parsePrompts(content, path, format);
   if (prompts.length === 0) {

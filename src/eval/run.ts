@@ -16,20 +16,11 @@
  * On restart the file is read back, a torn last line dropped, and the run goes on after the last whole prompt.
  */
 import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
+import { lockOutDir, makeDir } from '../formats/outDir.js';
 import type { Decoder } from '../runtime/decoder.js';
 import { generate, type SampleSettings } from '../runtime/generate.js';
 import type { SteerSet } from '../steer/steerSet.js';
@@ -342,6 +333,15 @@ function checkOptions(o: EvalOptions): void {
 /** Run the protocol for every setting, then write the report and plots. */
 export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult> {
   checkOptions(opts);
+  const lock = lockOutDir(opts.outDir, 'eval'); // one run per folder (outDir.ts)
+  try {
+    return await evalLocked(opts, deps);
+  } finally {
+    lock.release();
+  }
+}
+
+async function evalLocked(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult> {
   const log = deps.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const prompts = await readPrompts(opts.promptsPath, { limit: opts.limit });
   const settings = settingsOf(opts, deps);
@@ -351,7 +351,6 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
     return row && s.baseline ? new Float32Array(row.length) : row; // all zero: h + 0 = h, the base model exactly
   });
   const promptIds = encodePrompts(deps.model, prompts, opts);
-  mkdirSync(opts.outDir, { recursive: true });
 
   const identityBase = {
     model: deps.model.fingerprint(),
@@ -503,7 +502,7 @@ function encodePrompts(model: EvalModel, prompts: Prompt[], o: EvalOptions): num
 
 /** Check run.json against this run (or write it) and find how many prompts are already done. */
 function prepareDir(dir: string, record: RunRecord, prompts: Prompt[], overwrite: boolean): number {
-  mkdirSync(dir, { recursive: true });
+  makeDir(dir);
   const runPath = join(dir, RUN_FILE);
   const genPath = join(dir, GENERATIONS_FILE);
   if (existsSync(runPath)) {

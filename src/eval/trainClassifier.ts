@@ -4,7 +4,7 @@
  * the layout `--scorer linear --scorer-model DIR` reads. A steer value > 0 is the attribute (label 1), < 0 is
  * not (label 0); 0 (e.g. SST-5's neutral class) says neither and is left out.
  */
-import { mkdirSync } from 'node:fs';
+import { makeDir } from '../formats/outDir.js';
 import { join } from 'node:path';
 import { loadDataset, type Dataset } from '../train/data.js';
 import { LmSteerError } from '../util/errors.js';
@@ -50,7 +50,7 @@ export function trainClassifierFromFiles(o: ClassifierTrainOptions): ClassifierT
       'check --label-map: values > 0 are the attribute, < 0 are not',
     );
   const model = trainLinearClassifier(examples, o);
-  mkdirSync(o.outDir, { recursive: true });
+  makeDir(o.outDir);
   const path = join(o.outDir, LINEAR_CLASSIFIER_FILE);
   saveLinearClassifier(path, model);
   return { model, path, dataset, neutral };

@@ -2,36 +2,17 @@
  * Hugging Face JSON side files of a model folder: config.json (required) and generation_config.json
  * (optional). Returned raw; src/models/config.ts turns config.json into a DecoderConfig.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LmSteerError } from '../util/errors.js';
+import { readJsonFile as readJson } from './safeRead.js';
 
-/** Parse the JSON file at `path`; `what` names it in errors ("config.json of model X", "steer file"). */
+/**
+ * Parse the JSON file at `path`; `what` names it in errors ("config.json of model X", "steer file"). Only a
+ * regular file of at most FILE_LIMITS.json bytes (safeRead.ts); parse errors never quote the content.
+ */
 export function readJsonFile(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT')
-      throw new LmSteerError('NOT_FOUND', `${what} not found: ${path}`, 'check the path', { cause: err });
-    throw new LmSteerError(
-      'NOT_FOUND',
-      `cannot read ${what} ${path}: ${(err as Error).message}`,
-      'check the path and its permissions',
-      { cause: err },
-    );
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new LmSteerError(
-      'BAD_FILE',
-      `${what} ${path} is not valid JSON: ${(err as Error).message}`,
-      'fix the file or download it again',
-      { cause: err },
-    );
-  }
+  return readJson(path, { what, hint: 'fix the file or download it again' });
 }
 
 function asObject(v: unknown, path: string, what: string): Record<string, unknown> {

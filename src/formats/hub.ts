@@ -117,14 +117,26 @@ export function parseHubSpec(spec: string): HubSpec {
       'write it as org/name or org/name@revision (e.g. openai-community/gpt2@main), or give a local path',
     );
   }
-  if (!revision || revision.includes('..')) {
+  checkRevision(revision, spec);
+  return { repo, revision };
+}
+
+/**
+ * A branch, tag or commit: it becomes a path under the cache (refs/{revision}), so only git-ref characters,
+ * no "..", no empty or leading/trailing "/" components.
+ */
+export function checkRevision(revision: string, spec = revision): void {
+  if (
+    !/^[A-Za-z0-9._\-/]{1,200}$/.test(revision) ||
+    revision.split('/').some((c) => c === '' || c === '.' || c === '..') ||
+    revision.includes('..')
+  ) {
     throw new LmSteerError(
       'BAD_ARGUMENT',
       `"${spec}" has an empty or invalid revision after "@"`,
       'write org/name@branch, org/name@tag or org/name@<40-hex commit>',
     );
   }
-  return { repo, revision };
 }
 
 /** models--{org}--{name}, as huggingface_hub names a model repo's cache folder. */
@@ -175,6 +187,7 @@ export async function downloadRepoFiles(
 ): Promise<{ dir: string; commit: string }> {
   parseHubSpec(repo); // validates the id
   files.forEach(checkRepoPath);
+  checkRevision(opts.revision ?? 'main');
   const env = hubSettings();
   const ctx: Ctx = {
     repo,
@@ -217,6 +230,12 @@ export async function downloadRepoFiles(
     }
     if (!commit) {
       commit = meta!.commit;
+      if (!COMMIT_RE.test(commit))
+        throw new LmSteerError(
+          'NETWORK',
+          `${ctx.endpoint} answered ${JSON.stringify(String(commit).slice(0, 60))} as the commit of ${ctx.repo}@${ctx.revision}`,
+          'that is not a commit id; check HF_ENDPOINT',
+        );
       if (ctx.revision !== commit) writeFileAtomicMkdir(join(ctx.storage, 'refs', ctx.revision), commit);
     }
     await fetchIntoCache(ctx, commit, file, meta!);

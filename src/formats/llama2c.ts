@@ -16,12 +16,13 @@
  * (per query head) and wk rows (per KV head) are permuted as transformers' convert_llama_weights_to_hf.py does:
  * new row h·hd + j·hd/2 + i = old row h·hd + 2i + j.
  */
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { LmSteerError } from '../util/errors.js';
-import type { Tensor } from '../util/tensor.js';
+import { firstNonFinite, type Tensor } from '../util/tensor.js';
 import type { WeightStore } from './weights.js';
 import { readBytesAt } from './readAt.js';
+import { openRegularFile } from './safeRead.js';
 
 const MAGIC = 0x616b3432; // "ak42"
 
@@ -195,8 +196,12 @@ function hfName(name: L2cName, l: number): string | undefined {
   }
 }
 
-/** Every array in file order with its per-layer shape, count and encoding; and the total size. */
-function layout(h: Llama2cHeader, path: string): { tensors: Map<string, Location>; totalBytes: number } {
+/**
+ * Every array in file order with its per-layer shape, count and encoding. The size the header implies is
+ * checked against the file's before any per-layer entry is made: the header is untrusted (n_layers 2^31−1
+ * would otherwise build billions of entries before the size check).
+ */
+function layout(h: Llama2cHeader, path: string, fileSize: number): Map<string, Location> {
   const { dim, hiddenDim: hid, nLayers: L, vocabSize: V, seqLen: S } = h;
   const hd = dim / h.nHeads;
   const kvDim = hd * h.nKvHeads;
@@ -245,18 +250,35 @@ function layout(h: Llama2cHeader, path: string): { tensors: Map<string, Location
           ...matrices.map((name) => ({ name, encoding: h.version === 2 ? ('q8' as const) : ('f32' as const) })),
         ];
 
-  const tensors = new Map<string, Location>();
-  let offset = h.headerBytes;
-  for (const { name, encoding } of order) {
-    const { layers, shape } = shapes[name];
-    const n = shape.reduce((a, b) => a * b, 1);
+  const bytesOf = (name: L2cName, encoding: 'f32' | 'q8'): number => {
+    const n = shapes[name].shape.reduce((a, b) => a * b, 1);
     if (encoding === 'q8' && n % h.groupSize! !== 0) {
       throw bad(
         path,
         `${name} has ${n} values per layer, not a multiple of group_size ${h.groupSize} (${describe(h)})`,
       );
     }
-    const bytes = encoding === 'f32' ? 4 * n : n + 4 * (n / h.groupSize!);
+    return encoding === 'f32' ? 4 * n : n + 4 * (n / h.groupSize!);
+  };
+  // (products of int32 header fields can pass 2^53; they are then inexact but still far above any real size)
+  const totalBytes = order.reduce(
+    (sum, { name, encoding }) => sum + shapes[name].layers * bytesOf(name, encoding),
+    h.headerBytes,
+  );
+  if (fileSize !== totalBytes) {
+    throw bad(
+      path,
+      `file is ${fileSize} bytes but its ${describe(h)} implies ${totalBytes} bytes`,
+      fileSize < totalBytes
+        ? 'the file is truncated, or its header is damaged; download or export it again'
+        : 'the file has extra bytes: it is not a llama2.c checkpoint of this version, or it is corrupt',
+    );
+  }
+  const tensors = new Map<string, Location>();
+  let offset = h.headerBytes;
+  for (const { name, encoding } of order) {
+    const { layers, shape } = shapes[name];
+    const bytes = bytesOf(name, encoding);
     const ropeHeads = name === 'wq' ? h.nHeads : name === 'wk' ? h.nKvHeads : undefined;
     for (let l = 0; l < layers; l++) {
       const hf = hfName(name, l);
@@ -264,7 +286,7 @@ function layout(h: Llama2cHeader, path: string): { tensors: Map<string, Location
       offset += bytes;
     }
   }
-  return { tensors, totalBytes: offset };
+  return tensors;
 }
 
 /** new row h·hd + j·hd/2 + i = old row h·hd + 2i + j (interleaved RoPE pairs → rotate_half halves). */
@@ -322,6 +344,14 @@ class Llama2cStore implements Llama2cWeights {
         for (let i = g * gs; i < (g + 1) * gs; i++) data[i] = q[i] * scales[g];
       }
     }
+    const bad = firstNonFinite(data);
+    if (bad >= 0) {
+      throw new LmSteerError(
+        'BAD_FILE',
+        `tensor "${name}" in ${this.source} holds ${data[bad]} at flat index ${bad}`,
+        'the checkpoint is damaged; download or export it again',
+      );
+    }
     if (loc.ropeHeads !== undefined) data = permuteRopeRows(data, loc.shape[0], loc.shape[1], loc.ropeHeads);
     return { dtype: 'float32', shape: [...loc.shape], data };
   }
@@ -374,30 +404,10 @@ export function openLlama2c(path: string): Llama2cCheckpoint {
       'llama2.c checkpoints need a little-endian machine',
       'run lmsteer on x86-64 or ARM64',
     );
-  let fd: number;
+  const { fd, size } = openRegularFile(path, 'llama2.c checkpoint');
   try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new LmSteerError(
-      'NOT_FOUND',
-      `cannot open llama2.c checkpoint ${path}: ${(err as Error).message}`,
-      'check the path',
-      { cause: err },
-    );
-  }
-  try {
-    const size = fstatSync(fd).size;
     const header = parseLlama2cHeader(path, readBytesAt(fd, 0, Math.min(256, size), path));
-    const { tensors, totalBytes } = layout(header, path);
-    if (size !== totalBytes) {
-      throw bad(
-        path,
-        `file is ${size} bytes but its ${describe(header)} implies ${totalBytes} bytes`,
-        size < totalBytes
-          ? 'the file is truncated; download or export it again'
-          : 'the file has extra bytes: it is not a llama2.c checkpoint of this version, or it is corrupt',
-      );
-    }
+    const tensors = layout(header, path, size);
     return { config: llama2cConfig(header), weights: new Llama2cStore(fd, path, tensors, header.groupSize), header };
   } catch (err) {
     closeSync(fd);

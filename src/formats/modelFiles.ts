@@ -51,9 +51,17 @@ function isL2cTokenizerName(name: string): boolean {
 }
 
 function listFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((f) => isFile(join(dir, f)))
-    .sort();
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    throw new LmSteerError(
+      'NOT_FOUND',
+      `cannot list ${dir}: ${(e as Error).message}`,
+      'check the path and its permissions',
+    );
+  }
+  return names.filter((f) => isFile(join(dir, f))).sort();
 }
 
 /** The tokenizer beside a llama2.c checkpoint: tokenizer.bin, else the only tok*.bin. */
@@ -95,7 +103,10 @@ function l2cModel(modelPath: string): LocalModel {
 export function locateModel(spec: string): LocalModel {
   const path = resolve(spec);
   if (!existsSync(path)) throw new LmSteerError('NOT_FOUND', `model path ${path} does not exist`, MODEL_HINT);
-  if (statSync(path).isFile()) return locateFile(path);
+  const st = statSync(path);
+  if (st.isFile()) return locateFile(path);
+  if (!st.isDirectory())
+    throw new LmSteerError('BAD_ARGUMENT', `model path ${path} is neither a folder nor a regular file`, MODEL_HINT);
 
   const dir = path;
   const files = listFiles(dir);

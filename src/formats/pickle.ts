@@ -157,11 +157,13 @@ function latin1(b: Uint8Array): string {
   return s;
 }
 
-/** Little-endian two's complement (LONG1/LONG4) → number when safe, else bigint. */
+/**
+ * Little-endian two's complement (LONG1/LONG4) → number when safe, else bigint. Through one hex string, so
+ * linear in the length (shifting a growing bigint byte by byte is quadratic: a 1 MB LONG4 took minutes).
+ */
 function decodeLong(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+  let v = BigInt(`0x${Buffer.from(b).reverse().toString('hex')}`);
   if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
   return toNumberIfSafe(v);
 }
@@ -217,7 +219,13 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): unknown
     const name = className(callable);
     const handler = callable instanceof PyGlobal ? classes[name] : undefined;
     if (!handler) return new PyObject(name, args as unknown[]);
-    const obj = handler.reduce(args as unknown[]);
+    let obj: unknown;
+    try {
+      obj = handler.reduce(args as unknown[]);
+    } catch (e) {
+      if (e instanceof LmSteerError) throw e;
+      fail(`${name} called with arguments it does not take (${(e as Error).message}) at offset ${r.pos - 1}`);
+    }
     if (obj !== null && typeof obj === 'object') handled.set(obj, handler);
     return obj;
   };
@@ -230,9 +238,10 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): unknown
     }
   };
   const appendItems = (target: unknown, items: unknown[]): void => {
-    if (Array.isArray(target) && !Object.isFrozen(target)) target.push(...items);
+    // (loops, not push(...items): spreading a million items overflows the call stack)
+    if (Array.isArray(target) && !Object.isFrozen(target)) for (const x of items) target.push(x);
     else if (target instanceof Set) items.forEach((x) => target.add(x));
-    else if (target instanceof PyObject) target.listItems.push(...items);
+    else if (target instanceof PyObject) for (const x of items) target.listItems.push(x);
     else fail(`APPEND on a ${typeof target} at offset ${r.pos - 1}`);
   };
 

@@ -5,14 +5,15 @@
  * Reading is lazy (only the header at open; each tensor with a positioned read on `get`) so multi-GB files
  * cost no memory until used. fp16/bf16/f64 are converted to float32 on `get`; integer tensors via `getRaw`.
  */
-import { closeSync, fstatSync, openSync, readdirSync, existsSync, statSync } from 'node:fs';
+import { closeSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { basename, isAbsolute, join, normalize, sep } from 'node:path';
 import { LmSteerError } from '../util/errors.js';
-import { numel, type Tensor } from '../util/tensor.js';
+import { firstNonFinite, numel, type Tensor } from '../util/tensor.js';
 import type { WeightStore } from './weights.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './halfFloat.js';
 import { readBytesAt } from './readAt.js';
+import { openRegularFile } from './safeRead.js';
 import { writeFileAtomic } from './atomicWrite.js';
 import { readJsonFile } from './hfConfig.js';
 
@@ -136,7 +137,7 @@ export function parseSafetensorsHeader(
     const at = `${path}: tensor "${name}"`;
     if (!isPlainObject(info)) throw bad(`${at} has no {dtype, shape, data_offsets} entry`);
     const { dtype, shape, data_offsets: offsets } = info;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, dtype)) {
       if (typeof dtype === 'string' && SUB_BYTE_DTYPES.has(dtype)) {
         throw new LmSteerError(
           'UNSUPPORTED',
@@ -197,6 +198,7 @@ class SafetensorsReader implements SafetensorsFile {
     readonly source: string,
     private readonly entries: Map<string, Entry>,
     readonly metadata: Record<string, string>,
+    private readonly requireFinite: boolean,
   ) {
     this.fd = fd;
   }
@@ -229,6 +231,16 @@ class SafetensorsReader implements SafetensorsFile {
     else if (e.dtype === 'F16') data = f16ToF32(raw.data as Uint16Array);
     else if (e.dtype === 'BF16') data = bf16ToF32(raw.data as Uint16Array);
     else data = Float32Array.from(raw.data as Float64Array);
+    // Model weights are checked here, once, while the bytes are at hand: a NaN weight otherwise surfaces
+    // only at sampling, as "logit of token 0 is NaN" with no file or tensor named.
+    const bad = this.requireFinite ? firstNonFinite(data) : -1;
+    if (bad >= 0) {
+      throw new LmSteerError(
+        'BAD_FILE',
+        `tensor "${name}" in ${this.source} holds ${data[bad]} at flat index ${bad}`,
+        'the checkpoint is damaged (or was saved after training diverged); download or export it again',
+      );
+    }
     return { dtype: 'float32', shape: raw.shape, data };
   }
 
@@ -287,22 +299,14 @@ function view(dtype: SafetensorsDtype, b: Uint8Array): RawArray {
   }
 }
 
-/** Open one .safetensors file: reads and validates its header; tensors are read on `get`. */
-export function openSafetensors(path: string): SafetensorsFile {
+/**
+ * Open one .safetensors file: reads and validates its header; tensors are read on `get`. With `requireFinite`
+ * (model weights), `get` refuses a tensor holding NaN or ±Inf, naming it.
+ */
+export function openSafetensors(path: string, opts: { requireFinite?: boolean } = {}): SafetensorsFile {
   checkLittleEndian();
-  let fd: number;
+  const { fd, size } = openRegularFile(path, 'safetensors file');
   try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new LmSteerError(
-      'NOT_FOUND',
-      `cannot open safetensors file ${path}: ${(err as Error).message}`,
-      'check the path',
-      { cause: err },
-    );
-  }
-  try {
-    const size = fstatSync(fd).size;
     if (size < 8) throw bad(`${path} is ${size} bytes, shorter than the 8-byte safetensors header length`);
     const lenBig = Buffer.from(readBytesAt(fd, 0, 8, path)).readBigUInt64LE(0);
     if (lenBig > BigInt(MAX_HEADER_BYTES))
@@ -313,19 +317,52 @@ export function openSafetensors(path: string): SafetensorsFile {
         `${path}: header length ${headerLen} runs past the end of the ${size}-byte file`,
         'the file is truncated or not safetensors',
       );
+    let text: string;
     let json: unknown;
     try {
-      const text = new TextDecoder('utf-8', { fatal: true }).decode(readBytesAt(fd, 8, headerLen, path));
+      text = new TextDecoder('utf-8', { fatal: true }).decode(readBytesAt(fd, 8, headerLen, path));
       json = JSON.parse(text);
     } catch (err) {
-      throw bad(`${path}: safetensors header is not valid UTF-8 JSON (${(err as Error).message})`);
+      if (err instanceof LmSteerError) throw err;
+      throw bad(`${path}: safetensors header is not valid UTF-8 JSON`);
     }
+    // JSON.parse keeps the last of two equal keys: a second tensor of the same name would silently win.
+    const dup = duplicateTopLevelKey(text);
+    if (dup !== undefined) throw bad(`${path}: tensor "${dup}" is listed twice in the header`);
     const { entries, metadata } = parseSafetensorsHeader(path, json, 8 + headerLen, size - 8 - headerLen);
-    return new SafetensorsReader(fd, path, entries, metadata);
+    return new SafetensorsReader(fd, path, entries, metadata, opts.requireFinite ?? false);
   } catch (err) {
     closeSync(fd);
     throw err;
   }
+}
+
+/**
+ * The first key that occurs twice at the top level of a JSON object text (already known to parse), or
+ * undefined. One linear scan: strings are skipped whole, depth is tracked by brackets.
+ */
+export function duplicateTopLevelKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (k < text.length && /\s/.test(text[k]!)) k++;
+        if (text[k] === ':') {
+          const key = JSON.parse(text.slice(i, j + 1)) as string;
+          if (seen.has(key)) return key;
+          seen.add(key);
+        }
+      }
+      i = j;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return undefined;
 }
 
 /** Many shard files seen as one store, tensor name → the shard holding it. */
@@ -370,19 +407,21 @@ class ShardedStore implements SafetensorsStore {
 }
 
 const INDEX_NAME = 'model.safetensors.index.json';
+/** Model weights must be finite (see SafetensorsReader.get). */
+const FINITE = { requireFinite: true };
 
 /**
  * The weights of a model folder: model.safetensors; else the shards listed by model.safetensors.index.json
  * (transformers' order of preference); else a lone *.safetensors.index.json or a lone *.safetensors file.
  */
 export function openSafetensorsModel(dir: string): SafetensorsStore {
-  if (existsSync(join(dir, 'model.safetensors'))) return openSafetensors(join(dir, 'model.safetensors'));
+  if (existsSync(join(dir, 'model.safetensors'))) return openSafetensors(join(dir, 'model.safetensors'), FINITE);
   if (existsSync(join(dir, INDEX_NAME))) return openSharded(dir, INDEX_NAME);
   const files = listFiles(dir);
   const indexes = files.filter((f) => f.endsWith('.safetensors.index.json'));
   if (indexes.length === 1) return openSharded(dir, indexes[0]);
   const singles = files.filter((f) => f.endsWith('.safetensors'));
-  if (singles.length === 1 && indexes.length === 0) return openSafetensors(join(dir, singles[0]));
+  if (singles.length === 1 && indexes.length === 0) return openSafetensors(join(dir, singles[0]), FINITE);
   if (singles.length > 1 || indexes.length > 1) {
     throw new LmSteerError(
       'NOT_FOUND',
@@ -450,7 +489,7 @@ function openSharded(dir: string, indexName: string): SafetensorsStore {
           `download all ${shardNames.size} shard files into ${dir}`,
         );
       }
-      const shard = openSafetensors(p);
+      const shard = openSafetensors(p, FINITE);
       shards.push(shard);
       byFile.set(file, shard);
     }

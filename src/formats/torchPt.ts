@@ -6,12 +6,12 @@
  * optionally `<prefix>/byteorder`. The pickle is decoded by ./pickle.ts, which executes nothing; only the
  * tensor-rebuilding functions below are interpreted.
  */
-import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
 import { BASE_SLOT, DEFAULT_EPS, validateSteer, type BaseModelInfo, type Steer } from '../steer/steer.js';
 import { bf16ToF32, f16ToF32 } from './halfFloat.js';
+import { FILE_LIMITS, readRegularFile } from './safeRead.js';
 import { PyGlobal, PyObject, setOwn, unpickle, type PyClassHandler } from './pickle.js';
 
 /** Storage classes torch.save names in persistent ids, and how their elements are stored. */
@@ -33,23 +33,81 @@ interface StorageRef {
 
 export type TorchTensor = Tensor<'float32'> | Tensor<'int64'> | Tensor<'int32'>;
 
+/** Caps on what a .pt may make us allocate (reference steers are a few MB; these are far above). */
+export const PT_LIMITS = {
+  /** Zip entries listed in the central directory. */
+  entries: 10_000,
+  /** The pickle (data.pkl), inflated. */
+  pickleBytes: 64 << 20,
+  /** All storages the pickle references, inflated, together. */
+  storageBytes: 256 << 20,
+};
+
 /**
  * Load a torch.save file into plain values: dicts → Map, lists/tuples → arrays, argparse.Namespace → plain
  * object, tensors (and nn.Parameters) → Tensor (fp16/bf16/fp64 widened or narrowed to float32), any other
  * object → an inert PyObject.
  */
 export function loadTorchFile(path: string): unknown {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
+  return loadTorchBytes(readRegularFile(path, FILE_LIMITS.pt, '.pt file'), path);
+}
+
+interface ZipEntryInfo {
+  name: string;
+  originalSize: number;
+}
+
+/**
+ * The zip's entries, and their inflation on demand. Only what the pickle references is ever inflated, and
+ * only up to the sizes the pickle promises (fflate allocates the declared size, so that is checked first).
+ */
+function zipOf(bytes: Uint8Array, source: string) {
+  const damaged = (e: unknown): never => {
+    if (e instanceof LmSteerError) throw e;
     throw new LmSteerError(
-      'NOT_FOUND',
-      `cannot read ${path}: ${(e as Error).message}`,
-      'check the path to the .pt file',
+      'BAD_FILE',
+      `${source}: cannot read its zip container (${(e as Error).message})`,
+      'the file is truncated or damaged; copy it again',
     );
+  };
+  const dir = new Map<string, ZipEntryInfo>();
+  try {
+    unzipSync(bytes, {
+      filter: (f) => {
+        if (dir.size >= PT_LIMITS.entries)
+          throw new LmSteerError(
+            'BAD_FILE',
+            `${source}: the zip lists more than ${PT_LIMITS.entries} entries`,
+            'a torch.save file has a few entries per tensor; this is not one',
+          );
+        dir.set(f.name, { name: f.name, originalSize: f.originalSize });
+        return false;
+      },
+    });
+  } catch (e) {
+    damaged(e);
   }
-  return loadTorchBytes(bytes, path);
+  /** Inflate `wanted` (name → most bytes it may have) in one pass. */
+  const inflate = (wanted: Map<string, number>): Record<string, Uint8Array> => {
+    try {
+      return unzipSync(bytes, {
+        filter: (f) => {
+          const max = wanted.get(f.name);
+          if (max === undefined) return false;
+          if (f.originalSize > max)
+            throw new LmSteerError(
+              'BAD_FILE',
+              `${source}: zip entry ${f.name} inflates to ${f.originalSize} bytes, more than the ${max} it should hold`,
+              'the file is damaged or crafted; use the original checkpoint',
+            );
+          return true;
+        },
+      });
+    } catch (e) {
+      return damaged(e);
+    }
+  };
+  return { dir, inflate };
 }
 
 export function loadTorchBytes(bytes: Uint8Array, source = '.pt file'): unknown {
@@ -67,28 +125,25 @@ export function loadTorchBytes(bytes: Uint8Array, source = '.pt file'): unknown 
       'pass a file written by torch.save',
     );
   }
-  let entries: Record<string, Uint8Array>;
-  try {
-    entries = unzipSync(bytes);
-  } catch (e) {
-    throw new LmSteerError(
-      'BAD_FILE',
-      `${source}: cannot read its zip container (${(e as Error).message})`,
-      'the file is truncated or damaged; copy it again',
-    );
-  }
-  const pklName =
-    Object.keys(entries).find((n) => /^[^/]+\/data\.pkl$/.test(n)) ??
-    Object.keys(entries).find((n) => n.endsWith('data.pkl'));
+  const zip = zipOf(bytes, source);
+  const names = [...zip.dir.keys()];
+  const pklName = names.find((n) => /^[^/]+\/data\.pkl$/.test(n)) ?? names.find((n) => n.endsWith('data.pkl'));
   if (!pklName) {
     throw new LmSteerError(
       'BAD_FILE',
-      `${source}: the zip holds no data.pkl (entries: ${Object.keys(entries).slice(0, 8).join(', ') || 'none'})`,
+      `${source}: the zip holds no data.pkl (entries: ${names.slice(0, 8).join(', ').slice(0, 300) || 'none'})`,
       'this zip was not written by torch.save',
     );
   }
   const prefix = pklName.slice(0, -'data.pkl'.length);
-  const order = entries[`${prefix}byteorder`];
+  const head = zip.inflate(
+    new Map([
+      [pklName, PT_LIMITS.pickleBytes],
+      [`${prefix}byteorder`, 64],
+    ]),
+  );
+  const pickle = head[pklName]!;
+  const order = head[`${prefix}byteorder`];
   const bigEndian = order !== undefined && new TextDecoder().decode(order).trim() === 'big';
 
   const persistentLoad = (pid: unknown): StorageRef => {
@@ -96,13 +151,12 @@ export function loadTorchBytes(bytes: Uint8Array, source = '.pt file'): unknown 
     if (!Array.isArray(pid) || pid[0] !== 'storage' || !(pid[1] instanceof PyGlobal)) {
       throw new LmSteerError('BAD_FILE', `${source}: unexpected persistent id ${describe(pid)}`);
     }
-    return { storageClass: pid[1].name, key: String(pid[2]), numel: Number(pid[4]) };
+    const numel = pid[4];
+    if (typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0)
+      throw new LmSteerError('BAD_FILE', `${source}: storage ${describe(pid[2])} has element count ${describe(numel)}`);
+    return { storageClass: pid[1].name, key: String(pid[2]), numel };
   };
-
-  const rebuild = (storage: unknown, offset: unknown, size: unknown, stride: unknown): TorchTensor => {
-    if (!isStorageRef(storage) || !Array.isArray(size) || !Array.isArray(stride) || typeof offset !== 'number') {
-      throw new LmSteerError('BAD_FILE', `${source}: malformed tensor record`);
-    }
+  const dtypeOf = (storage: StorageRef) => {
     const dt = STORAGE_DTYPES[storage.storageClass];
     if (!dt)
       throw new LmSteerError(
@@ -110,38 +164,71 @@ export function loadTorchBytes(bytes: Uint8Array, source = '.pt file'): unknown 
         `${source}: tensors of torch.${storage.storageClass} are not supported`,
         'only float, half, bfloat16, double, int and long tensors can be read',
       );
-    const raw = entries[`${prefix}data/${storage.key}`];
-    if (!raw)
-      throw new LmSteerError(
-        'BAD_FILE',
-        `${source}: storage data/${storage.key} is missing from the zip`,
-        'the file is truncated or damaged',
-      );
-    if (raw.length < storage.numel * dt.bytes) {
-      throw new LmSteerError(
-        'BAD_FILE',
-        `${source}: storage data/${storage.key} has ${raw.length} bytes, needs ${storage.numel * dt.bytes}`,
-      );
-    }
-    return gather(
-      readStorage(raw, dt.kind, dt.bytes, bigEndian),
-      size as number[],
-      stride as number[],
-      offset,
-      source,
-      dt.kind,
-    );
+    return dt;
   };
+  const classes = (rebuild: (s: unknown, o: unknown, size: unknown, stride: unknown) => unknown) =>
+    ({
+      // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+      'torch._utils._rebuild_tensor_v2': { reduce: ([s, o, size, stride]) => rebuild(s, o, size, stride) },
+      'torch._utils._rebuild_tensor': { reduce: ([s, o, size, stride]) => rebuild(s, o, size, stride) },
+      // nn.Parameter(data, requires_grad, hooks[, state]): the reference's state_dict() returns Parameters
+      'torch._utils._rebuild_parameter': { reduce: ([data]) => data },
+      'torch._utils._rebuild_parameter_with_state': { reduce: ([data]) => data },
+    }) satisfies Record<string, PyClassHandler>;
+  const where = `${source} (${pklName})`;
 
-  const classes: Record<string, PyClassHandler> = {
-    // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
-    'torch._utils._rebuild_tensor_v2': { reduce: ([s, o, size, stride]) => rebuild(s, o, size, stride) },
-    'torch._utils._rebuild_tensor': { reduce: ([s, o, size, stride]) => rebuild(s, o, size, stride) },
-    // nn.Parameter(data, requires_grad, hooks[, state]): the reference's state_dict() returns Parameters
-    'torch._utils._rebuild_parameter': { reduce: ([data]) => data },
-    'torch._utils._rebuild_parameter_with_state': { reduce: ([data]) => data },
+  // Pass 1: which storages the tensors use, and how big they say they are; nothing is inflated yet.
+  const used = new Map<string, number>();
+  let total = 0;
+  unpickle(pickle, {
+    persistentLoad,
+    source: where,
+    classes: classes((storage) => {
+      if (!isStorageRef(storage)) throw new LmSteerError('BAD_FILE', `${source}: malformed tensor record`);
+      const name = `${prefix}data/${storage.key}`;
+      const bytes = storage.numel * dtypeOf(storage).bytes;
+      if (!zip.dir.has(name))
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${source}: storage data/${storage.key} is missing from the zip`,
+          'the file is truncated or damaged',
+        );
+      if (!used.has(name)) total += bytes;
+      used.set(name, Math.max(used.get(name) ?? 0, bytes));
+      if (total > PT_LIMITS.storageBytes)
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${source}: its tensors need more than ${PT_LIMITS.storageBytes} bytes`,
+          'LM-Steer checkpoints are a few MB; this is not one',
+        );
+      return null;
+    }),
+  });
+
+  // Pass 2: inflate just those storages (each at most 64 KiB beyond what it must hold), then rebuild.
+  const raw = zip.inflate(new Map([...used].map(([n, b]) => [n, b + 65536])));
+  const decoded = new Map<string, Flat>();
+  const rebuild = (storage: unknown, offset: unknown, size: unknown, stride: unknown): TorchTensor => {
+    if (!isStorageRef(storage) || !Array.isArray(size) || !Array.isArray(stride)) {
+      throw new LmSteerError('BAD_FILE', `${source}: malformed tensor record`);
+    }
+    const dt = dtypeOf(storage);
+    const name = `${prefix}data/${storage.key}`;
+    let flat = decoded.get(name);
+    if (!flat) {
+      const bytes = raw[name]!;
+      if (bytes.length < storage.numel * dt.bytes) {
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${source}: storage data/${storage.key} has ${bytes.length} bytes, needs ${storage.numel * dt.bytes}`,
+        );
+      }
+      flat = readStorage(bytes.subarray(0, storage.numel * dt.bytes), dt.kind, dt.bytes, bigEndian);
+      decoded.set(name, flat);
+    }
+    return gather(flat, size, stride, offset, source, dt.kind);
   };
-  return unpickle(entries[pklName]!, { classes, persistentLoad, source: `${source} (${pklName})` });
+  return unpickle(pickle, { classes: classes(rebuild), persistentLoad, source: where });
 }
 
 function isStorageRef(x: unknown): x is StorageRef {
@@ -174,47 +261,66 @@ function readStorage(raw: Uint8Array, kind: string, width: number, bigEndian: bo
 }
 
 /** Copy the (possibly strided, offset) view into a contiguous row-major tensor. */
+/**
+ * Copy the (possibly strided, offset) view into a contiguous row-major tensor. Every number comes from the
+ * file, so all are checked before anything is allocated: sizes and strides non-negative integers, the
+ * element count at most the storage's (a view may not be bigger than its storage: stride-0 "expanded"
+ * records would otherwise make a few bytes fill gigabytes), and every index it reads inside the storage.
+ */
 function gather(
   flat: Flat,
-  size: number[],
-  stride: number[],
-  offset: number,
+  size: unknown[],
+  stride: unknown[],
+  offset: unknown,
   source: string,
   kind: string,
 ): TorchTensor {
-  if (size.length !== stride.length || ![...size, ...stride].every((v) => Number.isInteger(v) && v >= 0)) {
+  const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (size.length !== stride.length || size.length > 16 || !size.every(isIndex) || !stride.every(isIndex)) {
     throw new LmSteerError(
       'BAD_FILE',
       `${source}: tensor size ${describe(size)} / stride ${describe(stride)} are malformed`,
     );
   }
-  const n = size.reduce((a, b) => a * b, 1);
+  if (!isIndex(offset))
+    throw new LmSteerError('BAD_FILE', `${source}: tensor storage offset ${describe(offset)} is not a valid index`);
+  const sz = size as number[];
+  const st = stride as number[];
+  let n = 1;
+  for (const s of sz) n = Math.min(n * s, Number.MAX_SAFE_INTEGER);
+  if (n > flat.length) {
+    throw new LmSteerError(
+      'BAD_FILE',
+      `${source}: tensor of size ${describe(size)} has more elements than its storage of ${flat.length}`,
+      'the file is damaged or crafted; expanded (stride-0) tensors cannot be read: save them with .contiguous()',
+    );
+  }
   let maxIndex = offset;
-  size.forEach((s, i) => (maxIndex += s > 0 ? (s - 1) * stride[i]! : 0));
+  sz.forEach((s, i) => (maxIndex += s > 0 ? (s - 1) * st[i]! : 0));
   if (n > 0 && maxIndex >= flat.length) {
     throw new LmSteerError(
       'BAD_FILE',
-      `${source}: tensor of size [${size}] reads past its storage of ${flat.length} elements`,
+      `${source}: tensor of size [${sz}] reads past its storage of ${flat.length} elements`,
     );
   }
-  const contiguous = size.every((_, i) => stride[i] === size.slice(i + 1).reduce((a, b) => a * b, 1) || size[i] === 1);
+  const contiguous = sz.every((_, i) => st[i] === sz.slice(i + 1).reduce((a, b) => a * b, 1) || sz[i] === 1);
   let data: Flat;
   if (contiguous) data = flat.slice(offset, offset + n);
   else {
     data = new (flat.constructor as { new (n: number): Flat })(n);
-    const idx = new Array(size.length).fill(0);
+    const idx = new Array(sz.length).fill(0);
     for (let o = 0; o < n; o++) {
       let src = offset;
-      for (let i = 0; i < size.length; i++) src += idx[i] * stride[i]!;
+      for (let i = 0; i < sz.length; i++) src += idx[i] * st[i]!;
       data[o] = flat[src]!;
-      for (let i = size.length - 1; i >= 0; i--) {
-        if (++idx[i] < size[i]!) break;
+      for (let i = sz.length - 1; i >= 0; i--) {
+        if (++idx[i] < sz[i]!) break;
         idx[i] = 0;
       }
     }
   }
   const dtype = kind === 'i64' ? 'int64' : kind === 'i32' ? 'int32' : 'float32';
-  return { dtype, shape: [...size], data } as TorchTensor;
+  return { dtype, shape: [...sz], data } as TorchTensor;
 }
 
 function describe(x: unknown): string {
@@ -422,16 +528,21 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
 
 /** The args as JSON (steer.json keeps them for provenance): numbers, strings, bools, null and lists of them. */
 function jsonSafe(args: Record<string, unknown>): Record<string, unknown> {
-  const conv = (v: unknown): unknown =>
+  // Depth-bounded: a pickle can make a list that contains itself.
+  const conv = (v: unknown, depth = 0): unknown =>
     v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))
       ? v
       : typeof v === 'bigint'
         ? v.toString()
         : Array.isArray(v)
-          ? v.map(conv)
+          ? depth >= 4
+            ? '<list>'
+            : v.slice(0, 64).map((x) => conv(x, depth + 1))
           : v instanceof PyObject
             ? `<${v.className}>`
-            : String(v);
+            : typeof v === 'object'
+              ? '<object>'
+              : String(v);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(args)) setOwn(out, k, conv(v));
   return out;

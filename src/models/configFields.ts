@@ -134,6 +134,7 @@ export interface ExpectedWeight {
  */
 export function checkExpectedWeights(expected: ExpectedWeight[], weights: WeightStore): void {
   const hint = 'config.json does not match the weights: use the config.json saved with this checkpoint';
+  checkLayerCount(expected, weights, hint);
   for (const { name, shape } of expected) {
     if (!weights.has(name)) {
       throw new LmSteerError(
@@ -147,6 +148,33 @@ export function checkExpectedWeights(expected: ExpectedWeight[], weights: Weight
       throw new LmSteerError(
         'SHAPE_MISMATCH',
         `config.json does not match the weights: tensor "${name}" in ${weights.source} has shape [${actual}], config.json implies [${shape}]`,
+        hint,
+      );
+    }
+  }
+}
+
+/**
+ * A checkpoint with more layers than config.json says would silently run only the first ones: every layer
+ * index under a per-layer prefix of the expected names ("model.layers.", "h.", …) must be an expected one.
+ */
+function checkLayerCount(expected: ExpectedWeight[], weights: WeightStore, hint: string): void {
+  const layers = new Map<string, Set<number>>(); // prefix → the layer indices config.json implies
+  for (const { name } of expected) {
+    const m = /^(.*?\.)(\d+)\./.exec(name);
+    if (!m) continue;
+    let set = layers.get(m[1]!);
+    if (!set) layers.set(m[1]!, (set = new Set()));
+    set.add(Number(m[2]));
+  }
+  if (layers.size === 0) return;
+  for (const name of weights.names()) {
+    const m = /^(.*?\.)(\d+)\./.exec(name);
+    const set = m && layers.get(m[1]!);
+    if (set && !set.has(Number(m[2]))) {
+      throw new LmSteerError(
+        'SHAPE_MISMATCH',
+        `config.json does not match the weights: ${weights.source} has tensor "${name}" (layer ${m[2]}), but config.json describes ${set.size} layers`,
         hint,
       );
     }

@@ -14,6 +14,7 @@ import type { ReferenceOutput } from './referenceOps.js';
 import { gpt2 } from './gpt2/index.js';
 import { gptNeox } from './gptNeox/index.js';
 import { llama } from './llama/index.js';
+import { checkConfigSizes, checkRawConfigSizes } from './limits.js';
 
 /** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
 export const GRAPH_BUILDER_VERSION = 8;
@@ -45,6 +46,7 @@ export function architectureOf(cfg: DecoderConfig): Architecture {
 /** Parse a config.json (already JSON-parsed) from `source` (a path or hub id, for messages). */
 export function parseDecoderConfig(raw: unknown, source: string): DecoderConfig {
   const obj = configObject(raw, source);
+  checkRawConfigSizes(obj, source); // before any parser sizes something from them (limits.ts)
   const modelType = obj.model_type;
   const arch = typeof modelType === 'string' ? byModelType.get(modelType) : undefined; // a Map: no prototype keys
   if (!arch) {
@@ -56,7 +58,7 @@ export function parseDecoderConfig(raw: unknown, source: string): DecoderConfig 
       `supported model_types: ${SUPPORTED_MODEL_TYPES.join(', ')}`,
     );
   }
-  return arch.parseConfig(obj, source);
+  return checkConfigSizes(arch.parseConfig(obj, source), source);
 }
 
 /** The weights under the names the architecture record uses (GPT-2's `transformer.` prefix removed). */

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import '../util/ortTelemetryOff.js';
 import ort from 'onnxruntime-node';
 import type { WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from '../models/config.js';

@@ -9,6 +9,7 @@ import type { ServerResponse } from 'node:http';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { ChatTemplate } from './chatTemplate.js';
 import type { Metrics } from './metrics.js';
+import type { PromptEncoder } from './promptEncoder.js';
 import {
   ApiError,
   chatChunk,
@@ -31,6 +32,8 @@ import { SseWriter } from './sse.js';
 export interface GenerationContext {
   modelId: string;
   tokenizer: Tokenizer;
+  /** Prompt text → ids, bounded and off the decode loop for long prompts. */
+  encoder: PromptEncoder;
   scheduler: Scheduler;
   metrics: Metrics;
   chat: ChatTemplate;
@@ -65,8 +68,13 @@ function checkModel(ctx: GenerationContext, model: string | null | undefined): v
   }
 }
 
-function encodePrompt(tok: Tokenizer, text: string, addSpecialTokens: boolean, where: string): number[] {
-  const ids = tok.encode(text, { addSpecialTokens });
+async function encodePrompt(
+  ctx: GenerationContext,
+  text: string,
+  addSpecialTokens: boolean,
+  where: string,
+): Promise<number[]> {
+  const ids = await ctx.encoder.encode(text, addSpecialTokens, where);
   if (ids.length === 0)
     throw new ApiError(400, 'BAD_ARGUMENT', `"${where}" encodes to zero tokens`, 'give some text, or token ids', where);
   return ids;
@@ -216,14 +224,12 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   const req = parseBody(CompletionRequestSchema, body);
   checkModel(ctx, req.model);
   const p = req.prompt;
-  const prompts: number[][] =
-    typeof p === 'string'
-      ? [encodePrompt(ctx.tokenizer, p, true, 'prompt')]
-      : typeof p[0] === 'string'
-        ? (p as string[]).map((s, i) => encodePrompt(ctx.tokenizer, s, true, `prompt[${i}]`))
-        : typeof p[0] === 'number'
-          ? [p as number[]]
-          : (p as number[][]);
+  const prompts: number[][] = [];
+  if (typeof p === 'string') prompts.push(await encodePrompt(ctx, p, true, 'prompt'));
+  else if (typeof p[0] === 'string')
+    for (const [i, s] of (p as string[]).entries()) prompts.push(await encodePrompt(ctx, s, true, `prompt[${i}]`));
+  else if (typeof p[0] === 'number') prompts.push(p as number[]);
+  else prompts.push(...(p as number[][]));
   const spec = jobSpec(ctx, req, prompts, req.max_tokens ?? 16, [], abortOnClose(res).signal);
   const m = meta(ctx, 'cmpl');
   return run(ctx, res, spec, !!req.stream, !!req.stream_options?.include_usage, m, {
@@ -243,7 +249,7 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   const req = parseBody(ChatRequestSchema, body);
   checkModel(ctx, req.model);
   const rendered = ctx.chat.render(req.messages.map(messageText));
-  const prompt = encodePrompt(ctx.tokenizer, rendered.text, rendered.addSpecialTokens, 'messages');
+  const prompt = await encodePrompt(ctx, rendered.text, rendered.addSpecialTokens, 'messages');
   const room = ctx.limits.context - prompt.length;
   if (room < 1) {
     throw new ApiError(

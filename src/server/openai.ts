@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import type { FinishReason } from '../runtime/stopping.js';
+import { STEER_LIMITS } from '../steer/steer.js';
 import { LmSteerError, type ErrorCode } from '../util/errors.js';
 import { RequestTimeout } from './scheduler.js';
 
@@ -38,6 +39,7 @@ const STATUS: Record<ErrorCode, number> = {
   UNSUPPORTED: 400,
   NOT_FOUND: 404,
   LIMIT: 429,
+  FORBIDDEN: 403,
   CANCELLED: 503, // a client still listening sees this only when the server shuts down
   OFFLINE: 503,
   NETWORK: 503,
@@ -54,6 +56,7 @@ export function statusOf(e: unknown): number {
 
 function errorType(status: number): string {
   if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
   if (status === 404) return 'not_found_error';
   if (status === 429) return 'rate_limit_error';
   if (status === 504) return 'timeout_error';
@@ -107,7 +110,12 @@ const common = {
   stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(16)]).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
-  steer: z.record(z.string(), z.number().refine(Number.isFinite, 'must be a finite number')).nullish(),
+  steer: z
+    .record(
+      z.string(),
+      finite.refine((v) => Math.abs(v) <= STEER_LIMITS.value, `must be within ±${STEER_LIMITS.value}`),
+    )
+    .nullish(),
   presence_penalty: offOnly(z.literal(0)),
   frequency_penalty: offOnly(z.literal(0)),
   logit_bias: offOnly(z.object({}).strict()),
@@ -170,6 +178,46 @@ const HINTS: Record<string, string> = {
   prompt: 'a string, an array of strings, an array of token ids, or an array of such arrays',
   messages: 'an array of {"role": "user", "content": "..."}',
 };
+
+/** Deepest nesting a request body may have; real requests need 4 (messages[].content[].text). */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * A request body as JSON, refusing (400) what would hurt later: nesting deeper than MAX_JSON_DEPTH (found by
+ * one scan before parsing; 100,000 levels overflowed the stack when an error message printed the value) and
+ * "__proto__" keys (which validation would otherwise drop without a word).
+ */
+export function parseJsonBody(text: string): unknown {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_JSON_DEPTH)
+        throw new ApiError(
+          400,
+          'BAD_ARGUMENT',
+          `the request body nests deeper than ${MAX_JSON_DEPTH} levels`,
+          'send a flat JSON object as the OpenAI API describes',
+        );
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  try {
+    return JSON.parse(text, (key, value: unknown) => {
+      if (key === '__proto__') throw new ApiError(400, 'BAD_ARGUMENT', 'the request body has a "__proto__" key');
+      return value;
+    });
+  } catch (e) {
+    if (e instanceof ApiError) throw e;
+    throw new ApiError(
+      400,
+      'BAD_ARGUMENT',
+      `the request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`,
+      'send a JSON object (NaN and Infinity are not JSON)',
+    );
+  }
+}
 
 function show(v: unknown): string {
   const s = JSON.stringify(v);

@@ -15,22 +15,27 @@
  *   GET  /v1/steers/{name}/dims     the words each steer direction moves (src/lens/explain.ts)
  *   POST /v1/explain                evidence of a text under a steer (src/lens/explain.ts)
  *
- * With an API key, everything but /, its static files and /health needs `Authorization: Bearer KEY` (401).
- * POST /v1/steers reads folders from the server's disk: give untrusted clients a key-protected server.
+ * Before routing, access.ts refuses (403) foreign Host names (DNS rebinding) and cross-origin browser requests.
+ * With an API key, everything but /, its static files and /health needs `Authorization: Bearer KEY` (401);
+ * /health then shows only its status to clients without the key.
+ * POST /v1/steers reads folders from the server's disk: off unless started with --allow-steer-load ROOT, and
+ * then only folders under the roots.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { LmSteerError } from '../util/errors.js';
+import { checkAccess, resolveSteerPath, type AccessPolicy } from './access.js';
 import { handleChat, handleCompletion, type GenerationContext } from './completions.js';
 import type { Lens } from './lens.js';
-import { ApiError, errorBody, parseBody, statusOf } from './openai.js';
+import { ApiError, errorBody, parseBody, parseJsonBody, statusOf } from './openai.js';
 import type { SteerBase } from '../steer/steerSet.js';
 
 export interface RouteContext extends GenerationContext {
   base: SteerBase;
   apiKey?: string;
+  access: AccessPolicy;
   maxBodyBytes: number;
   lens?: Lens;
   startedAt: number;
@@ -49,9 +54,18 @@ function staticFile(name: string): Buffer {
   return b;
 }
 
+/** The playground loads only its own files and talks only to this server; nothing may frame it. */
+const PAGE_HEADERS = {
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+};
+
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
-  res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+  res.writeHead(status, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', ...headers });
   res.end(JSON.stringify(body));
 }
 
@@ -87,16 +101,7 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') throw new ApiError(400, 'BAD_ARGUMENT', 'the request body is empty', 'send a JSON object');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ApiError(
-      400,
-      'BAD_ARGUMENT',
-      `the request body is not valid JSON: ${(e as Error).message}`,
-      'send a JSON object (NaN and Infinity are not JSON)',
-    );
-  }
+  return parseJsonBody(text);
 }
 
 /** After a 413, stop reading a body that may be huge: discard a little, then drop the connection. */
@@ -168,13 +173,23 @@ async function route(
   method: string,
   path: string,
 ): Promise<number> {
+  checkAccess(ctx.access, req);
   const stat = STATIC[path];
   if (stat && (method === 'GET' || method === 'HEAD')) {
-    res.writeHead(200, { 'Content-Type': stat.type, 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' });
+    res.writeHead(200, {
+      'Content-Type': stat.type,
+      'Cache-Control': 'no-cache',
+      'X-Content-Type-Options': 'nosniff',
+      ...PAGE_HEADERS,
+    });
     res.end(method === 'HEAD' ? undefined : staticFile(stat.file));
     return 200;
   }
   if (path === '/health') {
+    if (!authorized(ctx, req)) {
+      sendJson(res, 200, { status: 'ok' }); // the model and its steers are for key holders
+      return 200;
+    }
     const s = ctx.scheduler.stats();
     sendJson(res, 200, {
       status: 'ok',
@@ -228,9 +243,19 @@ async function route(
     }
     if (method !== 'POST') throw methodNotAllowed(method, path, ['GET', 'POST']);
     const body = parseBody(LoadSteerSchema, await readJson(req, ctx.maxBodyBytes));
+    if (body.force) {
+      throw new ApiError(
+        400,
+        'BAD_ARGUMENT',
+        '"force" is not accepted over HTTP: a steer for another model is never loaded by a client',
+        'load it at startup with --steer DIR --force if you mean it',
+        'force',
+      );
+    }
+    const dir = resolveSteerPath(ctx.access, body.path);
     let name = '';
     const set = await ctx.scheduler.replaceSteers((cur) => {
-      const r = cur.withSteer(ctx.base, body.path, { force: body.force ?? undefined });
+      const r = cur.withSteer(ctx.base, dir);
       name = r.name;
       return r.set;
     });
@@ -244,7 +269,7 @@ async function route(
   }
   const m = /^\/v1\/steers\/([^/]+)(\/dims)?$/.exec(path);
   if (m) {
-    const name = decodeURIComponent(m[1]!);
+    const name = decodeName(m[1]!);
     if (m[2]) {
       if (method !== 'GET') throw methodNotAllowed(method, path, ['GET']);
       if (!ctx.lens) throw lensMissing();
@@ -281,6 +306,19 @@ async function route(
     `no route ${method} ${path}`,
     'see GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /v1/steers',
   );
+}
+
+function decodeName(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new ApiError(
+      400,
+      'BAD_ARGUMENT',
+      'the steer name in the path is not valid percent-encoding',
+      'encode it with encodeURIComponent',
+    );
+  }
 }
 
 function unknownSteer(ctx: RouteContext, name: string): LmSteerError {

@@ -7,8 +7,10 @@ import type { AddressInfo } from 'node:net';
 import type { LoadedModel } from '../runtime/loadModel.js';
 import { LmSteerError } from '../util/errors.js';
 import { fallbackTemplate, type ChatTemplate } from './chatTemplate.js';
+import { accessPolicy, isLoopbackHost } from './access.js';
 import { createLens, type Lens } from './lens.js';
 import { Metrics } from './metrics.js';
+import { PromptEncoder } from './promptEncoder.js';
 import { createHandler } from './routes.js';
 import { Scheduler } from './scheduler.js';
 import type { SteerSet } from '../steer/steerSet.js';
@@ -29,7 +31,17 @@ export interface ServerOptions {
   timeoutMs?: number;
   /** Largest request body (default 1 MiB). */
   maxBodyBytes?: number;
+  /** Required as "Authorization: Bearer KEY" on the API; must not be empty when given. */
   apiKey?: string;
+  /** Host names accepted besides loopback names and IP literals ('*': any; see access.ts). */
+  allowHosts?: string[];
+  /** Folders POST /v1/steers may load from (default none: loading over HTTP is off). */
+  allowSteerLoad?: string[];
+  /** Listen on a non-loopback address without an API key (refused otherwise). */
+  allowUnauthenticated?: boolean;
+  /** Time a client has to send its headers / its whole request (defaults 20 s / 60 s). */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
   chatTemplate?: ChatTemplate;
   /** The lens endpoints (default: over src/lens/explain.ts; false: off). */
   lens?: Lens | false;
@@ -53,10 +65,27 @@ export const DEFAULTS = {
   maxQueue: 256,
   timeoutMs: 300_000,
   maxBodyBytes: 1 << 20,
+  headersTimeoutMs: 20_000,
+  requestTimeoutMs: 60_000,
 };
 
 export async function startServer(model: LoadedModel, steers: SteerSet, o: ServerOptions = {}): Promise<RunningServer> {
   const decoder = model.decoder;
+  const host = o.host ?? DEFAULTS.host;
+  if (o.apiKey !== undefined && o.apiKey.trim() === '')
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'the API key is empty',
+      'give a non-empty key, or none for a loopback server',
+    );
+  if (!o.apiKey && !isLoopbackHost(host) && !o.allowUnauthenticated) {
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `--host ${host} exposes the server to the network, and no API key is set`,
+      'set LMSTEER_API_KEY or --api-key-file FILE; or pass --allow-unauthenticated if every client on that network may use it',
+    );
+  }
+  const access = accessPolicy({ allowHosts: o.allowHosts, steerRoots: o.allowSteerLoad });
   const context = o.context ?? Math.min(model.cfg.maxPositions, DEFAULTS.maxContext);
   if (context < 2 || context > model.cfg.maxPositions) {
     throw new LmSteerError(
@@ -81,24 +110,34 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
     { onTokens: (n) => metrics.generated(n), onStep: () => metrics.step() },
   );
   const timeoutMs = o.timeoutMs ?? DEFAULTS.timeoutMs;
+  const encoder = new PromptEncoder(model.tokenizer, context);
   const handler = createHandler({
     modelId: model.id,
     tokenizer: model.tokenizer,
+    encoder,
     scheduler,
     metrics,
     chat: o.chatTemplate ?? fallbackTemplate,
     limits: { maxTokens, context, timeoutMs: timeoutMs > 0 ? timeoutMs : undefined },
     base: model,
     apiKey: o.apiKey || undefined,
+    access,
     maxBodyBytes: o.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
     lens: o.lens === false ? undefined : (o.lens ?? createLens(model, { maxTextTokens: context })),
     startedAt: Date.now(),
   });
-  const http = createServer(handler);
-  // Generation can run for minutes: no request timeout from node itself (ours is --timeout-ms).
-  http.requestTimeout = 0;
+  // Node's request timeout covers receiving the request (headers and body), not generating the answer
+  // (ours is --timeout-ms): a client trickling its body is dropped (408) instead of holding a socket forever.
+  const requestTimeout = o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+  const http = createServer(
+    {
+      requestTimeout,
+      headersTimeout: Math.min(o.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs, requestTimeout),
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(requestTimeout / 4))),
+    },
+    handler,
+  );
   http.keepAliveTimeout = 5000;
-  const host = o.host ?? DEFAULTS.host;
   await new Promise<void>((resolve, reject) => {
     http.once('error', (e: NodeJS.ErrnoException) =>
       reject(
@@ -129,6 +168,7 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
         void sched.close().then(() => setTimeout(() => http.closeAllConnections(), 200).unref());
       });
       await sched.close();
+      await encoder.close();
     },
   };
 }

@@ -6,12 +6,12 @@
  * and PEFT adds B·A·x·(lora_alpha / r), so lora_alpha = r makes the scaling exactly 1.
  * Slots whose value is 0 contribute nothing and are left out of A and B.
  */
-import { mkdirSync } from 'node:fs';
+import { makeDir } from '../formats/outDir.js';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { LmSteerError } from '../util/errors.js';
-import { tensor, type Tensor } from '../util/tensor.js';
+import { firstNonFinite, tensor, type Tensor } from '../util/tensor.js';
 import { embeddingFingerprint, validateSteer, type Steer } from './steer.js';
 import { SteerSet } from './steerSet.js';
 
@@ -81,6 +81,19 @@ export function loraWeights(steer: Steer, values: readonly number[] | Record<str
       }
     }
   });
+  // Checked before anything is written: an adapter of Inf/NaN would load in PEFT and wreck every logit.
+  for (const [name, t] of [
+    ['lora_A', A],
+    ['lora_B', B],
+  ] as const) {
+    const bad = firstNonFinite(t);
+    if (bad >= 0)
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `the adapter's ${name} would hold ${t[bad]} (at flat index ${bad}): eps × values × projectors overflow float32`,
+        'export with smaller steer values',
+      );
+  }
   return { A: tensor([R, d], A), B: tensor([V, R], B), rank: R };
 }
 
@@ -112,7 +125,7 @@ export function exportLora(
     ? [...(values as readonly number[])]
     : SteerSet.of([steer]).values(values as Record<string, number>)[0]!;
   const { A, B, rank } = loraWeights(steer, v, E);
-  mkdirSync(outDir, { recursive: true });
+  makeDir(outDir, 'adapter folder');
   const slotValues = steer.config.slots.map((s, i) => `${s.name}=${v[i]}`).join(', ');
   writeSafetensors(
     join(outDir, 'adapter_model.safetensors'),

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { f32ToF16 } from '../formats/halfFloat.js';
 import { LmSteerError, type ErrorCode } from '../util/errors.js';
-import type { Tensor } from '../util/tensor.js';
+import { firstNonFinite, type Tensor } from '../util/tensor.js';
 
 /**
  * The reference code trains with one slot held at 1 (`--dummy_steer`): that slot soaks up what all training
@@ -72,24 +72,39 @@ export interface Steer {
   p2: Tensor; // [S, d, r]
 }
 
+/**
+ * Bounds on a steer's numbers, far beyond any trained steer (eps ~1e-3, values ~±10, projector entries < 1):
+ * with them h' = h + eps·v·(h·P1)·P2ᵀ stays far inside float32 for any real hidden state, so an absurd file or
+ * flag cannot turn the logits (or an exported adapter) into Inf/NaN.
+ */
+export const STEER_LIMITS = { eps: 1e3, value: 1e6, projector: 1e6, rank: 4096, slots: 1024 };
+
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
+const bounded = (max: number) => finite.refine((v) => Math.abs(v) <= max, `must be within ±${max}`);
 const posInt = z.number().int().positive();
+/** A name shown in terminals and used in value names: no control characters (newlines, ANSI escapes). */
+const printableName = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
 
 /** The schema of steer.json; `z.ZodType<SteerConfig>` keeps it in step with the interface above. */
 export const steerConfigSchema: z.ZodType<SteerConfig> = z.object({
   formatVersion: z.literal(1),
-  name: z.string().min(1).optional(),
+  name: printableName.optional(),
   baseModel: z.object({
     id: z.string(),
     embeddingFingerprint: z.string().min(1),
     vocabSize: posInt,
     hiddenSize: posInt,
   }),
-  eps: finite,
-  rank: posInt,
+  eps: bounded(STEER_LIMITS.eps),
+  rank: posInt.max(STEER_LIMITS.rank),
   slots: z
-    .array(z.object({ name: z.string().min(1), defaultValue: finite }))
+    .array(z.object({ name: printableName, defaultValue: bounded(STEER_LIMITS.value) }))
     .min(1)
+    .max(STEER_LIMITS.slots)
     .refine((s) => new Set(s.map((x) => x.name)).size === s.length, 'slot names must be unique'),
   training: z.looseObject({}).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),
@@ -145,12 +160,15 @@ export function validateSteer(steer: Steer, source?: string): void {
         'the steer diverged during training; retrain with a lower learning rate',
       );
     }
+    const big = t.data.findIndex((x) => Math.abs(x) > STEER_LIMITS.projector);
+    if (big >= 0) {
+      throw new LmSteerError(
+        code,
+        `${where}: ${label} holds ${t.data[big]} at flat index ${big}, beyond ±${STEER_LIMITS.projector}`,
+        'no trained steer has entries this large; the file is damaged or crafted',
+      );
+    }
   }
-}
-
-function firstNonFinite(a: Float32Array): number {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
-  return -1;
 }
 
 // ---------------------------------------------------------------------------------------------------------

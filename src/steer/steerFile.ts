@@ -4,10 +4,12 @@
  *   steer.json         the SteerConfig (base model + fingerprint, eps, rank, slots, training info, metrics)
  * Both are written atomically, tensors first and json last, so a folder that has steer.json is complete.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { makeDir } from '../formats/outDir.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../formats/atomicWrite.js';
 import { readAllSafetensors, writeSafetensors } from '../formats/safetensors.js';
+import { checkInside, readJsonFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
 import {
   describeIssues,
@@ -24,7 +26,7 @@ export const STEER_TENSORS = 'steer.safetensors';
 
 export function saveSteer(dir: string, steer: Steer): void {
   validateSteer(steer);
-  mkdirSync(dir, { recursive: true });
+  makeDir(dir, 'steer folder');
   writeSafetensors(
     join(dir, STEER_TENSORS),
     { projector1: steer.p1, projector2: steer.p2 },
@@ -59,6 +61,7 @@ export function loadSteer(path: string, opts: LoadSteerOptions = {}): Steer {
       'the folder is incomplete; copy the whole steer folder',
     );
   }
+  checkInside(tensorPath, dir, 'steer tensors'); // a link out of the folder is not part of the steer
   const { tensors } = readAllSafetensors(tensorPath);
   const p1 = tensors.projector1;
   const p2 = tensors.projector2;
@@ -135,16 +138,9 @@ function readConfig(jsonPath: string): SteerConfig {
         : 'pass a folder written by lmsteer (steer.json + steer.safetensors)',
     );
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(jsonPath, 'utf8'));
-  } catch (e) {
-    throw new LmSteerError(
-      'BAD_FILE',
-      `${jsonPath} is not valid JSON: ${(e as Error).message}`,
-      'restore the file from the original steer',
-    );
-  }
+  // Only a regular file inside the folder: a steer.json linked to /etc/passwd is refused, and parse errors
+  // never quote the bytes.
+  const raw = readJsonFile(jsonPath, { within: dirname(jsonPath), hint: 'restore the file from the original steer' });
   const version = (raw as { formatVersion?: unknown } | null)?.formatVersion;
   if (typeof version === 'number' && version > STEER_FORMAT_VERSION) {
     throw new LmSteerError(

@@ -2,11 +2,12 @@
  * The `Tokenizer` of lmsteer over @huggingface/tokenizers (tokenizers.js): a Hugging Face tokenizer.json plus the
  * optional tokenizer_config.json, generation_config.json and config.json that say which ids are BOS/EOS/pad.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as TokenizersJs } from '@huggingface/tokenizers';
+import { FILE_LIMITS, readJsonFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
-import type { Tokenizer } from './tokenizer.js';
+import type { LocalTokenizerSource, Tokenizer } from './tokenizer.js';
 
 type Json = Record<string, unknown>;
 
@@ -25,30 +26,8 @@ const TOKENIZER_JSON_HINT =
   'point lmsteer at a Hugging Face model folder that has tokenizer.json; a model that ships only vocab.json/merges.txt ' +
   'or tokenizer.model can be converted with transformers: AutoTokenizer.from_pretrained(dir).save_pretrained(dir)';
 
-/** Read and parse a JSON file; BAD_FILE naming the file when it does not parse. */
-export function readJsonFile(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new LmSteerError(
-      'NOT_FOUND',
-      `cannot read ${path}: ${(e as Error).message}`,
-      'check the path and its permissions',
-      { cause: e },
-    );
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new LmSteerError(
-      'BAD_FILE',
-      `${path} is not valid JSON: ${(e as Error).message}`,
-      'the file is truncated or corrupt; download it again',
-      { cause: e },
-    );
-  }
-}
+/** tokenizer.json model types tokenizers.js handles (WordLevel by its word-lookup fallback); others it would guess at. */
+const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram', 'WordLevel'];
 
 function readOptionalJsonObject(path: string): Json | undefined {
   if (!existsSync(path)) return undefined;
@@ -69,6 +48,8 @@ export class HfTokenizer implements Tokenizer {
   readonly eosIds: number[];
   readonly padId?: number;
   readonly source: string;
+  /** Set by loadTokenizer (load.ts). */
+  origin?: LocalTokenizerSource;
   private readonly tok: TokenizersJs;
   private readonly specialIds: Set<number>;
   private readonly cleanUpSpaces: boolean;
@@ -84,7 +65,7 @@ export class HfTokenizer implements Tokenizer {
       throw new LmSteerError('NOT_FOUND', `no tokenizer.json in ${dir}`, TOKENIZER_JSON_HINT);
     }
     return new HfTokenizer({
-      tokenizerJson: readJsonFile(path),
+      tokenizerJson: readJsonFile(path, { maxBytes: FILE_LIMITS.tokenizer, what: 'tokenizer' }),
       tokenizerConfig: readOptionalJsonObject(join(dir, 'tokenizer_config.json')),
       generationConfig: readOptionalJsonObject(join(dir, 'generation_config.json')),
       modelConfig: readOptionalJsonObject(join(dir, 'config.json')),
@@ -104,6 +85,13 @@ export class HfTokenizer implements Tokenizer {
         'BAD_FILE',
         `${files.source} has no "model" section (with "type" and "vocab")`,
         TOKENIZER_JSON_HINT,
+      );
+    }
+    if (model.type !== undefined && !MODEL_TYPES.includes(model.type as string)) {
+      throw new LmSteerError(
+        'UNSUPPORTED',
+        `${files.source}: tokenizer model type ${JSON.stringify(model.type)} is not supported`,
+        `supported: ${MODEL_TYPES.join(', ')}`,
       );
     }
     if (!Array.isArray(tj.added_tokens ?? [])) {
@@ -148,10 +136,23 @@ export class HfTokenizer implements Tokenizer {
       const content = typeof v === 'string' ? v : v && typeof v === 'object' ? (v as Json).content : undefined;
       return typeof content === 'string' ? this.tok.token_to_id(content) : undefined;
     };
-    const ids = (v: unknown): number[] =>
-      (Array.isArray(v) ? v : [v]).filter((x): x is number => Number.isInteger(x) && x >= 0 && x < this.vocabSize);
     const gen = files.generationConfig ?? {};
     const mc = files.modelConfig ?? {};
+    // An id outside the vocabulary would never be produced (an EOS that never stops) or fed (a BOS the model
+    // cannot embed): refused, naming the file and field, instead of being dropped.
+    const ids = (v: unknown, field?: string, file?: Json): number[] => {
+      const list = (Array.isArray(v) ? v : [v]).filter((x): x is number => Number.isInteger(x));
+      const out = list.find((x) => x < 0 || x >= this.vocabSize);
+      if (out !== undefined && field) {
+        const where = file === gen ? 'generation_config.json' : 'config.json';
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${files.source}: ${where} gives ${field} ${out}, outside the tokenizer's ${this.vocabSize} ids`,
+          'the tokenizer and the model files do not belong together; use the files saved with the model',
+        );
+      }
+      return list.filter((x) => x >= 0 && x < this.vocabSize);
+    };
     // Special tokens by their usual names, for a bare tokenizer.json without configs.
     const byName = (names: string[]): number | undefined => {
       for (const t of added.values()) if (t.special && names.includes(t.content)) return t.id;
@@ -159,12 +160,15 @@ export class HfTokenizer implements Tokenizer {
     };
 
     this.bosId =
-      ids(gen.bos_token_id)[0] ??
+      ids(gen.bos_token_id, 'bos_token_id', gen)[0] ??
       idOfName(cfg.bos_token) ??
-      ids(mc.bos_token_id)[0] ??
+      ids(mc.bos_token_id, 'bos_token_id', mc)[0] ??
       byName(['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>']);
-    let eos = [...ids(gen.eos_token_id), ...[idOfName(cfg.eos_token)].filter((x): x is number => x !== undefined)];
-    if (eos.length === 0) eos = ids(mc.eos_token_id);
+    let eos = [
+      ...ids(gen.eos_token_id, 'eos_token_id', gen),
+      ...[idOfName(cfg.eos_token)].filter((x): x is number => x !== undefined),
+    ];
+    if (eos.length === 0) eos = ids(mc.eos_token_id, 'eos_token_id', mc);
     if (eos.length === 0) {
       const e = byName(['</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>', '<|eot_id|>', '<|im_end|>']);
       if (e !== undefined) eos = [e];

@@ -6,7 +6,7 @@
  * File layout (llama2.c tokenizer.py export / run.c build_tokenizer): int32 max_token_length, then per token
  * float32 score, int32 byte length, UTF-8 bytes. The token count is not stored: run.c takes it from the model.
  */
-import { readFileSync } from 'node:fs';
+import { FILE_LIMITS, readRegularFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
 import { HfTokenizer } from './hfTokenizer.js';
 
@@ -62,20 +62,46 @@ export function parseLlama2cTokenizer(bytes: Uint8Array, source: string): Llama2
   return { maxTokenLength, pieces, scores };
 }
 
+/** Characters of candidate halves looked up while extracting merges; real vocabularies need a few million. */
+export const MERGE_WORK_LIMIT = 300_000_000;
+
 /**
  * transformers' SentencePieceExtractor.extract(vocab_scores): every split of every piece into two vocab pieces is
  * a merge (ordered by the ids of the halves), then all merges stably sorted by the merged piece's score, highest
  * first. Splits are by code point, as Python slices strings.
+ * Only splits whose two halves both have the length of some vocab piece are looked up, and the characters
+ * looked up are budgeted: rebuilding every prefix of every piece was quadratic in a piece's length (a 240 KB
+ * file with 60,000-character tokens took minutes).
  */
-export function extractMerges(pieces: string[], scores: number[]): [string, string][] {
+export function extractMerges(pieces: string[], scores: number[], source = 'tokenizer'): [string, string][] {
   const vocab = new Map(pieces.map((p, i) => [p, i]));
+  const lengths = new Set<number>();
+  const cpLength = (p: string) => {
+    let n = 0;
+    for (const _ of p) n++;
+    return n;
+  };
+  for (const p of pieces) lengths.add(cpLength(p));
+  let work = 0;
   const merges: { left: string; right: string; score: number }[] = [];
   pieces.forEach((piece, i) => {
-    const cps = Array.from(piece);
+    // UTF-16 offset of each code point boundary, so halves are plain (cheap) slices
+    const at: number[] = [0];
+    for (const ch of piece) at.push(at[at.length - 1]! + ch.length);
+    const L = at.length - 1;
     const local: { left: string; right: string; score: number }[] = [];
-    for (let k = 1; k < cps.length; k++) {
-      const left = cps.slice(0, k).join('');
-      const right = cps.slice(k).join('');
+    for (let k = 1; k < L; k++) {
+      if (!lengths.has(k) || !lengths.has(L - k)) continue;
+      work += at[L]!;
+      if (work > MERGE_WORK_LIMIT) {
+        throw new LmSteerError(
+          'BAD_FILE',
+          `${source}: its tokens overlap in too many ways to convert (more than ${MERGE_WORK_LIMIT} characters of merge candidates)`,
+          'this is not a real llama2.c tokenizer; use the tokenizer.bin that came with the model',
+        );
+      }
+      const left = piece.slice(0, at[k]);
+      const right = piece.slice(at[k]);
       if (vocab.has(left) && vocab.has(right)) local.push({ left, right, score: scores[i]! });
     }
     local.sort((a, b) => vocab.get(a.left)! - vocab.get(b.left)! || vocab.get(a.right)! - vocab.get(b.right)!);
@@ -113,7 +139,7 @@ export function llama2cToHfTokenizer(
   });
   // LlamaConverter.vocab(): ids 0..2 get score 0, the rest keep their sentencepiece scores.
   const scores = vocab.scores.map((s, i) => (i < SPECIALS.length ? 0 : s));
-  const merges = extractMerges(pieces, scores);
+  const merges = extractMerges(pieces, scores, source);
   const special = (id: number, content: string) => ({
     id,
     content,
@@ -188,17 +214,7 @@ export function llama2cToHfTokenizer(
  * given: run.c would silently read a prefix of a bigger file, which means the tokenizer belongs to another model.
  */
 export function loadLlama2cTokenizer(path: string, opts: { vocabSize?: number } = {}): HfTokenizer {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new LmSteerError(
-      'NOT_FOUND',
-      `cannot read llama2.c tokenizer ${path}: ${(e as Error).message}`,
-      'pass the tokenizer.bin that came with the model (llama2.c: tokenizer.bin; stories260K: tok512.bin)',
-      { cause: e },
-    );
-  }
+  const bytes = readRegularFile(path, FILE_LIMITS.tokenizerBin, 'llama2.c tokenizer');
   const vocab = parseLlama2cTokenizer(bytes, path);
   if (opts.vocabSize !== undefined && opts.vocabSize !== vocab.pieces.length) {
     throw new LmSteerError(

@@ -1,17 +1,16 @@
 /** One entry point for "the tokenizer of this local model", whatever its format. */
 import { HfTokenizer } from './hfTokenizer.js';
 import { loadLlama2cTokenizer } from './llama2cTokenizer.js';
-import type { Tokenizer } from './tokenizer.js';
+import type { LocalTokenizerSource, Tokenizer } from './tokenizer.js';
 
-export type LocalTokenizerSource =
-  /** A Hugging Face folder with tokenizer.json (+ tokenizer_config.json, generation_config.json, config.json). */
-  | { kind: 'hf'; dir: string }
-  /** A llama2.c tokenizer.bin; `vocabSize` (the model's) is checked against its token count when given. */
-  | { kind: 'llama2c'; tokenizerPath: string; vocabSize?: number };
+export type { LocalTokenizerSource } from './tokenizer.js';
 
-/** Synchronous (all files are local); callers may still `await` it. */
+/** Synchronous (all files are local); callers may still `await` it. The tokenizer remembers `local` as its origin. */
 export function loadTokenizer(local: LocalTokenizerSource): Tokenizer {
-  return local.kind === 'hf'
-    ? HfTokenizer.fromDir(local.dir)
-    : loadLlama2cTokenizer(local.tokenizerPath, { vocabSize: local.vocabSize });
+  const tok =
+    local.kind === 'hf'
+      ? HfTokenizer.fromDir(local.dir)
+      : loadLlama2cTokenizer(local.tokenizerPath, { vocabSize: local.vocabSize });
+  tok.origin = local;
+  return tok;
 }

@@ -9,7 +9,8 @@
  * tensors files are deleted; a run killed at any moment leaves a json that points at a complete file.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { makeDir } from '../formats/outDir.js';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../formats/atomicWrite.js';
 import { readAllSafetensors, writeSafetensors } from '../formats/safetensors.js';
@@ -57,7 +58,7 @@ export function hasCheckpoint(outDir: string): boolean {
 
 export function saveCheckpoint(outDir: string, ck: Checkpoint): void {
   const dir = checkpointDir(outDir);
-  mkdirSync(dir, { recursive: true });
+  makeDir(dir, 'checkpoint folder');
   const name = `tensors-${String(ck.step).padStart(7, '0')}.safetensors`;
   const [d, K] = ck.p1.shape as [number, number];
   writeSafetensors(

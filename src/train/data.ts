@@ -10,11 +10,13 @@
  * for any labels here. Sentiment data is not balanced there, so the default is no balancing.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
+import { readExactly } from '../formats/readAt.js';
+import { FILE_LIMITS, openRegularFile } from '../formats/safeRead.js';
 import { LmSteerError } from '../util/errors.js';
 import { applyLabelMap, parseLabelMap, type LabelMapReport, type LabelMapSpec, type RawLabel } from './labels.js';
 
@@ -70,6 +72,13 @@ export interface Dataset {
   /** sha256 over the (text, label) pairs in order: what a resumed training run checks it still trains on. */
   hash: string;
 }
+
+/**
+ * A dataset file is read whole (V8 strings stop near 512 M characters, and the examples stay in memory), so
+ * files are capped; one line (JSONL/TXT) or record (CSV/TSV) is capped well below that, and checked on the
+ * bytes before anything is decoded or parsed: a 200 MB JSONL line aborted V8 when it was tokenized.
+ */
+export const DATA_LIMITS = { fileBytes: FILE_LIMITS.dataset, lineChars: 4 << 20 };
 
 export const TEXT_FIELDS = ['text', 'sentence', 'content', 'comment_text', 'review', 'document'];
 export const LABEL_FIELDS = ['label', 'labels', 'class', 'sentiment', 'polarity', 'toxicity'];
@@ -170,7 +179,7 @@ function readSource(
   src: DatasetSource,
   opts: LoadOptions,
 ): { raws: RawExample[]; skippedEmpty: number; format: DataFormat } {
-  if (!existsSync(src.path) || !statSync(src.path).isFile()) {
+  if (!existsSync(src.path)) {
     throw new LmSteerError(
       'NOT_FOUND',
       `dataset file ${src.path} does not exist`,
@@ -178,7 +187,23 @@ function readSource(
     );
   }
   const format = src.format ?? detectFormat(src.path);
-  const content = readFileSync(src.path, 'utf8').replace(/^\uFEFF/, '');
+  const { fd, size } = openRegularFile(src.path, 'dataset file');
+  let bytes: Buffer;
+  try {
+    if (size > DATA_LIMITS.fileBytes) {
+      throw new LmSteerError(
+        'BAD_DATA',
+        `dataset file ${src.path} is ${size} bytes, more than the ${DATA_LIMITS.fileBytes}-byte limit`,
+        'split it into several files, or sample it: a steer trains on thousands of examples, not millions',
+      );
+    }
+    bytes = Buffer.allocUnsafe(size);
+    readExactly(fd, bytes, 0, src.path);
+  } finally {
+    closeSync(fd);
+  }
+  if (format !== 'csv') checkLineLengths(bytes, src.path);
+  const content = bytes.toString('utf8').replace(/^\uFEFF/, '');
   const needLabel = src.label === undefined;
   const strip = opts.stripQuotes ?? true;
   let raws: RawExample[];
@@ -202,6 +227,23 @@ function readSource(
     );
   }
   return { raws: kept, skippedEmpty, format };
+}
+
+/** Every line at most DATA_LIMITS.lineChars bytes (so characters), found on the raw bytes. */
+function checkLineLengths(bytes: Buffer, path: string): void {
+  let start = 0;
+  for (let line = 1; start <= bytes.length; line++) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end < 0) end = bytes.length;
+    if (end - start > DATA_LIMITS.lineChars) {
+      throw new LmSteerError(
+        'BAD_DATA',
+        `${path}:${line}: the line is ${end - start} bytes, more than the ${DATA_LIMITS.lineChars}-byte limit`,
+        'one example per line; training uses only the first --max-length tokens of a text anyway',
+      );
+    }
+    start = end + 1;
+  }
 }
 
 function readTxt(src: DatasetSource, content: string, needLabel: boolean): RawExample[] {
@@ -315,6 +357,7 @@ function readTable(
       quote: format === 'tsv' ? false : '"',
       relax_column_count: true,
       skip_empty_lines: true,
+      max_record_size: DATA_LIMITS.lineChars,
       info: true,
       raw: true,
     }) as unknown as { record: string[]; info: { lines: number }; raw: string }[];

@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import type { LoadedModel } from '../runtime/loadModel.js';
 import { weightsKey } from '../runtime/session.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { charsForTokens } from '../tokenizer/textBound.js';
 import { LmSteerError } from '../util/errors.js';
 import { tensor } from '../util/tensor.js';
 import type { ExtractFn } from './hiddenCache.js';
@@ -66,9 +67,13 @@ export function extractionFingerprint(model: Pick<LoadedModel, 'cfg' | 'weights'
   return `hid1-${h.digest('hex').slice(0, 32)}`;
 }
 
-/** Token ids of `text` as training sees them: special tokens added, at most `maxLength` tokens. */
+/**
+ * Token ids of `text` as training sees them: special tokens added, at most `maxLength` tokens. The text is cut
+ * first to the characters that can matter for them (textBound.ts): a huge text costs no more than a long one.
+ */
 export function encodeForTraining(tok: Tokenizer, text: string, maxLength: number): number[] {
-  return tok.encode(text).slice(0, maxLength);
+  const room = charsForTokens(tok, maxLength);
+  return tok.encode(text.length > room ? text.slice(0, room) : text).slice(0, maxLength);
 }
 
 /** Group row indices (sorted by length) into batches under the padded-token budget. */

@@ -29,6 +29,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import '../util/ortTelemetryOff.js';
 import ort from 'onnxruntime-node';
 import { GraphBuilder } from '../graph/builder.js';
 import { LmSteerError } from '../util/errors.js';

@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
+import { lockOutDir } from '../formats/outDir.js';
 import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
 import { defaultCacheDir } from '../runtime/session.js';
 import type { Steer } from '../steer/steer.js';
@@ -106,7 +107,17 @@ export interface TrainRunResult {
   warning?: string;
 }
 
+/** Train into `opts.outDir`, held by this run alone (outDir.ts) until it ends. */
 export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
+  const lock = lockOutDir(opts.outDir, 'train');
+  try {
+    return await trainLocked(opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(opts: TrainRunOptions): Promise<TrainRunResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const t = opts.train ?? {};
   const seed = t.seed ?? 0;

@@ -18,14 +18,22 @@
  * mask; src/train/maskedForward.ts). That state depends only on the text and the position, so the cache
  * keeps it per text (HiddenCache pad rows), extracted up to the longest batch the text is part of.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { makeDir } from '../formats/outDir.js';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { writeFileAtomic } from '../formats/atomicWrite.js';
-import { BASE_SLOT, DEFAULT_EPS, embeddingFingerprint, type Steer, type SteerConfig } from '../steer/steer.js';
+import {
+  BASE_SLOT,
+  DEFAULT_EPS,
+  embeddingFingerprint,
+  STEER_LIMITS,
+  type Steer,
+  type SteerConfig,
+} from '../steer/steer.js';
 import { packScale, packSteers, type PackedSteers } from '../steer/pack.js';
 import { saveSteer, STEER_JSON } from '../steer/steerFile.js';
 import { linePlotSvg } from '../util/svgPlot.js';
@@ -158,11 +166,19 @@ export function resolveOptions(opts: TrainOptions, d: number): Resolved {
       );
   };
   posInt('rank', r.rank);
+  if (r.rank > d)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `rank ${r.rank} is above the hidden size ${d}`,
+      `a steer's rank is at most the hidden size; use --rank ${Math.min(1000, d)} or less`,
+    );
   posInt('batch size', r.batchSize);
   posInt('max length', r.maxLength);
   posInt('steps', r.steps);
   posInt('checkpoint interval', r.checkpointEvery);
   finite('eps', r.eps);
+  if (Math.abs(r.eps) > STEER_LIMITS.eps)
+    throw new LmSteerError('BAD_ARGUMENT', `eps ${r.eps} is beyond ±${STEER_LIMITS.eps}`, 'the reference uses 1e-3');
   finite('init std', r.initStd, 0);
   finite('learning rate', r.lr, 0);
   finite('regularization', r.regularization, 0);
@@ -374,7 +390,7 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
     source: { kind: 'trained' },
   };
 
-  mkdirSync(opts.outDir, { recursive: true });
+  makeDir(opts.outDir);
   let ck = loadCheckpoint(opts.outDir);
   if (!ck && existsSync(join(opts.outDir, STEER_JSON)) && !opts.overwrite) {
     throw new LmSteerError(

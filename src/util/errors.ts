@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'BAD_DATA' // a dataset or prompt file is malformed
   | 'MODEL_MISMATCH' // a steer trained for another base model
   | 'LIMIT' // a request beyond a configured limit
+  | 'FORBIDDEN' // a request the server's access policy refuses (host, origin, a path outside allowed folders)
   | 'CANCELLED'; // work stopped by the user or a client
 
 export class LmSteerError extends Error {

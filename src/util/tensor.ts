@@ -46,3 +46,13 @@ export function expectShape(what: string, t: { shape: number[] }, shape: number[
     );
   }
 }
+
+/**
+ * The index of the first NaN or ±Inf in `a`, or -1. Reads the bit patterns (exponent all ones), a few times
+ * faster than Number.isFinite per element, so checking every weight at load costs little next to reading it.
+ */
+export function firstNonFinite(a: Float32Array): number {
+  const bits = new Uint32Array(a.buffer, a.byteOffset, a.length); // a Float32Array is always 4-byte aligned
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+  return -1;
+}

@@ -94,3 +94,46 @@ test('malformed pickles give BAD_FILE naming the source', () => {
   assert.throws(() => unpickle(Buffer.from('\x80\x02R.', 'latin1')), /stack underflow/);
   assert.throws(() => unpickle(Buffer.from('\x80\x02(X\x01\x00\x00\x00aQ.', 'latin1')), /no loader/);
 });
+
+test('a 256 KB LONG4 decodes in linear time, to the right value', () => {
+  const n = 256 * 1024;
+  const b = Buffer.alloc(5 + n + 1);
+  b[0] = 0x8b; // LONG4
+  b.writeInt32LE(n, 1);
+  b[5] = 0x05; // value 5 + 2^(8·(n−1))·0x40 (positive: top bit clear)
+  b[5 + n - 1] = 0x40;
+  b[5 + n] = 0x2e; // STOP
+  const v = unpickle(b) as bigint;
+  assert.equal(typeof v, 'bigint');
+  assert.equal(v & 0xffn, 5n);
+  assert.equal(v >> BigInt(8 * (n - 1)), 0x40n);
+  const neg = unpickle(Buffer.from([0x8a, 2, 0xfe, 0xff, 0x2e])); // LONG1 -2
+  assert.equal(neg, -2);
+});
+
+test('whitelisted builtins called with bad arguments are BAD_FILE, not a crash', () => {
+  // OrderedDict(5), set(5), OrderedDict([1, 2]) (items that are not pairs)
+  const call = (global: string, arg: string) =>
+    unpickle(Buffer.from(`\x80\x02c${global}\n${arg}\x85R.`, 'latin1'), { source: 'bad.pkl' });
+  for (const [g, a] of [
+    ['collections\nOrderedDict', 'K\x05'],
+    ['builtins\nset', 'K\x05'],
+    ['collections\nOrderedDict', ']K\x01aK\x02a'], // [1] then append 2: EMPTY_LIST, BININT1 1, APPEND...
+  ] as const) {
+    assert.throws(
+      () => call(g, a),
+      (e: E) => e.code === 'BAD_FILE' && /bad\.pkl: .*arguments it does not take/.test(e.message),
+      g,
+    );
+  }
+});
+
+test('APPENDS of many items and a list that contains itself do not overflow the stack', () => {
+  const n = 300_000;
+  const parts = [Buffer.from([0x80, 2, 0x5d, 0x28])]; // EMPTY_LIST MARK
+  parts.push(Buffer.alloc(n * 2, Buffer.from([0x4b, 0x01]))); // n × BININT1 1
+  parts.push(Buffer.from([0x65, 0x2e])); // APPENDS STOP
+  assert.equal((unpickle(Buffer.concat(parts)) as number[]).length, n);
+  const self = unpickle(Buffer.from('\x80\x02]q\x00h\x00a.', 'latin1')) as unknown[]; // l = []; l.append(l)
+  assert.equal(self[0], self);
+});

@@ -3,13 +3,19 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { strToU8, zipSync } from 'fflate';
-import { importReferenceCheckpoint, loadTorchBytes, referenceCheckpointToSteer } from '../../src/formats/torchPt.js';
+import { strToU8, unzipSync, zipSync } from 'fflate';
+import {
+  importReferenceCheckpoint,
+  loadTorchBytes,
+  PT_LIMITS,
+  referenceCheckpointToSteer,
+} from '../../src/formats/torchPt.js';
 import { readAllSafetensors } from '../../src/formats/safetensors.js';
 import { f16ToF32, f32ToF16 } from '../../src/formats/halfFloat.js';
 import { BASE_SLOT, type BaseModelInfo } from '../../src/steer/steer.js';
 import type { Tensor } from '../../src/util/tensor.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
+import { Pickle, torchSave, type TensorSpec } from '../helpers/torchSave.js';
 
 const PT = ['steers', 'reference-format', 'stories260K-sample.pt'];
 const EXPECTED = ['steers', 'reference-format', 'stories260K-sample.expected.safetensors'];
@@ -20,101 +26,6 @@ function tmp(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'lmsteer-pt-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-// ---- a tiny pickle writer, to build torch.save files the way PyTorch lays them out ----
-class Pickle {
-  private parts: number[] = [];
-  raw(...b: number[]): this {
-    this.parts.push(...b);
-    return this;
-  }
-  text(s: string): this {
-    return this.raw(...Buffer.from(s, 'latin1'));
-  }
-  str(s: string): this {
-    const b = Buffer.from(s, 'utf8');
-    return this.raw(0x8c, b.length, ...b); // SHORT_BINUNICODE
-  }
-  int(n: number): this {
-    if (n < 256) return this.raw(0x4b, n);
-    const b = Buffer.alloc(4);
-    b.writeInt32LE(n);
-    return this.raw(0x4a, ...b);
-  }
-  float(x: number): this {
-    const b = Buffer.alloc(8);
-    b.writeDoubleBE(x);
-    return this.raw(0x47, ...b);
-  }
-  global(module: string, name: string, stack = false): this {
-    return stack ? this.str(module).str(name).raw(0x93) : this.text(`c${module}\n${name}\n`);
-  }
-  tuple(xs: number[]): this {
-    this.raw(0x28);
-    xs.forEach((x) => this.int(x));
-    return this.raw(0x74);
-  }
-  bytes(): Uint8Array {
-    return Uint8Array.from([...this.parts, 0x2e]); // STOP
-  }
-}
-
-interface TensorSpec {
-  key: string;
-  storage: 'FloatStorage' | 'HalfStorage';
-  numel: number;
-  offset: number;
-  size: number[];
-  stride: number[];
-  parameter: boolean;
-}
-
-function writeTensor(p: Pickle, t: TensorSpec, stack: boolean): void {
-  if (t.parameter) p.global('torch._utils', '_rebuild_parameter', stack).raw(0x28);
-  p.global('torch._utils', '_rebuild_tensor_v2', stack).raw(0x28);
-  p.raw(0x28).str('storage').global('torch', t.storage, stack).str(t.key).str('cpu').int(t.numel).raw(0x74, 0x51); // persistent id
-  p.int(t.offset).tuple(t.size).tuple(t.stride).raw(0x89); // requires_grad False
-  p.global('collections', 'OrderedDict', stack).raw(0x29, 0x52); // backward hooks
-  p.raw(0x74, 0x52);
-  if (t.parameter) p.raw(0x88).global('collections', 'OrderedDict', stack).raw(0x29, 0x52).raw(0x74, 0x52);
-}
-
-/** `torch.save([Namespace(**args), {projector1, projector2}, steps])` as a zip. */
-function torchSave(
-  args: Record<string, number | string | null>,
-  tensors: [TensorSpec, TensorSpec],
-  data: Record<string, Uint8Array>,
-  opts: { protocol4?: boolean; steps?: number; byteorder?: string } = {},
-): Uint8Array {
-  const stack = opts.protocol4 ?? false;
-  const p = new Pickle().raw(0x80, stack ? 4 : 2);
-  if (stack) p.raw(0x95, 0, 0, 0, 0, 0, 0, 0, 0); // FRAME (length ignored by readers that stream)
-  p.raw(0x5d, 0x28); // EMPTY_LIST MARK
-  p.global('argparse', 'Namespace', stack).raw(0x29, 0x81).raw(0x7d, 0x28); // NEWOBJ, state dict
-  for (const [k, v] of Object.entries(args)) {
-    p.str(k);
-    if (v === null) p.raw(0x4e);
-    else if (typeof v === 'string') p.str(v);
-    else if (Number.isInteger(v)) p.int(v);
-    else p.float(v);
-  }
-  p.raw(0x75, 0x62); // SETITEMS BUILD
-  p.raw(0x7d, 0x94, 0x28); // EMPTY_DICT MEMOIZE MARK
-  p.str('projector1');
-  writeTensor(p, tensors[0], stack);
-  p.str('projector2');
-  writeTensor(p, tensors[1], stack);
-  p.raw(0x75)
-    .int(opts.steps ?? 7)
-    .raw(0x65); // SETITEMS, steps, APPENDS
-  const files: Record<string, Uint8Array> = {
-    'archive/data.pkl': p.bytes(),
-    'archive/version': strToU8('3\n'),
-    'archive/byteorder': strToU8(opts.byteorder ?? 'little'),
-  };
-  for (const [k, v] of Object.entries(data)) files[`archive/data/${k}`] = v;
-  return zipSync(files, { level: 0 });
 }
 
 function expected(): { p1: Tensor; p2: Tensor } {
@@ -323,7 +234,7 @@ test(
           torchSave(ARGS, [spec('0'), big], { '0': new Uint8Array(16), '1': new Uint8Array(16) }),
           'small.pt',
         ),
-      /reads past its storage/,
+      /reads past its storage|more elements than its storage/,
     );
   },
 );
@@ -350,3 +261,76 @@ test(
     );
   },
 );
+
+// ---- hostile files: nothing is allocated from an unchecked size ----
+
+const small = (key: string, over: Partial<TensorSpec> = {}): TensorSpec => ({
+  key,
+  storage: 'FloatStorage',
+  numel: 4,
+  offset: 0,
+  size: [1, 2, 2],
+  stride: [4, 2, 1],
+  parameter: false,
+  ...over,
+});
+const data4 = () => ({ '0': new Uint8Array(16), '1': new Uint8Array(16) });
+
+test('zip entries the pickle does not reference are never inflated', () => {
+  // An extra entry whose deflate stream is invalid: inflating it would fail, so loading proves it was skipped.
+  const base = torchSave(ARGS, [small('0'), small('1')], data4());
+  const files: Record<string, Uint8Array> = unzipSync(base);
+  files['archive/data/junk'] = new Uint8Array(4096).fill(7);
+  const zip = zipSync(files, { level: 6 });
+  const name = Buffer.from('archive/data/junk');
+  const at = Buffer.from(zip).indexOf(name); // the local header's copy of the name comes first
+  const extra = zip[at - 2]! | (zip[at - 1]! << 8);
+  zip[at + name.length + extra] = 0xff; // BTYPE 11: an invalid deflate block
+  const v = loadTorchBytes(zip, 'junk.pt') as unknown[];
+  assert.deepEqual((v[1] as Map<string, Tensor>).get('projector1')!.shape, [1, 2, 2]);
+});
+
+test('a referenced storage that inflates beyond what its tensors need is refused before inflating', () => {
+  const zip = torchSave(ARGS, [small('0'), small('1')], { '0': new Uint8Array(1 << 20), '1': new Uint8Array(16) });
+  const deflated = zipSync(unzipSync(zip), { level: 6 }); // 1 MiB of zeros → ~1 KB
+  assert.throws(
+    () => loadTorchBytes(deflated, 'bomb.pt'),
+    (e: E) => e.code === 'BAD_FILE' && /bomb\.pt: zip entry archive\/data\/0 inflates to 1048576 bytes/.test(e.message),
+  );
+});
+
+test('too many zip entries, or storages bigger than the budget, are refused', () => {
+  const zip = torchSave(ARGS, [small('0'), small('1')], data4());
+  const saved = PT_LIMITS.entries;
+  PT_LIMITS.entries = 4; // the file has 5
+  try {
+    assert.throws(
+      () => loadTorchBytes(zip, 'many.pt'),
+      (e: E) => e.code === 'BAD_FILE' && /more than 4 entries/.test(e.message),
+    );
+  } finally {
+    PT_LIMITS.entries = saved;
+  }
+  const huge = torchSave(ARGS, [small('0', { numel: 1_000_000_000 }), small('1')], data4());
+  assert.throws(
+    () => loadTorchBytes(huge, 'huge.pt'),
+    (e: E) => e.code === 'BAD_FILE' && /need more than/.test(e.message),
+  );
+});
+
+test('stride-0 views, negative offsets and astronomic sizes are refused before allocating', () => {
+  const cases: [string, Partial<TensorSpec>, RegExp][] = [
+    ['stride0', { size: [1, 64, 50_000_000], stride: [0, 0, 0] }, /more elements than its storage of 4/],
+    ['cube', { size: [1_000_000, 1_000_000, 1_000_000], stride: [0, 0, 0] }, /more elements than its storage/],
+    ['negoffset', { offset: -64 }, /storage offset -64/],
+    ['negstride', { stride: [4, -2, 1] }, /malformed/],
+  ];
+  for (const [name, over, re] of cases) {
+    const zip = torchSave(ARGS, [small('0', over), small('1')], data4());
+    assert.throws(
+      () => loadTorchBytes(zip, `${name}.pt`),
+      (e: E) => e.code === 'BAD_FILE' && re.test(e.message),
+      name,
+    );
+  }
+});

@@ -7,6 +7,8 @@ const BIN = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), '
 
 export interface CliResult {
   code: number | null;
+  /** The child's process id (for files it names after itself). */
+  pid: number | undefined;
   stdout: string;
   stderr: string;
 }
@@ -28,7 +30,7 @@ export function runCli(
     child.on('error', fail);
     child.on('close', (code) => {
       clearTimeout(timer);
-      done({ code, stdout, stderr });
+      done({ code, pid: child.pid, stdout, stderr });
     });
     child.stdin.end(opts.input ?? '');
   });

@@ -272,7 +272,7 @@ describe('lmsteer serve API', { skip }, () => {
     assert.equal(gone.status, 400);
     assert.equal((await fetch(`${f.url}/v1/steers/extra`, { method: 'DELETE' })).status, 404);
     // a steer for another model is refused
-    const tmp = mkdtempSync(join(tmpdir(), 'lmsteer-other-'));
+    const tmp = mkdtempSync(join(f.tmp, 'other-'));
     try {
       const other = randomSteer({ d: f.model.cfg.hiddenSize, rank: 2, slots: ['x'], name: 'other', vocab: 512 });
       saveSteer(join(tmp, 'other'), other);
@@ -291,7 +291,7 @@ describe('lmsteer serve API', { skip }, () => {
     const want = (await postJson(completions, body)).json.choices[0].text;
     const streaming = postStream(completions, { ...body, stream: true });
     await waitFor(async () => f.server.scheduler.activeRows > 0, 'the stream to start');
-    const tmp = mkdtempSync(join(tmpdir(), 'lmsteer-drain-'));
+    const tmp = mkdtempSync(join(f.tmp, 'drain-'));
     try {
       const dir = makeSteer(f.model, tmp, 'late', 31);
       const [s, loaded] = await Promise.all([streaming, postJson(`${f.url}/v1/steers`, { path: dir })]);

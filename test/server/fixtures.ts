@@ -44,7 +44,10 @@ export interface Fixture {
   close(): Promise<void>;
 }
 
-/** stories260K + steers "sentiment" (one slot) and "style" (slots formal, casual), served on a free port. */
+/**
+ * stories260K + steers "sentiment" (one slot) and "style" (slots formal, casual), served on a free port; clients
+ * may load steers from under `tmp` (POST /v1/steers).
+ */
 export async function serve(opts: ServerOptions = {}, values: Record<string, number> = {}): Promise<Fixture> {
   const model = await loadModel(modelPath(), { cacheDir: false, threads: 1 });
   const tmp = mkdtempSync(join(tmpdir(), 'lmsteer-serve-'));
@@ -54,7 +57,7 @@ export async function serve(opts: ServerOptions = {}, values: Record<string, num
     extra: makeSteer(model, tmp, 'extra', 13),
   };
   const steers = SteerSet.load(model, [steerDirs.sentiment, steerDirs.style], values);
-  const server = await startServer(model, steers, { port: 0, ...opts });
+  const server = await startServer(model, steers, { port: 0, allowSteerLoad: [tmp], ...opts });
   return {
     model,
     server,

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeDataset, loadDataset, parseSourceSpec } from '../../src/train/data.js';
+import { DATA_LIMITS, describeDataset, loadDataset, parseSourceSpec } from '../../src/train/data.js';
 import { LmSteerError } from '../../src/util/errors.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
 
@@ -177,3 +178,34 @@ test(
     assert.equal(t.summary.total, 6648);
   },
 );
+
+test('a line or a file beyond the limits is BAD_DATA naming it, checked before parsing', () => {
+  const saved = { ...DATA_LIMITS };
+  try {
+    DATA_LIMITS.lineChars = 1000;
+    const long = file('long.jsonl', `{"text": "ok", "label": 1}\n{"text": "${'x'.repeat(2000)}", "label": 0}\n`);
+    assert.throws(() => loadDataset([long]), isCode('BAD_DATA', /long\.jsonl:2: the line is 2\d{3} bytes/));
+    const txt = file('long.txt', `fine\n${'y'.repeat(1500)}\n`);
+    assert.throws(() => loadDataset([`${txt}:1`]), isCode('BAD_DATA', /long\.txt:2: the line/));
+    const csv = file('long.csv', `text,label\n"${'z'.repeat(1500)}",1\n`);
+    assert.throws(() => loadDataset([csv]), isCode('BAD_DATA', /long\.csv/));
+    DATA_LIMITS.fileBytes = 100;
+    const big = file('big.txt', 'a line\n'.repeat(50));
+    assert.throws(
+      () => loadDataset([`${big}:1`]),
+      isCode('BAD_DATA', /big\.txt is 350 bytes, more than the 100-byte limit/),
+    );
+  } finally {
+    Object.assign(DATA_LIMITS, saved);
+  }
+});
+
+test('a FIFO or a folder as a dataset file is refused, not read', () => {
+  const fifo = join(dir, 'pipe.txt');
+  execFileSync('mkfifo', [fifo]);
+  assert.throws(() => loadDataset([`${fifo}:1`]), isCode('BAD_FILE', /pipe\.txt is a FIFO/));
+  assert.throws(
+    () => loadDataset([`${dir}:1`]),
+    (e: unknown) => e instanceof LmSteerError,
+  );
+});

@@ -116,3 +116,21 @@ test(
     }
   },
 );
+
+test('encodeForTraining cuts a huge text before tokenizing, with the same ids as cutting after', { skip }, async () => {
+  const model = await open();
+  try {
+    const tok = model.tokenizer;
+    const seen: number[] = [];
+    const counting: Tokenizer = Object.assign(Object.create(tok), {
+      encode: (t: string, o?: { addSpecialTokens?: boolean }) => (seen.push(t.length), tok.encode(t, o)),
+    });
+    const text = 'Once upon a time, a little bird sang a song. '.repeat(20_000); // 900 KB
+    const ids = encodeForTraining(counting, text, 32);
+    assert.equal(ids.length, 32);
+    assert.ok(seen[0]! < 5000, `tokenized ${seen[0]} characters`);
+    assert.deepEqual(ids, tok.encode(text.slice(0, 20_000)).slice(0, 32));
+  } finally {
+    model.close();
+  }
+});

@@ -7,11 +7,11 @@
  * well-kept npm package does sparse logistic regression.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { z } from 'zod';
 import { writeJsonAtomic } from '../../formats/atomicWrite.js';
+import { FILE_LIMITS, readTextFile } from '../../formats/safeRead.js';
 import { LmSteerError } from '../../util/errors.js';
 import type { Scorer } from './scorer.js';
 
@@ -420,8 +420,9 @@ export function saveLinearClassifier(path: string, model: LinearClassifierModel)
 export async function loadLinearClassifier(path: string): Promise<LinearClassifierModel> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = readTextFile(path, FILE_LIMITS.classifier, 'linear classifier file');
   } catch (e) {
+    if (e instanceof LmSteerError && e.code !== 'NOT_FOUND') throw e;
     throw new LmSteerError(
       'NOT_FOUND',
       `linear classifier file ${path} cannot be read`,

@@ -7,8 +7,8 @@
  *   tokens → tf·idf → L2-normalise → per fold f = b + x·w, p = 1/(1+exp(a f + b)) → mean over folds.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { FILE_LIMITS, readRegularFile } from '../../formats/safeRead.js';
 import { LmSteerError } from '../../util/errors.js';
 import type { Scorer } from './scorer.js';
 
@@ -118,8 +118,9 @@ export class OffensiveLinearScorer implements Scorer {
 export async function loadOffensiveLinear(path: string): Promise<OffensiveLinearScorer> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(path);
+    bytes = readRegularFile(path, FILE_LIMITS.classifier, 'offensive-linear model file');
   } catch (e) {
+    if (e instanceof LmSteerError && e.code !== 'NOT_FOUND') throw e;
     throw new LmSteerError(
       'NOT_FOUND',
       `offensive-linear model file ${path} cannot be read`,

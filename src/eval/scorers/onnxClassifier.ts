@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import '../../util/ortTelemetryOff.js';
 import ort from 'onnxruntime-node';
 import { HfTokenizer } from '../../tokenizer/hfTokenizer.js';
 import { LmSteerError } from '../../util/errors.js';
