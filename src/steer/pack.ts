@@ -85,3 +85,27 @@ export function packScale(packed: PackedSteers, rowValues: RowValues, batch = ro
 export function steerInputs(packed: PackedSteers, rowValues: RowValues, batch = rowValues.length): SteerInputs {
   return { p1: packed.p1, p2t: packed.p2t, scale: packScale(packed, rowValues, batch) };
 }
+
+/**
+ * The inverse of packSteers for one steer of `slots` slots all packed into [d, K] / [K, d] (training learns
+ * the packed form): P1, P2 [S, d, r] with r = K / S.
+ */
+export function unpackSteer(p1: Tensor, p2t: Tensor, slots: number): { p1: Tensor; p2: Tensor } {
+  const [d, K] = p1.shape as [number, number];
+  if (K % slots !== 0 || p2t.shape[0] !== K || p2t.shape[1] !== d) {
+    throw new Error(`internal: cannot unpack [${p1.shape}] / [${p2t.shape}] into ${slots} slots`);
+  }
+  const r = K / slots;
+  const a = new Float32Array(slots * d * r);
+  const b = new Float32Array(slots * d * r);
+  for (let s = 0; s < slots; s++) {
+    for (let i = 0; i < d; i++) {
+      for (let j = 0; j < r; j++) {
+        const c = s * r + j; // column c of packSteers' layout: slot s, rank index j
+        a[(s * d + i) * r + j] = p1.data[i * K + c]!;
+        b[(s * d + i) * r + j] = p2t.data[c * d + i]!;
+      }
+    }
+  }
+  return { p1: tensor([slots, d, r], a), p2: tensor([slots, d, r], b) };
+}

@@ -34,7 +34,7 @@ import {
   type Steer,
   type SteerConfig,
 } from '../steer/steer.js';
-import { packScale, packSteers, type PackedSteers } from '../steer/pack.js';
+import { packScale, packSteers, unpackSteer, type PackedSteers } from '../steer/pack.js';
 import { saveSteer, STEER_JSON } from '../steer/steerFile.js';
 import { linePlotSvg } from '../util/svgPlot.js';
 import { LmSteerError } from '../util/errors.js';
@@ -309,24 +309,6 @@ export function trainingValues(label: number, dummySlot: boolean): number[][] {
 // Training keeps P1/P2 in the graph's packed layout p1 [d,K], p2t [K,d] (column c = s·r + j,
 // docs/ARCHITECTURE.md; packed by src/steer/pack.ts) and unpacks to [S,d,r] only to save.
 
-/** The inverse of packSteers for one steer of S slots. */
-export function unpackP(p1: Tensor, p2t: Tensor, S: number): { p1: Tensor; p2: Tensor } {
-  const [d, K] = p1.shape as [number, number];
-  const r = K / S;
-  const a = new Float32Array(S * d * r);
-  const b = new Float32Array(S * d * r);
-  for (let s = 0; s < S; s++) {
-    for (let i = 0; i < d; i++) {
-      for (let j = 0; j < r; j++) {
-        const c = s * r + j;
-        a[(s * d + i) * r + j] = p1.data[i * K + c]!;
-        b[(s * d + i) * r + j] = p2t.data[c * d + i]!;
-      }
-    }
-  }
-  return { p1: tensor([S, d, r], a), p2: tensor([S, d, r], b) };
-}
-
 /** P1, P2 [S,d,r] with N(0, std²) entries, seeded (Box–Muller over xoroshiro128+), P1 drawn first. */
 export function initProjectors(S: number, d: number, r: number, std: number, seed: number): { p1: Tensor; p2: Tensor } {
   const rng = xoroshiro128plus(seed);
@@ -465,7 +447,7 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
     }
   }
 
-  const { p1, p2 } = unpackP(state.p1, state.p2t, S);
+  const { p1, p2 } = unpackSteer(state.p1, state.p2t, S);
   config.training!.finalLoss = state.history.at(-1)?.loss;
   const steer: Steer = { config, p1, p2 };
   await writeLossPlot(opts.outDir, state.history);

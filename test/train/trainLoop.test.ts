@@ -5,15 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  batchAt,
-  buildLossBatch,
-  initProjectors,
-  trainingValues,
-  trainSteer,
-  unpackP,
-} from '../../src/train/trainLoop.js';
-import { packScale, packSteers } from '../../src/steer/pack.js';
+import { batchAt, buildLossBatch, initProjectors, trainingValues, trainSteer } from '../../src/train/trainLoop.js';
+import { packScale, packSteers, unpackSteer } from '../../src/steer/pack.js';
 import type { SteerConfig } from '../../src/steer/steer.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { loadSteer } from '../../src/steer/steerFile.js';
@@ -55,7 +48,7 @@ test('unpack inverts packSteers and seeded init with the asked std', () => {
   } as SteerConfig;
   const packed = packSteers([{ config, p1, p2 }]);
   assert.deepEqual(packed.p1.shape, [5, 6]);
-  const back = unpackP(packed.p1, packed.p2t, 2);
+  const back = unpackSteer(packed.p1, packed.p2t, 2);
   assert.deepEqual(back.p1.data, p1.data);
   assert.deepEqual(back.p2.data, p2.data);
   const big = initProjectors(1, 100, 100, 0.01, 1).p1.data;
