@@ -21,6 +21,7 @@ import { endianness } from 'node:os';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
 import type { WeightStore } from './weights.js';
+import { fileIdentity } from './fileIdentity.js';
 import { readBytesAt } from './readAt.js';
 
 const MAGIC = 0x616b3432; // "ak42"
@@ -43,6 +44,7 @@ export interface Llama2cHeader {
 
 /** A weights store over an open llama2.c file; `close()` releases it. */
 export interface Llama2cWeights extends WeightStore {
+  identity(): string;
   close(): void;
 }
 
@@ -290,8 +292,12 @@ class Llama2cStore implements Llama2cWeights {
     readonly source: string,
     private readonly tensors: Map<string, Location>,
     private readonly groupSize: number | undefined,
+    private readonly ident = '',
   ) {
     this.fd = fd;
+  }
+  identity(): string {
+    return this.ident;
   }
   names(): string[] {
     return [...this.tensors.keys()];
@@ -387,7 +393,8 @@ export function openLlama2c(path: string): Llama2cCheckpoint {
   }
   try {
     const size = fstatSync(fd).size;
-    const header = parseLlama2cHeader(path, readBytesAt(fd, 0, Math.min(256, size), path));
+    const headBytes = readBytesAt(fd, 0, Math.min(256, size), path);
+    const header = parseLlama2cHeader(path, headBytes);
     const { tensors, totalBytes } = layout(header, path);
     if (size !== totalBytes) {
       throw bad(
@@ -398,7 +405,11 @@ export function openLlama2c(path: string): Llama2cCheckpoint {
           : 'the file has extra bytes: it is not a llama2.c checkpoint of this version, or it is corrupt',
       );
     }
-    return { config: llama2cConfig(header), weights: new Llama2cStore(fd, path, tensors, header.groupSize), header };
+    return {
+      config: llama2cConfig(header),
+      weights: new Llama2cStore(fd, path, tensors, header.groupSize, fileIdentity(path, fd, headBytes)),
+      header,
+    };
   } catch (err) {
     closeSync(fd);
     throw err;
