@@ -9,7 +9,7 @@
  *         q[j] in its low nibble and q[j + 16] in its high nibble, q = min(15, trunc(x / d + 8.5))  (18 bytes)
  * The codes are computed with the float32 d, before d is rounded to f16 for storage (as ggml does).
  */
-import { f32ToF16 } from '../src/formats/halfFloat.js';
+import { f16ToF32, f32ToF16 } from '../src/formats/halfFloat.js';
 
 export type GgmlType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
 
@@ -91,4 +91,36 @@ function quantQ4_0(x: Float32Array): Uint8Array {
   const d16 = f32ToF16(dBits);
   for (let b = 0; b < blocks; b++) view.setUint16(b * 18, d16[b], true);
   return out;
+}
+
+/** The float32 values ggml reads back from `bytes` of `type` (dequantize_row_q8_0 / dequantize_row_q4_0). */
+export function decodeRows(bytes: Uint8Array, type: GgmlType): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const half = (at: number) => f16ToF32(Uint16Array.of(view.getUint16(at, true)))[0];
+  switch (type) {
+    case 'F32':
+      return new Float32Array(bytes.slice().buffer);
+    case 'F16':
+      return f16ToF32(new Uint16Array(bytes.slice().buffer));
+    case 'Q8_0': {
+      const out = new Float32Array((bytes.length / 34) * 32);
+      for (let b = 0; b < bytes.length / 34; b++) {
+        const d = half(b * 34);
+        for (let j = 0; j < 32; j++) out[b * 32 + j] = view.getInt8(b * 34 + 2 + j) * d;
+      }
+      return out;
+    }
+    case 'Q4_0': {
+      const out = new Float32Array((bytes.length / 18) * 32);
+      for (let b = 0; b < bytes.length / 18; b++) {
+        const d = half(b * 18);
+        for (let j = 0; j < 16; j++) {
+          const q = bytes[b * 18 + 2 + j];
+          out[b * 32 + j] = ((q & 15) - 8) * d;
+          out[b * 32 + 16 + j] = ((q >> 4) - 8) * d;
+        }
+      }
+      return out;
+    }
+  }
 }

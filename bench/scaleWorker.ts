@@ -5,10 +5,19 @@
  *   node --import tsx bench/scaleWorker.ts parity RESULT.json            (tiny models: the GGUF writer's check)
  * Writes a MeasureResult (bench/settings.ts).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openSafetensorsModel } from '../src/formats/safetensors.js';
+import { openSafetensorsModel, writeSafetensors } from '../src/formats/safetensors.js';
 import type { WeightDType } from '../src/graph/buildOptions.js';
 import { storeRows } from '../src/graph/rowSource.js';
 import { loadModel } from '../src/runtime/loadModel.js';
@@ -16,7 +25,7 @@ import type { SessionLoadInfo } from '../src/runtime/session.js';
 import type { ModelDecoder } from '../src/runtime/decoder.js';
 import type { Tensor } from '../src/util/tensor.js';
 import { vocabFromTokenizerJson, writeLlamaGguf, type LlamaGgufConfig } from './gguf.js';
-import type { GgmlType } from './ggmlTypes.js';
+import { decodeRows, encodeRows, type GgmlType } from './ggmlTypes.js';
 import { importPeer, peerVersion } from './peer.js';
 import { writeCheckpointFolder, type SpecialToken } from './scaleModels.js';
 import { THREADS, type MeasureResult } from './settings.js';
@@ -276,7 +285,8 @@ const TINY: {
 
 /**
  * The GGUF writer's check: on tiny random models, llama.cpp's greedy tokens from F32 and F16 GGUFs equal lmsteer's
- * fp32 greedy tokens (Q8_0 / Q4_0 reported for information: they change the weights).
+ * fp32 greedy tokens; for Q8_0 / Q4_0 (which change the weights) they equal lmsteer fp32's on the weights ggml's
+ * block layout decodes from the written bytes.
  */
 async function measureParity(): Promise<MeasureResult> {
   const root = mkdtempSync(join(tmpdir(), 'lmsteer-parity-'));
@@ -289,10 +299,20 @@ async function measureParity(): Promise<MeasureResult> {
       const dir = join(root, `m${i}`);
       writeCheckpointFolder(dir, tiny.config, tiny.tokens, 77 + i);
       const prompts = Array.from({ length: PROMPTS }, (_, p) => promptIds(6 + 3 * p, tiny.tokens.bpe, 5 + 31 * i + p));
-      const m = await loadModel(dir, { cacheDir: join(root, 'cache'), threads: THREADS });
-      const ours: number[][] = [];
-      for (const prompt of prompts) ours.push((await lmsteerDecode(m.decoder, [prompt], N - 1, 1)).tokens[0]);
-      m.close();
+      const greedy = async (modelDir: string) => {
+        const m = await loadModel(modelDir, { cacheDir: join(root, 'cache'), threads: THREADS });
+        const rows: number[][] = [];
+        for (const prompt of prompts) rows.push((await lmsteerDecode(m.decoder, [prompt], N - 1, 1)).tokens[0]);
+        m.close();
+        return rows;
+      };
+      /** Tokens up to each row's first divergence (after one, the contexts differ and nothing is compared). */
+      const agree = (a: number[][], b: number[][]) =>
+        a.reduce((n, row, r) => {
+          const d = row.findIndex((t, j) => t !== b[r][j]);
+          return n + (d < 0 ? N : d);
+        }, 0);
+      const ours = await greedy(dir);
       const store = openSafetensorsModel(dir);
       const vocab = vocabFromTokenizerJson(
         JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')),
@@ -318,14 +338,25 @@ async function measureParity(): Promise<MeasureResult> {
         for (const prompt of prompts) theirs.push((await llamaGreedy(seq, prompt, N - 1, 1)).tokens);
         await context.dispose();
         await model.dispose();
-        // Tokens up to each row's first divergence (after one, the contexts differ and nothing is compared).
-        let same = 0;
-        ours.forEach((row, r) => {
-          const d = row.findIndex((t, j) => t !== theirs[r][j]);
-          same += d < 0 ? N : d;
-        });
-        metrics[`m${i}_${type}_greedy_equal`] = single(same, `of ${PROMPTS * N}`);
+        metrics[`m${i}_${type}_greedy_equal`] = single(agree(ours, theirs), `of ${PROMPTS * N}`);
         notes.push(`  llama.cpp ${type}: ${JSON.stringify(theirs)}`);
+        if (type === 'Q8_0' || type === 'Q4_0') {
+          // The block format's proof: lmsteer fp32 on the weights ggml's layout decodes from our bytes must give
+          // llama.cpp's tokens (a wrong scale or nibble order would make llama.cpp read other weights).
+          const deqDir = join(root, `m${i}-${type}`);
+          mkdirSync(deqDir, { recursive: true });
+          for (const f of ['config.json', 'tokenizer.json']) copyFileSync(join(dir, f), join(deqDir, f));
+          const tensors: Record<string, Tensor<'float32'>> = {};
+          for (const n of store.names()) {
+            const t = store.get(n);
+            tensors[n] =
+              t.shape.length === 2 ? { ...t, data: decodeRows(encodeRows(t.data, t.shape[1], type), type) } : t;
+          }
+          writeSafetensors(join(deqDir, 'model.safetensors'), tensors);
+          const deq = await greedy(deqDir);
+          metrics[`m${i}_${type}_dequantized_greedy_equal`] = single(agree(deq, theirs), `of ${PROMPTS * N}`);
+          notes.push(`  lmsteer fp32 on ${type}-dequantized weights: ${JSON.stringify(deq)}`);
+        }
       }
       store.close();
     }

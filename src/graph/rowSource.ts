@@ -90,3 +90,19 @@ export function transposedRows(t: Tensor<'float32'>): RowSource {
     },
   };
 }
+
+/**
+ * The float32 transpose [cols, rows] of a row source, filled band by band: what a float32 MatMul wants of an HF
+ * Linear weight [out, in] (MatMul multiplies by [in, out]). Holds the result and one band.
+ */
+export function transposeRows(src: RowSource): Float32Array {
+  const { rows, cols } = src;
+  const out = new Float32Array(rows * cols);
+  const band = Math.max(1, Math.floor((1 << 20) / Math.max(1, cols)));
+  for (let r0 = 0; r0 < rows; r0 += band) {
+    const count = Math.min(band, rows - r0);
+    const x = src.read(r0, count);
+    for (let r = 0; r < count; r++) for (let c = 0; c < cols; c++) out[c * rows + r0 + r] = x[r * cols + c];
+  }
+  return out;
+}
