@@ -203,7 +203,12 @@ function main(): void {
   );
   console.log([line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n'));
   for (const [k, v] of Object.entries(ratios)) console.log(`  ${k}: ${v.toFixed(2)}`);
-  for (const [k, r] of Object.entries(results)) for (const n of r.notes) console.log(`  [${k}] ${n}`);
+  if (results.parity)
+    for (const [k, m] of Object.entries(results.parity.metrics)) console.log(`  [parity] ${k}: ${m.median} ${m.unit}`);
+  for (const [k, r] of Object.entries(results))
+    if (k !== 'parity') for (const n of r.notes) console.log(`  [${k}] ${n}`);
+  if (dtypes.some((d) => d !== 'fp32'))
+    console.log('  q8/q4: the fp32 graph rewritten by quantizeMatMuls (a preview until the graphs take the dtype)');
   for (const [k, e] of Object.entries(failures)) console.log(`  [${k}] FAILED: ${e.split('\n')[0]}`);
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');

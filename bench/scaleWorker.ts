@@ -10,15 +10,24 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import ort from 'onnxruntime-node';
 import { openSafetensorsModel, writeSafetensors } from '../src/formats/safetensors.js';
-import type { WeightDType } from '../src/graph/buildOptions.js';
+import { NBITS_SETTINGS, type WeightDType } from '../src/graph/buildOptions.js';
+import { quantizeMatMuls } from '../src/graph/quantizeGraph.js';
+import type { DecoderConfig } from '../src/models/config.js';
+import { buildDecoderGraph } from '../src/models/graphs.js';
+import { canonicalWeights, checkWeights, parseDecoderConfig } from '../src/models/registry.js';
+import { OrtDecoder } from '../src/runtime/ortDecoder.js';
+import { sessionOptions, weightsKey } from '../src/runtime/session.js';
 import { storeRows } from '../src/graph/rowSource.js';
 import { loadModel } from '../src/runtime/loadModel.js';
 import type { SessionLoadInfo } from '../src/runtime/session.js';
@@ -78,6 +87,52 @@ async function lmsteerDecode(dec: ModelDecoder, rows: number[][], steps: number,
 }
 
 /**
+ * q8 / q4 before the graphs are wired to the build options: the fp32 graph, built as createDecoderSession builds
+ * it, rewritten by quantizeMatMuls (every body MatMul → MatMulNBits with the dtype's settings; the LM head stays
+ * float32, see docs/PERFORMANCE.md) and cached under the same key createDecoderSession will use. The decode-time
+ * graph is what the wired graphs will be; the build holds float32 weights first (the wired build will not).
+ */
+async function openQuantPreview(
+  dir: string,
+  dtype: Exclude<WeightDType, 'fp32'>,
+  cacheDir: string,
+  onLoaded: (i: SessionLoadInfo) => void,
+): Promise<{ decoder: ModelDecoder; cfg: DecoderConfig; close(): void }> {
+  const t0 = now();
+  const cfg = parseDecoderConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), dir);
+  const store = openSafetensorsModel(dir);
+  const weights = canonicalWeights(cfg, store);
+  checkWeights(cfg, weights);
+  const gdir = join(cacheDir, 'graphs', weightsKey(cfg, weights, { dtype }).slice(0, 32));
+  const modelPath = join(gdir, 'model.onnx');
+  const t1 = now();
+  const cacheHit = existsSync(modelPath);
+  if (!cacheHit) {
+    const tmp = `${gdir}.tmp-${process.pid}`;
+    mkdirSync(tmp, { recursive: true });
+    const g = buildDecoderGraph(cfg, weights);
+    quantizeMatMuls(g, NBITS_SETTINGS[dtype], new Set(['lm_head.weight_t']));
+    writeFileSync(
+      join(tmp, 'model.onnx'),
+      g.serialize({ externalPath: join(tmp, 'weights.bin'), externalName: 'weights.bin' }),
+    );
+    renameSync(tmp, gdir);
+  }
+  const t2 = now();
+  const session = await ort.InferenceSession.create(modelPath, sessionOptions(THREADS));
+  const cacheBytes = readdirSync(gdir).reduce((n, f) => n + statSync(join(gdir, f)).size, 0);
+  onLoaded({ cacheHit, dir: gdir, cacheBytes, keyMs: t1 - t0, buildMs: t2 - t1, sessionMs: now() - t2 });
+  return {
+    decoder: new OrtDecoder(session, cfg),
+    cfg,
+    close: () => {
+      store.close();
+      void session.release();
+    },
+  };
+}
+
+/**
  * lmsteer on a scale model. `loadOnly`: one load and nothing else (run with an empty cache, its peak RSS is the
  * cold build's). Otherwise: a load, a second (warm) load in the same process, then prefill and decode.
  */
@@ -90,12 +145,10 @@ async function measureLmsteer(
   const loads: SessionLoadInfo[] = [];
   const open = async () => {
     const t0 = now();
-    const m = await loadModel(modelDir, {
-      cacheDir,
-      threads: THREADS,
-      build: { dtype },
-      onLoaded: (i) => loads.push(i),
-    });
+    const m =
+      dtype === 'fp32'
+        ? await loadModel(modelDir, { cacheDir, threads: THREADS, onLoaded: (i) => loads.push(i) })
+        : await openQuantPreview(modelDir, dtype, cacheDir, (i) => loads.push(i));
     return { m, ms: now() - t0 };
   };
   const metrics: Record<string, Summary> = {};
@@ -125,15 +178,16 @@ async function measureLmsteer(
   metrics.graph_cache_mb = single((loads[1].cacheBytes ?? 0) / 2 ** 20, 'MiB');
   const loaded = rssMiB();
   const dec = warm.m.decoder;
+  const limit = Math.min(PROMPT_ID_LIMIT, warm.m.cfg.vocabSize);
   const { promptTokens: T, windowSteps: S, windows: W, batchRows: B, batchWindows: BW } = SCALE_SETTINGS;
   await lmsteerDecode(dec, [promptIds(16, 1000, 9)], 2, 1);
-  const b1 = await lmsteerDecode(dec, [promptIds(T, PROMPT_ID_LIMIT, 1)], S, W);
+  const b1 = await lmsteerDecode(dec, [promptIds(T, limit, 1)], S, W);
   metrics.prefill_tok_s = single((T / b1.prefillMs) * 1000, 'tok/s');
   metrics.decode_b1_tok_s = summarize(
     b1.windowMs.map((ms) => (S / ms) * 1000),
     'tok/s',
   );
-  const rows = Array.from({ length: B }, (_, i) => promptIds(T, PROMPT_ID_LIMIT, 100 + i));
+  const rows = Array.from({ length: B }, (_, i) => promptIds(T, limit, 100 + i));
   await lmsteerDecode(dec, rows, 2, 1); // warm-up at the measured shape (ORT's arena, fresh pages)
   const b25 = await lmsteerDecode(dec, rows, S, BW);
   metrics.decode_b25_tok_s = summarize(
