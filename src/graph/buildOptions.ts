@@ -5,6 +5,7 @@
  * `fp32` is the exact reference path. The steer (h, its product, the head's steering term) is fp32 whatever
  * the dtype.
  */
+import { LmSteerError } from '../util/errors.js';
 import type { NBitsOpOptions } from './nbitsOps.js';
 
 export const WEIGHT_DTYPES = ['fp32', 'q8', 'q4'] as const;
@@ -30,4 +31,14 @@ export function nbitsSettings(build: GraphBuildOptions): NBitsOpOptions | undefi
 /** What the graph cache key must hold of a build: everything that changes the built graph's bytes. */
 export function buildKey(build: GraphBuildOptions): Record<string, unknown> {
   return { dtype: build.dtype, nbits: nbitsSettings(build) ?? null };
+}
+
+/** A `--dtype` value from a user: one of WEIGHT_DTYPES, else BAD_ARGUMENT naming the choices. */
+export function parseWeightDType(value: string, what = '--dtype'): WeightDType {
+  if ((WEIGHT_DTYPES as readonly string[]).includes(value)) return value as WeightDType;
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    `${what} ${JSON.stringify(value)} is not a weight precision lmsteer can build`,
+    `use one of ${WEIGHT_DTYPES.join(', ')} (fp32: exact; q8 / q4: 8- / 4-bit blocks of 32 through ORT's MatMulNBits)`,
+  );
 }

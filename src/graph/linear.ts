@@ -8,7 +8,8 @@ import type { GraphBuilder } from './builder.js';
 import { MS_DOMAIN } from './builder.js';
 import { nbitsSettings, type GraphBuildOptions } from './buildOptions.js';
 import { matMulNBits, nbitsInitializers } from './nbitsOps.js';
-import { quantizeRows } from './quantize.js';
+import { nbitsLayout, quantizeRows } from './quantize.js';
+import type { OnnxDType } from './onnxProto.js';
 import { transposeRows, type RowSource } from './rowSource.js';
 
 const f32Bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -57,13 +58,13 @@ export function embeddingLookup(
     });
     return g.op('Gather', [e, ids], { axis: 0 });
   }
-  const parts = [
-    { name: `${name}.q`, dtype: 'uint8' as const, dims: [V, (d * q.bits) / 8] },
-    { name: `${name}.scales`, dtype: 'float32' as const, dims: [V, d / q.blockSize] },
-    ...(q.symmetric
-      ? []
-      : [{ name: `${name}.zp`, dtype: 'uint8' as const, dims: [V, Math.ceil((d / q.blockSize) * (q.bits / 8))] }]),
+  // The same bytes as MatMulNBits' [V, k_blocks, blob] when the block divides d, seen as [V, d·bits/8].
+  const L = nbitsLayout(V, d, q.bits, q.blockSize);
+  const parts: { name: string; dtype: OnnxDType; dims: number[] }[] = [
+    { name: `${name}.q`, dtype: 'uint8', dims: [V, L.kBlocks * L.blobSize] },
+    { name: `${name}.scales`, dtype: 'float32', dims: L.scalesDims },
   ];
+  if (!q.symmetric) parts.push({ name: `${name}.zp`, dtype: 'uint8', dims: L.zpDims });
   const inputs = g.lazyInitializers(parts, () => {
     const m = quantizeRows(rows(), q);
     return [m.b, f32Bytes(m.scales), ...(m.zeroPoints ? [m.zeroPoints] : [])];
