@@ -9,7 +9,8 @@
  * down; 1 row and 25 rows; medians with min–max and the 10th percentile, over interleaved rounds), the output error relative to float32 (‖y_q − y‖ / ‖y‖ over
  * all outputs) and the weights' own error (‖W − deq(W)‖ / ‖W‖). `--head` adds the LM head [V, d]: its time at 1
  * row and the error of the steering effect (logits of h + Δh minus logits of h, Δh 5% of ‖h‖) when the head
- * itself is quantized. `--gather` adds the embedding lookup: float32 Gather vs GatherBlockQuantized. Weights: seeded normal, std 0.02 with 0.1% outliers ×10; activations: normal with 1% of
+ * itself is quantized, and when the steering term goes through the head as its own row (logits = head(h) +
+ * head(Δh): the effect is then head(Δh), not a difference of two rounded products). `--gather` adds the embedding lookup: float32 Gather vs GatherBlockQuantized. Weights: seeded normal, std 0.02 with 0.1% outliers ×10; activations: normal with 1% of
  * channels ×20 (the outlier features of real LLM activations, which int8 activation quantization must survive).
  * Prints a table; writes bench/results/quant-<shape>-<timestamp>.json. Never asserts a time.
  */
@@ -240,6 +241,8 @@ interface HeadRow {
   b1: Summary;
   logitErr: number;
   steerErr: number;
+  /** The steering term as its own row through the same head: head(h) + head(Δh), error of head(Δh). */
+  splitSteerErr: number;
 }
 
 /** The LM head [V, d]: time at 1 row, and how well a quantized head keeps the steering effect. */
@@ -276,6 +279,7 @@ async function probeHead(tmp: string): Promise<HeadRow[]> {
     );
     const plain = (await outputs(sess, feed(h), 1))[0];
     const st = (await outputs(sess, feed(steered), 1))[0];
+    const split = (await outputs(sess, feed(delta), 1))[0];
     await sess.release();
     rmSync(dir, { recursive: true, force: true });
     const effect = st.map((v, i) => v - plain[i]);
@@ -288,10 +292,11 @@ async function probeHead(tmp: string): Promise<HeadRow[]> {
       b1,
       logitErr: relErr([plain], [refPlain!]),
       steerErr: relErr([effect], [refEffect!]),
+      splitSteerErr: relErr([split], [refEffect!]),
     };
     out.push(row);
     console.error(
-      `  head ${row.setting.padEnd(24)} 1 row ${b1.median.toFixed(2)} ms, logits err ${row.logitErr.toExponential(2)}, steer effect err ${row.steerErr.toExponential(2)}`,
+      `  head ${row.setting.padEnd(24)} 1 row ${b1.median.toFixed(2)} ms, logits err ${row.logitErr.toExponential(2)}, steer effect err ${row.steerErr.toExponential(2)} (split ${row.splitSteerErr.toExponential(2)})`,
     );
   }
   return out;
@@ -411,11 +416,11 @@ async function main(): Promise<void> {
     console.log('(×fp32: ratio of the 10th percentiles, the runs least disturbed by other work on the machine)');
     if (head.length) {
       console.log(`\nLM head [${dims.vocab}, ${dims.d}]: 1 row (ms), logits and steering-effect error vs fp32`);
-      console.log('| setting | 1 row | ×fp32 | logits rel. err | steer effect rel. err |');
-      console.log('|---|---|---|---|---|');
+      console.log('| setting | 1 row | ×fp32 | logits rel. err | steer effect rel. err | split: head(Δh) rel. err |');
+      console.log('|---|---|---|---|---|---|');
       for (const r of head)
         console.log(
-          `| ${r.setting} | ${fmt(r.b1)} | ${(head[0].b1.median / r.b1.median).toFixed(2)} | ${r.logitErr.toExponential(2)} | ${r.steerErr.toExponential(2)} |`,
+          `| ${r.setting} | ${fmt(r.b1)} | ${(head[0].b1.median / r.b1.median).toFixed(2)} | ${r.logitErr.toExponential(2)} | ${r.steerErr.toExponential(2)} | ${r.splitSteerErr.toExponential(2)} |`,
         );
     }
     if (gather.length) {
