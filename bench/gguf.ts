@@ -1,6 +1,7 @@
 /**
- * A small GGUF (version 3) writer, and GPT-2 in llama.cpp's layout, so node-llama-cpp can run the very
- * weights lmsteer runs. Only what the benchmark needs: float32 tensors and scalar/array metadata.
+ * A small GGUF (version 3) writer, and GPT-2 and Llama/Qwen2 in llama.cpp's layout, so node-llama-cpp can run
+ * the very weights lmsteer runs. Only what the benchmark needs: F32, F16, Q8_0 and Q4_0 tensors (ggml's exact
+ * block formats, see ggmlTypes.ts) and scalar/array metadata.
  *
  * GGUF v3 (ggml/docs/gguf.md): "GGUF" magic, u32 version 3, u64 tensor count, u64 metadata count; metadata
  * as (string key, u32 type, value); tensor infos as (string name, u32 n_dims, u64 ne[n_dims], u32 ggml type,
@@ -16,11 +17,12 @@
  * `output.weight` is left out: llama.cpp then ties the head to token_embd, as GPT-2 does.
  */
 import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
+import type { RowSource } from '../src/graph/rowSource.js';
 import type { Tensor } from '../src/util/tensor.js';
+import { encodeRows, GGML_TYPES, GGUF_FILE_TYPE, type GgmlType } from './ggmlTypes.js';
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 const ALIGNMENT = 32;
-const GGML_TYPE_F32 = 0;
 
 enum ValueType {
   UINT32 = 4,
@@ -41,11 +43,27 @@ export type GgufValue =
   | { type: 'string[]'; value: string[] }
   | { type: 'i32[]'; value: ArrayLike<number> };
 
-/** A tensor to write: row-major float32 `shape`, produced on demand (so big files stream). */
+/**
+ * A tensor to write: row-major float32 `shape`, produced on demand (so big files stream): `data()` gives it
+ * whole, or `rows` band by band (2-D tensors; a 500M-value embedding never sits in memory as float32).
+ * `type` (default F32) is how it is stored; quantized types need rows of a multiple of their block length.
+ */
 export interface GgufTensor {
   name: string;
   shape: number[];
-  data: () => Float32Array;
+  type?: GgmlType;
+  data?: () => Float32Array;
+  rows?: RowSource;
+}
+
+/** Stored bytes of a tensor of `type`. */
+function storedBytes(t: GgufTensor): number {
+  const info = GGML_TYPES[t.type ?? 'F32'];
+  const rowLen = t.shape[t.shape.length - 1];
+  if (rowLen % info.blockValues !== 0)
+    throw new Error(`internal: GGUF tensor ${t.name} rows of ${rowLen} are not whole ${t.type} blocks`);
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  return (n / info.blockValues) * info.blockBytes;
 }
 
 /** Growable little-endian byte buffer for the header. */
@@ -154,9 +172,9 @@ export function writeGguf(path: string, metadata: Record<string, GgufValue>, ten
     h.str(t.name);
     h.u32(t.shape.length);
     for (const n of [...t.shape].reverse()) h.u64(n); // ggml ne: fastest dimension first
-    h.u32(GGML_TYPE_F32);
+    h.u32(GGML_TYPES[t.type ?? 'F32'].id);
     h.u64(offset);
-    const bytes = 4 * t.shape.reduce((a, b) => a * b, 1);
+    const bytes = storedBytes(t);
     offset += bytes + ((ALIGNMENT - (bytes % ALIGNMENT)) % ALIGNMENT);
   }
   h.pad(ALIGNMENT);
@@ -166,12 +184,23 @@ export function writeGguf(path: string, metadata: Record<string, GgufValue>, ten
     writeSync(fd, h.bytes());
     const zeros = Buffer.alloc(ALIGNMENT);
     for (const t of tensors) {
-      const data = t.data();
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      if (data.length !== n)
-        throw new Error(`internal: GGUF tensor ${t.name} has ${data.length} values for shape [${t.shape}]`);
-      writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      const pad = (ALIGNMENT - (data.byteLength % ALIGNMENT)) % ALIGNMENT;
+      const type = t.type ?? 'F32';
+      const rowLen = t.shape[t.shape.length - 1];
+      let written = 0;
+      const put = (values: Float32Array) => {
+        const bytes = encodeRows(values, rowLen, type);
+        writeSync(fd, bytes);
+        written += bytes.byteLength;
+      };
+      if (t.rows) {
+        const band = Math.max(1, Math.floor((1 << 20) / rowLen)); // ~4 MB of float32 at a time
+        for (let r = 0; r < t.rows.rows; r += band) put(t.rows.read(r, Math.min(band, t.rows.rows - r)));
+      } else {
+        put(t.data!());
+      }
+      if (written !== storedBytes(t))
+        throw new Error(`internal: GGUF tensor ${t.name} wrote ${written} bytes for ${type} [${t.shape}]`);
+      const pad = (ALIGNMENT - (written % ALIGNMENT)) % ALIGNMENT;
       if (pad) writeSync(fd, zeros, 0, pad);
     }
   } finally {
@@ -288,5 +317,167 @@ export function writeGpt2Gguf(
     { name: 'output_norm.weight', shape: [d], data: same('ln_f.weight') },
     { name: 'output_norm.bias', shape: [d], data: same('ln_f.bias') },
   );
+  writeGguf(path, md, tensors);
+}
+
+/** The HF config.json fields a Llama-family GGUF needs (llama, qwen2). */
+export interface LlamaGgufConfig {
+  model_type: 'llama' | 'qwen2';
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim?: number;
+  max_position_embeddings: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  tie_word_embeddings: boolean;
+  rope_scaling?: {
+    rope_type: string;
+    factor: number;
+    low_freq_factor?: number;
+    high_freq_factor?: number;
+    original_max_position_embeddings?: number;
+  } | null;
+}
+
+/**
+ * llama.cpp's LLM_ARCH_LLAMA rotates interleaved pairs (GGML_ROPE_TYPE_NORM) where transformers rotates halves,
+ * so its converter permutes the rows of q_proj and k_proj within each head (convert_hf_to_gguf.py
+ * LlamaModel.permute): GGUF row h·hd + 2i + j = HF row h·hd + j·hd/2 + i. Qwen2 uses NEOX rope: no permutation.
+ */
+export function permutedRopeRows(src: RowSource, heads: number): RowSource {
+  const hd = src.rows / heads;
+  const from = (r: number) => {
+    const h = Math.floor(r / hd);
+    const i = Math.floor((r % hd) / 2);
+    const j = r % 2;
+    return h * hd + j * (hd / 2) + i;
+  };
+  return {
+    rows: src.rows,
+    cols: src.cols,
+    read(start, count) {
+      const out = new Float32Array(count * src.cols);
+      for (let r = 0; r < count; r++) out.set(src.read(from(start + r), 1), r * src.cols);
+      return out;
+    },
+  };
+}
+
+/**
+ * Llama 3's rope scaling as llama.cpp takes it: a `rope_freqs` tensor of per-frequency divisors (convert_hf_to_gguf
+ * LlamaModel.generate_extra_tensors for rope_type "llama3"): 1 for short wavelengths, `factor` for long ones,
+ * a smooth blend between.
+ */
+export function llama3RopeFactors(cfg: LlamaGgufConfig): Float32Array {
+  const rs = cfg.rope_scaling!;
+  const dim = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
+  const lowFactor = rs.low_freq_factor ?? 1;
+  const highFactor = rs.high_freq_factor ?? 4;
+  const oldContext = rs.original_max_position_embeddings ?? 8192;
+  const lowWavelen = oldContext / lowFactor;
+  const highWavelen = oldContext / highFactor;
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) {
+    const freq = Math.fround(1 / Math.fround(cfg.rope_theta ** Math.fround((2 * i) / dim)));
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = rs.factor;
+    else {
+      const smooth = (oldContext / wavelen - lowFactor) / (highFactor - lowFactor);
+      out[i] = 1 / ((1 - smooth) / rs.factor + smooth);
+    }
+  }
+  return out;
+}
+
+/**
+ * Write a Llama or Qwen2 checkpoint (HF names, Linear weights [out, in]) as a llama.cpp GGUF whose 2-D weights
+ * are `type` (norms, biases and rope_freqs stay F32, as llama.cpp's converter keeps 1-D tensors). Names
+ * (llama.cpp LLM_ARCH_LLAMA / LLM_ARCH_QWEN2, as convert_hf_to_gguf.py writes them):
+ *   token_embd [V, d]; blk.N.attn_norm, attn_q / attn_k / attn_v (+ .bias for qwen2), attn_output, ffn_norm,
+ *   ffn_gate, ffn_up, ffn_down; output_norm; output [V, d] unless tied (llama.cpp then reuses token_embd).
+ * `rows(name)` gives an HF tensor's rows on demand, so a multi-GB checkpoint streams through.
+ */
+export function writeLlamaGguf(
+  path: string,
+  cfg: LlamaGgufConfig,
+  rows: (name: string) => RowSource,
+  vec: (name: string) => Float32Array,
+  vocab: GgufVocab,
+  type: GgmlType,
+  name = 'lmsteer-bench-llama',
+): void {
+  const arch = cfg.model_type;
+  const hd = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
+  const md: Record<string, GgufValue> = {
+    'general.architecture': { type: 'string', value: arch },
+    'general.name': { type: 'string', value: name },
+    'general.file_type': { type: 'u32', value: GGUF_FILE_TYPE[type] },
+    'general.alignment': { type: 'u32', value: ALIGNMENT },
+    [`${arch}.vocab_size`]: { type: 'u32', value: cfg.vocab_size },
+    [`${arch}.context_length`]: { type: 'u32', value: cfg.max_position_embeddings },
+    [`${arch}.embedding_length`]: { type: 'u32', value: cfg.hidden_size },
+    [`${arch}.feed_forward_length`]: { type: 'u32', value: cfg.intermediate_size },
+    [`${arch}.block_count`]: { type: 'u32', value: cfg.num_hidden_layers },
+    [`${arch}.attention.head_count`]: { type: 'u32', value: cfg.num_attention_heads },
+    [`${arch}.attention.head_count_kv`]: { type: 'u32', value: cfg.num_key_value_heads },
+    [`${arch}.attention.key_length`]: { type: 'u32', value: hd },
+    [`${arch}.attention.value_length`]: { type: 'u32', value: hd },
+    [`${arch}.attention.layer_norm_rms_epsilon`]: { type: 'f32', value: cfg.rms_norm_eps },
+    [`${arch}.rope.freq_base`]: { type: 'f32', value: cfg.rope_theta },
+    [`${arch}.rope.dimension_count`]: { type: 'u32', value: hd },
+    'tokenizer.ggml.model': { type: 'string', value: 'gpt2' },
+    'tokenizer.ggml.pre': { type: 'string', value: 'default' },
+    'tokenizer.ggml.tokens': { type: 'string[]', value: vocab.tokens },
+    'tokenizer.ggml.token_type': { type: 'i32[]', value: vocab.tokenTypes },
+    'tokenizer.ggml.merges': { type: 'string[]', value: vocab.merges },
+    'tokenizer.ggml.bos_token_id': { type: 'u32', value: vocab.bosId },
+    'tokenizer.ggml.eos_token_id': { type: 'u32', value: vocab.eosId },
+    'tokenizer.ggml.add_bos_token': { type: 'bool', value: false },
+  };
+  const { hidden_size: d, vocab_size: V, intermediate_size: I } = cfg;
+  const H = cfg.num_attention_heads;
+  const kvH = cfg.num_key_value_heads;
+  const matrix = (gguf: string, hf: string, shape: number[], src = rows(hf)): GgufTensor => ({
+    name: gguf,
+    shape,
+    type,
+    rows: src,
+  });
+  const vector = (gguf: string, hf: string, n: number): GgufTensor => ({ name: gguf, shape: [n], data: () => vec(hf) });
+  const tensors: GgufTensor[] = [matrix('token_embd.weight', 'model.embed_tokens.weight', [V, d])];
+  if (arch === 'llama' && cfg.rope_scaling?.rope_type === 'llama3')
+    tensors.push({ name: 'rope_freqs.weight', shape: [hd / 2], data: () => llama3RopeFactors(cfg) });
+  for (let i = 0; i < cfg.num_hidden_layers; i++) {
+    const p = `model.layers.${i}`;
+    const b = `blk.${i}`;
+    const q = rows(`${p}.self_attn.q_proj.weight`);
+    const k = rows(`${p}.self_attn.k_proj.weight`);
+    tensors.push(
+      vector(`${b}.attn_norm.weight`, `${p}.input_layernorm.weight`, d),
+      matrix(`${b}.attn_q.weight`, '', [H * hd, d], arch === 'llama' ? permutedRopeRows(q, H) : q),
+      matrix(`${b}.attn_k.weight`, '', [kvH * hd, d], arch === 'llama' ? permutedRopeRows(k, kvH) : k),
+      matrix(`${b}.attn_v.weight`, `${p}.self_attn.v_proj.weight`, [kvH * hd, d]),
+    );
+    if (arch === 'qwen2')
+      tensors.push(
+        vector(`${b}.attn_q.bias`, `${p}.self_attn.q_proj.bias`, H * hd),
+        vector(`${b}.attn_k.bias`, `${p}.self_attn.k_proj.bias`, kvH * hd),
+        vector(`${b}.attn_v.bias`, `${p}.self_attn.v_proj.bias`, kvH * hd),
+      );
+    tensors.push(
+      matrix(`${b}.attn_output.weight`, `${p}.self_attn.o_proj.weight`, [d, H * hd]),
+      vector(`${b}.ffn_norm.weight`, `${p}.post_attention_layernorm.weight`, d),
+      matrix(`${b}.ffn_gate.weight`, `${p}.mlp.gate_proj.weight`, [I, d]),
+      matrix(`${b}.ffn_up.weight`, `${p}.mlp.up_proj.weight`, [I, d]),
+      matrix(`${b}.ffn_down.weight`, `${p}.mlp.down_proj.weight`, [d, I]),
+    );
+  }
+  tensors.push(vector('output_norm.weight', 'model.norm.weight', d));
+  if (!cfg.tie_word_embeddings) tensors.push(matrix('output.weight', 'lm_head.weight', [V, d]));
   writeGguf(path, md, tensors);
 }

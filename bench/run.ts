@@ -85,9 +85,18 @@ function machineInfo(): Record<string, unknown> {
 
 function main(): void {
   const args = process.argv.slice(2);
+  if (args[0] === 'scale') {
+    // Real model sizes, its own runner (bench/scale.ts): models and flags of its own.
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'scale.ts'), ...args.slice(1)], {
+      cwd: repoRoot,
+      stdio: 'inherit',
+    });
+    process.exit(r.status ?? 1);
+  }
   if (args.includes('--list') || args.includes('--help')) {
     for (const m of MEASURE_ORDER) console.log(`${m.padEnd(9)} ${DESCRIPTIONS[m]}`);
-    console.log('\nnpm run bench [-- MEASURE...]   (default: all)');
+    console.log('scale     real model sizes (Qwen2.5-0.5B / Llama-3.2-1B shapes): see bench/scale.ts');
+    console.log('\nnpm run bench [-- MEASURE...]   (default: all)   |   npm run bench -- scale [--shape S] [--parity]');
     return;
   }
   const unknown = args.filter((a) => !(MEASURE_ORDER as readonly string[]).includes(a));

@@ -21,6 +21,7 @@ import { endianness } from 'node:os';
 import { LmSteerError } from '../util/errors.js';
 import { firstNonFinite, type Tensor } from '../util/tensor.js';
 import type { WeightStore } from './weights.js';
+import { fileIdentity } from './fileIdentity.js';
 import { readBytesAt } from './readAt.js';
 import { openRegularFile } from './safeRead.js';
 
@@ -44,6 +45,7 @@ export interface Llama2cHeader {
 
 /** A weights store over an open llama2.c file; `close()` releases it. */
 export interface Llama2cWeights extends WeightStore {
+  identity(): string;
   close(): void;
 }
 
@@ -312,8 +314,12 @@ class Llama2cStore implements Llama2cWeights {
     readonly source: string,
     private readonly tensors: Map<string, Location>,
     private readonly groupSize: number | undefined,
+    private readonly ident = '',
   ) {
     this.fd = fd;
+  }
+  identity(): string {
+    return this.ident;
   }
   names(): string[] {
     return [...this.tensors.keys()];
@@ -406,9 +412,14 @@ export function openLlama2c(path: string): Llama2cCheckpoint {
     );
   const { fd, size } = openRegularFile(path, 'llama2.c checkpoint');
   try {
-    const header = parseLlama2cHeader(path, readBytesAt(fd, 0, Math.min(256, size), path));
+    const headBytes = readBytesAt(fd, 0, Math.min(256, size), path);
+    const header = parseLlama2cHeader(path, headBytes);
     const tensors = layout(header, path, size);
-    return { config: llama2cConfig(header), weights: new Llama2cStore(fd, path, tensors, header.groupSize), header };
+    return {
+      config: llama2cConfig(header),
+      weights: new Llama2cStore(fd, path, tensors, header.groupSize, fileIdentity(path, fd, headBytes)),
+      header,
+    };
   } catch (err) {
     closeSync(fd);
     throw err;

@@ -16,6 +16,7 @@ import { readBytesAt } from './readAt.js';
 import { openRegularFile } from './safeRead.js';
 import { writeFileAtomic } from './atomicWrite.js';
 import { readJsonFile } from './hfConfig.js';
+import { fileIdentity } from './fileIdentity.js';
 
 /** Bytes per element of every byte-sized dtype the safetensors spec defines. */
 const DTYPE_BYTES = {
@@ -68,6 +69,10 @@ export interface SafetensorsStore extends WeightStore {
   dtypeOf(name: string): SafetensorsDtype;
   /** The tensor in its stored dtype (integer tensors, or fp16 bits without widening). */
   getRaw(name: string): RawTensor;
+  /** Rows [start, start + count) of a float matrix as float32: one positioned read of just those bytes. */
+  readRows(name: string, start: number, count: number): Tensor<'float32'>;
+  /** Path, size, mtime and header hash of every file (src/formats/fileIdentity.ts): the graph cache key. */
+  identity(): string;
   close(): void;
 }
 
@@ -199,8 +204,30 @@ class SafetensorsReader implements SafetensorsFile {
     private readonly entries: Map<string, Entry>,
     readonly metadata: Record<string, string>,
     private readonly requireFinite: boolean,
+    private readonly ident = '',
   ) {
     this.fd = fd;
+  }
+
+  identity(): string {
+    return this.ident;
+  }
+
+  readRows(name: string, start: number, count: number): Tensor<'float32'> {
+    const e = this.entry(name);
+    if (e.shape.length !== 2 || !FLOAT_DTYPES.has(e.dtype) || start < 0 || count < 0 || start + count > e.shape[0]) {
+      throw new Error(`internal: readRows(${name}, ${start}, ${count}) on ${e.dtype} [${e.shape}]`);
+    }
+    if (this.fd === undefined) throw new Error(`${this.source} was closed before reading "${name}"`);
+    const rowBytes = e.shape[1] * DTYPE_BYTES[e.dtype];
+    const bytes = readBytesAt(this.fd, e.begin + start * rowBytes, count * rowBytes, this.source);
+    const raw = view(e.dtype, bytes);
+    let data: Float32Array;
+    if (e.dtype === 'F32') data = raw as Float32Array;
+    else if (e.dtype === 'F16') data = f16ToF32(raw as Uint16Array);
+    else if (e.dtype === 'BF16') data = bf16ToF32(raw as Uint16Array);
+    else data = Float32Array.from(raw as Float64Array);
+    return { dtype: 'float32', shape: [count, e.shape[1]], data };
   }
 
   names(): string[] {
@@ -330,7 +357,8 @@ export function openSafetensors(path: string, opts: { requireFinite?: boolean } 
     const dup = duplicateTopLevelKey(text);
     if (dup !== undefined) throw bad(`${path}: tensor "${dup}" is listed twice in the header`);
     const { entries, metadata } = parseSafetensorsHeader(path, json, 8 + headerLen, size - 8 - headerLen);
-    return new SafetensorsReader(fd, path, entries, metadata, opts.requireFinite ?? false);
+    const ident = fileIdentity(path, fd, readBytesAt(fd, 0, 8 + headerLen, path));
+    return new SafetensorsReader(fd, path, entries, metadata, opts.requireFinite ?? false, ident);
   } catch (err) {
     closeSync(fd);
     throw err;
@@ -389,6 +417,12 @@ class ShardedStore implements SafetensorsStore {
   }
   getRaw(name: string): RawTensor {
     return this.shard(name).getRaw(name);
+  }
+  readRows(name: string, start: number, count: number): Tensor<'float32'> {
+    return this.shard(name).readRows(name, start, count);
+  }
+  identity(): string {
+    return this.shards.map((s) => s.identity()).join('\n');
   }
   close(): void {
     for (const s of this.shards) s.close();

@@ -14,6 +14,17 @@ export interface WeightStore {
   get(name: string): Tensor<'float32'>;
   /** A human-readable origin for error messages (a path or a hub id). */
   readonly source: string;
+  /**
+   * Rows [start, start + count) of a 2-D tensor as float32, read without loading the rest (stores backed by a
+   * file); lets a quantizer walk a big matrix in bands. Optional: src/graph/rowSource.ts falls back to `get`.
+   */
+  readRows?(name: string, start: number, count: number): Tensor<'float32'>;
+  /**
+   * A short string that changes whenever the weights may have changed, computed without reading them (file
+   * paths, sizes, mtimes, header hashes): the built-graph cache key. Optional: stores without it (in memory)
+   * are keyed by hashing every weight.
+   */
+  identity?(): string;
 }
 
 /** Weights held in memory (tests, converted checkpoints). */
@@ -40,5 +51,10 @@ export class MapWeightStore implements WeightStore {
         'the checkpoint does not match its config.json, or is incomplete',
       );
     return t;
+  }
+  readRows(name: string, start: number, count: number): Tensor<'float32'> {
+    const t = this.get(name);
+    const cols = t.shape[1];
+    return { dtype: 'float32', shape: [count, cols], data: t.data.subarray(start * cols, (start + count) * cols) };
   }
 }

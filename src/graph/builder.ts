@@ -2,6 +2,10 @@
  * A small ONNX graph builder: values are names (strings), `op()` appends a node and returns its output
  * name(s), weights become initializers. `serialize()` gives the model bytes, with large weights either inline
  * or in one external-data file beside the model (ONNX's 2 GiB protobuf limit and ORT's mmap both want that).
+ *
+ * Weights are eager (`weight`, `initializer`: bytes held until serialize) or lazy (`lazyInitializers`: a
+ * function that makes the bytes when serialize reaches them). Serializing to an external-data file produces,
+ * writes and drops one lazy group at a time, so a graph of quantized weights is built holding about one weight.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
@@ -11,19 +15,56 @@ import type { Tensor } from '../util/tensor.js';
 export type Dim = number | string;
 export type AttrValue = number | string | number[] | string[] | { floats: number[] } | { float: number };
 
+/** One or more initializers whose bytes one call makes (e.g. a quantized matrix, its scales, zero points). */
+interface LazyGroup {
+  produce: () => Uint8Array[];
+  made?: Uint8Array[];
+  /** Members not yet serialized: the bytes are dropped when this reaches 0. */
+  pending: number;
+}
+
 interface Initializer {
   name: string;
   dtype: OnnxDType;
   dims: number[];
-  bytes: Uint8Array;
+  bytes?: Uint8Array;
+  lazy?: { group: LazyGroup; index: number };
 }
+
+interface NodeEntry {
+  op_type: string;
+  domain: string;
+  name: string;
+  input: string[];
+  output: string[];
+  attribute: object[];
+}
+
+/** A node as graph rewrites see it (src/graph/quantizeGraph.ts). */
+export interface NodeView {
+  opType: string;
+  domain: string;
+  inputs: readonly string[];
+  outputs: readonly string[];
+}
+
+const DTYPE_BYTES: Record<OnnxDType, number> = {
+  float32: 4,
+  uint8: 1,
+  int8: 1,
+  int32: 4,
+  int64: 8,
+  bool: 1,
+  float16: 2,
+  bfloat16: 2,
+};
 
 /** ONNX opsets the graphs target; com.microsoft is ORT's contrib domain (fused attention, norms, rotary). */
 export const OPSET = 21;
 export const MS_DOMAIN = 'com.microsoft';
 
 export class GraphBuilder {
-  private nodes: object[] = [];
+  private nodes: NodeEntry[] = [];
   private inits: Initializer[] = [];
   private inputs: object[] = [];
   private outputs: object[] = [];
@@ -67,6 +108,80 @@ export class GraphBuilder {
     this.names.add(name);
     this.inits.push({ name, dtype, dims: [...dims], bytes });
     return name;
+  }
+
+  /**
+   * Initializers made on demand: `produce` returns one byte array per part, in order, each exactly its dims'
+   * size. Called once per serialize (or fingerprint); the bytes are dropped once written.
+   */
+  lazyInitializers(parts: { name: string; dtype: OnnxDType; dims: number[] }[], produce: () => Uint8Array[]): string[] {
+    const group: LazyGroup = { produce, pending: 0 };
+    return parts.map((p, index) => {
+      if (this.names.has(p.name)) throw new Error(`internal: duplicate graph value name ${p.name}`);
+      this.names.add(p.name);
+      this.inits.push({ name: p.name, dtype: p.dtype, dims: [...p.dims], lazy: { group, index } });
+      return p.name;
+    });
+  }
+
+  lazyInitializer(name: string, dtype: OnnxDType, dims: number[], produce: () => Uint8Array): string {
+    return this.lazyInitializers([{ name, dtype, dims }], () => [produce()])[0];
+  }
+
+  /** Every node, in order (for rewrites: read-only views). */
+  nodeViews(): NodeView[] {
+    return this.nodes.map((n) => ({ opType: n.op_type, domain: n.domain, inputs: n.input, outputs: n.output }));
+  }
+
+  /** Replace node `index` (from nodeViews) by another op with the same outputs. */
+  replaceNode(
+    index: number,
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    opts: { domain?: string } = {},
+  ): void {
+    const old = this.nodes[index];
+    this.nodes[index] = {
+      ...old,
+      op_type: opType,
+      domain: opts.domain ?? '',
+      input: inputs,
+      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+    };
+  }
+
+  /** dtype and dims of an initializer, and its bytes when it is eager; undefined when `name` is no initializer. */
+  initializerInfo(name: string): { dtype: OnnxDType; dims: number[]; bytes?: Uint8Array } | undefined {
+    const t = this.inits.find((i) => i.name === name);
+    return t && { dtype: t.dtype, dims: [...t.dims], bytes: t.bytes };
+  }
+
+  /** Remove an eager initializer no node reads any more (a rewrite replaced it); returns its bytes. */
+  removeInitializer(name: string): Uint8Array {
+    const i = this.inits.findIndex((t) => t.name === name);
+    const t = this.inits[i];
+    if (!t?.bytes) throw new Error(`internal: ${name} is not an eager initializer`);
+    if (this.nodes.some((n) => n.input.includes(name))) throw new Error(`internal: ${name} is still read by a node`);
+    this.inits.splice(i, 1);
+    this.names.delete(name);
+    return t.bytes;
+  }
+
+  /** The bytes of initializer `t`, producing its lazy group on first use and dropping it after the last. */
+  private bytesOf(t: Initializer): Uint8Array {
+    if (t.bytes) return t.bytes;
+    const { group, index } = t.lazy!;
+    if (!group.made) {
+      group.made = group.produce();
+      group.pending = this.inits.filter((i) => i.lazy?.group === group).length;
+    }
+    const bytes = group.made[index];
+    const want = t.dims.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    if (!bytes || bytes.byteLength !== want)
+      throw new Error(`internal: lazy initializer ${t.name} made ${bytes?.byteLength} bytes, its dims need ${want}`);
+    if (--group.pending === 0) group.made = undefined;
+    return bytes;
   }
 
   constI64(values: number[], dims: number[] = [values.length]): string {
@@ -132,22 +247,23 @@ export class GraphBuilder {
     let offset = 0;
     const initializer = this.inits.map((t) => {
       const base = { name: t.name, data_type: ONNX_DTYPE[t.dtype], dims: t.dims };
-      if (!opts.externalPath || t.bytes.byteLength <= limit) return { ...base, raw_data: t.bytes };
+      const bytes = this.bytesOf(t);
+      if (!opts.externalPath || bytes.byteLength <= limit) return { ...base, raw_data: bytes };
       if (fd === undefined) fd = openSync(opts.externalPath, 'w');
       const pad = (4096 - (offset % 4096)) % 4096;
       if (pad) writeSync(fd, new Uint8Array(pad));
       offset += pad;
-      writeSync(fd, t.bytes);
+      writeAll(fd, bytes);
       const entry = {
         ...base,
         data_location: 1,
         external_data: [
           { key: 'location', value: opts.externalName ?? 'weights.bin' },
           { key: 'offset', value: String(offset) },
-          { key: 'length', value: String(t.bytes.byteLength) },
+          { key: 'length', value: String(bytes.byteLength) },
         ],
       };
-      offset += t.bytes.byteLength;
+      offset += bytes.byteLength;
       return entry;
     });
     if (fd !== undefined) closeSync(fd);
@@ -163,15 +279,23 @@ export class GraphBuilder {
     });
   }
 
-  /** A hash of the graph structure and all weights: the on-disk cache key of a built model. */
+  /** A hash of the graph structure and all weights (lazy ones are produced for it, one group at a time). */
   fingerprint(): string {
     const h = createHash('sha256');
     h.update(JSON.stringify({ nodes: this.nodes, inputs: this.inputs, outputs: this.outputs }));
     for (const t of this.inits) {
       h.update(`${t.name}|${t.dtype}|${t.dims}|`);
-      h.update(t.bytes);
+      h.update(this.bytesOf(t));
     }
     return h.digest('hex');
+  }
+}
+
+/** writeSync may write less than asked (and caps one call near 2 GiB): loop until all of `bytes` is out. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  const MAX = 1 << 30;
+  for (let done = 0; done < bytes.byteLength;) {
+    done += writeSync(fd, bytes, done, Math.min(MAX, bytes.byteLength - done));
   }
 }
 

@@ -1,15 +1,19 @@
 /**
  * ONNX Runtime sessions for decoder graphs, and the on-disk cache of built graphs: a graph is built once per
- * (weights, config, builder version) and stored as model.onnx + weights.bin under the cache folder, so later
- * runs skip building and load with ORT's memory-mapped external data.
+ * (weights, config, builder version, build options) and stored as model.onnx + weights.bin under the cache
+ * folder, so later runs skip building and load with ORT's memory-mapped external data. The key comes from the
+ * weight files' identity (path, size, mtime, header hash: WeightStore.identity) when the store has one, so a
+ * warm load reads no weight bytes; stores without one (in memory) are keyed by hashing every weight.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import '../util/ortTelemetryOff.js';
 import ort from 'onnxruntime-node';
 import type { WeightStore } from '../formats/weights.js';
+import { LmSteerError } from '../util/errors.js';
+import { buildKey, FP32_BUILD, type GraphBuildOptions } from '../graph/buildOptions.js';
 import type { DecoderConfig } from '../models/config.js';
 import { buildDecoderGraph, GRAPH_BUILDER_VERSION } from '../models/registry.js';
 
@@ -18,6 +22,22 @@ export interface SessionOptions {
   threads?: number;
   /** Where built graphs are cached; default $LMSTEER_CACHE or ~/.cache/lmsteer. `false`: build in memory. */
   cacheDir?: string | false;
+  /** How the graph stores its weights (part of the cache key); default fp32. */
+  build?: GraphBuildOptions;
+  /** Told once the session is open: cache hit or build, and where the time went (for --verbose, the bench). */
+  onLoaded?: (info: SessionLoadInfo) => void;
+}
+
+export interface SessionLoadInfo {
+  /** The built graph came from the cache (a warm load). */
+  cacheHit: boolean;
+  /** The cache folder of this graph (undefined when built in memory). */
+  dir?: string;
+  /** Bytes of model.onnx + weights.bin in the cache. */
+  cacheBytes?: number;
+  keyMs: number;
+  buildMs: number;
+  sessionMs: number;
 }
 
 export function defaultCacheDir(): string {
@@ -33,10 +53,15 @@ export function sessionOptions(threads?: number): ort.InferenceSession.SessionOp
   };
 }
 
-/** A hash of the config, the builder version and every weight value: the cache key of a built graph. */
-export function weightsKey(cfg: DecoderConfig, weights: WeightStore): string {
+/**
+ * The cache key of a built graph: config, builder version, build options and the weights' identity (file
+ * path/size/mtime/header hash), or a hash of every weight value when the store has no identity.
+ */
+export function weightsKey(cfg: DecoderConfig, weights: WeightStore, build: GraphBuildOptions = FP32_BUILD): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify({ v: GRAPH_BUILDER_VERSION, cfg }));
+  h.update(JSON.stringify({ v: GRAPH_BUILDER_VERSION, cfg, build: buildKey(build) }));
+  const identity = weights.identity?.();
+  if (identity) return h.update(`\0identity\0${identity}`).digest('hex');
   for (const name of weights.names().sort()) {
     const t = weights.get(name);
     h.update(`${name}|${t.shape}|`);
@@ -50,13 +75,28 @@ export async function createDecoderSession(
   weights: WeightStore,
   opts: SessionOptions = {},
 ): Promise<ort.InferenceSession> {
-  const so = sessionOptions(opts.threads);
-  if (opts.cacheDir === false) {
-    return ort.InferenceSession.create(buildDecoderGraph(cfg, weights).serialize(), so);
+  if ((opts.build?.dtype ?? 'fp32') !== 'fp32') {
+    // Until buildDecoderGraph takes the build options, a q8/q4 key would cache an fp32 graph under its name.
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `weight dtype ${opts.build!.dtype} is not wired into the decoder graphs yet`,
+      'use fp32',
+    );
   }
-  const dir = join(opts.cacheDir ?? defaultCacheDir(), 'graphs', weightsKey(cfg, weights).slice(0, 32));
+  const so = sessionOptions(opts.threads);
+  const t0 = performance.now();
+  if (opts.cacheDir === false) {
+    const bytes = buildDecoderGraph(cfg, weights).serialize();
+    const t1 = performance.now();
+    const session = await ort.InferenceSession.create(bytes, so);
+    opts.onLoaded?.({ cacheHit: false, keyMs: 0, buildMs: t1 - t0, sessionMs: performance.now() - t1 });
+    return session;
+  }
+  const dir = join(opts.cacheDir ?? defaultCacheDir(), 'graphs', weightsKey(cfg, weights, opts.build).slice(0, 32));
   const modelPath = join(dir, 'model.onnx');
-  if (!existsSync(modelPath)) {
+  const t1 = performance.now();
+  const cacheHit = existsSync(modelPath);
+  if (!cacheHit) {
     // Build into a temp folder, then rename: a crash mid-write never leaves a half graph in the cache.
     const tmp = `${dir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
@@ -65,7 +105,6 @@ export async function createDecoderSession(
       externalPath: join(tmp, 'weights.bin'),
       externalName: 'weights.bin',
     });
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(join(tmp, 'model.onnx'), bytes);
     try {
       renameSync(tmp, dir);
@@ -73,5 +112,19 @@ export async function createDecoderSession(
       rmSync(tmp, { recursive: true, force: true }); // another process won the race; its copy is identical
     }
   }
-  return ort.InferenceSession.create(modelPath, so);
+  const t2 = performance.now();
+  const session = await ort.InferenceSession.create(modelPath, so);
+  opts.onLoaded?.({
+    cacheHit,
+    dir,
+    cacheBytes: folderBytes(dir),
+    keyMs: t1 - t0,
+    buildMs: t2 - t1,
+    sessionMs: performance.now() - t2,
+  });
+  return session;
+}
+
+function folderBytes(dir: string): number {
+  return readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }

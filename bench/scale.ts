@@ -1,0 +1,238 @@
+/**
+ * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--gguf F16,Q8_0,Q4_0]
+ *                         [--parity]`
+ * lmsteer at real sizes: a script-made bf16 checkpoint of the exact shape (bench/scaleModels.ts), loaded cold (graph
+ * built into an empty cache) and warm, then prefill and greedy decode at batch 1 and 25; node-llama-cpp on GGUFs of
+ * the same weights (bench/gguf.ts) beside it. Every measure runs in its own process (bench/scaleWorker.ts), so
+ * peak RSS is its own. `--parity` first runs the GGUF writer's check on tiny models. Prints a table; writes
+ * bench/results/scale-<shape>-<timestamp>.json. Never asserts a time.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { openSafetensorsModel } from '../src/formats/safetensors.js';
+import { WEIGHT_DTYPES, type WeightDType } from '../src/graph/buildOptions.js';
+import { storeRows } from '../src/graph/rowSource.js';
+import { vocabFromTokenizerJson, writeLlamaGguf, type LlamaGgufConfig } from './gguf.js';
+import type { GgmlType } from './ggmlTypes.js';
+import { ensurePeer } from './peer.js';
+import { makeScaleModel } from './scaleModels.js';
+import { SCALE_SHAPE_NAMES, SCALE_SHAPES, type ScaleShape } from './scaleShapes.js';
+import { THREADS, type MeasureResult } from './settings.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '..');
+
+const { values: args } = parseArgs({
+  options: {
+    shape: { type: 'string', default: 'qwen2.5-0.5b' },
+    dtypes: { type: 'string', default: 'fp32,q8,q4' },
+    gguf: { type: 'string', default: 'F16,Q8_0,Q4_0' },
+    parity: { type: 'boolean', default: false },
+  },
+});
+
+/** Run one scaleWorker measure: `argv` then the result path then `after`. */
+function child(argv: string[], after: string[] = []): { result?: MeasureResult; error?: string } {
+  const out = join(mkdtempSync(join(tmpdir(), 'lmsteer-scale-')), 'r.json');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'scaleWorker.ts'), ...argv, out, ...after], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60 * 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  try {
+    if (r.status === 0 && existsSync(out)) return { result: JSON.parse(readFileSync(out, 'utf8')) as MeasureResult };
+    const why = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
+    const tail = `${r.stderr ?? ''}`.trim().split('\n').slice(-6).join('\n');
+    return { error: `${why}: ${tail}` };
+  } finally {
+    rmSync(dirname(out), { recursive: true, force: true });
+  }
+}
+
+const fmt = (v: number | undefined) =>
+  v === undefined ? '—' : Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
+const med = (r: MeasureResult | undefined, m: string) => r?.metrics[m]?.median;
+const range = (r: MeasureResult | undefined, m: string) => {
+  const s = r?.metrics[m];
+  return s ? (s.n > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median)) : '—';
+};
+
+function main(): void {
+  const shape = args.shape as ScaleShape;
+  if (!SCALE_SHAPE_NAMES.includes(shape)) {
+    console.error(`unknown --shape ${shape}; known: ${SCALE_SHAPE_NAMES.join(', ')}`);
+    process.exit(2);
+  }
+  const dtypes = args.dtypes.split(',') as WeightDType[];
+  const ggufTypes = args.gguf ? (args.gguf.split(',') as GgmlType[]) : [];
+  const bad = dtypes.filter((d) => !WEIGHT_DTYPES.includes(d));
+  if (bad.length) {
+    console.error(`unknown --dtypes ${bad.join(', ')}; known: ${WEIGHT_DTYPES.join(', ')}`);
+    process.exit(2);
+  }
+  const started = Date.now();
+  const load0 = loadavg();
+  const failures: Record<string, string> = {};
+  const results: Record<string, MeasureResult> = {};
+  const peerErr = ggufTypes.length || args.parity ? ensurePeer() : undefined;
+  if (peerErr) console.error(`note: ${peerErr}; llama.cpp measures skipped`);
+
+  if (args.parity && !peerErr) {
+    process.stderr.write('parity (tiny models, GGUF writer check) … ');
+    const r = child(['parity']);
+    if (r.result) results.parity = r.result;
+    else failures.parity = r.error!;
+    process.stderr.write(r.result ? 'done\n' : `FAILED\n${r.error}\n`);
+  }
+
+  process.stderr.write(`making ${shape} (bf16, seeded) … `);
+  let t = Date.now();
+  const paths = makeScaleModel(shape);
+  const prepare: Record<string, number> = { make_model_s: (Date.now() - t) / 1000 };
+  const modelBytes = statSync(paths.safetensors).size;
+  process.stderr.write(`${paths.dir}\n`);
+
+  const ggufs = new Map<GgmlType, string>();
+  if (!peerErr && ggufTypes.length) {
+    const cfg = SCALE_SHAPES[shape] as unknown as LlamaGgufConfig & { bos_token_id: number; eos_token_id: number };
+    const store = openSafetensorsModel(paths.dir);
+    const vocab = vocabFromTokenizerJson(JSON.parse(readFileSync(paths.tokenizer, 'utf8')), cfg.vocab_size);
+    vocab.bosId = cfg.bos_token_id;
+    vocab.eosId = cfg.eos_token_id;
+    for (const type of ggufTypes) {
+      const file = join(paths.dir, `model-${type}.gguf`);
+      if (!existsSync(file)) {
+        process.stderr.write(`writing ${file} … `);
+        t = Date.now();
+        writeLlamaGguf(
+          file,
+          cfg,
+          (n) => storeRows(store, n),
+          (n) => store.get(n).data,
+          vocab,
+          type,
+          `lmsteer-bench-${shape}`,
+        );
+        prepare[`write_gguf_${type}_s`] = (Date.now() - t) / 1000;
+        process.stderr.write('done\n');
+      }
+      ggufs.set(type, file);
+    }
+    store.close();
+  }
+
+  const cacheRoot = join(paths.dir, 'lmsteer-cache');
+  const run = (key: string, argv: string[], after: string[] = []) => {
+    process.stderr.write(`${key} … `);
+    const t0 = Date.now();
+    const r = child(argv, after);
+    if (r.result) results[key] = r.result;
+    else failures[key] = r.error!;
+    process.stderr.write(r.result ? `${((Date.now() - t0) / 1000).toFixed(0)} s\n` : `FAILED\n${r.error}\n`);
+  };
+  for (const dtype of dtypes) {
+    const cache = join(cacheRoot, dtype);
+    rmSync(cache, { recursive: true, force: true }); // a true cold load: the graph is built
+    mkdirSync(cache, { recursive: true });
+    run(`lmsteer ${dtype} cold`, ['lmsteer', paths.dir, dtype, cache], ['--load-only']);
+    if (results[`lmsteer ${dtype} cold`]) run(`lmsteer ${dtype}`, ['lmsteer', paths.dir, dtype, cache]);
+  }
+  for (const [type, file] of ggufs) run(`llama.cpp ${type}`, ['llamacpp', file]);
+
+  // The table: one row per engine/precision.
+  const rows: string[][] = [
+    [
+      'engine',
+      'cold load s',
+      'warm load s',
+      'peak RSS MiB: build / load / decode',
+      'on disk MiB',
+      'decode b1 tok/s',
+      'decode b25 tok/s',
+      'prefill tok/s',
+    ],
+  ];
+  for (const dtype of dtypes) {
+    const cold = results[`lmsteer ${dtype} cold`];
+    const warm = results[`lmsteer ${dtype}`];
+    rows.push([
+      `lmsteer ${dtype}`,
+      fmt((med(cold, 'first_load_ms') ?? NaN) / 1000),
+      fmt((med(warm, 'warm_load_ms') ?? NaN) / 1000),
+      `${fmt(cold?.peakRssMiB)} / ${fmt(med(warm, 'warm_load_peak_rss_mib'))} / ${fmt(warm?.peakRssMiB)}`,
+      fmt(med(cold, 'graph_cache_mb')),
+      range(warm, 'decode_b1_tok_s'),
+      range(warm, 'decode_b25_tok_s'),
+      range(warm, 'prefill_tok_s'),
+    ]);
+  }
+  for (const type of ggufs.keys()) {
+    const r = results[`llama.cpp ${type}`];
+    rows.push([
+      `llama.cpp ${type}`,
+      '',
+      fmt((med(r, 'load_ms') ?? NaN) / 1000),
+      `— / ${fmt(r?.loadedRssMiB)} / ${fmt(r?.peakRssMiB)}`,
+      fmt(r ? (r.config.ggufBytes as number) / 2 ** 20 : undefined),
+      range(r, 'decode_b1_tok_s'),
+      '',
+      range(r, 'prefill_tok_s'),
+    ]);
+  }
+  const ratios: Record<string, number> = {};
+  const ratio = (name: string, a?: number, b?: number) => {
+    if (a !== undefined && b !== undefined) ratios[name] = a / b;
+  };
+  const b1 = (k: string) => med(results[k], 'decode_b1_tok_s');
+  ratio('lmsteer q8 / lmsteer fp32, decode b1', b1('lmsteer q8'), b1('lmsteer fp32'));
+  ratio('lmsteer q4 / lmsteer fp32, decode b1', b1('lmsteer q4'), b1('lmsteer fp32'));
+  ratio('lmsteer fp32 / llama.cpp F16, decode b1', b1('lmsteer fp32'), b1('llama.cpp F16'));
+  ratio('lmsteer q8 / llama.cpp Q8_0, decode b1', b1('lmsteer q8'), b1('llama.cpp Q8_0'));
+  ratio('lmsteer q4 / llama.cpp Q4_0, decode b1', b1('lmsteer q4'), b1('llama.cpp Q4_0'));
+
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const line = (r: string[]) => r.map((cell, c) => (c ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ');
+  console.log(
+    `\n${shape}: bf16 checkpoint ${(modelBytes / 2 ** 20).toFixed(0)} MiB, ${THREADS} threads, ${cpus()[0]?.model}`,
+  );
+  console.log([line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n'));
+  for (const [k, v] of Object.entries(ratios)) console.log(`  ${k}: ${v.toFixed(2)}`);
+  if (results.parity)
+    for (const [k, m] of Object.entries(results.parity.metrics)) console.log(`  [parity] ${k}: ${m.median} ${m.unit}`);
+  for (const [k, r] of Object.entries(results))
+    if (k !== 'parity') for (const n of r.notes) console.log(`  [${k}] ${n}`);
+  if (dtypes.some((d) => d !== 'fp32'))
+    console.log('  q8/q4: the fp32 graph rewritten by quantizeMatMuls (a preview until the graphs take the dtype)');
+  for (const [k, e] of Object.entries(failures)) console.log(`  [${k}] FAILED: ${e.split('\n')[0]}`);
+
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const dir = join(here, 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `scale-${shape}-${stamp}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        shape,
+        date: new Date().toISOString(),
+        durationS: (Date.now() - started) / 1000,
+        machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadavgBefore: load0, loadavgAfter: loadavg() },
+        model: { dir: paths.dir, bf16Bytes: modelBytes, prepare },
+        results,
+        ratios,
+        failures,
+      },
+      null,
+      2,
+    ),
+  );
+  console.log(`\nwrote ${file}`);
+}
+
+main();
