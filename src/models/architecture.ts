@@ -5,6 +5,7 @@
  * adding an architecture is one folder and one line there (docs/ARCHITECTURE.md has the checklist).
  */
 import type { GraphBuilder } from '../graph/builder.js';
+import type { GraphBuildOptions } from '../graph/buildOptions.js';
 import type { WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from './config.js';
 import type { ExpectedWeight } from './configFields.js';
@@ -28,8 +29,11 @@ export interface Architecture {
   inputEmbeddingName(cfg: DecoderConfig): string;
   /** Name of the LM head matrix E [V, d] (logits = h·Eᵀ): the untied head or the tied token embedding. */
   outputEmbeddingName(cfg: DecoderConfig): string;
-  /** The decoder graph of the graph contract (docs/ARCHITECTURE.md) over canonical weights. */
-  buildGraph(cfg: DecoderConfig, weights: WeightStore): GraphBuilder;
+  /**
+   * The decoder graph of the graph contract (docs/ARCHITECTURE.md) over canonical weights, its weights in the
+   * precision `build` asks for (src/graph/linear.ts: linearLayer, embeddingLookup).
+   */
+  buildGraph(cfg: DecoderConfig, weights: WeightStore, build: GraphBuildOptions): GraphBuilder;
   /** logits [T, V] and the final hidden state [T, d] of `ids` at positions 0..T-1, float64 inside. */
   referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: number[]): ReferenceOutput;
 }

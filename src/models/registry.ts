@@ -4,6 +4,7 @@
  * Every function takes the checkpoint's weights as loaded and applies the record's canonical view itself.
  */
 import type { GraphBuilder } from '../graph/builder.js';
+import { FP32_BUILD, type GraphBuildOptions } from '../graph/buildOptions.js';
 import type { WeightStore } from '../formats/weights.js';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
@@ -88,8 +89,12 @@ export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tens
 }
 
 /** The decoder graph of the graph contract (docs/ARCHITECTURE.md). */
-export function buildDecoderGraph(cfg: DecoderConfig, weights: WeightStore): GraphBuilder {
-  return architectureOf(cfg).buildGraph(cfg, canonicalWeights(cfg, weights));
+export function buildDecoderGraph(
+  cfg: DecoderConfig,
+  weights: WeightStore,
+  build: GraphBuildOptions = FP32_BUILD,
+): GraphBuilder {
+  return architectureOf(cfg).buildGraph(cfg, canonicalWeights(cfg, weights), build);
 }
 
 /** logits [T, V] and the final hidden state [T, d] (after the final norm) for `ids` at positions 0..T-1. */
