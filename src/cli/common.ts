@@ -1,10 +1,24 @@
-/** Flags several commands share: which model, which steers at which values, threads. */
+/** Flags several commands share: which model, in which precision, which steers at which values, threads. */
 import type { Command } from 'commander';
-import { DEFAULT_MODEL, loadModel, type LoadedModel } from '../runtime/loadModel.js';
+import {
+  HEAD_DTYPES,
+  parseHeadDType,
+  parseWeightDType,
+  WEIGHT_DTYPES,
+  type HeadDType,
+  type WeightDType,
+} from '../graph/buildOptions.js';
+import { DEFAULT_MODEL, loadModel, type LoadedModel, type LoadModelOptions } from '../runtime/loadModel.js';
 import { SteerSet } from '../steer/steerSet.js';
+import { formatBinaryBytes } from '../util/bytes.js';
 import { collect, intOption, parseValues } from './options.js';
 
-export interface ModelFlags {
+export interface PrecisionFlags {
+  dtype?: WeightDType;
+  head?: HeadDType;
+  verbose?: boolean;
+}
+export interface ModelFlags extends PrecisionFlags {
   model: string;
   threads?: number;
   offline?: boolean;
@@ -16,7 +30,7 @@ export interface SteerFlags {
 }
 
 export function addModelFlags(cmd: Command): Command {
-  return cmd
+  cmd
     .option(
       '-m, --model <spec>',
       `model: a Hugging Face folder, a llama2.c .bin, or a hub id (gpt2, org/name@rev)`,
@@ -24,6 +38,50 @@ export function addModelFlags(cmd: Command): Command {
     )
     .option('--threads <n>', 'CPU threads for ONNX Runtime (default: all cores)', intOption('--threads', 1, 1024))
     .option('--offline', 'never touch the network; use the local Hugging Face cache only');
+  return addPrecisionFlags(cmd);
+}
+
+/** --dtype, --head, --verbose: how a model is built and what its load cost (commands with their own model flags). */
+export function addPrecisionFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      '--dtype <dtype>',
+      `decoder weights: ${WEIGHT_DTYPES.join(' | ')} (default: fp32 when its float32 weights take under a quarter of this machine's memory, else q8; printed)`,
+      (v: string) => parseWeightDType(v),
+    )
+    .option(
+      '--head <dtype>',
+      `LM head: ${HEAD_DTYPES.join(' | ')} (default fp32, the exact steer; q8 is smaller and faster, the steering effect within ~1%)`,
+      (v: string) => parseHeadDType(v),
+    )
+    .option('--verbose', 'print how the model loaded: graph built (cold) or cached (warm), times, peak memory');
+}
+
+/** What loadModel gets from the flags; with --verbose it reports the load on stderr. */
+export function modelLoadOptions(flags: Omit<ModelFlags, 'model'>): LoadModelOptions {
+  const t0 = performance.now();
+  return {
+    threads: flags.threads,
+    hub: { offline: flags.offline || undefined },
+    dtype: flags.dtype,
+    head: flags.head,
+    onLoaded: flags.verbose
+      ? (i) => {
+          const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+          const how = i.cacheHit ? 'warm: graph from the cache' : i.dir ? 'cold: graph built' : 'graph built in memory';
+          process.stderr.write(
+            `lmsteer: load ${s(performance.now() - t0)} (${how}; key ${s(i.keyMs)}, build ${s(i.buildMs)}, ` +
+              `session ${s(i.sessionMs)})${i.cacheBytes !== undefined ? `, graph ${formatBinaryBytes(i.cacheBytes)} on disk` : ''}, ` +
+              `peak RSS ${formatBinaryBytes(process.resourceUsage().maxRSS * 1024)}${i.dir ? `\n  cache: ${i.dir}` : ''}\n`,
+          );
+        }
+      : undefined,
+  };
+}
+
+/** The default precision's reason, once per model load, on stderr (when lmsteer chose it). */
+export function announceModel(model: LoadedModel): void {
+  if (model.buildNote) process.stderr.write(`lmsteer: ${model.id}: ${model.buildNote}\n`);
 }
 
 export function addSteerFlags(cmd: Command): Command {
@@ -39,7 +97,9 @@ export function addSteerFlags(cmd: Command): Command {
 }
 
 export async function openModel(flags: ModelFlags): Promise<LoadedModel> {
-  return loadModel(flags.model, { threads: flags.threads, hub: { offline: flags.offline || undefined } });
+  const model = await loadModel(flags.model, modelLoadOptions(flags));
+  announceModel(model);
+  return model;
 }
 
 /** The --steer folders (checked against the model) with --value as their values, and that row's steer_scale. */

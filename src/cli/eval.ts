@@ -10,7 +10,15 @@ import { createScorer, describeScorers } from '../eval/scorers/registry.js';
 import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
 import { SteerSet } from '../steer/steerSet.js';
 import { LmSteerError } from '../util/errors.js';
-import { addModelFlags, addSteerFlags, openModel, type ModelFlags, type SteerFlags } from './common.js';
+import {
+  addModelFlags,
+  addSteerFlags,
+  announceModel,
+  modelLoadOptions,
+  openModel,
+  type ModelFlags,
+  type SteerFlags,
+} from './common.js';
 import { floatOption, intOption, parseValues } from './options.js';
 
 interface EvalFlags extends ModelFlags, SteerFlags, SamplingSettings {
@@ -133,8 +141,8 @@ async function run(flags: EvalFlags): Promise<void> {
   process.on('SIGINT', onSigint);
   try {
     const steers = SteerSet.load(model, flags.steer, {}, { force: flags.force });
-    if (flags.pplModel)
-      ppl = await loadModel(flags.pplModel, { threads: flags.threads, hub: { offline: flags.offline || undefined } });
+    if (flags.pplModel) ppl = await loadModel(flags.pplModel, modelLoadOptions(flags));
+    if (ppl) announceModel(ppl);
     const r = await runEval(
       {
         outDir: flags.out,

@@ -2,9 +2,10 @@
 import { Command } from 'commander';
 import { reproduce, SIZES, type Size, type Task } from '../eval/reproduce.js';
 import { LmSteerError } from '../util/errors.js';
+import { addPrecisionFlags, modelLoadOptions, type PrecisionFlags } from './common.js';
 import { collect, floatOption, intOption } from './options.js';
 
-interface ReproduceFlags {
+interface ReproduceFlags extends PrecisionFlags {
   size: string;
   model?: string;
   pplModel?: string;
@@ -28,7 +29,7 @@ interface ReproduceFlags {
 }
 
 export function reproduceCommand(): Command {
-  return new Command('reproduce')
+  const cmd = new Command('reproduce')
     .description("the paper's pipeline in one command: base model → steer training → evaluation → table")
     .argument('<task>', 'detox or sentiment')
     .option(
@@ -72,6 +73,7 @@ export function reproduceCommand(): Command {
     .option('--progress', 'print progress lines even when stderr is not a terminal')
     .option('--overwrite', 'discard evaluation results made with another configuration')
     .action(async (task: string, flags: ReproduceFlags) => run(task, flags));
+  return addPrecisionFlags(cmd);
 }
 
 async function run(task: string, flags: ReproduceFlags): Promise<void> {
@@ -100,6 +102,7 @@ async function run(task: string, flags: ReproduceFlags): Promise<void> {
     batchRows: flags.batchRows,
     threads: flags.threads,
     offline: flags.offline,
+    load: modelLoadOptions(flags),
     progress: flags.progress,
     overwrite: flags.overwrite,
   });

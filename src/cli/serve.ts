@@ -4,6 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { FILE_LIMITS, readTextFile } from '../formats/safeRead.js';
+import { describeBuild } from '../graph/buildOptions.js';
 import { LmSteerError } from '../util/errors.js';
 import { locateModelSpec } from '../runtime/loadModel.js';
 import { loadChatTemplate } from '../server/chatTemplate.js';
@@ -158,7 +159,8 @@ async function run(flags: ServeFlags): Promise<void> {
     const names = steers.names();
     process.stderr.write(
       `lmsteer serve: ${model.id} at ${server.url}  (playground: ${server.url}/, API: ${server.url}/v1)\n` +
-        `  steers: ${names.length ? names.join(', ') : '(none)'}; batch ${flags.maxBatch}; ${key ? 'API key required' : 'no API key'}\n`,
+        `  steers: ${names.length ? names.join(', ') : '(none)'}; batch ${flags.maxBatch}; ${key ? 'API key required' : 'no API key'}; ` +
+        `weights ${model.build ? describeBuild(model.build) : 'as exported'}\n`,
     );
     await new Promise<void>((resolve) => {
       const stop = () => {

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { runTraining } from '../train/run.js';
 import { STEER_LIMITS } from '../steer/steer.js';
 import { LmSteerError } from '../util/errors.js';
-import { addModelFlags, type ModelFlags } from './common.js';
+import { addModelFlags, modelLoadOptions, type ModelFlags } from './common.js';
 import { collect, floatOption, intOption } from './options.js';
 
 interface TrainFlags extends ModelFlags {
@@ -151,6 +151,7 @@ async function run(flags: TrainFlags): Promise<void> {
     cacheDir: flags.cache ? flags.cacheDir : false,
     threads: flags.threads,
     offline: flags.offline,
+    load: modelLoadOptions(flags),
     progress: flags.progress ? true : undefined,
   });
   const rate = (tokens: number, s: number) => (s > 0 ? `${Math.round(tokens / s)} tokens/s` : '—');

@@ -6,10 +6,10 @@ import type { LoadedModel } from '../runtime/loadModel.js';
 import { loadSteer, saveSteer } from '../steer/steerFile.js';
 import { transferSteerBetweenModels } from '../transfer/run.js';
 import { LmSteerError } from '../util/errors.js';
-import { openModel } from './common.js';
+import { addPrecisionFlags, openModel, type PrecisionFlags } from './common.js';
 import { intOption } from './options.js';
 
-interface TransferFlags {
+interface TransferFlags extends PrecisionFlags {
   steer: string;
   from: string;
   to: string;
@@ -24,7 +24,7 @@ interface TransferFlags {
 }
 
 export function transferCommand(): Command {
-  return new Command('transfer')
+  const cmd = new Command('transfer')
     .description(
       'move a steer to another model through a linear map between their output embeddings, fit on the shared vocabulary',
     )
@@ -49,6 +49,7 @@ export function transferCommand(): Command {
     .option('--threads <n>', 'CPU threads for ONNX Runtime (default: all cores)', intOption('--threads', 1, 1024))
     .option('--offline', 'never touch the network; use the local Hugging Face cache only')
     .action(async (flags: TransferFlags) => run(flags));
+  return addPrecisionFlags(cmd);
 }
 
 async function run(flags: TransferFlags): Promise<void> {
@@ -69,7 +70,7 @@ async function run(flags: TransferFlags): Promise<void> {
   const opened: LoadedModel[] = [];
   try {
     const open = async (spec: string) => {
-      const m = await openModel({ model: spec, threads: flags.threads, offline: flags.offline });
+      const m = await openModel({ ...flags, model: spec });
       opened.push(m);
       return m;
     };

@@ -17,7 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
+import { loadModel, type LoadedModel, type LoadModelOptions } from '../runtime/loadModel.js';
 import { SteerSet } from '../steer/steerSet.js';
 import { runTraining } from '../train/run.js';
 import { LmSteerError } from '../util/errors.js';
@@ -101,6 +101,8 @@ export interface ReproduceOptions {
   batchRows?: number;
   threads?: number;
   offline?: boolean;
+  /** How to load the models (weight precision, load report); `threads` and `offline` above win. */
+  load?: LoadModelOptions;
   progress?: boolean;
   overwrite?: boolean;
   log?: (line: string) => void;
@@ -208,7 +210,12 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
 
   const modelSpec = o.model ?? plan.model;
   log(`(a) base model ${modelSpec}`);
-  const model = await loadModel(modelSpec, { threads: o.threads, hub: { offline: o.offline || undefined } });
+  const open = async (spec: string) => {
+    const m = await loadModel(spec, { ...o.load, threads: o.threads, hub: { offline: o.offline || undefined } });
+    if (m.buildNote) log(`${m.id}: ${m.buildNote}`);
+    return m;
+  };
+  const model = await open(modelSpec);
   let ppl: LoadedModel | undefined;
   try {
     const steerDir = join(o.outDir, 'steer');
@@ -239,8 +246,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
     const trainSeconds = (performance.now() - t0) / 1000;
 
     const pplSpec = o.pplModel ?? plan.pplModel;
-    if (pplSpec && pplSpec !== modelSpec)
-      ppl = await loadModel(pplSpec, { threads: o.threads, hub: { offline: o.offline || undefined } });
+    if (pplSpec && pplSpec !== modelSpec) ppl = await open(pplSpec);
     const steers = SteerSet.load(model, [steerDir]);
     const rows: EvalRow[] = [];
     const t1 = performance.now();

@@ -11,8 +11,19 @@ import type { NBitsOpOptions } from './nbitsOps.js';
 export const WEIGHT_DTYPES = ['fp32', 'q8', 'q4'] as const;
 export type WeightDType = (typeof WEIGHT_DTYPES)[number];
 
+/**
+ * The LM head's precision, apart from the body's: fp32 by default in every dtype, so the steer is exact. `q8` is
+ * opt-in: an 8-bit head fed the hidden state h and the steering term Δh as two rows (logits = head(h) + head(Δh)),
+ * which keeps the steering effect within ~1% of fp32's (an 8-bit head over h + Δh loses a third of it: int8
+ * activations round h and h + Δh on the same coarse scale; docs/PERFORMANCE.md "The LM head and the steer").
+ */
+export const HEAD_DTYPES = ['fp32', 'q8'] as const;
+export type HeadDType = (typeof HEAD_DTYPES)[number];
+
 export interface GraphBuildOptions {
   dtype: WeightDType;
+  /** Default fp32. */
+  head?: HeadDType;
 }
 
 export const FP32_BUILD: GraphBuildOptions = { dtype: 'fp32' };
@@ -28,9 +39,24 @@ export function nbitsSettings(build: GraphBuildOptions): NBitsOpOptions | undefi
   return build.dtype === 'fp32' ? undefined : NBITS_SETTINGS[build.dtype];
 }
 
+/** The MatMulNBits settings of the LM head, or undefined for the float32 head. */
+export function headNbitsSettings(build: GraphBuildOptions): NBitsOpOptions | undefined {
+  return (build.head ?? 'fp32') === 'fp32' ? undefined : NBITS_SETTINGS.q8;
+}
+
 /** What the graph cache key must hold of a build: everything that changes the built graph's bytes. */
 export function buildKey(build: GraphBuildOptions): Record<string, unknown> {
-  return { dtype: build.dtype, nbits: nbitsSettings(build) ?? null };
+  return {
+    dtype: build.dtype,
+    nbits: nbitsSettings(build) ?? null,
+    head: build.head ?? 'fp32',
+    headNbits: headNbitsSettings(build) ?? null,
+  };
+}
+
+/** A build in words, for messages: `q8`, `q4 (8-bit head)`. */
+export function describeBuild(build: GraphBuildOptions): string {
+  return (build.head ?? 'fp32') === 'fp32' ? build.dtype : `${build.dtype} (${build.head} head)`;
 }
 
 /** A `--dtype` value from a user: one of WEIGHT_DTYPES, else BAD_ARGUMENT naming the choices. */
@@ -40,5 +66,15 @@ export function parseWeightDType(value: string, what = '--dtype'): WeightDType {
     'BAD_ARGUMENT',
     `${what} ${JSON.stringify(value)} is not a weight precision lmsteer can build`,
     `use one of ${WEIGHT_DTYPES.join(', ')} (fp32: exact; q8 / q4: 8- / 4-bit blocks of 32 through ORT's MatMulNBits)`,
+  );
+}
+
+/** A `--head` value from a user: one of HEAD_DTYPES, else BAD_ARGUMENT naming the choices and why not q4. */
+export function parseHeadDType(value: string, what = '--head'): HeadDType {
+  if ((HEAD_DTYPES as readonly string[]).includes(value)) return value as HeadDType;
+  throw new LmSteerError(
+    'BAD_ARGUMENT',
+    `${what} ${JSON.stringify(value)} is not an LM head precision lmsteer can build`,
+    `use one of ${HEAD_DTYPES.join(', ')} (fp32: the exact steer; q8: 8-bit, steering effect within ~1%; a 4-bit head would lose ~10% of it)`,
   );
 }

@@ -13,6 +13,11 @@ export interface RowSource {
   cols: number;
   /** Rows [start, start + count) as row-major float32 (a fresh array or a view; callers only read it). */
   read(start: number, count: number): Float32Array;
+  /**
+   * The whole transpose [cols, rows], when the source already holds it (GPT-2's Conv1D weights are stored that
+   * way): transposeRows returns it as it is instead of transposing twice.
+   */
+  transposed?(): Float32Array;
 }
 
 /** Rows of a float32 [rows, cols] tensor already in memory (views, no copy). */
@@ -71,6 +76,13 @@ export function stackRows(parts: RowSource[]): RowSource {
   };
 }
 
+/** Rows [start, start + count) of a source, as a source of its own (a head's rows of a fused weight). */
+export function sliceRows(src: RowSource, start: number, count: number): RowSource {
+  if (start < 0 || count < 0 || start + count > src.rows)
+    throw new Error(`internal: rows ${start}..${start + count} of a ${src.rows}-row source`);
+  return { rows: count, cols: src.cols, read: (s, n) => src.read(start + s, n) };
+}
+
 /**
  * Rows of the transpose of a [rows, cols] float32 tensor: GPT-2's Conv1D stores [in, out], MatMulNBits wants
  * [out, in]. Each band is transposed on its own (the source is already in memory).
@@ -80,6 +92,7 @@ export function transposedRows(t: Tensor<'float32'>): RowSource {
   return {
     rows: c,
     cols: r,
+    transposed: () => t.data,
     read(start, count) {
       const out = new Float32Array(count * r);
       for (let i = 0; i < r; i++) {
@@ -96,6 +109,7 @@ export function transposedRows(t: Tensor<'float32'>): RowSource {
  * Linear weight [out, in] (MatMul multiplies by [in, out]). Holds the result and one band.
  */
 export function transposeRows(src: RowSource): Float32Array {
+  if (src.transposed) return src.transposed();
   const { rows, cols } = src;
   const out = new Float32Array(rows * cols);
   const band = Math.max(1, Math.floor((1 << 20) / Math.max(1, cols)));

@@ -3,7 +3,11 @@
  * mask, RoPE, attention over a KV cache, and the steered LM head. Each architecture file composes these.
  */
 import { GraphBuilder, MS_DOMAIN } from '../graph/builder.js';
+import { nbitsSettings, type GraphBuildOptions } from '../graph/buildOptions.js';
 import { CONTRACT, newKey, newValue, pastKey, pastValue } from '../graph/contract.js';
+import { embeddingLookup, lmHeadLookup, type LmHead } from '../graph/linear.js';
+import { matMulNBits } from '../graph/nbitsOps.js';
+import type { RowSource } from '../graph/rowSource.js';
 import type { DecoderConfig } from './config.js';
 import type { Tensor } from '../util/tensor.js';
 import { ropeCosSin } from './rope.js';
@@ -252,15 +256,20 @@ export function linear(g: GraphBuilder, x: string, w: string, b?: string): strin
 /**
  * The end of every decoder: emits `hidden` (final normed state, unsteered), then at each row's
  * `logits_index` positions applies the packed steer h' = h + ((h·P1)⊙scale)·P2ᵀ (docs/ARCHITECTURE.md) and
- * the LM head logits = h'·Eᵀ. `headWeight` is Eᵀ [d, V]: MatMul over [in, out] reads it ~3× faster than Gemm
- * with transB at batch 1 (measured: 4.6 vs 15.6 ms for GPT-2's head, bench in docs/PERFORMANCE.md).
+ * the LM head logits = h'·Eᵀ. `head` is Eᵀ [d, V] (a float32 initializer name) or an LmHead (src/graph/linear.ts):
+ *   fp32  logits = (h + Δh)·Eᵀ: MatMul over [in, out] reads it ~3× faster than Gemm with transB at batch 1
+ *         (measured: 4.6 vs 15.6 ms for GPT-2's head, bench in docs/PERFORMANCE.md)
+ *   q8    logits = head(h) + head(Δh), h and Δh as two rows of one MatMulNBits: with int8 activations a head over
+ *         h + Δh rounds the small Δh away on h's scale (a third of the steering effect lost, measured); as its own
+ *         row Δh keeps its own scale (effect within ~1%). No steer: Δh = 0 and head(0) = 0, so the base model's
+ *         logits are head(h) bit for bit. At decode the extra row is about free (the product is memory-bound).
  */
 export function steeredHead(
   g: GraphBuilder,
   cfg: DecoderConfig,
   inp: ContractInputs,
   hidden: string,
-  headWeight: string,
+  head: string | LmHead,
 ): void {
   const d = cfg.hiddenSize;
   g.output(hidden, CONTRACT.hidden, 'float32', ['batch', 'seq', d]);
@@ -276,8 +285,39 @@ export function steeredHead(
   const flatHidden = g.op('Reshape', [CONTRACT.hidden, g.constI64([-1, d])]);
   const h = g.op('Gather', [flatHidden, flatIdx], { axis: 0 }); // [B, n, d]
   const coeff = g.op('Mul', [g.op('MatMul', [h, p1]), g.op('Unsqueeze', [scale, g.constI64([1])])]); // [B,n,K]
-  const steered = g.op('Add', [h, g.op('MatMul', [coeff, p2t])]);
-  g.output(g.op('MatMul', [steered, headWeight]), CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
+  const delta = g.op('MatMul', [coeff, p2t]); // Δh [B, n, d]
+  let logits: string;
+  if (typeof head === 'string' || head.kind === 'fp32') {
+    logits = g.op('MatMul', [g.op('Add', [h, delta]), typeof head === 'string' ? head : head.eT]);
+  } else {
+    const both = matMulNBits(g, g.op('Concat', [h, delta], { axis: 0 }), head.w, head.opts); // [2B, n, V]
+    const [base, steer] = g.opN('Split', [both], { axis: 0, num_outputs: 2 }, { outputs: 2 });
+    logits = g.op('Add', [base, steer]);
+  }
+  g.output(logits, CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
+}
+
+/**
+ * A tied model's input embeddings, read from the head's E [V, d] = `shape` (`rows`: its HF rows):
+ *   8-bit head          the head's own 8-bit table (GatherBlockQuantized): E exists once, in 8 bits
+ *   fp32 head, fp32     columns of the head's Eᵀ (embedFromTransposed): one float32 copy for both ends
+ *   fp32 head, q8 / q4  a q8 / q4 lookup table of its own (embeddingLookup): the float32 Eᵀ is only the head's,
+ *                       prepacked by ORT, and a token reads one row of the small table (not d pages of Eᵀ)
+ */
+export function tiedEmbedding(
+  g: GraphBuilder,
+  head: string | LmHead,
+  ids: string,
+  name: string,
+  shape: [vocab: number, d: number],
+  rows: () => RowSource,
+  build: GraphBuildOptions,
+): string {
+  if (typeof head !== 'string' && head.kind === 'nbits') return lmHeadLookup(g, head, ids);
+  const eT = typeof head === 'string' ? head : head.eT;
+  const q = nbitsSettings(build);
+  if (!q || shape[1] % q.blockSize !== 0) return embedFromTransposed(g, eT, ids);
+  return embeddingLookup(g, ids, name, shape, rows, build);
 }
 
 /**

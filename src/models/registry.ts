@@ -18,7 +18,7 @@ import { llama } from './llama/index.js';
 import { checkConfigSizes, checkRawConfigSizes } from './limits.js';
 
 /** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
-export const GRAPH_BUILDER_VERSION = 8;
+export const GRAPH_BUILDER_VERSION = 9;
 
 export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox];
 

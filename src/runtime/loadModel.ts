@@ -4,19 +4,26 @@
  * graph cache) and an ORT session opened. An existing ONNX export (optimum / transformers.js: a .onnx file, or a
  * folder with config.json + tokenizer.json and .onnx files but no safetensors) runs as exported, its LM head
  * rewritten to take the steer (src/formats/onnxExport.ts, src/runtime/onnxExportDecoder.ts).
+ *
+ * The decoder's weight precision (`dtype`, `head`: src/graph/buildOptions.ts) is chosen once per load; without one,
+ * defaultBuild picks fp32 when the float32 weights take a small part of this machine's memory, else q8.
  */
 import { existsSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { readGenerationConfig, readModelConfig } from '../formats/hfConfig.js';
 import { resolveHubModel, type HubDownloadOptions } from '../formats/hub.js';
 import { loadWeights, locateModel, type LocalModel } from '../formats/modelFiles.js';
 import { chooseOnnxFile, openOnnxExport } from '../formats/onnxExport.js';
+import { rejectPreQuantized } from '../formats/preQuantized.js';
 import { MapWeightStore, type WeightStore } from '../formats/weights.js';
+import { describeBuild, type GraphBuildOptions, type HeadDType, type WeightDType } from '../graph/buildOptions.js';
 import type { DecoderConfig } from '../models/config.js';
 import { canonicalWeights, checkWeights, outputEmbeddings, parseDecoderConfig } from '../models/registry.js';
 import { embeddingFingerprint } from '../steer/steer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { formatBinaryBytes } from '../util/bytes.js';
 import { LmSteerError } from '../util/errors.js';
 import { embeddedModelDir } from '../util/packageFiles.js';
 import { tensor, type Tensor } from '../util/tensor.js';
@@ -38,6 +45,10 @@ export interface LoadedModel {
   /** The checkpoint's weights; for an ONNX export only E (lm_head.weight) and a marker of the export's content key. */
   weights: WeightStore;
   generationConfig?: Record<string, unknown>;
+  /** The precision lmsteer built the decoder in; undefined for an ONNX export (it runs as exported). */
+  build?: GraphBuildOptions;
+  /** Why `build` is what it is, when lmsteer chose it (no dtype was asked for): one line for the user. */
+  buildNote?: string;
   /** E [V, d], the LM head matrix. */
   outputEmbeddings(): Tensor;
   /** Identifies the base model of a steer (src/steer/steer.ts). */
@@ -45,8 +56,33 @@ export interface LoadedModel {
   close(): void;
 }
 
-export interface LoadModelOptions extends SessionOptions {
+export interface LoadModelOptions extends Omit<SessionOptions, 'build'> {
   hub?: HubDownloadOptions;
+  /** The decoder's weight precision; default: defaultBuild's choice (told in LoadedModel.buildNote). */
+  dtype?: WeightDType;
+  /** The LM head's precision; default fp32 (the exact steer). */
+  head?: HeadDType;
+}
+
+/**
+ * The float32 weights may take this part of the machine's memory for fp32 to be the default. A float32 load
+ * peaks near twice its weights (ORT prepacks MatMul weights while the file is still mapped: docs/PERFORMANCE.md),
+ * so a quarter keeps the peak near half the memory, with room for the KV cache and everything else.
+ */
+export const FP32_MEMORY_FRACTION = 0.25;
+
+/** The default build for `params` weight values on a machine of `memBytes`: fp32 if they fit easily, else q8. */
+export function defaultBuild(params: number, memBytes: number = totalmem()): { build: GraphBuildOptions; why: string } {
+  const fp32 = 4 * params;
+  const limit = `${Math.round(FP32_MEMORY_FRACTION * 100)}% of this machine's ${formatBinaryBytes(memBytes)}`;
+  return fp32 <= FP32_MEMORY_FRACTION * memBytes
+    ? { build: { dtype: 'fp32' }, why: `its float32 weights (${formatBinaryBytes(fp32)}) fit in ${limit}` }
+    : { build: { dtype: 'q8' }, why: `its float32 weights (${formatBinaryBytes(fp32)}) would take more than ${limit}` };
+}
+
+/** Values in the checkpoint's tensors (shapes only, nothing read). */
+function parameterCount(weights: WeightStore): number {
+  return weights.names().reduce((n, name) => n + weights.shape(name).reduce((a, b) => a * b, 1), 0);
 }
 
 /**
@@ -73,15 +109,18 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
   if (local.kind === 'onnx') return loadOnnxExportModel(spec, local, opts);
   const files = loadWeights(local);
   try {
+    rejectPreQuantized(files.config, files.weights, spec);
     const cfg = parseDecoderConfig(files.config, spec);
     const weights = canonicalWeights(cfg, files.weights);
     checkWeights(cfg, weights);
+    const chosen = opts.dtype === undefined ? defaultBuild(parameterCount(weights)) : undefined;
+    const build: GraphBuildOptions = { dtype: opts.dtype ?? chosen!.build.dtype, head: opts.head ?? 'fp32' };
     const tokenizer =
       local.kind === 'llama2c'
         ? loadTokenizer({ kind: 'llama2c', tokenizerPath: local.tokenizerPath, vocabSize: cfg.vocabSize })
         : loadTokenizer({ kind: 'hf', dir: local.dir });
     checkTokenizerFits(spec, tokenizer, cfg);
-    const decoder = new OrtDecoder(await createDecoderSession(cfg, weights, opts), cfg);
+    const decoder = new OrtDecoder(await createDecoderSession(cfg, weights, { ...opts, build }), cfg);
     let E: Tensor | undefined;
     let fp: string | undefined;
     return {
@@ -91,6 +130,8 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
       decoder,
       weights,
       generationConfig: files.generationConfig,
+      build,
+      buildNote: chosen && `weights in ${describeBuild(build)}: ${chosen.why} (--dtype fp32 | q8 | q4 to choose)`,
       outputEmbeddings: () => (E ??= outputEmbeddings(cfg, weights)),
       fingerprint: () => (fp ??= embeddingFingerprint(outputEmbeddings(cfg, weights))),
       close: () => {
@@ -115,6 +156,13 @@ async function loadOnnxExportModel(
   opts: LoadModelOptions,
 ): Promise<LoadedModel> {
   const modelPath = chooseOnnxFile(local.dir, local.onnxPaths);
+  if ((opts.dtype ?? 'fp32') !== 'fp32' || (opts.head ?? 'fp32') !== 'fp32') {
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${modelPath} is an ONNX export, which runs as exported: lmsteer cannot rebuild it in ${describeBuild({ dtype: opts.dtype ?? 'fp32', head: opts.head })}`,
+      "leave out --dtype / --head for an export (or quantize it with ONNX Runtime's tools), or load the Hugging Face checkpoint (config.json + model.safetensors) to use --dtype q8 / q4",
+    );
+  }
   if (!existsSync(join(local.dir, 'config.json'))) {
     throw new LmSteerError(
       'NOT_FOUND',

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import '../util/ortTelemetryOff.js';
 import ort from 'onnxruntime-node';
 import type { WeightStore } from '../formats/weights.js';
-import { LmSteerError } from '../util/errors.js';
 import { buildKey, FP32_BUILD, type GraphBuildOptions } from '../graph/buildOptions.js';
 import type { DecoderConfig } from '../models/config.js';
 import { buildDecoderGraph, GRAPH_BUILDER_VERSION } from '../models/registry.js';
@@ -75,24 +74,17 @@ export async function createDecoderSession(
   weights: WeightStore,
   opts: SessionOptions = {},
 ): Promise<ort.InferenceSession> {
-  if ((opts.build?.dtype ?? 'fp32') !== 'fp32') {
-    // Until buildDecoderGraph takes the build options, a q8/q4 key would cache an fp32 graph under its name.
-    throw new LmSteerError(
-      'UNSUPPORTED',
-      `weight dtype ${opts.build!.dtype} is not wired into the decoder graphs yet`,
-      'use fp32',
-    );
-  }
+  const build = opts.build ?? FP32_BUILD;
   const so = sessionOptions(opts.threads);
   const t0 = performance.now();
   if (opts.cacheDir === false) {
-    const bytes = buildDecoderGraph(cfg, weights).serialize();
+    const bytes = buildDecoderGraph(cfg, weights, build).serialize();
     const t1 = performance.now();
     const session = await ort.InferenceSession.create(bytes, so);
     opts.onLoaded?.({ cacheHit: false, keyMs: 0, buildMs: t1 - t0, sessionMs: performance.now() - t1 });
     return session;
   }
-  const dir = join(opts.cacheDir ?? defaultCacheDir(), 'graphs', weightsKey(cfg, weights, opts.build).slice(0, 32));
+  const dir = join(opts.cacheDir ?? defaultCacheDir(), 'graphs', weightsKey(cfg, weights, build).slice(0, 32));
   const modelPath = join(dir, 'model.onnx');
   const t1 = performance.now();
   const cacheHit = existsSync(modelPath);
@@ -101,7 +93,7 @@ export async function createDecoderSession(
     const tmp = `${dir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
-    const bytes = buildDecoderGraph(cfg, weights).serialize({
+    const bytes = buildDecoderGraph(cfg, weights, build).serialize({
       externalPath: join(tmp, 'weights.bin'),
       externalName: 'weights.bin',
     });

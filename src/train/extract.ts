@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { LoadedModel } from '../runtime/loadModel.js';
+import { FP32_BUILD } from '../graph/buildOptions.js';
 import { weightsKey } from '../runtime/session.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { charsForTokens } from '../tokenizer/textBound.js';
@@ -56,14 +57,15 @@ export function tokenizerFingerprint(tok: Tokenizer): string {
 }
 
 /**
- * What the cached hidden states of a text depend on: every weight and the graph builder (weightsKey, the key
- * of the built-graph cache), and how the text is tokenized. A change to either gives a new cache folder.
+ * What the cached hidden states of a text depend on: every weight, the graph builder and the weight precision
+ * the decoder runs (weightsKey, the key of the built-graph cache: q8 / q4 give other hidden states), and how the
+ * text is tokenized. A change to any gives a new cache folder.
  */
-export function extractionFingerprint(model: Pick<LoadedModel, 'cfg' | 'weights' | 'tokenizer'>): string {
+export function extractionFingerprint(model: Pick<LoadedModel, 'cfg' | 'weights' | 'tokenizer' | 'build'>): string {
   const h = createHash('sha256');
-  h.update(
-    `lmsteer-hidden-v1\u0000${weightsKey(model.cfg, model.weights)}\u0000${tokenizerFingerprint(model.tokenizer)}`,
-  );
+  // The head's precision is left out: hidden states are its input.
+  const key = weightsKey(model.cfg, model.weights, { dtype: (model.build ?? FP32_BUILD).dtype });
+  h.update(`lmsteer-hidden-v1\u0000${key}\u0000${tokenizerFingerprint(model.tokenizer)}`);
   return `hid1-${h.digest('hex').slice(0, 32)}`;
 }
 

@@ -15,7 +15,7 @@ import cliProgress from 'cli-progress';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { lockOutDir } from '../formats/outDir.js';
-import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
+import { loadModel, type LoadedModel, type LoadModelOptions } from '../runtime/loadModel.js';
 import { defaultCacheDir } from '../runtime/session.js';
 import type { Steer } from '../steer/steer.js';
 import { saveSteer, STEER_JSON, STEER_TENSORS } from '../steer/steerFile.js';
@@ -72,6 +72,8 @@ export interface TrainRunOptions {
   cacheDir?: string | false;
   threads?: number;
   offline?: boolean;
+  /** How to load `model` (weight precision, load report); `threads` and `offline` above win. */
+  load?: LoadModelOptions;
   /** Progress bars on stderr; default: when stderr is a terminal. */
   progress?: boolean;
   /** Status lines; default stderr. */
@@ -156,7 +158,8 @@ async function trainLocked(opts: TrainRunOptions): Promise<TrainRunResult> {
 
   const model =
     opts.loaded ??
-    (await loadModel(opts.model, { threads: opts.threads, hub: { offline: opts.offline || undefined } }));
+    (await loadModel(opts.model, { ...opts.load, threads: opts.threads, hub: { offline: opts.offline || undefined } }));
+  if (!opts.loaded && model.buildNote) log(`${model.id}: ${model.buildNote}`);
   let masked: MaskedForward | undefined;
   try {
     const E = model.outputEmbeddings();

@@ -85,6 +85,9 @@ export function gpt2Weights(weights: WeightStore): WeightStore {
     has: (name) => weights.has(real(name)),
     shape: (name) => weights.shape(real(name)),
     get: (name) => weights.get(real(name)),
+    // Row reads and the file identity pass through: quantizing reads bands, and the graph cache key stays cheap.
+    ...(weights.readRows && { readRows: (name, start, count) => weights.readRows!(real(name), start, count) }),
+    ...(weights.identity && { identity: () => weights.identity!() }),
   };
 }
 

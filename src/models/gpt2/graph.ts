@@ -4,46 +4,53 @@
  *   x = wte(ids) + wpe(pos)
  *   per layer:  x += c_proj(attn(split(c_attn(ln_1(x)))));   x += mlp(ln_2(x))
  *   hidden = ln_f(x);  logits = steer(hidden)·wteᵀ
+ * Weights are read when the graph is serialized (src/graph/linear.ts), in the precision of `build`; LayerNorms,
+ * biases and the position table stay float32.
  */
 import { GraphBuilder } from '../../graph/builder.js';
+import type { GraphBuildOptions } from '../../graph/buildOptions.js';
+import { embeddingLookup, linearLayer, lmHead } from '../../graph/linear.js';
+import { storeRows, transposedRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import { headWeightName } from './config.js';
-import {
-  activation,
-  cachedAttention,
-  declareInputs,
-  embedFromTransposed,
-  linear,
-  steeredHead,
-  transpose2d,
-} from '../common.js';
+import { activation, cachedAttention, declareInputs, steeredHead, tiedEmbedding } from '../common.js';
 
-export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore): GraphBuilder {
+export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const W = (name: string) => g.weight(name, w.get(name)); // canonical names: no `transformer.` prefix
   const inp = declareInputs(g, cfg);
-  const d = cfg.hiddenSize;
+  const { vocabSize: V, hiddenSize: d, intermediateSize: I } = cfg;
   const layerNorm = (x: string, p: string) =>
     g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
+  // Conv1D: y = x·W + b with W stored [in, out]; linearLayer takes [out, in] rows (the fp32 MatMul gets W as stored).
+  const conv1d = (x: string, name: string, out: number, inp: number) =>
+    linearLayer(
+      g,
+      x,
+      `${name}.weight`,
+      [out, inp],
+      () => transposedRows(w.get(`${name}.weight`)),
+      build,
+      W(`${name}.bias`),
+    );
 
-  // Eᵀ for the head; when tied (always, in released GPT-2s) also the token lookup table.
-  const headT = g.weight('lm_head.weight_t', transpose2d(w.get(headWeightName(cfg))));
+  // wte [V, d]: the head's E; when tied (always, in released GPT-2s) also the token lookup table.
+  const head = lmHead(g, 'lm_head.weight', [V, d], () => storeRows(w, headWeightName(cfg)), build, cfg.tiedEmbeddings);
   const tokens = cfg.tiedEmbeddings
-    ? embedFromTransposed(g, headT, inp.inputIds)
-    : g.op('Gather', [W('wte.weight'), inp.inputIds], { axis: 0 });
-  let x = g.op('Add', [tokens, g.op('Gather', [W('wpe.weight'), inp.positionIds], { axis: 0 })]);
+    ? tiedEmbedding(g, head, inp.inputIds, 'wte.weight', [V, d], () => storeRows(w, 'wte.weight'), build)
+    : embeddingLookup(g, inp.inputIds, 'wte.weight', [V, d], () => storeRows(w, 'wte.weight'), build);
+  let x = g.op('Add', [tokens, g.op('Gather', [W('wpe.weight'), inp.positionIds], { axis: 0 })]); // wpe [n_positions, d]
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `h.${i}`;
-    const qkv = linear(g, layerNorm(x, `${p}.ln_1`), W(`${p}.attn.c_attn.weight`), W(`${p}.attn.c_attn.bias`));
+    const qkv = conv1d(layerNorm(x, `${p}.ln_1`), `${p}.attn.c_attn`, 3 * d, d); // c_attn: [d, 3d]
     const [q, k, v] = g.opN('Split', [qkv, g.constI64([d, d, d])], { axis: -1 }, { outputs: 3 });
     const att = cachedAttention(g, cfg, i, inp, q, k, v);
-    x = g.op('Add', [x, linear(g, att, W(`${p}.attn.c_proj.weight`), W(`${p}.attn.c_proj.bias`))]);
-    const fc = linear(g, layerNorm(x, `${p}.ln_2`), W(`${p}.mlp.c_fc.weight`), W(`${p}.mlp.c_fc.bias`));
-    const act = activation(g, cfg.activation, fc);
-    x = g.op('Add', [x, linear(g, act, W(`${p}.mlp.c_proj.weight`), W(`${p}.mlp.c_proj.bias`))]);
+    x = g.op('Add', [x, conv1d(att, `${p}.attn.c_proj`, d, d)]); // c_proj: [d, d]
+    const fc = conv1d(layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, I, d); // c_fc: [d, I]
+    x = g.op('Add', [x, conv1d(activation(g, cfg.activation, fc), `${p}.mlp.c_proj`, d, I)]); // c_proj: [I, d]
   }
-  steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), headT);
+  steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), head);
   return g;
 }

@@ -4,6 +4,9 @@
  * and the parallel residual x + attn(ln1(x)) + mlp(ln2(x)) when use_parallel_residual is set.
  */
 import { GraphBuilder } from '../../graph/builder.js';
+import type { GraphBuildOptions } from '../../graph/buildOptions.js';
+import { embeddingLookup, linearLayer, lmHead } from '../../graph/linear.js';
+import { sliceRows, stackRows, storeRows, type RowSource } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import type { Tensor } from '../../util/tensor.js';
@@ -13,71 +16,85 @@ import {
   applyRope,
   cachedAttention,
   declareInputs,
-  linear,
   ropeTables,
   steeredHead,
-  transpose2d,
+  tiedEmbedding,
 } from '../common.js';
 
-/** Reorder NeoX's per-head interleaved rows (h, part, j) into (part, h, j): q | k | v blocks. */
-function deinterleaveQkv(t: Tensor, H: number, hd: number): Tensor {
-  const cols = t.shape.length === 2 ? t.shape[1] : 1;
+/** NeoX's query_key_value [3·H·hd, d] rows (h, part, j) seen in (part, h, j) order: q | k | v blocks. */
+function deinterleavedRows(src: RowSource, H: number, hd: number): RowSource {
+  const parts: RowSource[] = [];
+  for (let part = 0; part < 3; part++) for (let h = 0; h < H; h++) parts.push(sliceRows(src, (h * 3 + part) * hd, hd));
+  return stackRows(parts);
+}
+
+/** The same reordering of the bias [3·H·hd]. */
+function deinterleaveBias(t: Tensor, H: number, hd: number): Tensor {
   const out = new Float32Array(t.data.length);
   for (let h = 0; h < H; h++)
     for (let part = 0; part < 3; part++)
-      for (let j = 0; j < hd; j++) {
-        const src = ((h * 3 + part) * hd + j) * cols;
-        const dst = ((part * H + h) * hd + j) * cols;
-        out.set(t.data.subarray(src, src + cols), dst);
-      }
+      out.set(t.data.subarray((h * 3 + part) * hd, (h * 3 + part + 1) * hd), (part * H + h) * hd);
   return { dtype: 'float32', shape: [...t.shape], data: out };
 }
 
-export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore): GraphBuilder {
+export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder('gpt_neox');
   const inp = declareInputs(g, cfg);
-  const { numHeads: H, headDim: hd } = cfg;
+  const { vocabSize: V, hiddenSize: d, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
   const rope = cfg.rope!;
   const { cos, sin } = ropeTables(g, cfg, inp.positionIds);
   const W = (name: string) => g.weight(name, w.get(name));
-  const WT = (name: string) => g.weight(name, transpose2d(w.get(name)));
+  const rows = (name: string) => () => storeRows(w, name);
   const layerNorm = (x: string, p: string) =>
     g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
+  const dense = (x: string, name: string, shape: [number, number], bias?: string) =>
+    linearLayer(g, x, `${name}.weight`, shape, rows(`${name}.weight`), build, bias);
 
-  let x = g.op('Gather', [W('gpt_neox.embed_in.weight'), inp.inputIds], { axis: 0 });
+  // embed_out [V, d] (the head's E; embed_in when tied, then also the token lookup table), embed_in [V, d]
+  const head = lmHead(g, 'embed_out.weight', [V, d], rows(headWeightName(cfg)), build, cfg.tiedEmbeddings);
+  const embed = 'gpt_neox.embed_in.weight';
+  let x = cfg.tiedEmbeddings
+    ? tiedEmbedding(g, head, inp.inputIds, embed, [V, d], rows(embed), build)
+    : embeddingLookup(g, inp.inputIds, embed, [V, d], rows(embed), build);
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `gpt_neox.layers.${i}`;
-    const qkvW = g.weight(
-      `${p}.qkv.weight`,
-      transpose2d(deinterleaveQkv(w.get(`${p}.attention.query_key_value.weight`), H, hd)),
-    );
     const qkvB = cfg.qkvBias
-      ? g.weight(`${p}.qkv.bias`, deinterleaveQkv(w.get(`${p}.attention.query_key_value.bias`), H, hd))
+      ? g.weight(`${p}.qkv.bias`, deinterleaveBias(w.get(`${p}.attention.query_key_value.bias`), H, hd))
       : undefined;
-    const qkv = linear(g, layerNorm(x, `${p}.input_layernorm`), qkvW, qkvB);
+    // query_key_value: [3·H·hd, d], per head (q|k|v); reordered to q | k | v rows.
+    const qkvRows = () => deinterleavedRows(storeRows(w, `${p}.attention.query_key_value.weight`), H, hd);
+    const qkv = linearLayer(
+      g,
+      layerNorm(x, `${p}.input_layernorm`),
+      `${p}.qkv.weight`,
+      [3 * H * hd, d],
+      qkvRows,
+      build,
+      qkvB,
+    );
     const [q, k, v] = g.opN('Split', [qkv, g.constI64([H * hd, H * hd, H * hd])], { axis: -1 }, { outputs: 3 });
     const qr = applyRope(g, q, H, cos, sin, rope.rotaryDim, hd);
     const kr = applyRope(g, k, H, cos, sin, rope.rotaryDim, hd);
     const att = cachedAttention(g, cfg, i, inp, qr, kr, v);
-    const attOut = linear(
-      g,
+    const attOut = dense(
       att,
-      WT(`${p}.attention.dense.weight`),
+      `${p}.attention.dense`,
+      [d, H * hd],
       cfg.outBias ? W(`${p}.attention.dense.bias`) : undefined,
-    );
+    ); // dense: [d, H·hd]
     const mlp = (y: string) => {
-      const fc = linear(
-        g,
+      const fc = dense(
         layerNorm(y, `${p}.post_attention_layernorm`),
-        WT(`${p}.mlp.dense_h_to_4h.weight`),
+        `${p}.mlp.dense_h_to_4h`,
+        [I, d],
         W(`${p}.mlp.dense_h_to_4h.bias`),
-      );
-      return linear(
-        g,
+      ); // [I, d]
+      return dense(
         activation(g, cfg.activation, fc),
-        WT(`${p}.mlp.dense_4h_to_h.weight`),
+        `${p}.mlp.dense_4h_to_h`,
+        [d, I],
         W(`${p}.mlp.dense_4h_to_h.bias`),
-      );
+      ); // [d, I]
     };
     if (cfg.parallelResidual) {
       x = g.op('Add', [g.op('Add', [x, attOut]), mlp(x)]);
@@ -87,6 +104,6 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore): GraphBuil
     }
   }
   const hidden = layerNorm(x, 'gpt_neox.final_layer_norm');
-  steeredHead(g, cfg, inp, hidden, g.weight('embed_out.weight_t', transpose2d(w.get(headWeightName(cfg)))));
+  steeredHead(g, cfg, inp, hidden, head);
   return g;
 }

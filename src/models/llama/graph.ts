@@ -3,8 +3,13 @@
  *   x = embed(ids)
  *   per layer:  x += o_proj(attn(rope(q), rope(k), v))  on rmsnorm(x);   x += down(silu(gate(·)) * up(·)) on rmsnorm(x)
  *   hidden = rmsnorm(x);  logits = steer(hidden)·Eᵀ
+ * Weights are read a band of rows at a time when the graph is serialized (src/graph/linear.ts), in the precision
+ * of `build`; norms and biases stay float32.
  */
 import { GraphBuilder } from '../../graph/builder.js';
+import type { GraphBuildOptions } from '../../graph/buildOptions.js';
+import { embeddingLookup, linearLayer, lmHead } from '../../graph/linear.js';
+import { stackRows, storeRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import {
@@ -12,74 +17,73 @@ import {
   applyRope,
   cachedAttention,
   concat1d,
-  concatCols,
   declareInputs,
-  embedFromTransposed,
-  linear,
   ropeTables,
   steeredHead,
-  transpose2d,
+  tiedEmbedding,
 } from '../common.js';
+import { headWeightName } from './config.js';
 
-export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore): GraphBuilder {
+export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder(cfg.modelType);
   const inp = declareInputs(g, cfg);
-  const { numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  const { vocabSize: V, hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd, intermediateSize: I } = cfg;
   const rope = cfg.rope!;
   const { cos, sin } = ropeTables(g, cfg, inp.positionIds);
+  const rows =
+    (...names: string[]) =>
+    () =>
+      stackRows(names.map((n) => storeRows(w, n)));
   const rmsnorm = (x: string, name: string) =>
     g.op('SimplifiedLayerNormalization', [x, g.weight(name, w.get(name))], { axis: -1, epsilon: cfg.normEps });
 
-  // The LM head wants Eᵀ [d, V]; a tied model looks its input embeddings up in that same matrix.
-  const head = g.weight(
-    'lm_head.weight_t',
-    transpose2d(w.get(cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight')),
-  );
+  // lm_head: [V, d] (or the tied embed_tokens); a tied model looks its input embeddings up in the head's E.
+  const head = lmHead(g, 'lm_head.weight', [V, d], rows(headWeightName(cfg)), build, cfg.tiedEmbeddings);
+  const embed = 'model.embed_tokens.weight'; // [V, d]
   let x = cfg.tiedEmbeddings
-    ? embedFromTransposed(g, head, inp.inputIds)
-    : g.op('Gather', [g.weight('model.embed_tokens.weight', w.get('model.embed_tokens.weight')), inp.inputIds], {
-        axis: 0,
-      });
+    ? tiedEmbedding(g, head, inp.inputIds, embed, [V, d], rows(embed), build)
+    : embeddingLookup(g, inp.inputIds, embed, [V, d], rows(embed), build);
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}`;
-    // q, k, v in one MatMul: one pass over the input instead of three.
-    const qkvW = concatCols(['q', 'k', 'v'].map((n) => transpose2d(w.get(`${p}.self_attn.${n}_proj.weight`))));
+    const a = `${p}.self_attn`;
+    // q_proj [H·hd, d], k_proj and v_proj [kvH·hd, d] in one product: one pass over the input instead of three.
     const qkvB = cfg.qkvBias
-      ? g.weight(`${p}.qkv.bias`, concat1d(['q', 'k', 'v'].map((n) => w.get(`${p}.self_attn.${n}_proj.bias`))))
+      ? g.weight(`${p}.qkv.bias`, concat1d(['q', 'k', 'v'].map((n) => w.get(`${a}.${n}_proj.bias`))))
       : undefined;
     const h = rmsnorm(x, `${p}.input_layernorm.weight`);
-    const qkv = linear(g, h, g.weight(`${p}.qkv.weight`, qkvW), qkvB);
+    const qkvRows = rows(`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`);
+    const qkv = linearLayer(g, h, `${p}.qkv.weight`, [(H + 2 * kvH) * hd, d], qkvRows, build, qkvB);
     const [q, k, v] = g.opN('Split', [qkv, g.constI64([H * hd, kvH * hd, kvH * hd])], { axis: -1 }, { outputs: 3 });
     const qr = applyRope(g, q, H, cos, sin, rope.rotaryDim, hd);
     const kr = applyRope(g, k, kvH, cos, sin, rope.rotaryDim, hd);
     const att = cachedAttention(g, cfg, i, inp, qr, kr, v);
-    const oB = cfg.outBias ? g.weight(`${p}.self_attn.o_proj.bias`, w.get(`${p}.self_attn.o_proj.bias`)) : undefined;
-    x = g.op('Add', [
-      x,
-      linear(g, att, g.weight(`${p}.self_attn.o_proj.weight`, transpose2d(w.get(`${p}.self_attn.o_proj.weight`))), oB),
-    ]);
+    const oB = cfg.outBias ? g.weight(`${a}.o_proj.bias`, w.get(`${a}.o_proj.bias`)) : undefined;
+    // o_proj: [d, H·hd]
+    x = g.op('Add', [x, linearLayer(g, att, `${a}.o_proj.weight`, [d, H * hd], rows(`${a}.o_proj.weight`), build, oB)]);
 
     const h2 = rmsnorm(x, `${p}.post_attention_layernorm.weight`);
-    const I = cfg.intermediateSize;
-    const guW = concatCols([
-      transpose2d(w.get(`${p}.mlp.gate_proj.weight`)),
-      transpose2d(w.get(`${p}.mlp.up_proj.weight`)),
-    ]);
+    const m = `${p}.mlp`;
     const guB = cfg.mlpBias
-      ? g.weight(`${p}.mlp.gate_up.bias`, concat1d([w.get(`${p}.mlp.gate_proj.bias`), w.get(`${p}.mlp.up_proj.bias`)]))
+      ? g.weight(`${m}.gate_up.bias`, concat1d([w.get(`${m}.gate_proj.bias`), w.get(`${m}.up_proj.bias`)]))
       : undefined;
-    const [gate, up] = g.opN(
-      'Split',
-      [linear(g, h2, g.weight(`${p}.mlp.gate_up.weight`, guW), guB), g.constI64([I, I])],
-      { axis: -1 },
-      { outputs: 2 },
+    // gate_proj and up_proj: [I, d] each, in one product
+    const gu = linearLayer(
+      g,
+      h2,
+      `${m}.gate_up.weight`,
+      [2 * I, d],
+      rows(`${m}.gate_proj.weight`, `${m}.up_proj.weight`),
+      build,
+      guB,
     );
+    const [gate, up] = g.opN('Split', [gu, g.constI64([I, I])], { axis: -1 }, { outputs: 2 });
     const act = g.op('Mul', [activation(g, cfg.activation, gate), up]); // act(gate) * up
-    const dB = cfg.mlpBias ? g.weight(`${p}.mlp.down_proj.bias`, w.get(`${p}.mlp.down_proj.bias`)) : undefined;
+    const dB = cfg.mlpBias ? g.weight(`${m}.down_proj.bias`, w.get(`${m}.down_proj.bias`)) : undefined;
+    // down_proj: [d, I]
     x = g.op('Add', [
       x,
-      linear(g, act, g.weight(`${p}.mlp.down_proj.weight`, transpose2d(w.get(`${p}.mlp.down_proj.weight`))), dB),
+      linearLayer(g, act, `${m}.down_proj.weight`, [d, I], rows(`${m}.down_proj.weight`), build, dB),
     ]);
   }
 
