@@ -1,9 +1,9 @@
 /**
- * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--gguf F16,Q8_0,Q4_0]
- *                         [--parity]`
+ * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--heads fp32,q8]
+ *                         [--gguf F16,Q8_0,Q4_0] [--parity]`
  * lmsteer at real sizes: a script-made bf16 checkpoint of the exact shape (bench/scaleModels.ts), loaded cold (graph
  * built into an empty cache) and warm, then prefill and greedy decode at batch 1 and 25; node-llama-cpp on GGUFs of
- * the same weights (bench/gguf.ts) beside it. Every measure runs in its own process (bench/scaleWorker.ts), so
+ * the same weights (bench/gguf.ts) beside it. Each dtype runs with each LM head precision of --heads. Every measure runs in its own process (bench/scaleWorker.ts), so
  * peak RSS is its own. `--parity` first runs the GGUF writer's check on tiny models. Prints a table; writes
  * bench/results/scale-<shape>-<timestamp>.json. Never asserts a time.
  */
@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openSafetensorsModel } from '../src/formats/safetensors.js';
-import { WEIGHT_DTYPES, type WeightDType } from '../src/graph/buildOptions.js';
+import { HEAD_DTYPES, WEIGHT_DTYPES, type HeadDType, type WeightDType } from '../src/graph/buildOptions.js';
 import { storeRows } from '../src/graph/rowSource.js';
 import { vocabFromTokenizerJson, writeLlamaGguf, type LlamaGgufConfig } from './gguf.js';
 import type { GgmlType } from './ggmlTypes.js';
@@ -30,6 +30,7 @@ const { values: args } = parseArgs({
   options: {
     shape: { type: 'string', default: 'qwen2.5-0.5b' },
     dtypes: { type: 'string', default: 'fp32,q8,q4' },
+    heads: { type: 'string', default: 'fp32,q8' },
     gguf: { type: 'string', default: 'F16,Q8_0,Q4_0' },
     parity: { type: 'boolean', default: false },
   },
@@ -71,11 +72,19 @@ function main(): void {
   }
   const dtypes = args.dtypes.split(',') as WeightDType[];
   const ggufTypes = args.gguf ? (args.gguf.split(',') as GgmlType[]) : [];
+  const heads = args.heads.split(',') as HeadDType[];
   const bad = dtypes.filter((d) => !WEIGHT_DTYPES.includes(d));
-  if (bad.length) {
-    console.error(`unknown --dtypes ${bad.join(', ')}; known: ${WEIGHT_DTYPES.join(', ')}`);
+  const badHeads = heads.filter((h) => !HEAD_DTYPES.includes(h));
+  if (bad.length || badHeads.length) {
+    console.error(
+      `unknown --dtypes / --heads ${[...bad, ...badHeads].join(', ')}; known: ${WEIGHT_DTYPES.join(', ')} / ${HEAD_DTYPES.join(', ')}`,
+    );
     process.exit(2);
   }
+  /** Every lmsteer configuration measured, with its row name. */
+  const builds = dtypes.flatMap((dtype) =>
+    heads.map((head) => ({ dtype, head, key: `lmsteer ${dtype}${head === 'fp32' ? '' : ` head ${head}`}` })),
+  );
   const started = Date.now();
   const load0 = loadavg();
   const failures: Record<string, string> = {};
@@ -136,12 +145,13 @@ function main(): void {
     else failures[key] = r.error!;
     process.stderr.write(r.result ? `${((Date.now() - t0) / 1000).toFixed(0)} s\n` : `FAILED\n${r.error}\n`);
   };
-  for (const dtype of dtypes) {
-    const cache = join(cacheRoot, dtype);
+  for (const { dtype, head, key } of builds) {
+    const cache = join(cacheRoot, `${dtype}-${head}`);
     rmSync(cache, { recursive: true, force: true }); // a true cold load: the graph is built
     mkdirSync(cache, { recursive: true });
-    run(`lmsteer ${dtype} cold`, ['lmsteer', paths.dir, dtype, cache], ['--load-only']);
-    if (results[`lmsteer ${dtype} cold`]) run(`lmsteer ${dtype}`, ['lmsteer', paths.dir, dtype, cache]);
+    run(`${key} cold`, ['lmsteer', paths.dir, dtype, head, cache], ['--load-only']);
+    if (results[`${key} cold`]) run(key, ['lmsteer', paths.dir, dtype, head, cache]);
+    rmSync(cache, { recursive: true, force: true }); // the next build's disk
   }
   for (const [type, file] of ggufs) run(`llama.cpp ${type}`, ['llamacpp', file]);
 
@@ -151,21 +161,21 @@ function main(): void {
       'engine',
       'cold load s',
       'warm load s',
-      'peak RSS MiB: build / load / decode',
+      'peak RSS MiB: build / cold load / warm load / decode',
       'on disk MiB',
       'decode b1 tok/s',
       'decode b25 tok/s',
       'prefill tok/s',
     ],
   ];
-  for (const dtype of dtypes) {
-    const cold = results[`lmsteer ${dtype} cold`];
-    const warm = results[`lmsteer ${dtype}`];
+  for (const { key } of builds) {
+    const cold = results[`${key} cold`];
+    const warm = results[key];
     rows.push([
-      `lmsteer ${dtype}`,
+      key,
       fmt((med(cold, 'first_load_ms') ?? NaN) / 1000),
       fmt((med(warm, 'warm_load_ms') ?? NaN) / 1000),
-      `${fmt(cold?.peakRssMiB)} / ${fmt(med(warm, 'warm_load_peak_rss_mib'))} / ${fmt(warm?.peakRssMiB)}`,
+      `${fmt(med(cold, 'build_peak_rss_mib'))} / ${fmt(cold?.peakRssMiB)} / ${fmt(med(warm, 'warm_load_peak_rss_mib'))} / ${fmt(warm?.peakRssMiB)}`,
       fmt(med(cold, 'graph_cache_mb')),
       range(warm, 'decode_b1_tok_s'),
       range(warm, 'decode_b25_tok_s'),
@@ -178,7 +188,7 @@ function main(): void {
       `llama.cpp ${type}`,
       '',
       fmt((med(r, 'load_ms') ?? NaN) / 1000),
-      `— / ${fmt(r?.loadedRssMiB)} / ${fmt(r?.peakRssMiB)}`,
+      `— / — / ${fmt(r?.loadedRssMiB)} / ${fmt(r?.peakRssMiB)}`,
       fmt(r ? (r.config.ggufBytes as number) / 2 ** 20 : undefined),
       range(r, 'decode_b1_tok_s'),
       '',
@@ -190,11 +200,11 @@ function main(): void {
     if (a !== undefined && b !== undefined) ratios[name] = a / b;
   };
   const b1 = (k: string) => med(results[k], 'decode_b1_tok_s');
-  ratio('lmsteer q8 / lmsteer fp32, decode b1', b1('lmsteer q8'), b1('lmsteer fp32'));
-  ratio('lmsteer q4 / lmsteer fp32, decode b1', b1('lmsteer q4'), b1('lmsteer fp32'));
-  ratio('lmsteer fp32 / llama.cpp F16, decode b1', b1('lmsteer fp32'), b1('llama.cpp F16'));
-  ratio('lmsteer q8 / llama.cpp Q8_0, decode b1', b1('lmsteer q8'), b1('llama.cpp Q8_0'));
-  ratio('lmsteer q4 / llama.cpp Q4_0, decode b1', b1('lmsteer q4'), b1('llama.cpp Q4_0'));
+  const peer: Record<WeightDType, string> = { fp32: 'llama.cpp F16', q8: 'llama.cpp Q8_0', q4: 'llama.cpp Q4_0' };
+  for (const { dtype, key } of builds) {
+    if (dtype !== 'fp32') ratio(`${key} / lmsteer fp32, decode b1`, b1(key), b1('lmsteer fp32'));
+    ratio(`${key} / ${peer[dtype]}, decode b1`, b1(key), b1(peer[dtype]));
+  }
 
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const line = (r: string[]) => r.map((cell, c) => (c ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ');
@@ -207,8 +217,6 @@ function main(): void {
     for (const [k, m] of Object.entries(results.parity.metrics)) console.log(`  [parity] ${k}: ${m.median} ${m.unit}`);
   for (const [k, r] of Object.entries(results))
     if (k !== 'parity') for (const n of r.notes) console.log(`  [${k}] ${n}`);
-  if (dtypes.some((d) => d !== 'fp32'))
-    console.log('  q8/q4: the fp32 graph rewritten by quantizeMatMuls (a preview until the graphs take the dtype)');
   for (const [k, e] of Object.entries(failures)) console.log(`  [${k}] FAILED: ${e.split('\n')[0]}`);
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -223,6 +231,7 @@ function main(): void {
         date: new Date().toISOString(),
         durationS: (Date.now() - started) / 1000,
         machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadavgBefore: load0, loadavgAfter: loadavg() },
+        builds,
         model: { dir: paths.dir, bf16Bytes: modelBytes, prepare },
         results,
         ratios,

@@ -1,6 +1,6 @@
 /**
  * One measure of the scale benchmark in its own process (so peak RSS is its own; bench/scale.ts starts these):
- *   node --import tsx bench/scaleWorker.ts lmsteer MODEL_DIR DTYPE CACHE_DIR RESULT.json [--load-only]
+ *   node --import tsx bench/scaleWorker.ts lmsteer MODEL_DIR DTYPE HEAD CACHE_DIR RESULT.json [--load-only]
  *   node --import tsx bench/scaleWorker.ts llamacpp GGUF_PATH RESULT.json
  *   node --import tsx bench/scaleWorker.ts parity RESULT.json            (tiny models: the GGUF writer's check)
  * Writes a MeasureResult (bench/settings.ts).
@@ -10,24 +10,15 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
-  renameSync,
   rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
 import { openSafetensorsModel, writeSafetensors } from '../src/formats/safetensors.js';
-import { NBITS_SETTINGS, type WeightDType } from '../src/graph/buildOptions.js';
-import { quantizeMatMuls } from '../src/graph/quantizeGraph.js';
-import type { DecoderConfig } from '../src/models/config.js';
-import { buildDecoderGraph } from '../src/models/registry.js';
-import { canonicalWeights, checkWeights, parseDecoderConfig } from '../src/models/registry.js';
-import { OrtDecoder } from '../src/runtime/ortDecoder.js';
-import { sessionOptions, weightsKey } from '../src/runtime/session.js';
+import type { HeadDType, WeightDType } from '../src/graph/buildOptions.js';
 import { storeRows } from '../src/graph/rowSource.js';
 import { loadModel } from '../src/runtime/loadModel.js';
 import type { SessionLoadInfo } from '../src/runtime/session.js';
@@ -68,68 +59,21 @@ function lmsteerDecode(dec: Decoder, rows: number[][], steps: number, windows: n
 }
 
 /**
- * q8 / q4 before the graphs are wired to the build options: the fp32 graph, built as createDecoderSession builds
- * it, rewritten by quantizeMatMuls (every body MatMul → MatMulNBits with the dtype's settings; the LM head stays
- * float32, see docs/PERFORMANCE.md) and cached under the same key createDecoderSession will use. The decode-time
- * graph is what the wired graphs will be; the build holds float32 weights first (the wired build will not).
- */
-async function openQuantPreview(
-  dir: string,
-  dtype: Exclude<WeightDType, 'fp32'>,
-  cacheDir: string,
-  onLoaded: (i: SessionLoadInfo) => void,
-): Promise<{ decoder: Decoder; cfg: DecoderConfig; close(): void }> {
-  const t0 = now();
-  const cfg = parseDecoderConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), dir);
-  const store = openSafetensorsModel(dir);
-  const weights = canonicalWeights(cfg, store);
-  checkWeights(cfg, weights);
-  const gdir = join(cacheDir, 'graphs', weightsKey(cfg, weights, { dtype }).slice(0, 32));
-  const modelPath = join(gdir, 'model.onnx');
-  const t1 = now();
-  const cacheHit = existsSync(modelPath);
-  if (!cacheHit) {
-    const tmp = `${gdir}.tmp-${process.pid}`;
-    mkdirSync(tmp, { recursive: true });
-    const g = buildDecoderGraph(cfg, weights);
-    quantizeMatMuls(g, NBITS_SETTINGS[dtype], new Set(['lm_head.weight_t']));
-    writeFileSync(
-      join(tmp, 'model.onnx'),
-      g.serialize({ externalPath: join(tmp, 'weights.bin'), externalName: 'weights.bin' }),
-    );
-    renameSync(tmp, gdir);
-  }
-  const t2 = now();
-  const session = await ort.InferenceSession.create(modelPath, sessionOptions(THREADS));
-  const cacheBytes = readdirSync(gdir).reduce((n, f) => n + statSync(join(gdir, f)).size, 0);
-  onLoaded({ cacheHit, dir: gdir, cacheBytes, keyMs: t1 - t0, buildMs: t2 - t1, sessionMs: now() - t2 });
-  return {
-    decoder: new OrtDecoder(session, cfg),
-    cfg,
-    close: () => {
-      store.close();
-      void session.release();
-    },
-  };
-}
-
-/**
  * lmsteer on a scale model: one load, then (unless `loadOnly`) prefill and decode. bench/scale.ts runs it twice:
  * `loadOnly` on an empty cache (a cold load: its peak RSS is the build's), then on the built cache (a warm load).
  */
 async function measureLmsteer(
   modelDir: string,
   dtype: WeightDType,
+  head: HeadDType,
   cacheDir: string,
   loadOnly: boolean,
 ): Promise<MeasureResult> {
   const loads: SessionLoadInfo[] = [];
+  const name = `lmsteer-${dtype}${head === 'fp32' ? '' : `-head-${head}`}`;
   const open = async () => {
     const t0 = now();
-    const m =
-      dtype === 'fp32'
-        ? await loadModel(modelDir, { cacheDir, threads: THREADS, onLoaded: (i) => loads.push(i) })
-        : await openQuantPreview(modelDir, dtype, cacheDir, (i) => loads.push(i));
+    const m = await loadModel(modelDir, { cacheDir, threads: THREADS, dtype, head, onLoaded: (i) => loads.push(i) });
     return { m, ms: now() - t0 };
   };
   const metrics: Record<string, Summary> = {};
@@ -138,15 +82,18 @@ async function measureLmsteer(
   const coldPeak = peakRssMiB();
   metrics.first_load_ms = single(cold.ms, 'ms');
   const first = loads[0];
+  const buildPeak = first.buildPeakRssBytes !== undefined ? first.buildPeakRssBytes / 2 ** 20 : undefined;
   notes.push(
-    `first load: ${first.cacheHit ? 'graph from the cache (already built by an earlier run)' : 'graph built'}; key ${first.keyMs.toFixed(0)} ms, build ${first.buildMs.toFixed(0)} ms, session ${first.sessionMs.toFixed(0)} ms; peak RSS ${coldPeak.toFixed(0)} MiB`,
+    `first load: ${first.cacheHit ? 'graph from the cache (already built by an earlier run)' : 'graph built'}; key ${first.keyMs.toFixed(0)} ms, build ${first.buildMs.toFixed(0)} ms, session ${first.sessionMs.toFixed(0)} ms; peak RSS ${buildPeak !== undefined ? `${buildPeak.toFixed(0)} MiB after the build, ` : ''}${coldPeak.toFixed(0)} MiB after the session`,
   );
+  if (buildPeak !== undefined) metrics.build_peak_rss_mib = single(buildPeak, 'MiB');
   if (loadOnly) {
     metrics.graph_cache_mb = single((first.cacheBytes ?? 0) / 2 ** 20, 'MiB');
+    metrics.loaded_rss_mib = single(rssMiB(), 'MiB');
     cold.m.close();
     return {
-      measure: `lmsteer-${dtype}-load`,
-      config: { modelDir, dtype, threads: THREADS },
+      measure: `${name}-load`,
+      config: { modelDir, dtype, head, threads: THREADS },
       metrics,
       loadedRssMiB: rssMiB(),
       peakRssMiB: coldPeak,
@@ -179,8 +126,8 @@ async function measureLmsteer(
   );
   warm.m.close();
   return {
-    measure: `lmsteer-${dtype}`,
-    config: { modelDir, dtype, threads: THREADS, ...SCALE_SETTINGS },
+    measure: name,
+    config: { modelDir, dtype, head, threads: THREADS, ...SCALE_SETTINGS },
     metrics,
     loadedRssMiB: loaded,
     peakRssMiB: peakRssMiB(),
@@ -413,9 +360,9 @@ async function main(): Promise<void> {
   const [what, ...rest] = process.argv.slice(2);
   let res: MeasureResult;
   let out: string;
-  if (what === 'lmsteer' && (rest.length === 4 || (rest.length === 5 && rest[4] === '--load-only'))) {
-    res = await measureLmsteer(rest[0], rest[1] as WeightDType, rest[2], rest.length === 5);
-    out = rest[3];
+  if (what === 'lmsteer' && (rest.length === 5 || (rest.length === 6 && rest[5] === '--load-only'))) {
+    res = await measureLmsteer(rest[0], rest[1] as WeightDType, rest[2] as HeadDType, rest[3], rest.length === 6);
+    out = rest[4];
   } else if (what === 'llamacpp' && rest.length === 2 && existsSync(rest[0])) {
     res = await measureLlamaCpp(rest[0]);
     out = rest[1];
@@ -424,7 +371,7 @@ async function main(): Promise<void> {
     out = rest[0];
   } else {
     process.stderr.write(
-      'usage: bench/scaleWorker.ts lmsteer DIR DTYPE CACHE OUT [--load-only] | llamacpp GGUF OUT | parity OUT\n',
+      'usage: bench/scaleWorker.ts lmsteer DIR DTYPE HEAD CACHE OUT [--load-only] | llamacpp GGUF OUT | parity OUT\n',
     );
     process.exit(2);
   }

@@ -9,6 +9,7 @@ import {
   type WeightDType,
 } from '../graph/buildOptions.js';
 import { DEFAULT_MODEL, loadModel, type LoadedModel, type LoadModelOptions } from '../runtime/loadModel.js';
+import { peakRssBytes, type SessionLoadInfo } from '../runtime/session.js';
 import { SteerSet } from '../steer/steerSet.js';
 import { formatBinaryBytes } from '../util/bytes.js';
 import { collect, intOption, parseValues } from './options.js';
@@ -66,17 +67,23 @@ export function modelLoadOptions(flags: Omit<ModelFlags, 'model'>): LoadModelOpt
     dtype: flags.dtype,
     head: flags.head,
     onLoaded: flags.verbose
-      ? (i) => {
-          const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-          const how = i.cacheHit ? 'warm: graph from the cache' : i.dir ? 'cold: graph built' : 'graph built in memory';
-          process.stderr.write(
-            `lmsteer: load ${s(performance.now() - t0)} (${how}; key ${s(i.keyMs)}, build ${s(i.buildMs)}, ` +
-              `session ${s(i.sessionMs)})${i.cacheBytes !== undefined ? `, graph ${formatBinaryBytes(i.cacheBytes)} on disk` : ''}, ` +
-              `peak RSS ${formatBinaryBytes(process.resourceUsage().maxRSS * 1024)}${i.dir ? `\n  cache: ${i.dir}` : ''}\n`,
-          );
-        }
+      ? (i) => process.stderr.write(`lmsteer: ${describeLoad(i, performance.now() - t0)}\n`)
       : undefined,
   };
+}
+
+/** One line on a load: cold or warm, where the time went, the graph's bytes, peak memory after the build and now. */
+export function describeLoad(i: SessionLoadInfo, totalMs: number): string {
+  const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+  const parts = [
+    `load ${s(totalMs)}, ${i.cacheHit ? 'warm (graph from the cache)' : 'cold (graph built)'}`,
+    `key ${s(i.keyMs)} + build ${s(i.buildMs)} + session ${s(i.sessionMs)}`,
+  ];
+  if (i.cacheBytes !== undefined) parts.push(`graph ${formatBinaryBytes(i.cacheBytes)} on disk`);
+  if (i.buildPeakRssBytes !== undefined)
+    parts.push(`peak RSS ${formatBinaryBytes(i.buildPeakRssBytes)} after the build`);
+  parts.push(`peak RSS ${formatBinaryBytes(peakRssBytes())}`);
+  return `${parts.join(', ')}${i.dir ? ` (${i.dir})` : ''}`;
 }
 
 /** The default precision's reason, once per model load, on stderr (when lmsteer chose it). */

@@ -101,18 +101,31 @@ export function quantizeRows(src: RowSource, opts: QuantOptions): NBitsMatrix {
       for (let blk = 0; blk < L.kBlocks; blk++) {
         const k0 = blk * blockSize;
         const len = Math.min(blockSize, K - k0);
-        const x = rows.subarray(r * K + k0, r * K + k0 + len);
+        const at0 = r * K + k0; // the block is rows[at0 .. at0 + len)
         let scale: number;
         let zp: number;
         if (symmetric) {
-          let m = 0; // the value of largest magnitude, with its sign
-          for (let i = 0; i < len; i++) if (Math.abs(x[i]) > Math.abs(m)) m = x[i];
+          // The value of largest magnitude, with its sign (the first of them on a tie, as ggml picks it).
+          let lo = 0;
+          let hi = 0;
+          for (let i = at0; i < at0 + len; i++) {
+            const v = rows[i];
+            if (v < lo) lo = v;
+            else if (v > hi) hi = v;
+          }
+          let m = -lo > hi ? lo : hi;
+          if (-lo === hi && hi !== 0) for (let i = at0; i < at0 + len; i++) if (rows[i] === lo || rows[i] === hi) { m = rows[i]; break; } // prettier-ignore
           scale = Math.fround(m / -half);
           zp = half;
           const inv = scale !== 0 ? 1 / scale : 0;
           // m·inv = −half exactly; the opposite extreme reaches +half and is clamped to half − 1 (as ggml does).
-          for (let i = 0; i < len; i++) codes[i] = Math.min(qmax, Math.max(0, Math.floor(x[i] * inv + half + 0.5)));
+          // x·inv + half + 0.5 ≥ 0.5 here, so truncation is the floor.
+          for (let i = 0; i < len; i++) {
+            const c = (rows[at0 + i] * inv + half + 0.5) | 0;
+            codes[i] = c > qmax ? qmax : c;
+          }
         } else {
+          const x = rows.subarray(at0, at0 + len);
           let lo = 0;
           let hi = 0;
           for (let i = 0; i < len; i++) {

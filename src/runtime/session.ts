@@ -37,6 +37,11 @@ export interface SessionLoadInfo {
   keyMs: number;
   buildMs: number;
   sessionMs: number;
+  /**
+   * The process's peak resident set when the graph was built, before the session opened (a cold load only): what
+   * building cost in memory, apart from ORT's session (process.resourceUsage().maxRSS, bytes).
+   */
+  buildPeakRssBytes?: number;
 }
 
 export function defaultCacheDir(): string {
@@ -80,8 +85,15 @@ export async function createDecoderSession(
   if (opts.cacheDir === false) {
     const bytes = buildDecoderGraph(cfg, weights, build).serialize();
     const t1 = performance.now();
+    const buildPeakRssBytes = peakRssBytes();
     const session = await ort.InferenceSession.create(bytes, so);
-    opts.onLoaded?.({ cacheHit: false, keyMs: 0, buildMs: t1 - t0, sessionMs: performance.now() - t1 });
+    opts.onLoaded?.({
+      cacheHit: false,
+      keyMs: 0,
+      buildMs: t1 - t0,
+      sessionMs: performance.now() - t1,
+      buildPeakRssBytes,
+    });
     return session;
   }
   const dir = join(opts.cacheDir ?? defaultCacheDir(), 'graphs', weightsKey(cfg, weights, build).slice(0, 32));
@@ -105,6 +117,7 @@ export async function createDecoderSession(
     }
   }
   const t2 = performance.now();
+  const buildPeakRssBytes = cacheHit ? undefined : peakRssBytes();
   const session = await ort.InferenceSession.create(modelPath, so);
   opts.onLoaded?.({
     cacheHit,
@@ -113,8 +126,14 @@ export async function createDecoderSession(
     keyMs: t1 - t0,
     buildMs: t2 - t1,
     sessionMs: performance.now() - t2,
+    buildPeakRssBytes,
   });
   return session;
+}
+
+/** The process's peak resident set so far, in bytes. */
+export function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
 }
 
 function folderBytes(dir: string): number {
