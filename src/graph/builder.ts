@@ -40,14 +40,6 @@ interface NodeEntry {
   attribute: object[];
 }
 
-/** A node as graph rewrites see it (src/graph/quantizeGraph.ts). */
-export interface NodeView {
-  opType: string;
-  domain: string;
-  inputs: readonly string[];
-  outputs: readonly string[];
-}
-
 const DTYPE_BYTES: Record<OnnxDType, number> = {
   float32: 4,
   uint8: 1,
@@ -126,46 +118,6 @@ export class GraphBuilder {
 
   lazyInitializer(name: string, dtype: OnnxDType, dims: number[], produce: () => Uint8Array): string {
     return this.lazyInitializers([{ name, dtype, dims }], () => [produce()])[0];
-  }
-
-  /** Every node, in order (for rewrites: read-only views). */
-  nodeViews(): NodeView[] {
-    return this.nodes.map((n) => ({ opType: n.op_type, domain: n.domain, inputs: n.input, outputs: n.output }));
-  }
-
-  /** Replace node `index` (from nodeViews) by another op with the same outputs. */
-  replaceNode(
-    index: number,
-    opType: string,
-    inputs: string[],
-    attrs: Record<string, AttrValue> = {},
-    opts: { domain?: string } = {},
-  ): void {
-    const old = this.nodes[index];
-    this.nodes[index] = {
-      ...old,
-      op_type: opType,
-      domain: opts.domain ?? '',
-      input: inputs,
-      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
-    };
-  }
-
-  /** dtype and dims of an initializer, and its bytes when it is eager; undefined when `name` is no initializer. */
-  initializerInfo(name: string): { dtype: OnnxDType; dims: number[]; bytes?: Uint8Array } | undefined {
-    const t = this.inits.find((i) => i.name === name);
-    return t && { dtype: t.dtype, dims: [...t.dims], bytes: t.bytes };
-  }
-
-  /** Remove an eager initializer no node reads any more (a rewrite replaced it); returns its bytes. */
-  removeInitializer(name: string): Uint8Array {
-    const i = this.inits.findIndex((t) => t.name === name);
-    const t = this.inits[i];
-    if (!t?.bytes) throw new Error(`internal: ${name} is not an eager initializer`);
-    if (this.nodes.some((n) => n.input.includes(name))) throw new Error(`internal: ${name} is still read by a node`);
-    this.inits.splice(i, 1);
-    this.names.delete(name);
-    return t.bytes;
   }
 
   /** The bytes of initializer `t`, producing its lazy group on first use and dropping it after the last. */

@@ -39,6 +39,23 @@ test('generate: streams text; the same seed gives the same samples', { skip }, a
   const s = await runCli(['generate', '--model', model(), '--prompt', 'The cat', '-n', '10', '-t', '0'], { env });
   assert.equal(s.code, 0, s.stderr);
   assert.match(s.stdout, /^The cat\S*\s.+/);
+  assert.match(s.stderr, /weights in fp32: its float32 weights \(.+\) fit in 25% of this machine's/);
+});
+
+test('generate --dtype q8 --head q8 --verbose: quantized text, the load told (cold, then warm)', { skip }, async () => {
+  const env = cacheEnv();
+  const args = ['generate', '--model', model(), '--prompt', 'The cat', '-n', '10', '-t', '0', '--dtype', 'q8'];
+  const cold = await runCli([...args, '--head', 'q8', '--verbose'], { env });
+  assert.equal(cold.code, 0, cold.stderr);
+  assert.match(cold.stdout, /^The cat\S*\s.+/);
+  assert.match(
+    cold.stderr,
+    /load .* s, cold \(graph built\), .*graph .* on disk, peak RSS .* after the build, peak RSS/,
+  );
+  assert.doesNotMatch(cold.stderr, /weights in/, 'a dtype given is not announced');
+  const warm = await runCli([...args, '--head', 'q8', '--verbose'], { env });
+  assert.match(warm.stderr, /warm \(graph from the cache\)/);
+  assert.equal(warm.stdout, cold.stdout);
 });
 
 test('inspect --json: per-token log-probs, top-5, and the last hidden state and logits', { skip }, async () => {
@@ -68,6 +85,14 @@ test('bad input: clear messages and exit code 2', { skip }, async () => {
     [['generate', '--model', model(), '--prompt', 'x', '--value', 'a=1'], /no --steer/],
     [['generate', '--model', '/nonexistent/model', '--prompt', 'x'], /does not exist/],
     [['inspect', '--model', model(), '--ids', '1,99999'], /outside the vocabulary/],
+    [
+      ['generate', '--model', model(), '--prompt', 'x', '--dtype', 'int3'],
+      /--dtype "int3" is not a weight precision[\s\S]*fp32, q8, q4/,
+    ],
+    [
+      ['generate', '--model', model(), '--prompt', 'x', '--head', 'q4'],
+      /--head "q4" is not an LM head precision[\s\S]*fp32, q8/,
+    ],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(args, { env });

@@ -1,0 +1,102 @@
+/**
+ * stories260K (the embedded trained model) in q8 and q4 against fp32: top-1 agreement over 200 positions of a
+ * story, greedy text, and the shipped sentiment steer (steers/stories260K-sentiment) in q8 — it must still move
+ * VADER the right way, by about as much as in fp32.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { vaderCompound } from '../../src/eval/scorers/vader.js';
+import type { GraphBuildOptions } from '../../src/graph/buildOptions.js';
+import { generate } from '../../src/runtime/generate.js';
+import { loadModel, type LoadedModel } from '../../src/runtime/loadModel.js';
+import { loadSteer } from '../../src/steer/steerFile.js';
+import { packSteers, steerInputs } from '../../src/steer/pack.js';
+
+const STORY =
+  'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. ' +
+  'One day, she saw a big red ball under a tree. She ran to get it, but a dog came and took the ball away. Lily was ' +
+  'sad and started to cry. Her mom came and gave her a hug. Then they went home and had some cookies and milk. The ' +
+  'next day, Lily went to the park again and found the dog with her ball. The dog was nice and gave the ball back to ' +
+  'her. Lily was very happy and they played together all day long.';
+
+const open = (build: GraphBuildOptions) => loadModel('stories260K', { cacheDir: false, threads: 1, ...build });
+
+function argmaxRows(x: Float32Array, V: number): number[] {
+  return Array.from({ length: x.length / V }, (_, r) => {
+    let best = 0;
+    for (let v = 1; v < V; v++) if (x[r * V + v] > x[r * V + best]) best = v;
+    return best;
+  });
+}
+
+async function greedy(m: LoadedModel): Promise<number[]> {
+  const [r] = await generate(m.decoder, m.tokenizer, [{ prompt: 'Once upon a time' }], {
+    maxNewTokens: 48,
+    temperature: 0,
+    stopAtEos: false,
+  });
+  return r.samples[0].tokenIds;
+}
+
+const sharedPrefix = (a: number[], b: number[]) => {
+  const i = a.findIndex((t, j) => t !== b[j]);
+  return i < 0 ? a.length : i;
+};
+
+test('stories260K q8: top-1 agreement ≥ 99% over 200 positions of a story; greedy text close to fp32', async (t) => {
+  const fp32 = await open({ dtype: 'fp32' });
+  const ids = fp32.tokenizer.encode(STORY).slice(0, 200);
+  assert.equal(ids.length, 200);
+  const V = fp32.cfg.vocabSize;
+  const refTop = argmaxRows((await fp32.decoder.forward([ids])).logits.data as Float32Array, V);
+  const refText = await greedy(fp32);
+  fp32.close();
+  const lines: string[] = [];
+  for (const dtype of ['q8', 'q4'] as const) {
+    const m = await open({ dtype });
+    const top = argmaxRows((await m.decoder.forward([ids])).logits.data as Float32Array, V);
+    const agree = top.filter((x, i) => x === refTop[i]).length / ids.length;
+    const text = await greedy(m);
+    const same = sharedPrefix(text, refText);
+    lines.push(
+      `${dtype}: top-1 agreement ${(agree * 100).toFixed(1)}%, greedy text equal for ${same} of ${refText.length} tokens: ${JSON.stringify(m.tokenizer.decode(text))}`,
+    );
+    if (dtype === 'q8') {
+      assert.ok(agree >= 0.99, `q8 top-1 agreement ${agree}`);
+      assert.ok(same >= 24, `q8 greedy text leaves fp32's after ${same} tokens`);
+    } else {
+      assert.ok(agree >= 0.7, `q4 top-1 agreement ${agree}`);
+    }
+    m.close();
+  }
+  t.diagnostic(lines.join('; '));
+});
+
+test('stories260K q8: the shipped sentiment steer still moves VADER the right way', async (t) => {
+  const steer = loadSteer(join(process.cwd(), 'steers', 'stories260K-sentiment'));
+  const packed = packSteers([steer]);
+  const prompts = ['Once upon a time', 'The little dog', 'Tom went to the park', 'One day, Lily'];
+  const meanCompound = async (m: LoadedModel, value: number) => {
+    const scale = steerInputs(packed, [[[value]]]).scale.data as Float32Array;
+    const results = await generate(
+      m.decoder,
+      m.tokenizer,
+      prompts.map((prompt) => ({ prompt, numSamples: 12, steerScale: scale })),
+      { maxNewTokens: 24, seed: 7, topK: 50, steer: { p1: packed.p1, p2t: packed.p2t } },
+    );
+    const scores = results.flatMap((r, i) => r.samples.map((x) => vaderCompound(prompts[i] + x.text)));
+    return scores.reduce((a, x) => a + x, 0) / scores.length;
+  };
+  const moves: Record<string, [number, number]> = {};
+  for (const dtype of ['fp32', 'q8'] as const) {
+    const m = await open({ dtype });
+    moves[dtype] = [await meanCompound(m, -8), await meanCompound(m, 8)];
+    m.close();
+  }
+  t.diagnostic(
+    `mean VADER compound at −8 / +8: fp32 ${moves.fp32.map((x) => x.toFixed(3))}, q8 ${moves.q8.map((x) => x.toFixed(3))}`,
+  );
+  assert.ok(moves.fp32[1] - moves.fp32[0] > 0.1, `premise: the steer works in fp32 (${moves.fp32})`);
+  assert.ok(moves.q8[1] - moves.q8[0] > 0.1, `the steer moves VADER in q8: ${moves.q8}`);
+});
