@@ -7,13 +7,7 @@
 import type { GraphBuilder } from './builder.js';
 import { MS_DOMAIN } from './builder.js';
 import { headNbitsSettings, nbitsSettings, type GraphBuildOptions } from './buildOptions.js';
-import {
-  matMulNBits,
-  nbitsInitializers,
-  nbitsLookup,
-  type NBitsInitializers,
-  type NBitsOpOptions,
-} from './nbitsOps.js';
+import { matMulNBits, nbitsInitializers, type NBitsInitializers, type NBitsOpOptions } from './nbitsOps.js';
 import { nbitsLayout, quantizeRows } from './quantize.js';
 import type { OnnxDType } from './onnxProto.js';
 import { transposeRows, type RowSource } from './rowSource.js';
@@ -86,8 +80,7 @@ export function embeddingLookup(
 /**
  * The LM head over E [V, d] = `shape` (logits = h·Eᵀ) in the precision of `build.head`:
  *   fp32  Eᵀ [d, V] float32, initializer `${name}_t` (MatMul over [in, out], as linearLayer)
- *   q8    E [V, d] as MatMulNBits blocks (`${name}.q`, `${name}.scales`); `tied`: also readable as a lookup
- *         table (`${name}.lookup_scales`, lmHeadLookup), so a tied model holds E once, in 8 bits, for both ends
+ *   q8    E [V, d] as MatMulNBits blocks (`${name}.q`, `${name}.scales`)
  * src/models/common.ts steeredHead applies it (the 8-bit head gets the steering term as its own row).
  */
 export type LmHead = { kind: 'fp32'; eT: string } | { kind: 'nbits'; w: NBitsInitializers; opts: NBitsOpOptions };
@@ -98,15 +91,9 @@ export function lmHead(
   shape: [vocab: number, d: number],
   rows: () => RowSource,
   build: GraphBuildOptions,
-  tied = false,
 ): LmHead {
   const [V, d] = shape;
   const q = headNbitsSettings(build);
-  if (q) return { kind: 'nbits', w: nbitsInitializers(g, name, shape, rows, q, tied), opts: q };
+  if (q) return { kind: 'nbits', w: nbitsInitializers(g, name, shape, rows, q), opts: q };
   return { kind: 'fp32', eT: g.lazyInitializer(`${name}_t`, 'float32', [d, V], () => f32Bytes(transposeRows(rows()))) };
-}
-
-/** Rows of a quantized head's E for token ids [B, T] → [B, T, d] (a tied model's input side). */
-export function lmHeadLookup(g: GraphBuilder, head: Extract<LmHead, { kind: 'nbits' }>, ids: string): string {
-  return nbitsLookup(g, ids, head.w, head.opts);
 }

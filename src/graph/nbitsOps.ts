@@ -21,12 +21,6 @@ export interface NBitsInitializers {
   b: string;
   scales: string;
   zeroPoints?: string;
-  /**
-   * The same scales as [N, k_blocks, 1], when asked for (`lookup`): GatherBlockQuantized reads B [N, k_blocks,
-   * blob] as its data only with scales of B's rank, and MatMulNBits wants [N, k_blocks], so a table both read
-   * (a tied LM head and its input lookup) holds B once and its scales twice.
-   */
-  lookupScales?: string;
   N: number;
   K: number;
 }
@@ -34,7 +28,6 @@ export interface NBitsInitializers {
 /**
  * Register the quantized form of the [N, K] matrix `rows()` gives (rows = output features, HF Linear [out, in]):
  *   `${name}.q`  uint8 [N, k_blocks, blob]   `${name}.scales` float32 [N, k_blocks]   `${name}.zp` uint8 [N, zp_bytes]
- * and with `lookup` (symmetric only) `${name}.lookup_scales` float32 [N, k_blocks, 1] for nbitsLookup.
  * `rows` is called only when the graph is serialized.
  */
 export function nbitsInitializers(
@@ -43,56 +36,27 @@ export function nbitsInitializers(
   shape: [N: number, K: number],
   rows: () => RowSource,
   opts: QuantOptions,
-  lookup = false,
 ): NBitsInitializers {
   const [N, K] = shape;
   const L = nbitsLayout(N, K, opts.bits, opts.blockSize);
-  if (lookup && !opts.symmetric) throw new Error(`internal: a lookup of ${name} needs symmetric blocks`);
   const parts: { name: string; dtype: OnnxDType; dims: number[] }[] = [
     { name: `${name}.q`, dtype: 'uint8', dims: L.bDims },
     { name: `${name}.scales`, dtype: 'float32', dims: L.scalesDims },
   ];
   if (!opts.symmetric) parts.push({ name: `${name}.zp`, dtype: 'uint8', dims: L.zpDims });
-  if (lookup) parts.push({ name: `${name}.lookup_scales`, dtype: 'float32', dims: [...L.scalesDims, 1] });
   const names = g.lazyInitializers(parts, () => {
     const src = rows();
     if (src.rows !== N || src.cols !== K)
       throw new Error(`internal: ${name} has ${src.rows}×${src.cols} rows, expected ${N}×${K}`);
-    const made = nbitsParts(quantizeRows(src, opts));
-    return lookup ? [...made, made[1]] : made;
+    return nbitsParts(quantizeRows(src, opts));
   });
-  return {
-    b: names[0],
-    scales: names[1],
-    zeroPoints: opts.symmetric ? undefined : names[2],
-    lookupScales: lookup ? names[names.length - 1] : undefined,
-    N,
-    K,
-  };
+  return { b: names[0], scales: names[1], zeroPoints: names[2], N, K };
 }
 
 function nbitsParts(q: NBitsMatrix): Uint8Array[] {
   const parts = [q.b, new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength)];
   if (q.zeroPoints) parts.push(q.zeroPoints);
   return parts;
-}
-
-/**
- * Rows of a table registered with `lookup` for ids [...] → [..., K]: GatherBlockQuantized over B [N, k_blocks,
- * blob] (quantize_axis 2), exactly the dequantized rows, then the blocks joined (and a short last block cut).
- */
-export function nbitsLookup(g: GraphBuilder, ids: string, w: NBitsInitializers, opts: QuantOptions): string {
-  if (!w.lookupScales) throw new Error(`internal: ${w.b} was registered without lookup scales`);
-  const blocks = g.op(
-    'GatherBlockQuantized',
-    [w.b, ids, w.lookupScales],
-    { gather_axis: 0, quantize_axis: 2, block_size: opts.blockSize, bits: opts.bits },
-    { domain: MS_DOMAIN },
-  ); // [..., k_blocks, block]
-  const rows = g.op('Concat', [g.op('Shape', [ids]), g.constI64([-1])], { axis: 0 });
-  const flat = g.op('Reshape', [blocks, rows]); // [..., k_blocks · block]
-  if (w.K % opts.blockSize === 0) return flat;
-  return g.op('Slice', [flat, g.constI64([0]), g.constI64([w.K]), g.constI64([-1])]);
 }
 
 /** y = x · dequant(W)ᵀ (+ bias): x [..., K] → y [..., N]. */

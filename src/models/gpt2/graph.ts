@@ -36,7 +36,7 @@ export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore, build: GraphB
     );
 
   // wte [V, d]: the head's E; when tied (always, in released GPT-2s) also the token lookup table.
-  const head = lmHead(g, 'lm_head.weight', [V, d], () => storeRows(w, headWeightName(cfg)), build, cfg.tiedEmbeddings);
+  const head = lmHead(g, 'lm_head.weight', [V, d], () => storeRows(w, headWeightName(cfg)), build);
   const tokens = cfg.tiedEmbeddings
     ? tiedEmbedding(g, head, inp.inputIds, 'wte.weight', [V, d], () => storeRows(w, 'wte.weight'), build)
     : embeddingLookup(g, inp.inputIds, 'wte.weight', [V, d], () => storeRows(w, 'wte.weight'), build);

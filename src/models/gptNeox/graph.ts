@@ -51,7 +51,7 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: Gra
     linearLayer(g, x, `${name}.weight`, shape, rows(`${name}.weight`), build, bias);
 
   // embed_out [V, d] (the head's E; embed_in when tied, then also the token lookup table), embed_in [V, d]
-  const head = lmHead(g, 'embed_out.weight', [V, d], rows(headWeightName(cfg)), build, cfg.tiedEmbeddings);
+  const head = lmHead(g, 'embed_out.weight', [V, d], rows(headWeightName(cfg)), build);
   const embed = 'gpt_neox.embed_in.weight';
   let x = cfg.tiedEmbeddings
     ? tiedEmbedding(g, head, inp.inputIds, embed, [V, d], rows(embed), build)

@@ -38,7 +38,7 @@ export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore, build: Graph
     g.op('SimplifiedLayerNormalization', [x, g.weight(name, w.get(name))], { axis: -1, epsilon: cfg.normEps });
 
   // lm_head: [V, d] (or the tied embed_tokens); a tied model looks its input embeddings up in the head's E.
-  const head = lmHead(g, 'lm_head.weight', [V, d], rows(headWeightName(cfg)), build, cfg.tiedEmbeddings);
+  const head = lmHead(g, 'lm_head.weight', [V, d], rows(headWeightName(cfg)), build);
   const embed = 'model.embed_tokens.weight'; // [V, d]
   let x = cfg.tiedEmbeddings
     ? tiedEmbedding(g, head, inp.inputIds, embed, [V, d], rows(embed), build)
