@@ -177,11 +177,21 @@ export function applyRope(x: Mat, n: number, hd: number, rotaryDim: number, cs: 
  * Causal multi-head attention, softmax(q·kᵀ/√hd)·v per head. q [T, H·hd]; k, v [T, kvH·hd]: with grouped-query
  * attention query head h reads kv head ⌊h / (H/kvH)⌋ (transformers' repeat_kv). Returns [T, H·hd].
  */
-export function causalAttention(q: Mat, k: Mat, v: Mat, H: number, kvH: number, hd: number, window = Infinity): Mat {
+export function causalAttention(
+  q: Mat,
+  k: Mat,
+  v: Mat,
+  H: number,
+  kvH: number,
+  hd: number,
+  window = Infinity,
+  opts: { scale?: number; softcap?: number } = {},
+): Mat {
   const T = q.rows;
   const group = H / kvH;
   const out = mat(T, H * hd);
-  const scale = 1 / Math.sqrt(hd);
+  const scale = opts.scale ?? 1 / Math.sqrt(hd);
+  const cap = opts.softcap;
   const scores = new Float64Array(T);
   for (let h = 0; h < H; h++) {
     const kh = Math.floor(h / group);
@@ -191,7 +201,7 @@ export function causalAttention(q: Mat, k: Mat, v: Mat, H: number, kvH: number, 
       for (let s = lo; s <= t; s++) {
         let dot = 0;
         for (let j = 0; j < hd; j++) dot += q.data[t * q.cols + h * hd + j] * k.data[s * k.cols + kh * hd + j];
-        scores[s] = dot * scale;
+        scores[s] = cap === undefined ? dot * scale : cap * Math.tanh((dot * scale) / cap);
         max = Math.max(max, scores[s]);
       }
       let sum = 0;
