@@ -34,7 +34,8 @@ export async function inspectIds(
   ids: number[],
   opts: { steers?: SteerSet; values?: Record<string, number>; top?: number } = {},
 ): Promise<Inspection> {
-  if (ids.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'the text encodes to no tokens', 'give a non-empty text');
+  if (ids.length === 0)
+    throw new LmSteerError('BAD_ARGUMENT', 'the text encodes to no tokens', 'give a non-empty text');
   const { steers } = opts;
   const scale = steers?.resolve(opts.values).scale;
   const steer = steers?.directions && scale && { ...steers.directions, scale: tensor([1, steers.K], scale) };
