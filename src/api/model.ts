@@ -22,7 +22,7 @@ import { SteerSet, type SteerSetOptions } from '../steer/steerSet.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { runTraining, type TrainRunOptions, type TrainRunResult } from '../train/run.js';
 import type { LossPoint } from '../train/checkpoint.js';
-import { runEval, type EvalOptions, type EvalResult } from '../eval/run.js';
+import { PAPER_SAMPLING, runEval, type EvalOptions, type EvalResult } from '../eval/run.js';
 import { createScorer, type ScorerOptions } from '../eval/scorers/registry.js';
 import type { Scorer } from '../eval/scorers/scorer.js';
 import { fluencyModelOf } from '../eval/fluency.js';
@@ -226,12 +226,7 @@ export class Model {
     const sc = typeof scorer === 'object' ? scorer : await createScorer(scorer ?? 'vader', scorerOptions);
     return runEval(
       {
-        samples: 25,
-        maxNewTokens: 20,
-        topP: 1,
-        topK: 0,
-        temperature: 1,
-        seed: 0,
+        ...PAPER_SAMPLING, // the protocol's sampling, as `lmsteer eval` uses it
         progress: false,
         ...rest,
         outDir,
