@@ -155,7 +155,11 @@ function tinyConfig(kind: TinyKind, opts: TinyOptions): Record<string, unknown> 
         num_heads: o.heads,
         intermediate_size: null,
         max_position_embeddings: o.maxPositions,
-        attention_types: [[['global', 'local'], o.layers / 2]],
+        // global, local, global, …; an odd count ends on a local layer (1 layer: local only)
+        attention_types: [
+          [['global', 'local'], Math.floor(o.layers / 2)],
+          [['local'], o.layers % 2],
+        ],
         window_size: 3,
         activation_function: 'gelu_new',
         layer_norm_epsilon: 1e-5,
