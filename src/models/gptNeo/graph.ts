@@ -26,63 +26,26 @@ export function buildGptNeoGraph(cfg: DecoderConfig, w: WeightStore, build: Grap
   const layerNorm = (x: string, p: string) =>
     g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
 
-  const ends = vocabularyEnds(
-    g,
-    w,
-    inp.inputIds,
-    { tokens: 'transformer.wte.weight', head: headWeightName(cfg) },
-    build,
-  );
-  const wpe = embeddingLookup(
-    g,
-    inp.positionIds,
-    'transformer.wpe.weight',
-    [cfg.maxPositions, d],
-    rows('transformer.wpe.weight'),
-    build,
-  ); // [maxPositions, d]
-  let x = g.op('Add', [ends.tokens, wpe]);
+  // y = x·Wᵀ + b for the nn.Linear at `p` (W [out, in] = shape), in the build's precision.
+  const linear = (x: string, p: string, shape: [number, number]) =>
+    linearLayer(g, x, `${p}.weight`, shape, rows(`${p}.weight`), build, W(`${p}.bias`));
+
+  const wte = { tokens: 'transformer.wte.weight', head: headWeightName(cfg) };
+  const ends = vocabularyEnds(g, w, inp.inputIds, wte, build);
+  const wpe = 'transformer.wpe.weight'; // [maxPositions, d]
+  let x = g.op('Add', [ends.tokens, embeddingLookup(g, inp.positionIds, wpe, [cfg.maxPositions, d], rows(wpe), build)]);
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `transformer.h.${i}`;
     const a = `${p}.attn.attention`;
-    // q, k, v [d, d] each, stacked into one [3d, d] weight: one pass over the input instead of three.
+    // q, k, v [d, d] each (no biases), stacked into one [3d, d] weight: one pass over the input instead of three.
     const qkvRows = () => stackRows(['q', 'k', 'v'].map((n) => storeRows(w, `${a}.${n}_proj.weight`)));
     const qkv = linearLayer(g, layerNorm(x, `${p}.ln_1`), `${a}.qkv.weight`, [3 * d, d], qkvRows, build);
     const [q, k, v] = g.opN('Split', [qkv, g.constI64([d, d, d])], { axis: -1 }, { outputs: 3 });
     const att = cachedAttention(g, cfg, i, inp, q, k, v, { scale: 1 }); // unscaled scores
-    const o = linearLayer(
-      g,
-      att,
-      `${a}.out_proj.weight`,
-      [d, d],
-      rows(`${a}.out_proj.weight`),
-      build,
-      W(`${a}.out_proj.bias`),
-    ); // [d, d]
-    x = g.op('Add', [x, o]);
-    const fc = linearLayer(
-      g,
-      layerNorm(x, `${p}.ln_2`),
-      `${p}.mlp.c_fc.weight`,
-      [I, d],
-      rows(`${p}.mlp.c_fc.weight`),
-      build,
-      W(`${p}.mlp.c_fc.bias`),
-    ); // [I, d]
-    const act = activation(g, cfg.activation, fc);
-    x = g.op('Add', [
-      x,
-      linearLayer(
-        g,
-        act,
-        `${p}.mlp.c_proj.weight`,
-        [d, I],
-        rows(`${p}.mlp.c_proj.weight`),
-        build,
-        W(`${p}.mlp.c_proj.bias`),
-      ),
-    ]); // [d, I]
+    x = g.op('Add', [x, linear(att, `${a}.out_proj`, [d, d])]);
+    const fc = linear(layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, [I, d]);
+    x = g.op('Add', [x, linear(activation(g, cfg.activation, fc), `${p}.mlp.c_proj`, [d, I])]);
   }
   steeredHead(g, cfg, inp, layerNorm(x, 'transformer.ln_f'), ends.head);
   return g;

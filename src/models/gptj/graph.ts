@@ -41,6 +41,9 @@ export function buildGptjGraph(cfg: DecoderConfig, w: WeightStore, build: GraphB
   const W = (name: string) => g.weight(name, w.get(name)); // norms and biases: float32 always
   const rows = (name: string) => () => storeRows(w, name);
   const order = rotateHalfOrder(H, hd, rotaryDim);
+  // y = x·Wᵀ + b for the nn.Linear at `p` (W [out, in] = shape), in the build's precision.
+  const linear = (x: string, p: string, shape: [number, number]) =>
+    linearLayer(g, x, `${p}.weight`, shape, rows(`${p}.weight`), build, W(`${p}.bias`));
 
   const ends = vocabularyEnds(
     g,
@@ -69,24 +72,8 @@ export function buildGptjGraph(cfg: DecoderConfig, w: WeightStore, build: GraphB
     const kr = applyRope(g, k, H, cos, sin, rotaryDim, hd);
     const att = cachedAttention(g, cfg, i, inp, qr, kr, v);
     const attOut = linearLayer(g, att, `${p}.attn.out_proj.weight`, [d, d], rows(`${p}.attn.out_proj.weight`), build);
-    const fc = linearLayer(
-      g,
-      h,
-      `${p}.mlp.fc_in.weight`,
-      [I, d],
-      rows(`${p}.mlp.fc_in.weight`),
-      build,
-      W(`${p}.mlp.fc_in.bias`),
-    );
-    const mlp = linearLayer(
-      g,
-      activation(g, cfg.activation, fc),
-      `${p}.mlp.fc_out.weight`,
-      [d, I],
-      rows(`${p}.mlp.fc_out.weight`),
-      build,
-      W(`${p}.mlp.fc_out.bias`),
-    );
+    const fc = linear(h, `${p}.mlp.fc_in`, [I, d]);
+    const mlp = linear(activation(g, cfg.activation, fc), `${p}.mlp.fc_out`, [d, I]);
     x = g.op('Add', [g.op('Add', [x, attOut]), mlp]);
   }
   const hidden = g.op('LayerNormalization', [x, W('transformer.ln_f.weight'), W('transformer.ln_f.bias')], {
