@@ -268,6 +268,7 @@ export function linear(g: GraphBuilder, x: string, w: string, b?: string): strin
  * `logits_index` positions applies the packed steer h' = h + ((h·P1)⊙scale)·P2ᵀ (docs/ARCHITECTURE.md) and
  * the LM head logits = h'·Eᵀ. `headWeight` is Eᵀ [d, V]: MatMul over [in, out] reads it ~3× faster than Gemm
  * with transB at batch 1 (measured: 4.6 vs 15.6 ms for GPT-2's head, bench in docs/PERFORMANCE.md).
+ * `headBias` [V], where the model's head has one (GPT-J): logits = h'·Eᵀ + b.
  */
 export function steeredHead(
   g: GraphBuilder,
@@ -275,6 +276,7 @@ export function steeredHead(
   inp: ContractInputs,
   hidden: string,
   headWeight: string,
+  headBias?: string,
 ): void {
   const d = cfg.hiddenSize;
   g.output(hidden, CONTRACT.hidden, 'float32', ['batch', 'seq', d]);
@@ -291,7 +293,12 @@ export function steeredHead(
   const h = g.op('Gather', [flatHidden, flatIdx], { axis: 0 }); // [B, n, d]
   const coeff = g.op('Mul', [g.op('MatMul', [h, p1]), g.op('Unsqueeze', [scale, g.constI64([1])])]); // [B,n,K]
   const steered = g.op('Add', [h, g.op('MatMul', [coeff, p2t])]);
-  g.output(g.op('MatMul', [steered, headWeight]), CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
+  const logits = g.op('MatMul', [steered, headWeight]);
+  g.output(headBias ? g.op('Add', [logits, headBias]) : logits, CONTRACT.logits, 'float32', [
+    'batch',
+    'n_logits',
+    cfg.vocabSize,
+  ]);
 }
 
 /**

@@ -19,7 +19,7 @@ export interface RopeScaling {
 
 export interface DecoderConfig {
   arch: Arch;
-  /** model_type as written in config.json (llama, mistral, qwen2, gpt2, gpt_neox). */
+  /** model_type as written in config.json (llama, mistral, qwen2, gpt2, gpt_neox, gpt_neo, gptj, opt). */
   modelType: string;
   vocabSize: number;
   hiddenSize: number;
@@ -51,4 +51,16 @@ export interface DecoderConfig {
   slidingWindow?: { size: number; layers: number[] };
   bosTokenId?: number;
   eosTokenIds: number[];
+  /**
+   * Width of the residual stream when it differs from hiddenSize (OPT-350m: hidden_size 1024, word_embed_proj_dim
+   * 512, with project_in/project_out between them). hiddenSize is then the LM head's width — the `hidden` output
+   * and the steer's d — and the KV cache is numKvHeads·headDim wide as always. Absent: hiddenSize.
+   */
+  modelWidth?: number;
+  /** Norm after each residual add, x = norm(x + f(x)), instead of before f (OPT do_layer_norm_before false). */
+  postNorm?: boolean;
+  /** false: no norm between the last layer and the head (OPT-350m, OPT _remove_final_layer_norm). Absent: true. */
+  finalNorm?: boolean;
+  /** false: LayerNorms without gain and bias (OPT layer_norm_elementwise_affine false). Absent: true. */
+  normAffine?: boolean;
 }

@@ -14,13 +14,16 @@ import { checkExpectedWeights, configObject, type ExpectedWeight } from './confi
 import type { ReferenceOutput } from './referenceOps.js';
 import { gpt2 } from './gpt2/index.js';
 import { gptNeox } from './gptNeox/index.js';
+import { gptNeo } from './gptNeo/index.js';
+import { gptj } from './gptj/index.js';
+import { opt } from './opt/index.js';
 import { llama } from './llama/index.js';
 import { checkConfigSizes, checkRawConfigSizes } from './limits.js';
 
 /** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
 export const GRAPH_BUILDER_VERSION = 8;
 
-export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox];
+export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox, gptNeo, gptj, opt];
 
 const byModelType = new Map<string, Architecture>();
 const byName = new Map<string, Architecture>();
@@ -86,6 +89,12 @@ export function inputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tenso
 /** The LM head matrix E [V, d] (logits = h·Eᵀ): the untied head, or the tied token embedding. */
 export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
   return canonicalWeights(cfg, weights).get(architectureOf(cfg).outputEmbeddingName(cfg));
+}
+
+/** The LM head's bias [V] (logits = h·Eᵀ + b) where the model has one (GPT-J), else undefined. */
+export function outputBias(cfg: DecoderConfig, weights: WeightStore): Tensor | undefined {
+  const name = architectureOf(cfg).outputBiasName?.(cfg);
+  return name === undefined ? undefined : canonicalWeights(cfg, weights).get(name);
 }
 
 /** The decoder graph of the graph contract (docs/ARCHITECTURE.md). */

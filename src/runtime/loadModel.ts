@@ -13,7 +13,13 @@ import { loadWeights, locateModel, type LocalModel } from '../formats/modelFiles
 import { chooseOnnxFile, openOnnxExport } from '../formats/onnxExport.js';
 import { MapWeightStore, type WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from '../models/config.js';
-import { canonicalWeights, checkWeights, outputEmbeddings, parseDecoderConfig } from '../models/registry.js';
+import {
+  canonicalWeights,
+  checkWeights,
+  outputBias,
+  outputEmbeddings,
+  parseDecoderConfig,
+} from '../models/registry.js';
 import { embeddingFingerprint } from '../steer/steer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -40,6 +46,11 @@ export interface LoadedModel {
   generationConfig?: Record<string, unknown>;
   /** E [V, d], the LM head matrix. */
   outputEmbeddings(): Tensor;
+  /**
+   * The LM head's bias [V] where the model has one (GPT-J: logits = h·Eᵀ + b), for the training loss; undefined
+   * otherwise, and for ONNX exports (their graph keeps the bias; training on one leaves it out).
+   */
+  outputBias?(): Tensor | undefined;
   /** Identifies the base model of a steer (src/steer/steer.ts). */
   fingerprint(): string;
   close(): void;
@@ -92,6 +103,7 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
       weights,
       generationConfig: files.generationConfig,
       outputEmbeddings: () => (E ??= outputEmbeddings(cfg, weights)),
+      outputBias: () => outputBias(cfg, weights),
       fingerprint: () => (fp ??= embeddingFingerprint(outputEmbeddings(cfg, weights))),
       close: () => {
         files.weights.close();

@@ -271,6 +271,7 @@ async function trainLocked(opts: TrainRunOptions): Promise<TrainRunResult> {
       {
         extract,
         embeddings: E,
+        headBias: model.outputBias?.(),
         modelFingerprint: fingerprint,
         modelId: model.id,
         signal: opts.signal,

@@ -63,6 +63,8 @@ export interface SteerLossOptions {
   /** The pad token (the reference pads with EOS). */
   padId: number;
   intraOpNumThreads?: number;
+  /** The LM head's bias [V], where the model has one (GPT-J). */
+  headBias?: Tensor;
 }
 
 /** Hidden states [B, T, d] of right-padded rows whose first keyLengths[b] tokens are real. */
@@ -137,7 +139,7 @@ export async function steerLoss(
   const K = packed.columns.length;
   const zeroP = { p1: tensor([d, K]), p2t: tensor([K, d]) };
   const valuesOf = (label: number) => [base.map((v, i) => (i === s ? label : v))];
-  const session = await LossSession.create(E, { intraOpNumThreads: opts.intraOpNumThreads });
+  const session = await LossSession.create(E, { intraOpNumThreads: opts.intraOpNumThreads, headBias: opts.headBias });
   const sums = { ex: [0, 0, 0], inc: [0, 0, 0], nEx: 0, nInc: 0 };
   try {
     for (let start = 0; start < examples.length; start += batchSize) {
@@ -235,7 +237,7 @@ export interface HeldOutOptions extends Omit<SteerLossOptions, 'padId'> {
  * padded with EOS as the reference pads. Texts that encode to no tokens are left out (counted in `skipped`).
  */
 export async function heldOutLoss(
-  model: Pick<LoadedModel, 'cfg' | 'weights' | 'decoder' | 'tokenizer' | 'outputEmbeddings'>,
+  model: Pick<LoadedModel, 'cfg' | 'weights' | 'decoder' | 'tokenizer' | 'outputEmbeddings' | 'outputBias'>,
   steer: Steer,
   examples: readonly { text: string; label: number }[],
   opts: HeldOutOptions = {},
@@ -255,6 +257,7 @@ export async function heldOutLoss(
     const r = await steerLoss(steer, model.outputEmbeddings(), kept, (rows, n) => masked.hidden(rows, n), {
       ...opts,
       padId,
+      headBias: model.outputBias?.(),
       intraOpNumThreads: opts.intraOpNumThreads ?? opts.threads,
     });
     return { ...r, skipped: ids.length - kept.length };

@@ -95,6 +95,8 @@ export interface TrainDeps {
   extract: ExtractFn;
   /** Output embeddings E [V, d] of the model (the LM head). */
   embeddings: Tensor;
+  /** The LM head's bias [V], where the model has one (GPT-J): logits = h'·Eᵀ + b. */
+  headBias?: Tensor;
   /** Identifies the model the hidden states come from (cache key, resume check); default: E's fingerprint. */
   modelFingerprint?: string;
   modelId?: string;
@@ -434,6 +436,7 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
       padId: r.includePadding ? r.padId! : undefined,
     });
     const session = await LossSession.create(E, {
+      headBias: deps.headBias,
       chunkRows: opts.chunkRows,
       intraOpNumThreads: opts.intraOpNumThreads,
     });

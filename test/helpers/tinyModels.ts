@@ -5,7 +5,8 @@
  *
  * Kinds cover what the architectures can vary: GQA (llama, mistral, qwen2), q/k/v biases (qwen2), llama's
  * attention_bias + mlp_bias (llama-bias), tied and untied heads, partial rotary (gpt_neox), parallel and
- * sequential residual, and each RoPE scaling.
+ * sequential residual, each RoPE scaling, GPT-Neo's global/local layers, GPT-J's interleaved partial rotary and
+ * biased head, and OPT's pre/post-norm, project_in/out and bias/affine switches.
  */
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
@@ -26,7 +27,12 @@ export type TinyKind =
   | 'llama-rope-scaled' // llama3 scaling (Llama 3.1), every band of it exercised at head_dim 8
   | 'llama-rope-linear'
   | 'llama-rope-dynamic' // max_position_embeddings 16, so longer sequences grow the base
-  | 'llama-rope-yarn';
+  | 'llama-rope-yarn'
+  | 'gpt_neo' // layer 0 global, layer 1 local with window_size 3
+  | 'gptj' // rotary_dim 6 of head_dim 8: partial, interleaved pairs
+  | 'opt' // pre-norm, biases, final norm (opt-125m's layout)
+  | 'opt-350m' // post-norm, no final norm, word_embed_proj_dim 16 ≠ hidden_size 32 (project_in/out)
+  | 'opt-bare'; // enable_bias false, layer_norm_elementwise_affine false, _remove_final_layer_norm
 
 export interface TinyOptions {
   seed?: number;
@@ -41,6 +47,8 @@ export interface TinyOptions {
   maxPositions?: number;
   /** gpt2 only: name tensors `transformer.…` as GPT2LMHeadModel.save_pretrained does. */
   transformerPrefix?: boolean;
+  /** gpt_neo, gptj, opt: name tensors as the bare base model saves them (no `transformer.` / `model.` prefix). */
+  bareNames?: boolean;
   /** config.json's activation (`hidden_act`; GPT-2's `activation_function`) instead of the family's default. */
   hiddenAct?: string;
 }
@@ -52,7 +60,7 @@ export interface TinyCheckpoint {
 
 function llamaConfig(
   kind: TinyKind,
-  o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed' | 'hiddenAct'>>,
+  o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'bareNames' | 'seed' | 'hiddenAct'>>,
   tied: boolean,
 ): Record<string, unknown> {
   const base: Record<string, unknown> = {
@@ -138,6 +146,66 @@ function tinyConfig(kind: TinyKind, opts: TinyOptions): Record<string, unknown> 
         bos_token_id: 0,
         eos_token_id: 0,
       };
+    case 'gpt_neo':
+      return {
+        model_type: 'gpt_neo',
+        vocab_size: o.vocab,
+        hidden_size: o.d,
+        num_layers: o.layers,
+        num_heads: o.heads,
+        intermediate_size: null,
+        max_position_embeddings: o.maxPositions,
+        // global, local, global, …; an odd count ends on a local layer (1 layer: local only)
+        attention_types: [
+          [['global', 'local'], Math.floor(o.layers / 2)],
+          [['local'], o.layers % 2],
+        ],
+        window_size: 3,
+        activation_function: 'gelu_new',
+        layer_norm_epsilon: 1e-5,
+        tie_word_embeddings: opts.tied ?? true,
+        bos_token_id: 0,
+        eos_token_id: 0,
+      };
+    case 'gptj':
+      return {
+        model_type: 'gptj',
+        vocab_size: o.vocab,
+        n_embd: o.d,
+        n_layer: o.layers,
+        n_head: o.heads,
+        n_inner: null,
+        n_positions: o.maxPositions,
+        rotary_dim: 6,
+        rotary: true, // in EleutherAI/gpt-j-6B's config.json; transformers does not read it
+        activation_function: 'gelu_new',
+        layer_norm_epsilon: 1e-5,
+        tie_word_embeddings: opts.tied ?? false,
+        bos_token_id: 0,
+        eos_token_id: 0,
+      };
+    case 'opt':
+    case 'opt-350m':
+    case 'opt-bare':
+      return {
+        model_type: 'opt',
+        vocab_size: o.vocab,
+        hidden_size: o.d,
+        word_embed_proj_dim: kind === 'opt-350m' ? o.d / 2 : o.d,
+        num_hidden_layers: o.layers,
+        num_attention_heads: o.heads,
+        ffn_dim: 3 * o.d,
+        max_position_embeddings: o.maxPositions,
+        do_layer_norm_before: kind !== 'opt-350m',
+        _remove_final_layer_norm: kind === 'opt-bare',
+        enable_bias: kind !== 'opt-bare',
+        layer_norm_elementwise_affine: kind !== 'opt-bare',
+        activation_function: 'relu',
+        tie_word_embeddings: opts.tied ?? true,
+        pad_token_id: 1,
+        bos_token_id: 2,
+        eos_token_id: 2,
+      };
     default:
       return llamaConfig(kind, o, opts.tied ?? kind === 'qwen2');
   }
@@ -157,7 +225,10 @@ const NORM_GAIN = /(norm|ln_\d|ln_f)\.weight$/;
 
 export function tinyCheckpoint(kind: TinyKind, opts: TinyOptions = {}): TinyCheckpoint {
   const config = tinyConfig(kind, opts);
-  if (opts.hiddenAct !== undefined) config[kind === 'gpt2' ? 'activation_function' : 'hidden_act'] = opts.hiddenAct;
+  if (opts.hiddenAct !== undefined) {
+    const gptStyle = kind === 'gpt2' || /^(gpt_neo|gptj|opt)($|-)/.test(kind); // not gpt_neox
+    config[gptStyle ? 'activation_function' : 'hidden_act'] = opts.hiddenAct;
+  }
   const cfg = parseDecoderConfig(config, `tiny ${kind}`);
   const randn = normals(opts.seed ?? 0);
   const map = new Map<string, Tensor>();
@@ -166,7 +237,8 @@ export function tinyCheckpoint(kind: TinyKind, opts: TinyOptions = {}): TinyChec
     const [mean, std] = NORM_GAIN.test(name) ? [1, 0.1] : name.endsWith('.bias') ? [0, 0.05] : [0, 0.1];
     const t = tensor(shape);
     for (let i = 0; i < t.data.length; i++) t.data[i] = mean + std * randn();
-    map.set(name === 'lm_head.weight' ? name : prefix + name, t);
+    const bare = opts.bareNames && !name.startsWith('lm_head.') ? name.replace(/^(transformer|model)\./, '') : name;
+    map.set(name === 'lm_head.weight' ? name : prefix + bare, t);
   }
   return { config, weights: new MapWeightStore(map, `tiny ${kind} checkpoint`) };
 }

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tinyCheckpoint } from '../helpers/tinyModels.js';
-import { outputEmbeddings, parseDecoderConfig } from '../../src/models/registry.js';
+import { outputBias, outputEmbeddings, parseDecoderConfig } from '../../src/models/registry.js';
 import { createDecoderSession } from '../../src/runtime/session.js';
 import { OrtDecoder } from '../../src/runtime/ortDecoder.js';
 import { packSteers, steerInputs } from '../../src/steer/pack.js';
@@ -31,7 +31,7 @@ function randomSteer(d: number, S: number, r: number, eps: number, seed: number)
   };
 }
 
-for (const kind of ['gpt2', 'llama', 'gpt_neox'] as const) {
+for (const kind of ['gpt2', 'llama', 'gpt_neox', 'gpt_neo', 'gptj', 'opt-350m'] as const) {
   test(`${kind}: steered logits in the graph = plain-TS steer of the graph's hidden states; 0 = base bit for bit`, async () => {
     const ck = tinyCheckpoint(kind, { seed: 11 });
     const cfg = parseDecoderConfig(ck.config, kind);
@@ -55,6 +55,8 @@ for (const kind of ['gpt2', 'llama', 'gpt_neox'] as const) {
         data: (out.hidden.data as Float32Array).slice(b * T * d, (b + 1) * T * d),
       };
       const want = steeredLogits(h, outputEmbeddings(cfg, ck.weights), steers, [values]);
+      const headBias = outputBias(cfg, ck.weights); // GPT-J: logits = h'·Eᵀ + b
+      if (headBias) for (let i = 0; i < want.data.length; i++) want.data[i] += headBias.data[i % V]!;
       const got = (out.logits.data as Float32Array).subarray(b * T * V, (b + 1) * T * V);
       let worst = 0;
       for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want.data[i]));

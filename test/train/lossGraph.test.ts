@@ -120,3 +120,28 @@ test('a target id outside the vocabulary is a clear error', async () => {
     await s.close();
   }
 });
+
+test('an LM head bias (GPT-J) shifts the logits: loss and gradients match the float64 reference with it', async () => {
+  const { E, batch, p1, p2t } = fixture();
+  const b = randomTensor([V], 9, 3);
+  const s = await LossSession.create(E, { headBias: b });
+  try {
+    const g = await s.run(batch, p1, p2t);
+    const ref = referenceLossSum(E, batch, p1, p2t, b);
+    assert.ok(Math.abs(g.lossSum - ref) <= 1e-4 * Math.abs(ref), `graph ${g.lossSum} vs reference ${ref}`);
+    assert.ok(Math.abs(ref - referenceLossSum(E, batch, p1, p2t)) > 1e-2, 'the bias changes the loss');
+    const h = 1e-3;
+    for (const i of [0, 5, 11]) {
+      const plus = tensor(p1.shape, Float32Array.from(p1.data));
+      const minus = tensor(p1.shape, Float32Array.from(p1.data));
+      plus.data[i]! += h;
+      minus.data[i]! -= h;
+      const fd =
+        (referenceLossSum(E, batch, plus, p2t, b) - referenceLossSum(E, batch, minus, p2t, b)) /
+        (plus.data[i]! - minus.data[i]!);
+      assert.ok(Math.abs(fd - g.gradP1[i]!) <= 1e-3 * Math.max(1, Math.abs(fd)), `p1[${i}]: ${fd} vs ${g.gradP1[i]}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
