@@ -58,8 +58,9 @@ export type {
   SteerSourceInfo,
   SteerTrainingInfo,
 } from './steer/steer.js';
-export { exportLora, loraWeights } from './steer/lora.js';
-export type { LoraExportOptions, LoraWeights } from './steer/lora.js';
+export { exportLora, fixedTerms, headDelta, loraWeights } from './steer/lora.js';
+export type { AdapterPlan, HeadDelta, LoraExportOptions, SteerTerm, WrittenAdapter } from './steer/lora.js';
+export { exportReferenceSteer } from './steer/referenceExport.js';
 export { importReferenceSteer } from './steer/referenceImport.js';
 export type { ImportSteerOptions, ImportTarget } from './steer/referenceImport.js';
 
