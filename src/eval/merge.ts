@@ -69,7 +69,7 @@ export async function mergeShards(
       throw new LmSteerError('BAD_ARGUMENT', `${dir} is an unsharded run`, 'merge the folders of --shard i/n runs');
   }
   const n = records[0]!.rec.shard!.count;
-  const byIndex = new Array<(typeof records)[number] | undefined>(n);
+  const byIndex = Array.from<(typeof records)[number] | undefined>({ length: n });
   for (const r of records) {
     const { index, count } = r.rec.shard!;
     if (count !== n)
