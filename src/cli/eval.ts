@@ -41,6 +41,8 @@ export function evalCommand(): Command {
   const cmd = new Command('eval').description(
     "evaluate a (steered) model with the paper's protocol: N samples per prompt, attribute, perplexity, dist-n",
   );
+  // `eval merge --out DIR`: its own --out, not eval's (options after the subcommand name are the subcommand's).
+  cmd.enablePositionalOptions();
   addModelFlags(cmd);
   addSteerFlags(cmd);
   const scorers = describeScorers()
