@@ -138,8 +138,9 @@ export class EndpointGenerator implements SampleGenerator {
     const model = this.modelFor(setting);
     const out: string[][] = new Array(batch.length);
     let cursor = 0;
+    let failed = false; // one failure ends the chunk: the other workers send nothing more
     const worker = async () => {
-      while (cursor < batch.length) {
+      while (cursor < batch.length && !failed) {
         const i = cursor++;
         const { ids, seed } = batch[i]!;
         const body = {
@@ -163,7 +164,14 @@ export class EndpointGenerator implements SampleGenerator {
       }
     };
     const n = Math.max(1, Math.min(this.o.concurrency ?? 8, batch.length));
-    await Promise.all(Array.from({ length: n }, worker));
+    await Promise.all(
+      Array.from({ length: n }, () =>
+        worker().catch((e: unknown) => {
+          failed = true;
+          throw e;
+        }),
+      ),
+    );
     return out;
   }
 
@@ -211,7 +219,6 @@ export class EndpointGenerator implements SampleGenerator {
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw cancelled(signal);
       const root = this.roots[this.next++ % this.roots.length]!;
-      let retry: boolean;
       const limit = withTimeout(signal, this.o.timeoutMs ?? 600_000);
       try {
         const res = await fetch(`${root}/completions`, {
@@ -223,8 +230,7 @@ export class EndpointGenerator implements SampleGenerator {
         const text = await res.text();
         if (res.ok) return JSON.parse(text);
         last = `${res.status} ${errorMessage(text)}`;
-        retry = RETRY_STATUS.has(res.status);
-        if (!retry)
+        if (!RETRY_STATUS.has(res.status))
           throw new LmSteerError(
             res.status === 404 ? 'NOT_FOUND' : 'BAD_ARGUMENT',
             `${root}/completions refused the request (${what}): ${last}`,
@@ -234,7 +240,6 @@ export class EndpointGenerator implements SampleGenerator {
         if (e instanceof LmSteerError) throw e;
         if (signal?.aborted) throw cancelled(signal);
         last = (e as Error).message;
-        retry = true;
       } finally {
         limit.dispose();
       }
