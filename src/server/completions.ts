@@ -295,6 +295,15 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
     );
   const spec = jobSpec(ctx, req, prompts, Math.max(1, maxTokens), [], abortOnClose(res).signal);
   spec.logprobs = top;
+  for (const [i, ids] of prompts.entries())
+    if (ids.length + maxTokens > ctx.limits.context)
+      throw new ApiError(
+        400,
+        'BAD_ARGUMENT',
+        `prompt ${i} has ${ids.length} tokens; with max_tokens ${maxTokens} that exceeds this server's context of ${ctx.limits.context} tokens`,
+        `ask for at most ${Math.max(0, ctx.limits.context - ids.length)} tokens, or shorten the prompt`,
+        'prompt',
+      );
   const tok = (id: number) => ctx.tokenizer.tokenString(id);
   const echoText = prompts.map((ids, i) => (echo ? (promptTexts?.[i] ?? ctx.tokenizer.decode(ids)) : ''));
   const promptLps =
