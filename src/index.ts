@@ -69,8 +69,9 @@ export type {
   SteerSourceInfo,
   SteerTrainingInfo,
 } from './steer/steer.js';
-export { exportLora, loraWeights } from './steer/lora.js';
-export type { LoraExportOptions, LoraWeights } from './steer/lora.js';
+export { exportLora, fixedTerms, headDelta, loraWeights } from './steer/lora.js';
+export type { AdapterPlan, HeadDelta, LoraExportOptions, SteerTerm, WrittenAdapter } from './steer/lora.js';
+export { exportReferenceSteer } from './steer/referenceExport.js';
 export { importReferenceSteer } from './steer/referenceImport.js';
 export type { ImportSteerOptions, ImportTarget } from './steer/referenceImport.js';
 
@@ -82,16 +83,22 @@ export type { DataFormat, Dataset, DatasetSummary, Example } from './train/data.
 export type { LossPoint } from './train/checkpoint.js';
 
 // evaluation
-export { runEval, parseSweep, PAPER_SAMPLING } from './eval/run.js';
+export { runEval, parseShard, parseSweep, PAPER_SAMPLING } from './eval/run.js';
 export type {
   EvalDeps,
   EvalModel,
   EvalOptions,
   EvalResult,
+  SampleGenerator,
   SamplingSettings,
+  SettingRequest,
   SettingResult,
+  Shard,
   Sweep,
 } from './eval/run.js';
+export { EndpointGenerator } from './eval/endpoint.js';
+export type { EndpointExpectations, EndpointOptions } from './eval/endpoint.js';
+export { mergeShards } from './eval/merge.js';
 export type { EvalReport, EvalRow, ReferenceRow } from './eval/report.js';
 export type { Scorer } from './eval/scorers/scorer.js';
 export type { FluencyModel } from './eval/fluency.js';
