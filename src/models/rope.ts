@@ -1,6 +1,6 @@
 /**
  * Rotary position embeddings, exactly as transformers' modeling_rope_utils.py computes them (default, linear,
- * dynamic NTK, llama3, yarn), in float64, and the config.json fields that choose them.
+ * dynamic NTK, llama3, yarn, longrope), in float64, and the config.json fields that choose them.
  *
  * Layout is HF's rotate_half: channel i pairs with channel i + rotaryDim/2 (not llama2.c's interleaved pairs),
  * and both halves share frequency i:  out_i = x_i·cos θ_i − x_{i+h}·sin θ_i,  out_{i+h} = x_{i+h}·cos θ_i + x_i·sin θ_i.
@@ -12,6 +12,16 @@ import type { ConfigReader } from './configFields.js';
 export const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'dynamic', 'llama3', 'yarn'] as const;
 
 /**
+ * What a record's graph can honour beyond SUPPORTED_ROPE_TYPES. longrope switches its frequencies with the
+ * sequence length, which only a graph that picks the table per row does (src/models/phi3/graph.ts); everywhere
+ * else it stays refused. `originalMaxPositions`: the config's top-level original_max_position_embeddings (Phi-3).
+ */
+export interface RopeParseOptions {
+  longrope?: boolean;
+  originalMaxPositions?: number;
+}
+
+/**
  * rope_theta and the scaling from config.json. Older files write `rope_theta` + `rope_scaling` (`rope_type`, or the
  * legacy `type`); transformers ≥ 5 writes one `rope_parameters` object holding both. `thetaAliases` are older
  * names of rope_theta (GPT-NeoX: rotary_emb_base). `maxPositions` is the config's max_position_embeddings.
@@ -21,6 +31,7 @@ export function parseRope(
   defaultTheta: number,
   maxPositions: number,
   thetaAliases: string[] = [],
+  opts: RopeParseOptions = {},
 ): { theta: number; scaling?: RopeScaling } {
   const params = r.object('rope_parameters');
   const thetaField = ['rope_theta', ...thetaAliases].find((f) => r.has(f));
@@ -30,7 +41,7 @@ export function parseRope(
       ? r.positive(thetaField)
       : defaultTheta;
   const s = r.object('rope_scaling') ?? params;
-  return { theta, scaling: s ? parseScaling(s, maxPositions) : undefined };
+  return { theta, scaling: s ? parseScaling(s, maxPositions, opts) : undefined };
 }
 
 /**
@@ -41,7 +52,12 @@ export function ropeMaxPositions(maxPositionEmbeddings: number, scaling: RopeSca
   return scaling?.type === 'dynamic' ? Math.floor(maxPositionEmbeddings * scaling.factor) : maxPositionEmbeddings;
 }
 
-function parseScaling(s: ConfigReader, maxPositions: number): RopeScaling | undefined {
+/** One rope_scaling / rope_parameters object (`s`) → the scaling, or undefined for plain RoPE. */
+export function parseScaling(
+  s: ConfigReader,
+  maxPositions: number,
+  opts: RopeParseOptions = {},
+): RopeScaling | undefined {
   const type = s.has('rope_type') ? s.str('rope_type', 'default') : s.str('type', 'default');
   switch (type) {
     case 'default':
@@ -85,13 +101,50 @@ function parseScaling(s: ConfigReader, maxPositions: number): RopeScaling | unde
         betaSlow: s.positive('beta_slow', 1),
       };
     }
+    case 'longrope':
+    case 'su': // Phi-3's first name for it (transformers renames su and yarn to longrope for phi3)
+      if (opts.longrope) return parseLongrope(s, maxPositions, opts.originalMaxPositions);
+      throw unsupportedType(s, type, ' (for this architecture)');
     default:
-      throw new LmSteerError(
-        'UNSUPPORTED',
-        `${s.source}: config field "${s.prefix}${s.has('rope_type') ? 'rope_type' : 'type'}" is "${type}", a RoPE scaling lmsteer does not support`,
-        `supported RoPE types: ${SUPPORTED_ROPE_TYPES.join(', ')}`,
-      );
+      throw unsupportedType(s, type, '');
   }
+}
+
+function unsupportedType(s: ConfigReader, type: string, where: string): LmSteerError {
+  return new LmSteerError(
+    'UNSUPPORTED',
+    `${s.source}: config field "${s.prefix}${s.has('rope_type') ? 'rope_type' : 'type'}" is "${type}", a RoPE scaling lmsteer does not support${where}`,
+    `supported RoPE types: ${SUPPORTED_ROPE_TYPES.join(', ')}`,
+  );
+}
+
+/**
+ * LongRoPE (transformers' _compute_longrope_parameters): θ_i = 1 / (ext_i · base^(2i/dim)) with ext the
+ * short_factor up to original_max_position_embeddings and the long_factor beyond; cos and sin scaled by
+ * attention_factor, by default √(1 + ln(factor)/ln(original)) with factor = max_position_embeddings / original.
+ * The factor lists' length (rotary dims / 2) is checked by the caller, which knows the head size.
+ */
+function parseLongrope(s: ConfigReader, maxPositions: number, originalMax?: number): RopeScaling {
+  const list = (field: string): number[] => {
+    const v = s.raw[field];
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0))
+      s.fail(field, 'must be a non-empty list of numbers > 0 (longrope)');
+    return v as number[];
+  };
+  const original = s.int('original_max_position_embeddings', originalMax ?? maxPositions);
+  const factor = s.positive('factor', maxPositions / original);
+  const attentionFactor = s.positive(
+    'attention_factor',
+    factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original)),
+  );
+  return {
+    type: 'longrope',
+    factor,
+    originalMaxPositions: original,
+    shortFactor: list('short_factor'),
+    longFactor: list('long_factor'),
+    attentionFactor,
+  };
 }
 
 function ropeOf(cfg: DecoderConfig): NonNullable<DecoderConfig['rope']> {
@@ -154,12 +207,19 @@ export function ropeInvFreq(cfg: DecoderConfig, seqLen?: number): Float64Array {
         return (extrapolation / factor) * (1 - extrapolationFactor) + extrapolation * extrapolationFactor;
       });
     }
+
+    case 'longrope': {
+      // transformers switches to the long factors once the sequence (max position + 1) passes the original context.
+      const ext = (seqLen ?? 0) > original ? scaling.longFactor! : scaling.shortFactor!;
+      return defaultInvFreq(theta, dim).map((f, i) => f / ext[i]!);
+    }
   }
 }
 
-/** transformers' `attention_scaling`: multiplies cos and sin. 1 except yarn (0.1·ln(factor) + 1). */
+/** transformers' `attention_scaling`: multiplies cos and sin. 1 except yarn (0.1·ln(factor) + 1) and longrope. */
 export function ropeAttentionScaling(cfg: DecoderConfig): number {
   const s = ropeOf(cfg).scaling;
+  if (s?.type === 'longrope') return s.attentionFactor!;
   if (s?.type !== 'yarn') return 1;
   return s.factor <= 1 ? 1 : 0.1 * Math.log(s.factor) + 1;
 }
@@ -171,9 +231,15 @@ export interface CosSin {
   sin: Float64Array;
 }
 
-/** The rotation angles for `positions`; dynamic NTK sees seqLen = max position + 1, as transformers does. */
-export function ropeCosSin(cfg: DecoderConfig, positions: readonly number[]): CosSin {
-  const seqLen = positions.reduce((m, p) => Math.max(m, p + 1), 0);
+/**
+ * The rotation angles for `positions`; dynamic NTK and longrope see seqLen = max position + 1, as transformers
+ * does, unless `seqLen` is given (a graph's table for every position, chosen per call by sequence length).
+ */
+export function ropeCosSin(
+  cfg: DecoderConfig,
+  positions: readonly number[],
+  seqLen = positions.reduce((m, p) => Math.max(m, p + 1), 0),
+): CosSin {
   const inv = ropeInvFreq(cfg, seqLen);
   const scale = ropeAttentionScaling(cfg);
   const half = inv.length;

@@ -26,7 +26,12 @@ export type TinyKind =
   | 'llama-rope-scaled' // llama3 scaling (Llama 3.1), every band of it exercised at head_dim 8
   | 'llama-rope-linear'
   | 'llama-rope-dynamic' // max_position_embeddings 16, so longer sequences grow the base
-  | 'llama-rope-yarn';
+  | 'llama-rope-yarn'
+  | 'gemma2' // sliding window 3 in layers 0 and 2, attention and final soft-capping that bite, head_dim ≠ d/heads
+  | 'gemma3' // gemma3_text: q/k norms, local RoPE in sliding layers 0 and 1 (pattern 3), linear-scaled global RoPE
+  | 'qwen3' // q/k norms, head_dim ≠ d/heads, tied
+  | 'phi3' // fused qkv and gate_up, sliding window 5 in every layer, partial rotary (factor 0.5)
+  | 'phi3-longrope'; // longrope, original context 16: the short factors below 16 tokens, the long ones beyond
 
 export interface TinyOptions {
   seed?: number;
@@ -93,6 +98,108 @@ function llamaConfig(
   return base;
 }
 
+/** The families of issue #12 (gemma2, gemma3_text, qwen3, phi3) with HF's config keys. */
+function familyConfig(
+  kind: TinyKind,
+  o: Required<Omit<TinyOptions, 'tied' | 'transformerPrefix' | 'seed' | 'hiddenAct'>>,
+  tied: boolean | undefined,
+): Record<string, unknown> {
+  const sizes = {
+    vocab_size: o.vocab,
+    hidden_size: o.d,
+    intermediate_size: Math.round((3 * o.d) / 2),
+    num_hidden_layers: o.layers,
+    num_attention_heads: o.heads,
+    num_key_value_heads: o.kvHeads,
+    max_position_embeddings: o.maxPositions,
+  };
+  switch (kind) {
+    case 'gemma2':
+      return {
+        model_type: 'gemma2',
+        ...sizes,
+        num_hidden_layers: Math.max(o.layers, 3),
+        head_dim: 16,
+        hidden_activation: 'gelu_pytorch_tanh',
+        rms_norm_eps: 1e-6,
+        rope_theta: 10000,
+        query_pre_attn_scalar: 24,
+        sliding_window: 3,
+        attn_logit_softcapping: 2,
+        final_logit_softcapping: 3,
+        tie_word_embeddings: tied ?? true,
+        bos_token_id: 2,
+        eos_token_id: 1,
+        pad_token_id: 0,
+      };
+    case 'gemma3':
+      return {
+        model_type: 'gemma3_text',
+        ...sizes,
+        num_hidden_layers: Math.max(o.layers, 3),
+        head_dim: 16,
+        hidden_activation: 'gelu_pytorch_tanh',
+        rms_norm_eps: 1e-6,
+        rope_theta: 1_000_000,
+        rope_local_base_freq: 10000,
+        rope_scaling: { rope_type: 'linear', factor: 2 },
+        query_pre_attn_scalar: 16,
+        sliding_window: 3,
+        sliding_window_pattern: 3,
+        attn_logit_softcapping: null,
+        final_logit_softcapping: null,
+        tie_word_embeddings: tied ?? false,
+        bos_token_id: 2,
+        eos_token_id: [1, 3],
+        pad_token_id: 0,
+      };
+    case 'qwen3':
+      return {
+        model_type: 'qwen3',
+        ...sizes,
+        head_dim: 16,
+        hidden_act: 'silu',
+        rms_norm_eps: 1e-6,
+        rope_theta: 1_000_000,
+        attention_bias: false,
+        use_sliding_window: false,
+        sliding_window: null,
+        max_window_layers: o.layers,
+        tie_word_embeddings: tied ?? true,
+        bos_token_id: 1,
+        eos_token_id: 2,
+      };
+    case 'phi3':
+    case 'phi3-longrope': {
+      const rot = ((o.d / o.heads) * (kind === 'phi3' ? 0.5 : 1)) / 2; // rotary dims / 2
+      return {
+        model_type: 'phi3',
+        ...sizes,
+        hidden_act: 'silu',
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000,
+        original_max_position_embeddings: kind === 'phi3' ? o.maxPositions : 16,
+        ...(kind === 'phi3'
+          ? { partial_rotary_factor: 0.5, sliding_window: 5, rope_scaling: null }
+          : {
+              sliding_window: null,
+              rope_scaling: {
+                type: 'longrope',
+                short_factor: Array.from({ length: rot }, (_, i) => 1 + i / rot),
+                long_factor: Array.from({ length: rot }, (_, i) => 2 + (3 * i) / rot),
+              },
+            }),
+        tie_word_embeddings: tied ?? false,
+        bos_token_id: 1,
+        eos_token_id: 2,
+        pad_token_id: 2,
+      };
+    }
+    default:
+      throw new Error(`internal: ${kind} is not a family kind`);
+  }
+}
+
 function tinyConfig(kind: TinyKind, opts: TinyOptions): Record<string, unknown> {
   const o = {
     vocab: opts.vocab ?? 64,
@@ -138,6 +245,12 @@ function tinyConfig(kind: TinyKind, opts: TinyOptions): Record<string, unknown> 
         bos_token_id: 0,
         eos_token_id: 0,
       };
+    case 'gemma2':
+    case 'gemma3':
+    case 'qwen3':
+    case 'phi3':
+    case 'phi3-longrope':
+      return familyConfig(kind, o, opts.tied);
     default:
       return llamaConfig(kind, o, opts.tied ?? kind === 'qwen2');
   }
@@ -157,7 +270,9 @@ const NORM_GAIN = /(norm|ln_\d|ln_f)\.weight$/;
 
 export function tinyCheckpoint(kind: TinyKind, opts: TinyOptions = {}): TinyCheckpoint {
   const config = tinyConfig(kind, opts);
-  if (opts.hiddenAct !== undefined) config[kind === 'gpt2' ? 'activation_function' : 'hidden_act'] = opts.hiddenAct;
+  const actField =
+    kind === 'gpt2' ? 'activation_function' : kind.startsWith('gemma') ? 'hidden_activation' : 'hidden_act';
+  if (opts.hiddenAct !== undefined) config[actField] = opts.hiddenAct;
   const cfg = parseDecoderConfig(config, `tiny ${kind}`);
   const randn = normals(opts.seed ?? 0);
   const map = new Map<string, Tensor>();
