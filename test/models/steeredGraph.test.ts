@@ -31,7 +31,12 @@ function randomSteer(d: number, S: number, r: number, eps: number, seed: number)
   };
 }
 
-for (const kind of ['gpt2', 'llama', 'gpt_neox'] as const) {
+/** cap·tanh(z/cap), the final logit soft-capping of the graph (Gemma 2), on the plain-TS steered logits. */
+function softcap(t: Tensor, cap: number | undefined): Tensor {
+  return cap === undefined ? t : { ...t, data: t.data.map((z) => cap * Math.tanh(z / cap)) };
+}
+
+for (const kind of ['gpt2', 'llama', 'gpt_neox', 'gemma2', 'gemma3', 'qwen3', 'phi3'] as const) {
   test(`${kind}: steered logits in the graph = plain-TS steer of the graph's hidden states; 0 = base bit for bit`, async () => {
     const ck = tinyCheckpoint(kind, { seed: 11 });
     const cfg = parseDecoderConfig(ck.config, kind);
@@ -54,7 +59,10 @@ for (const kind of ['gpt2', 'llama', 'gpt_neox'] as const) {
         shape: [T, d],
         data: (out.hidden.data as Float32Array).slice(b * T * d, (b + 1) * T * d),
       };
-      const want = steeredLogits(h, outputEmbeddings(cfg, ck.weights), steers, [values]);
+      const want = softcap(
+        steeredLogits(h, outputEmbeddings(cfg, ck.weights), steers, [values]),
+        cfg.finalLogitSoftcap,
+      );
       const got = (out.logits.data as Float32Array).subarray(b * T * V, (b + 1) * T * V);
       let worst = 0;
       for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want.data[i]));
