@@ -268,6 +268,7 @@ async function trainLocked(opts: TrainRunOptions): Promise<TrainRunResult> {
       {
         extract,
         embeddings: E,
+        logitSoftcap: model.cfg.finalLogitSoftcap,
         modelFingerprint: fingerprint,
         modelId: model.id,
         signal: opts.signal,

@@ -63,6 +63,8 @@ export interface SteerLossOptions {
   /** The pad token (the reference pads with EOS). */
   padId: number;
   intraOpNumThreads?: number;
+  /** The model's final logit soft-capping (Gemma 2): the loss caps its logits as the model does. */
+  logitSoftcap?: number;
 }
 
 /** Hidden states [B, T, d] of right-padded rows whose first keyLengths[b] tokens are real. */
@@ -137,7 +139,10 @@ export async function steerLoss(
   const K = packed.columns.length;
   const zeroP = { p1: tensor([d, K]), p2t: tensor([K, d]) };
   const valuesOf = (label: number) => [base.map((v, i) => (i === s ? label : v))];
-  const session = await LossSession.create(E, { intraOpNumThreads: opts.intraOpNumThreads });
+  const session = await LossSession.create(E, {
+    intraOpNumThreads: opts.intraOpNumThreads,
+    softcap: opts.logitSoftcap,
+  });
   const sums = { ex: [0, 0, 0], inc: [0, 0, 0], nEx: 0, nInc: 0 };
   try {
     for (let start = 0; start < examples.length; start += batchSize) {
@@ -254,6 +259,7 @@ export async function heldOutLoss(
   try {
     const r = await steerLoss(steer, model.outputEmbeddings(), kept, (rows, n) => masked.hidden(rows, n), {
       ...opts,
+      logitSoftcap: model.cfg.finalLogitSoftcap,
       padId,
       intraOpNumThreads: opts.intraOpNumThreads ?? opts.threads,
     });

@@ -95,6 +95,8 @@ export interface TrainDeps {
   extract: ExtractFn;
   /** Output embeddings E [V, d] of the model (the LM head). */
   embeddings: Tensor;
+  /** The model's final logit soft-capping (DecoderConfig.finalLogitSoftcap, Gemma 2): the loss caps its logits. */
+  logitSoftcap?: number;
   /** Identifies the model the hidden states come from (cache key, resume check); default: E's fingerprint. */
   modelFingerprint?: string;
   modelId?: string;
@@ -436,6 +438,7 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
     const session = await LossSession.create(E, {
       chunkRows: opts.chunkRows,
       intraOpNumThreads: opts.intraOpNumThreads,
+      softcap: deps.logitSoftcap,
     });
     // Only the column layout and eps matter to packScale (the scale rows of a batch).
     const layout = packSteers([{ config, p1: tensor([S, d, r.rank]), p2: tensor([S, d, r.rank]) }]);

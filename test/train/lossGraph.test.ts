@@ -120,3 +120,34 @@ test('a target id outside the vocabulary is a clear error', async () => {
     await s.close();
   }
 });
+
+test('final logit soft-capping (Gemma 2): loss matches the capped reference, gradients match finite differences', async () => {
+  const { E, batch, p1, p2t } = fixture();
+  const cap = 0.5; // small enough to bite at these logits (|z| ≈ 1)
+  const s = await LossSession.create(E, { softcap: cap });
+  try {
+    const g = await s.run(batch, p1, p2t);
+    const ref = referenceLossSum(E, batch, p1, p2t, cap);
+    assert.ok(Math.abs(g.lossSum - ref) <= 1e-4 * Math.abs(ref), `loss ${g.lossSum} vs ${ref}`);
+    const uncapped = referenceLossSum(E, batch, p1, p2t);
+    assert.ok(Math.abs(ref - uncapped) > 0.1, `the cap should change the loss (${ref} vs ${uncapped})`);
+    const h = 1e-3;
+    for (const [name, P, grad] of [
+      ['p1', p1, g.gradP1],
+      ['p2t', p2t, g.gradP2t],
+    ] as const) {
+      for (let i = 0; i < P.data.length; i++) {
+        const plus = tensor(P.shape, Float32Array.from(P.data));
+        const minus = tensor(P.shape, Float32Array.from(P.data));
+        plus.data[i]! += h;
+        minus.data[i]! -= h;
+        const f = (x: Tensor) =>
+          name === 'p1' ? referenceLossSum(E, batch, x, p2t, cap) : referenceLossSum(E, batch, p1, x, cap);
+        const fd = (f(plus) - f(minus)) / (plus.data[i]! - minus.data[i]!);
+        assert.ok(Math.abs(fd - grad[i]!) <= 1e-3 * Math.max(1, Math.abs(fd)), `${name}[${i}]: ${fd} vs ${grad[i]}`);
+      }
+    }
+  } finally {
+    await s.close();
+  }
+});
