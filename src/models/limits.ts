@@ -39,6 +39,7 @@ const RAW_FIELDS: Record<string, keyof typeof MODEL_LIMITS> = {
   n_positions: 'positions',
   n_ctx: 'positions',
   sliding_window: 'positions',
+  original_max_position_embeddings: 'positions',
 };
 
 function tooBig(source: string, field: string, value: number, limit: number): LmSteerError {
