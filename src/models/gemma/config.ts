@@ -11,15 +11,18 @@ import type { WeightStore } from '../../formats/weights.js';
 import { LmSteerError } from '../../util/errors.js';
 import type { DecoderConfig, RopeScaling } from '../config.js';
 import { ConfigReader, type ExpectedWeight } from '../configFields.js';
+import { checkRawConfigSizes } from '../limits.js';
 import { parseRope, parseScaling, ropeMaxPositions } from '../rope.js';
 
-export const GEMMA_MODEL_TYPES = ['gemma2', 'gemma3_text'] as const;
-type GemmaType = (typeof GEMMA_MODEL_TYPES)[number];
+/** gemma3: Gemma 3's multimodal checkpoints (4B and up), of which lmsteer reads the text decoder only. */
+export const GEMMA_MODEL_TYPES = ['gemma2', 'gemma3_text', 'gemma3'] as const;
+type GemmaType = 'gemma2' | 'gemma3_text';
 
 /** Gemma2Config / Gemma3TextConfig defaults for the fields a config.json may leave out. */
 const DEFAULTS: Record<
   GemmaType,
   {
+    vocab: number;
     maxPositions: number;
     theta: number;
     finalSoftcap: number | null;
@@ -28,8 +31,15 @@ const DEFAULTS: Record<
     pattern: number;
   }
 > = {
-  gemma2: { maxPositions: 8192, theta: 10000, finalSoftcap: 30, attnSoftcap: 50, pattern: 2 },
-  gemma3_text: { maxPositions: 131072, theta: 1_000_000, finalSoftcap: null, attnSoftcap: null, pattern: 6 },
+  gemma2: { vocab: 256000, maxPositions: 8192, theta: 10000, finalSoftcap: 30, attnSoftcap: 50, pattern: 2 },
+  gemma3_text: {
+    vocab: 262208,
+    maxPositions: 131072,
+    theta: 1_000_000,
+    finalSoftcap: null,
+    attnSoftcap: null,
+    pattern: 6,
+  },
 };
 
 const ACTIVATIONS = {
@@ -93,20 +103,42 @@ function gemma3Ropes(
   return { global: parseRope(r, 1_000_000, maxPositions), local: { theta: r.positive('rope_local_base_freq', 10000) } };
 }
 
-export function parseConfig(raw: Record<string, unknown>, source: string): DecoderConfig {
+/**
+ * A multimodal Gemma 3 config.json (model_type gemma3) → its text_config as a gemma3_text config (Gemma3Config
+ * builds Gemma3TextConfig from it, so absent fields take that class's defaults). Token ids missing there come from
+ * the top level, where those files keep them.
+ */
+function textConfigOf(raw: Record<string, unknown>, source: string): Record<string, unknown> {
+  const top = new ConfigReader(raw, source);
+  const text = top.object('text_config');
+  if (!text) return top.fail('text_config', 'is missing; a gemma3 config.json holds the text model there');
+  checkRawConfigSizes(text.raw, `${source} (text_config)`);
+  const ids = Object.fromEntries(
+    ['bos_token_id', 'eos_token_id', 'pad_token_id']
+      .filter((k) => !(k in text.raw) && k in raw)
+      .map((k) => [k, raw[k]]),
+  );
+  return { ...text.raw, ...ids, model_type: 'gemma3_text' };
+}
+
+export function parseConfig(rawIn: Record<string, unknown>, sourceIn: string): DecoderConfig {
+  const multimodal = rawIn.model_type === 'gemma3';
+  const raw = multimodal ? textConfigOf(rawIn, sourceIn) : rawIn;
+  const source = multimodal ? `${sourceIn} (text_config)` : sourceIn;
   const r = new ConfigReader(raw, source);
   const modelType = r.str('model_type', 'gemma2') as GemmaType;
   if (!Object.hasOwn(DEFAULTS, modelType)) r.fail('model_type', `must be one of ${GEMMA_MODEL_TYPES.join(', ')}`);
   const defaults = DEFAULTS[modelType];
   const gemma3 = modelType === 'gemma3_text';
 
-  const hiddenSize = r.int('hidden_size');
-  const numHeads = r.int('num_attention_heads');
+  // Sizes default as in Gemma2Config / Gemma3TextConfig (Gemma 3's text_config lists only what differs).
+  const hiddenSize = r.int('hidden_size', 2304);
+  const numHeads = r.int('num_attention_heads', 8);
   const numKvHeads = r.int('num_key_value_heads', 'num_key_value_heads' in raw ? numHeads : 4);
   if (numHeads % numKvHeads !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
   const headDim = r.int('head_dim', 256);
   if (headDim % 2 !== 0) r.fail('head_dim', 'must be even for rotary embeddings');
-  const numLayers = r.int('num_hidden_layers');
+  const numLayers = r.int('num_hidden_layers', 26);
   const maxPositionEmbeddings = r.int('max_position_embeddings', defaults.maxPositions);
 
   if (gemma3 && r.bool('use_bidirectional_attention', false))
@@ -151,14 +183,14 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
   const attentionBias = r.bool('attention_bias', false);
   return {
     arch: 'gemma',
-    modelType,
-    vocabSize: r.int('vocab_size'),
+    modelType: multimodal ? 'gemma3' : modelType,
+    vocabSize: r.int('vocab_size', defaults.vocab),
     hiddenSize,
     numLayers,
     numHeads,
     numKvHeads,
     headDim,
-    intermediateSize: r.int('intermediate_size'),
+    intermediateSize: r.int('intermediate_size', 9216),
     maxPositions,
     norm: 'rmsnorm',
     normEps: r.numberIn('rms_norm_eps', 0, 1, 1e-6),
@@ -203,7 +235,7 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
       w.push({ name: `${p}.self_attn.v_proj.bias`, shape: [kvH * hd] });
       w.push({ name: `${p}.self_attn.o_proj.bias`, shape: [d] });
     }
-    if (cfg.modelType === 'gemma3_text') {
+    if (hasQkNorm(cfg)) {
       w.push({ name: `${p}.self_attn.q_norm.weight`, shape: [hd] });
       w.push({ name: `${p}.self_attn.k_norm.weight`, shape: [hd] });
     }
@@ -217,6 +249,42 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
   w.push({ name: 'model.norm.weight', shape: [d] });
   if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
   return w;
+}
+
+/** Gemma 3 (text or multimodal) normalizes each query and key head; Gemma 2 does not. */
+export function hasQkNorm(cfg: DecoderConfig): boolean {
+  return cfg.modelType !== 'gemma2';
+}
+
+/**
+ * The text decoder's weights under model.* / lm_head.weight: Gemma 3's multimodal checkpoints hold it under
+ * language_model.model.* (the hub's files, transformers ≤ 4.51) or model.language_model.* (saved by later
+ * versions). The vision tower's tensors are left out of the view.
+ */
+export function gemmaWeights(weights: WeightStore): WeightStore {
+  const prefix = ['language_model.model.', 'model.language_model.'].find((p) => weights.has(`${p}embed_tokens.weight`));
+  if (!prefix) return weights;
+  const head = ['language_model.lm_head.weight', 'lm_head.weight'].find((n) => weights.has(n));
+  const real = (name: string) =>
+    name === 'lm_head.weight' && head ? head : name.startsWith('model.') ? prefix + name.slice('model.'.length) : name;
+  const canonical = (name: string) => (name === head ? 'lm_head.weight' : 'model.' + name.slice(prefix.length));
+  const { readRows, identity, dtypeOf } = weights;
+  return {
+    source: weights.source,
+    names: () =>
+      weights
+        .names()
+        .filter((n) => n.startsWith(prefix) || n === head)
+        .map(canonical),
+    has: (name) => weights.has(real(name)),
+    shape: (name) => weights.shape(real(name)),
+    get: (name) => weights.get(real(name)),
+    ...(readRows
+      ? { readRows: (name: string, start: number, count: number) => readRows.call(weights, real(name), start, count) }
+      : {}),
+    ...(identity ? { identity: () => identity.call(weights) } : {}),
+    ...(dtypeOf ? { dtypeOf: (name: string) => dtypeOf.call(weights, real(name)) } : {}),
+  };
 }
 
 /** The LM head [V, d]: lm_head.weight, or the token embedding when tied (Gemma's default). */

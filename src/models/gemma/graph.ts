@@ -23,7 +23,7 @@ import {
   steeredHead,
   tokenEmbeddingAndHead,
 } from '../common.js';
-import { embeddingScale, headWeightName } from './config.js';
+import { embeddingScale, hasQkNorm, headWeightName } from './config.js';
 import { onePlus } from './reference.js';
 
 export function buildGemmaGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
@@ -73,7 +73,7 @@ export function buildGemmaGraph(cfg: DecoderConfig, w: WeightStore, build: Graph
       { outputs: 3 },
     );
     // Gemma 3: q_norm and k_norm [hd] over each head, before RoPE.
-    const qkNorm = cfg.modelType === 'gemma3_text';
+    const qkNorm = hasQkNorm(cfg);
     const q = qkNorm ? perHeadRmsNorm(g, qRaw, H, hd, gain(`${a}.q_norm.weight`), eps) : qRaw;
     const k = qkNorm ? perHeadRmsNorm(g, kRaw, kvH, hd, gain(`${a}.k_norm.weight`), eps) : kRaw;
     const { cos, sin } = cfg.localRope?.layers.includes(i) ? localRope : globalRope;

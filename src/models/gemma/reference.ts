@@ -28,7 +28,7 @@ import {
   type Mat,
   type ReferenceOutput,
 } from '../referenceOps.js';
-import { embeddingScale, headWeightName } from './config.js';
+import { embeddingScale, hasQkNorm, headWeightName } from './config.js';
 
 /** Gemma's RMSNorm gain 1 + w (transformers computes it in float32, as this float32 tensor holds it). */
 export function onePlus(w: Tensor): Tensor {
@@ -62,7 +62,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
     let q = linear(h, w(p + 'self_attn.q_proj.weight'), bias(p + 'self_attn.q_proj.bias'));
     let k = linear(h, w(p + 'self_attn.k_proj.weight'), bias(p + 'self_attn.k_proj.bias'));
     const v = linear(h, w(p + 'self_attn.v_proj.weight'), bias(p + 'self_attn.v_proj.bias'));
-    if (cfg.modelType === 'gemma3_text') {
+    if (hasQkNorm(cfg)) {
       q = headRmsNorm(q, H, hd, onePlus(w(p + 'self_attn.q_norm.weight')), eps);
       k = headRmsNorm(k, kvH, hd, onePlus(w(p + 'self_attn.k_norm.weight')), eps);
     }

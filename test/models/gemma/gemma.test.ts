@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { openSafetensorsModel, writeSafetensors } from '../../../src/formats/safetensors.js';
 import { MapWeightStore } from '../../../src/formats/weights.js';
 import { embeddingScale, expectedWeights, parseConfig } from '../../../src/models/gemma/config.js';
-import { parseDecoderConfig, referenceForward } from '../../../src/models/registry.js';
+import { checkWeights, parseDecoderConfig, referenceForward } from '../../../src/models/registry.js';
 import { createDecoderSession } from '../../../src/runtime/session.js';
 import { OrtDecoder } from '../../../src/runtime/ortDecoder.js';
 import { tinyCheckpoint } from '../../helpers/tinyModels.js';
@@ -212,4 +212,63 @@ test('gemma3: the local RoPE base matters only in sliding layers', () => {
     referenceForward(fullA, ck.weights, IDS).logits.data,
     referenceForward(fullB, ck.weights, IDS).logits.data,
   );
+});
+
+test('multimodal gemma3 checkpoints: the text_config (sparse, class defaults) and the language_model.* tensors', async () => {
+  // google/gemma-3-4b-it's config.json, text part (vision_config left out: never read).
+  const cfg = parseDecoderConfig(
+    {
+      model_type: 'gemma3',
+      eos_token_id: [1, 106],
+      text_config: {
+        hidden_size: 2560,
+        intermediate_size: 10240,
+        model_type: 'gemma3_text',
+        num_hidden_layers: 34,
+        rope_scaling: { factor: 8.0, rope_type: 'linear' },
+        sliding_window: 1024,
+      },
+    },
+    'config.json',
+  );
+  assert.deepEqual(
+    [cfg.modelType, cfg.vocabSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.numLayers],
+    ['gemma3', 262208, 8, 4, 256, 34],
+  );
+  assert.deepEqual([cfg.bosTokenId, cfg.eosTokenIds, cfg.tiedEmbeddings], [2, [1, 106], true]);
+  assert.equal(cfg.slidingWindow!.layers.length, 34 - 5); // layers 5, 11, 17, 23, 29 are global
+  assert.throws(() => parseDecoderConfig({ model_type: 'gemma3' }, 'config.json'), /text_config/);
+  assert.throws(
+    () => parseDecoderConfig({ model_type: 'gemma3', text_config: { num_hidden_layers: 1e9 } }, 'config.json'),
+    /text_config.*num_hidden_layers.*limit/,
+  );
+
+  // The tiny gemma3_text checkpoint saved as Gemma3ForConditionalGeneration: same forward.
+  const ck = tinyCheckpoint('gemma3', { seed: 2, tied: true });
+  const text = parseDecoderConfig(ck.config, 'tiny gemma3');
+  const mm = parseDecoderConfig({ model_type: 'gemma3', text_config: ck.config }, 'tiny gemma3 multimodal');
+  for (const prefix of ['language_model.model.', 'model.language_model.']) {
+    const renamed = new Map<string, Tensor>([
+      ['vision_tower.vision_model.encoder.layers.0.w', ck.weights.get('model.norm.weight')],
+    ]);
+    for (const n of ck.weights.names()) renamed.set(prefix + n.slice('model.'.length), ck.weights.get(n));
+    const store = new MapWeightStore(renamed);
+    checkWeights(mm, store);
+    assert.deepEqual(
+      referenceForward(mm, store, IDS).logits.data,
+      referenceForward(text, ck.weights, IDS).logits.data,
+      prefix,
+    );
+  }
+  // The graph reads the same view (hub layout), rows and all.
+  const hub = new Map<string, Tensor>();
+  for (const n of ck.weights.names()) hub.set('language_model.model.' + n.slice('model.'.length), ck.weights.get(n));
+  const store = new MapWeightStore(hub);
+  const dec = new OrtDecoder(await createDecoderSession(mm, store, { cacheDir: false, threads: 1 }), mm);
+  const d = maxAbsDiff(
+    (await dec.forward([IDS])).logits.data as Float32Array,
+    referenceForward(mm, store, IDS).logits.data,
+  );
+  assert.ok(d <= 1e-4, `graph vs reference: |Δ| = ${d}`);
+  await dec.session.release();
 });
