@@ -2,7 +2,8 @@
  * The families of issue #12 from the command line, as a user runs them: tiny random checkpoint folders
  * (config.json + model.safetensors + tokenizer.json, HF's names and keys) of gemma2, gemma3_text, qwen3 and phi3
  * through `lmsteer inspect` and `lmsteer generate`, and a steer moved between a Llama (SentencePiece tokenizer)
- * and a Qwen3 (byte-level tokenizer) and back with `lmsteer transfer`, which reports the fit error.
+ * and a Qwen3 (byte-level tokenizer) and back with `lmsteer transfer`, which reports the fit error; a Gemma 2
+ * (soft-capped logits) through train, explain, eval and the server.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { outputEmbeddings, parseDecoderConfig } from '../../src/models/registry.js';
+import { loadModel } from '../../src/runtime/loadModel.js';
+import { startServer } from '../../src/server/server.js';
 import { saveSteer } from '../../src/steer/steerFile.js';
+import { SteerSet } from '../../src/steer/steerSet.js';
 import { embeddingFingerprint, type Steer } from '../../src/steer/steer.js';
 import type { Tensor } from '../../src/util/tensor.js';
 import { runCli } from '../helpers/cli.js';
@@ -143,4 +147,46 @@ test('lmsteer transfer: Llama (SentencePiece) → Qwen3 (byte-level) and back, w
     { env },
   );
   assert.equal(gen.code, 0, gen.stderr);
+});
+
+test('Gemma 2 (final soft-cap) through lmsteer train, explain, eval, and the server', async () => {
+  const { dir } = modelDir('gemma2', gemmaSpBpe(), GEMMA_SP.vocabSize, 5);
+  const data = join(work, 'style.jsonl');
+  const lines = ['the cat sat', 'the cat at the hat', 'a cat', 'the hat'];
+  writeFileSync(data, lines.map((text, i) => JSON.stringify({ text, label: i % 2 ? 'neg' : 'pos' })).join('\n') + '\n');
+  const steer = join(work, 'steer-gemma2');
+  const common = ['--model', dir, '--threads', '1'];
+  const train = await runCli(
+    ['train', ...common, '--data', data, '--out', steer, '--rank', '2', '--batch-size', '2', '--steps', '3'],
+    { env },
+  );
+  assert.equal(train.code, 0, train.stderr);
+  const trained = JSON.parse(readFileSync(join(steer, 'steer.json'), 'utf8'));
+  assert.ok(Number.isFinite(trained.training.finalLoss), JSON.stringify(trained.training));
+  const explain = await runCli(['explain', 'dims', ...common, '--steer', steer, '--dims', '1', '--top', '3'], { env });
+  assert.equal(explain.code, 0, explain.stderr);
+  const prompts = join(work, 'prompts.txt');
+  writeFileSync(prompts, 'the cat\n');
+  const evalOut = join(work, 'eval-gemma2');
+  const evaluation = await runCli(
+    ['eval', ...common, '--prompts', prompts, '--out', evalOut, '--samples', '2', '--max-new-tokens', '4'],
+    { env },
+  );
+  assert.equal(evaluation.code, 0, evaluation.stderr);
+  assert.ok(readFileSync(join(evalOut, 'generations.jsonl'), 'utf8').trim().length > 0);
+
+  const model = await loadModel(dir, { cacheDir: false, threads: 1 });
+  const server = await startServer(model, SteerSet.load(model, [steer]), { port: 0 });
+  try {
+    const r = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'the cat', max_tokens: 3, temperature: 0, steer: { value: 4 } }),
+    });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.equal(typeof (await r.json()).choices[0].text, 'string');
+  } finally {
+    await server.close();
+    model.close();
+  }
 });
