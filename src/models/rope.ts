@@ -18,6 +18,12 @@ export const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'dynamic', 'llama3', '
  */
 export interface RopeParseOptions {
   longrope?: boolean;
+  /**
+   * false: refuse dynamic NTK. Its base grows with each call's sequence length, but a graph's table over every
+   * position (ropeTables) is built for the longest one, so short sequences would rotate differently from
+   * transformers; records that do not need it refuse it rather than run a different model.
+   */
+  dynamic?: boolean;
   originalMaxPositions?: number;
 }
 
@@ -65,6 +71,7 @@ export function parseScaling(
     case 'linear':
       return { type, factor: s.positive('factor') };
     case 'dynamic':
+      if (opts.dynamic === false) throw unsupportedType(s, type, ' (for this architecture)');
       // transformers grows the base once the sequence outgrows max_position_embeddings (the original context).
       return { type, factor: s.positive('factor'), originalMaxPositions: maxPositions };
     case 'llama3':

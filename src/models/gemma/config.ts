@@ -92,7 +92,7 @@ function gemma3Ropes(
   if (full || sliding) {
     const fromParams = (p: ConfigReader | undefined, thetaField: string, fallback: number) => ({
       theta: p?.has('rope_theta') ? p.positive('rope_theta') : r.positive(thetaField, fallback),
-      scaling: p ? parseScaling(p, maxPositions) : undefined,
+      scaling: p ? parseScaling(p, maxPositions, { dynamic: false }) : undefined,
     });
     return {
       global: fromParams(full, 'rope_theta', 1_000_000),
@@ -100,7 +100,10 @@ function gemma3Ropes(
     };
   }
   // transformers 4.x builds the local RoPE with rope_scaling forced to default.
-  return { global: parseRope(r, 1_000_000, maxPositions), local: { theta: r.positive('rope_local_base_freq', 10000) } };
+  return {
+    global: parseRope(r, 1_000_000, maxPositions, [], { dynamic: false }),
+    local: { theta: r.positive('rope_local_base_freq', 10000) },
+  };
 }
 
 /**
@@ -164,7 +167,7 @@ export function parseConfig(rawIn: Record<string, unknown>, sourceIn: string): D
     rope = both.global;
     localRope = { theta: both.local.theta, rotaryDim: headDim, scaling: both.local.scaling, layers: [] };
   } else {
-    rope = parseRope(r, defaults.theta, maxPositionEmbeddings);
+    rope = parseRope(r, defaults.theta, maxPositionEmbeddings, [], { dynamic: false });
   }
   const maxPositions = ropeMaxPositions(maxPositionEmbeddings, rope.scaling);
 

@@ -49,6 +49,7 @@ export function parseConfig(rawIn: Record<string, unknown>, source: string): Dec
   const maxPositionEmbeddings = r.int('max_position_embeddings', 4096);
   const rope = parseRope(r, 10000, maxPositionEmbeddings, [], {
     longrope: true,
+    dynamic: false,
     originalMaxPositions: r.int('original_max_position_embeddings', 4096),
   });
   if (rope.scaling?.type === 'longrope') {

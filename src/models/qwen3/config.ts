@@ -53,7 +53,7 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
   if (!Number.isInteger(headDim) || headDim % 2 !== 0)
     r.fail('head_dim', 'must be an even integer for rotary embeddings');
   const maxPositionEmbeddings = r.int('max_position_embeddings', 32768);
-  const rope = parseRope(r, 10000, maxPositionEmbeddings);
+  const rope = parseRope(r, 10000, maxPositionEmbeddings, [], { dynamic: false });
   const maxPositions = ropeMaxPositions(maxPositionEmbeddings, rope.scaling);
   const numLayers = r.int('num_hidden_layers');
   const window = slidingWindow(r, numLayers);

@@ -50,10 +50,13 @@ test('qwen3: attention_bias puts biases on q, k, v and o; use_sliding_window win
   assert.deepEqual(windowed.slidingWindow, { size: 64, layers: [2, 3] });
   // sliding_window alone does nothing (Qwen3Config drops it without use_sliding_window).
   assert.equal(parseConfig({ model_type: 'qwen3', ...SIZES, sliding_window: 64 }, 'c').slidingWindow, undefined);
-  assert.throws(
-    () => parseDecoderConfig({ model_type: 'qwen3', ...SIZES, rope_scaling: { rope_type: 'longrope' } }, 'c'),
-    (e: Error & { code?: string }) => e.code === 'UNSUPPORTED' && /rope_type/.test(e.message),
-  );
+  for (const rope_type of ['longrope', 'dynamic'])
+    assert.throws(
+      () => parseDecoderConfig({ model_type: 'qwen3', ...SIZES, rope_scaling: { rope_type, factor: 2 } }, 'c'),
+      (e: Error & { code?: string }) => e.code === 'UNSUPPORTED' && e.message.includes(`"${rope_type}"`),
+    );
+  const yarn = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 }; // Qwen3's long context
+  assert.equal(parseConfig({ model_type: 'qwen3', ...SIZES, rope_scaling: yarn }, 'c').rope!.scaling!.type, 'yarn');
 });
 
 test('qwen3 q/k norms: scaling a head of q_proj / k_proj changes nothing (RMSNorm per head), unlike llama', () => {
