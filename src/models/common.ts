@@ -3,7 +3,11 @@
  * mask, RoPE, attention over a KV cache, and the steered LM head. Each architecture file composes these.
  */
 import { GraphBuilder, MS_DOMAIN } from '../graph/builder.js';
+import type { GraphBuildOptions } from '../graph/buildOptions.js';
 import { CONTRACT, newKey, newValue, pastKey, pastValue } from '../graph/contract.js';
+import { embeddingLookup } from '../graph/linear.js';
+import { storeRows, transposeRows } from '../graph/rowSource.js';
+import type { WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from './config.js';
 import type { Tensor } from '../util/tensor.js';
 import { ropeCosSin } from './rope.js';
@@ -97,15 +101,24 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
 
 /**
  * cos, sin tables [B, T, 1, rot/2] for the given positions, gathered from [maxPositions, rot/2] tables that
- * rope.ts computes in float64 (scaling and yarn's attention factor included).
+ * rope.ts computes in float64 (scaling and yarn's attention factor included). `opts`: another RoPE than
+ * cfg.rope (Gemma 3's local layers), the initializers' name prefix (default "rope"), and the sequence length the
+ * frequencies are computed for (longrope's short and long tables; default maxPositions).
  */
-export function ropeTables(g: GraphBuilder, cfg: DecoderConfig, positionIds: string): { cos: string; sin: string } {
+export function ropeTables(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  positionIds: string,
+  opts: { rope?: DecoderConfig['rope']; name?: string; seqLen?: number } = {},
+): { cos: string; sin: string } {
   const table = ropeCosSin(
-    cfg,
+    opts.rope ? { ...cfg, rope: opts.rope } : cfg,
     Array.from({ length: cfg.maxPositions }, (_, p) => p),
+    opts.seqLen,
   );
-  const cosT = g.weight('rope.cos', { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.cos) });
-  const sinT = g.weight('rope.sin', { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.sin) });
+  const name = opts.name ?? 'rope';
+  const cosT = g.weight(`${name}.cos`, { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.cos) });
+  const sinT = g.weight(`${name}.sin`, { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.sin) });
   const axes = g.constI64([2]);
   return {
     cos: g.op('Unsqueeze', [g.op('Gather', [cosT, positionIds], { axis: 0 }), axes]),
@@ -268,7 +281,8 @@ export function linear(g: GraphBuilder, x: string, w: string, b?: string): strin
  * `logits_index` positions applies the packed steer h' = h + ((h·P1)⊙scale)·P2ᵀ (docs/ARCHITECTURE.md) and
  * the LM head logits = h'·Eᵀ. `headWeight` is Eᵀ [d, V]: MatMul over [in, out] reads it ~3× faster than Gemm
  * with transB at batch 1 (measured: 4.6 vs 15.6 ms for GPT-2's head, bench in docs/PERFORMANCE.md).
- * `headBias` [V], where the model's head has one (GPT-J): logits = h'·Eᵀ + b.
+ * `opts.bias` [V], where the model's head has one (GPT-J): logits = h'·Eᵀ + b. `opts.softcap` (Gemma 2's
+ * final_logit_softcapping): logits = cap·tanh(z / cap) of those, as transformers caps the head's output.
  */
 export function steeredHead(
   g: GraphBuilder,
@@ -276,7 +290,7 @@ export function steeredHead(
   inp: ContractInputs,
   hidden: string,
   headWeight: string,
-  headBias?: string,
+  opts: { bias?: string; softcap?: number } = {},
 ): void {
   const d = cfg.hiddenSize;
   g.output(hidden, CONTRACT.hidden, 'float32', ['batch', 'seq', d]);
@@ -294,11 +308,13 @@ export function steeredHead(
   const coeff = g.op('Mul', [g.op('MatMul', [h, p1]), g.op('Unsqueeze', [scale, g.constI64([1])])]); // [B,n,K]
   const steered = g.op('Add', [h, g.op('MatMul', [coeff, p2t])]);
   const logits = g.op('MatMul', [steered, headWeight]);
-  g.output(headBias ? g.op('Add', [logits, headBias]) : logits, CONTRACT.logits, 'float32', [
-    'batch',
-    'n_logits',
-    cfg.vocabSize,
-  ]);
+  const biased = opts.bias ? g.op('Add', [logits, opts.bias]) : logits;
+  const cap = opts.softcap;
+  const capped =
+    cap === undefined
+      ? biased
+      : g.op('Mul', [g.op('Tanh', [g.op('Mul', [biased, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
+  g.output(capped, CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
 }
 
 /**
@@ -307,4 +323,40 @@ export function steeredHead(
  */
 export function embedFromTransposed(g: GraphBuilder, embT: string, ids: string): string {
   return g.op('Transpose', [g.op('Gather', [embT, ids], { axis: 1 })], { perm: [1, 2, 0] });
+}
+
+/**
+ * RMSNorm over each head of x [B, T, n·hd] with one gain [hd] shared by the heads (Qwen3's and Gemma 3's q_norm
+ * and k_norm, applied before RoPE).
+ */
+export function perHeadRmsNorm(g: GraphBuilder, x: string, n: number, hd: number, gain: string, eps: number): string {
+  const heads = g.op('Reshape', [x, g.constI64([0, 0, n, hd])]);
+  const normed = g.op('SimplifiedLayerNormalization', [heads, gain], { axis: -1, epsilon: eps });
+  return g.op('Reshape', [normed, g.constI64([0, 0, n * hd])]);
+}
+
+/**
+ * The token embedding lookup (ids [B, T] → [B, T, d]) and the LM head Eᵀ [d, V] for steeredHead, from HF's
+ * [V, d] tables `embed` and `head` (the same name when tied), both lazy. The head stays float32; the lookup
+ * takes the build's precision (embeddingLookup). A tied float32 build keeps one copy of E: the lookup gathers
+ * from the head's Eᵀ.
+ */
+export function tokenEmbeddingAndHead(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  w: WeightStore,
+  build: GraphBuildOptions,
+  ids: string,
+  names: { embed: string; head: string },
+): { x: string; headT: string } {
+  const { vocabSize: V, hiddenSize: d } = cfg;
+  const headT = g.lazyInitializer(`${names.head}_t`, 'float32', [d, V], () => {
+    const t = transposeRows(storeRows(w, names.head));
+    return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+  });
+  const x =
+    names.embed === names.head && build.dtype === 'fp32'
+      ? embedFromTransposed(g, headT, ids)
+      : embeddingLookup(g, ids, names.embed, [V, d], () => storeRows(w, names.embed), build);
+  return { x, headT };
 }

@@ -6,7 +6,7 @@
 export type Arch = string;
 
 export interface RopeScaling {
-  type: 'linear' | 'llama3' | 'dynamic' | 'yarn';
+  type: 'linear' | 'llama3' | 'yarn' | 'longrope';
   factor: number;
   // llama3
   lowFreqFactor?: number;
@@ -15,6 +15,10 @@ export interface RopeScaling {
   // yarn
   betaFast?: number;
   betaSlow?: number;
+  // longrope (Phi-3 "su"): per-frequency divisors, short up to originalMaxPositions, long beyond; cos/sin scale
+  shortFactor?: number[];
+  longFactor?: number[];
+  attentionFactor?: number;
 }
 
 export interface DecoderConfig {
@@ -49,6 +53,12 @@ export interface DecoderConfig {
    * included; transformers' sliding_window_overlay). Absent when no layer has a window narrower than maxPositions.
    */
   slidingWindow?: { size: number; layers: number[] };
+  /** Attention score options (Gemma: query_pre_attn_scalar^−½ and attn_logit_softcapping); absent: 1/√head_dim. */
+  attention?: { scale?: number; softcap?: number };
+  /** Gemma 3: the RoPE of the sliding-attention `layers` (rope_local_base_freq); the other layers use `rope`. */
+  localRope?: { theta: number; rotaryDim: number; scaling?: RopeScaling; layers: number[] };
+  /** Final logit soft-capping cap·tanh(z/cap) of the (steered) logits (Gemma 2's final_logit_softcapping). */
+  finalLogitSoftcap?: number;
   bosTokenId?: number;
   eosTokenIds: number[];
   /**

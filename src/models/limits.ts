@@ -46,6 +46,7 @@ const RAW_FIELDS: Record<string, keyof typeof MODEL_LIMITS> = {
   word_embed_proj_dim: 'hiddenSize',
   window_size: 'positions',
   rotary_dim: 'headDim',
+  original_max_position_embeddings: 'positions',
 };
 
 function tooBig(source: string, field: string, value: number, limit: number): LmSteerError {

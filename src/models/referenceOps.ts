@@ -124,6 +124,21 @@ export function rmsNorm(x: Mat, w: Tensor, eps: number): Mat {
   return out;
 }
 
+/** RMSNorm over each of the `n` heads of x [T, n·hd] with one gain [hd] (Qwen3's and Gemma 3's q/k norms). */
+export function headRmsNorm(x: Mat, n: number, hd: number, w: Tensor, eps: number): Mat {
+  const out = mat(x.rows, x.cols);
+  for (let t = 0; t < x.rows; t++) {
+    for (let h = 0; h < n; h++) {
+      const base = t * x.cols + h * hd;
+      let ms = 0;
+      for (let j = 0; j < hd; j++) ms += x.data[base + j] ** 2;
+      const r = 1 / Math.sqrt(ms / hd + eps);
+      for (let j = 0; j < hd; j++) out.data[base + j] = x.data[base + j] * r * w.data[j];
+    }
+  }
+  return out;
+}
+
 /**
  * erf to double precision: erf(x) = 2/√π · e^(−x²) · Σ_n 2ⁿ x^(2n+1) / (1·3·…·(2n+1)). Every term is
  * positive, so nothing cancels; beyond |x| = 6, erf is ±1 in float64. (JavaScript has no Math.erf.)

@@ -12,7 +12,10 @@ import type { Architecture } from './architecture.js';
 import type { DecoderConfig } from './config.js';
 import { checkExpectedWeights, configObject, type ExpectedWeight } from './configFields.js';
 import type { ReferenceOutput } from './referenceOps.js';
+import { gemma } from './gemma/index.js';
 import { gpt2 } from './gpt2/index.js';
+import { phi3 } from './phi3/index.js';
+import { qwen3 } from './qwen3/index.js';
 import { gptNeox } from './gptNeox/index.js';
 import { gptNeo } from './gptNeo/index.js';
 import { gptj } from './gptj/index.js';
@@ -23,7 +26,7 @@ import { checkConfigSizes, checkRawConfigSizes } from './limits.js';
 /** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
 export const GRAPH_BUILDER_VERSION = 8;
 
-export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox, gptNeo, gptj, opt];
+export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox, gptNeo, gptj, opt, gemma, qwen3, phi3];
 
 const byModelType = new Map<string, Architecture>();
 const byName = new Map<string, Architecture>();

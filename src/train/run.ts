@@ -272,6 +272,7 @@ async function trainLocked(opts: TrainRunOptions): Promise<TrainRunResult> {
         extract,
         embeddings: E,
         headBias: model.outputBias?.(),
+        logitSoftcap: model.cfg.finalLogitSoftcap,
         modelFingerprint: fingerprint,
         modelId: model.id,
         signal: opts.signal,

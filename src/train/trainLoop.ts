@@ -97,6 +97,8 @@ export interface TrainDeps {
   embeddings: Tensor;
   /** The LM head's bias [V], where the model has one (GPT-J): logits = h'·Eᵀ + b. */
   headBias?: Tensor;
+  /** The model's final logit soft-capping (DecoderConfig.finalLogitSoftcap, Gemma 2): the loss caps its logits. */
+  logitSoftcap?: number;
   /** Identifies the model the hidden states come from (cache key, resume check); default: E's fingerprint. */
   modelFingerprint?: string;
   modelId?: string;
@@ -439,6 +441,7 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
       headBias: deps.headBias,
       chunkRows: opts.chunkRows,
       intraOpNumThreads: opts.intraOpNumThreads,
+      softcap: deps.logitSoftcap,
     });
     // Only the column layout and eps matter to packScale (the scale rows of a batch).
     const layout = packSteers([{ config, p1: tensor([S, d, r.rank]), p2: tensor([S, d, r.rank]) }]);

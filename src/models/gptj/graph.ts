@@ -80,6 +80,6 @@ export function buildGptjGraph(cfg: DecoderConfig, w: WeightStore, build: GraphB
     axis: -1,
     epsilon: cfg.normEps,
   });
-  steeredHead(g, cfg, inp, hidden, ends.head, W(HEAD_BIAS));
+  steeredHead(g, cfg, inp, hidden, ends.head, { bias: W(HEAD_BIAS) });
   return g;
 }
