@@ -1,24 +1,35 @@
 /**
- * `import … from 'lmsteer'`: the library's entry point, a plain list of what the modules below export (their doc
- * comments are the reference). Load a model, load a steer for it, generate:
+ * `import … from 'lmsteer'`: the library's entry point. Start with `Model` (src/api/model.ts) — open a model,
+ * load steers for it, generate / stream / inspect steered text, train a steer, evaluate, explain — and
+ * `SteerSet`, the one way named steer values reach the model. The lower-level pieces the CLI is built from
+ * follow (decoders, generate(), steer files, training and evaluation runs); docs/API.md explains the shape.
  *
  * ```ts
- * import { generate, loadModel, shippedSteerDir, SteerSet } from 'lmsteer';
+ * import { Model } from 'lmsteer';
  *
- * const model = await loadModel(); // the embedded default, stories260K
- * const steers = SteerSet.load(model, [shippedSteerDir('stories260K-sentiment')!]);
- * const [result] = await generate(
- *   model.decoder,
- *   model.tokenizer,
- *   [{ prompt: 'Once upon a time', steerScale: steers.resolve({ sentiment: 8 }).scale }],
- *   { maxNewTokens: 32, seed: 1, steer: steers.directions },
- * );
- * console.log(result!.samples[0]!.text);
+ * const model = await Model.open(); // the embedded default, stories260K
+ * const mood = model.steers('stories260K-sentiment'); // a steer shipped with lmsteer, or steer folders
+ * for (const sentiment of [-8, 0, 8]) {
+ *   console.log(sentiment, await model.generate('Once upon a time', { steers: mood, values: { sentiment }, seed: 1 }));
+ * }
  * model.close();
  * ```
  *
  * @packageDocumentation
  */
+
+// the library's front door
+export { Model, SteeredModel, serve, transferSteer } from './api/model.js';
+export type {
+  EvaluateOptions,
+  GenerateCallOptions,
+  PromptRequest,
+  SteerChoice,
+  TrainSteerOptions,
+} from './api/model.js';
+export type { Inspection, InspectedToken } from './runtime/inspect.js';
+export { inspectIds } from './runtime/inspect.js';
+export type { RunningServer, ServerOptions } from './server/server.js';
 
 // models
 export { DEFAULT_MODEL, loadModel, locateModelSpec } from './runtime/loadModel.js';
@@ -58,8 +69,9 @@ export type {
   SteerSourceInfo,
   SteerTrainingInfo,
 } from './steer/steer.js';
-export { exportLora, loraWeights } from './steer/lora.js';
-export type { LoraExportOptions, LoraWeights } from './steer/lora.js';
+export { exportLora, fixedTerms, headDelta, loraWeights } from './steer/lora.js';
+export type { AdapterPlan, HeadDelta, LoraExportOptions, SteerTerm, WrittenAdapter } from './steer/lora.js';
+export { exportReferenceSteer } from './steer/referenceExport.js';
 export { importReferenceSteer } from './steer/referenceImport.js';
 export type { ImportSteerOptions, ImportTarget } from './steer/referenceImport.js';
 
@@ -71,16 +83,22 @@ export type { DataFormat, Dataset, DatasetSummary, Example } from './train/data.
 export type { LossPoint } from './train/checkpoint.js';
 
 // evaluation
-export { runEval, parseSweep, PAPER_SAMPLING } from './eval/run.js';
+export { runEval, parseShard, parseSweep, PAPER_SAMPLING } from './eval/run.js';
 export type {
   EvalDeps,
   EvalModel,
   EvalOptions,
   EvalResult,
+  SampleGenerator,
   SamplingSettings,
+  SettingRequest,
   SettingResult,
+  Shard,
   Sweep,
 } from './eval/run.js';
+export { EndpointGenerator } from './eval/endpoint.js';
+export type { EndpointExpectations, EndpointOptions } from './eval/endpoint.js';
+export { mergeShards } from './eval/merge.js';
 export type { EvalReport, EvalRow, ReferenceRow } from './eval/report.js';
 export type { Scorer } from './eval/scorers/scorer.js';
 export type { FluencyModel } from './eval/fluency.js';

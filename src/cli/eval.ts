@@ -5,7 +5,9 @@
 import { Command } from 'commander';
 import { fluencyModelOf } from '../eval/fluency.js';
 import { collapseReasons } from '../eval/report.js';
-import { PAPER_SAMPLING, parseSweep, runEval, type SamplingSettings } from '../eval/run.js';
+import { EndpointGenerator } from '../eval/endpoint.js';
+import { mergeShards } from '../eval/merge.js';
+import { PAPER_SAMPLING, parseShard, parseSweep, runEval, type SamplingSettings } from '../eval/run.js';
 import { createScorer, describeScorers } from '../eval/scorers/registry.js';
 import { loadModel, type LoadedModel } from '../runtime/loadModel.js';
 import { SteerSet } from '../steer/steerSet.js';
@@ -19,7 +21,7 @@ import {
   type ModelFlags,
   type SteerFlags,
 } from './common.js';
-import { floatOption, intOption, parseValues } from './options.js';
+import { collect, floatOption, intOption, parseValues } from './options.js';
 
 interface EvalFlags extends ModelFlags, SteerFlags, SamplingSettings {
   prompts?: string;
@@ -35,18 +37,26 @@ interface EvalFlags extends ModelFlags, SteerFlags, SamplingSettings {
   progress?: boolean;
   title?: string;
   baseline: boolean;
+  shard?: string;
+  endpoint: string[];
+  endpointModel?: string;
+  endpointAdapter?: string;
+  concurrency: number;
+  retries: number;
 }
 
 export function evalCommand(): Command {
   const cmd = new Command('eval').description(
     "evaluate a (steered) model with the paper's protocol: N samples per prompt, attribute, perplexity, dist-n",
   );
+  // `eval merge --out DIR`: its own --out, not eval's (options after the subcommand name are the subcommand's).
+  cmd.enablePositionalOptions();
   addModelFlags(cmd);
   addSteerFlags(cmd);
   const scorers = describeScorers()
     .map((s) => `${s.name} (${s.attribute})`)
     .join(', ');
-  return cmd
+  cmd
     .option(
       '--prompts <file>',
       'prompt file: DExperts/RealToxicityPrompts JSONL ({"prompt": {"text": ...}}) or one prompt per line',
@@ -112,7 +122,43 @@ export function evalCommand(): Command {
     .option('--progress', 'print progress lines even when stderr is not a terminal')
     .option('--title <text>', 'report title')
     .option('--no-baseline', 'with --steer, skip the unsteered baseline row (run by default, in <out>/unsteered)')
+    .option('--shard <i/n>', 'only prompts i, i+n, i+2n… (one machine of n); `lmsteer eval merge` joins the shards')
+    .option(
+      '--endpoint <url>',
+      'sample on an OpenAI-compatible server (lmsteer serve, vLLM) instead of here; repeat for several (round-robin)',
+      collect,
+      [],
+    )
+    .option('--endpoint-model <name>', 'the "model" of requests (default: the first the endpoint lists)')
+    .option(
+      '--endpoint-adapter <name>',
+      'steer with a LoRA adapter per value, "{value}" replaced by the steer value (vLLM --lora-modules), instead of the "steer" field',
+    )
+    .option('--concurrency <n>', 'endpoint requests in flight', intOption('--concurrency', 1, 10_000), 8)
+    .option('--retries <n>', 'retries of a failed endpoint request', intOption('--retries', 0, 1000), 5)
+    .addHelpText(
+      'after',
+      `
+Scale-out: --endpoint URL sends each prompt to the server as one request (its token ids, n = --samples, the
+prompt's seed, min_tokens = max_tokens) and scores the answers here. lmsteer serve (same --model and --steer)
+returns exactly the samples this command draws locally. The endpoint's API key: LMSTEER_ENDPOINT_API_KEY or
+OPENAI_API_KEY. --shard i/n on n machines, then \`lmsteer eval merge --out DIR SHARD_DIR…\`, gives the report of
+one unsharded run.`,
+    )
     .action(async (flags: EvalFlags) => run(flags));
+  cmd
+    .command('merge')
+    .description('join the --out folders of `lmsteer eval --shard i/n` runs into the report of one unsharded run')
+    .argument('<shard-dirs...>', 'the shard runs’ --out folders, all n of them')
+    .option('-o, --out <dir>', 'the merged output folder')
+    .option('--overwrite', 'replace an evaluation already in --out')
+    .action(async (dirs: string[], flags: { out?: string; overwrite?: boolean }) => {
+      if (!flags.out) throw new LmSteerError('BAD_ARGUMENT', 'give --out DIR, the merged folder');
+      const r = await mergeShards(dirs, flags.out, { overwrite: flags.overwrite });
+      process.stdout.write(`${r.files.reportMd}\n`);
+      process.stdout.write(`merged ${dirs.length} shards: ${r.prompts} prompts × ${r.report.rows.length} settings\n`);
+    });
+  return cmd;
 }
 
 async function run(flags: EvalFlags): Promise<void> {
@@ -128,6 +174,9 @@ async function run(flags: EvalFlags): Promise<void> {
   const values = parseValues(flags.value);
   if (flags.value.length > 0 && flags.steer.length === 0)
     throw new LmSteerError('BAD_ARGUMENT', '--value was given but no --steer', 'add --steer DIR');
+  const shard = flags.shard !== undefined ? parseShard(flags.shard) : undefined;
+  if (flags.endpoint.length === 0 && (flags.endpointModel || flags.endpointAdapter))
+    throw new LmSteerError('BAD_ARGUMENT', '--endpoint-model and --endpoint-adapter need --endpoint URL');
   // The scorer first: a missing model file or API key should fail before a model is loaded.
   const scorer = await createScorer(flags.scorer, { modelPath: flags.scorerModel, label: flags.scorerLabel });
   const model = await openModel(flags);
@@ -141,6 +190,20 @@ async function run(flags: EvalFlags): Promise<void> {
   process.on('SIGINT', onSigint);
   try {
     const steers = SteerSet.load(model, flags.steer, {}, { force: flags.force });
+    const generator =
+      flags.endpoint.length > 0
+        ? await EndpointGenerator.connect(
+            {
+              urls: flags.endpoint,
+              model: flags.endpointModel,
+              adapter: flags.endpointAdapter,
+              concurrency: flags.concurrency,
+              retries: flags.retries,
+              apiKey: process.env.LMSTEER_ENDPOINT_API_KEY || process.env.OPENAI_API_KEY || undefined,
+            },
+            { fingerprint: model.fingerprint(), steers: steers.names() },
+          )
+        : undefined;
     if (flags.pplModel) ppl = await loadModel(flags.pplModel, modelLoadOptions(flags));
     if (ppl) announceModel(ppl);
     const r = await runEval(
@@ -161,6 +224,7 @@ async function run(flags: EvalFlags): Promise<void> {
         progress: flags.progress,
         title: flags.title,
         baseline: flags.baseline,
+        shard,
       },
       {
         model,
@@ -169,6 +233,7 @@ async function run(flags: EvalFlags): Promise<void> {
         scorer,
         fluency: fluencyModelOf(ppl ?? model),
         signal: controller.signal,
+        generator,
       },
     );
     process.stdout.write(`${r.files.reportMd}\n`);

@@ -4,9 +4,8 @@
  * position's full hidden state and logits.
  */
 import { Command } from 'commander';
-import { logSoftmax, topN } from '../runtime/sampling.js';
+import { inspectIds } from '../runtime/inspect.js';
 import { LmSteerError } from '../util/errors.js';
-import { tensor } from '../util/tensor.js';
 import { addModelFlags, addSteerFlags, openModel, openSteers, type ModelFlags, type SteerFlags } from './common.js';
 import { parseIds } from './options.js';
 
@@ -39,34 +38,16 @@ async function run(flags: InspectFlags): Promise<void> {
     const ids = flags.ids !== undefined ? parseIds(flags.ids) : model.tokenizer.encode(flags.prompt!);
     if (ids.length === 0)
       throw new LmSteerError('BAD_ARGUMENT', 'the prompt encodes to no tokens', 'give a non-empty --prompt');
-    const { steers, scale } = openSteers(model, flags);
-    const steer = steers.directions && { ...steers.directions, scale: tensor([1, steers.K], scale) };
-    const out = await model.decoder.forward([ids], { steer });
-    const V = model.cfg.vocabSize;
-    const d = model.cfg.hiddenSize;
-    const tok = (id: number) => model.tokenizer.tokenString(id);
-    let prev: Float64Array | undefined;
-    const rows = ids.map((id, t) => {
-      const lp = logSoftmax((out.logits.data as Float32Array).subarray(t * V, (t + 1) * V));
-      const row = {
-        position: t,
-        id,
-        token: tok(id),
-        logprob: prev ? prev[id] : null,
-        top: topN(lp, flags.top).map((c) => ({ id: c.id, token: tok(c.id), logprob: c.value })),
-      };
-      prev = lp;
-      return row;
-    });
+    const { steers } = openSteers(model, flags);
+    const { tokens: rows, hidden, logits } = await inspectIds(model, ids, { steers, top: flags.top });
     if (flags.json) {
-      const T = ids.length;
       process.stdout.write(
         JSON.stringify({
           model: model.id,
           steer: flags.steer.length ? { steers: flags.steer, values: flags.value } : null,
           tokens: rows,
-          hidden: Array.from((out.hidden.data as Float32Array).subarray((T - 1) * d, T * d)),
-          logits: Array.from((out.logits.data as Float32Array).subarray((T - 1) * V, T * V)),
+          hidden: Array.from(hidden),
+          logits: Array.from(logits),
         }) + '\n',
       );
       return;

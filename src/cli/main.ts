@@ -23,6 +23,8 @@ const program = new Command('lmsteer')
   .description('Steer language models with LM-Steer (Han et al., ACL 2024) on ONNX Runtime.')
   .version(PACKAGE_VERSION)
   .showHelpAfterError()
+  // Options belong to the command they follow, so a subcommand may reuse a name (`eval merge --out`).
+  .enablePositionalOptions()
   .configureOutput({ outputError: (str, write) => write(str) });
 
 // In pipeline order: use a model, learn a steer, measure it, explain it, move it, serve it.

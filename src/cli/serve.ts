@@ -11,7 +11,7 @@ import { loadChatTemplate } from '../server/chatTemplate.js';
 import { DEFAULTS, startServer } from '../server/server.js';
 import { SteerSet } from '../steer/steerSet.js';
 import { addModelFlags, addSteerFlags, openModel, type ModelFlags, type SteerFlags } from './common.js';
-import { collect, intOption, parseValues } from './options.js';
+import { collect, floatOption, intOption, parseValues } from './options.js';
 
 interface ServeFlags extends ModelFlags, SteerFlags {
   host: string;
@@ -27,6 +27,9 @@ interface ServeFlags extends ModelFlags, SteerFlags {
   allowSteerLoad?: string[];
   allowUnauthenticated?: boolean;
   context?: number;
+  servedModelName: string[];
+  cors: string[];
+  maxSteerValue: number;
 }
 
 export function serveCommand(): Command {
@@ -90,6 +93,24 @@ export function serveCommand(): Command {
         'let clients load steers (POST /v1/steers) from folders under these; off by default',
       )
       .option('--allow-unauthenticated', 'listen on a non-loopback --host without an API key (anyone there can use it)')
+      .option(
+        '--served-model-name <name>',
+        'the name clients give as "model" and see in responses (repeatable: aliases; default: --model as given)',
+        collect,
+        [],
+      )
+      .option(
+        '--cors <origin>',
+        'let web pages at this origin (scheme://host[:port]; "*" = any) call the API: CORS headers and preflights (repeatable)',
+        collect,
+        [],
+      )
+      .option(
+        '--max-steer-value <v>',
+        'largest |value| a request (or --value) may give a steer slot',
+        floatOption('--max-steer-value', Number.MIN_VALUE, 1e6),
+        DEFAULTS.maxSteerValue,
+      )
       .addHelpText(
         'after',
         `
@@ -99,7 +120,12 @@ while serving, and, with --allow-steer-load ROOT, POST /v1/steers {"path": DIR} 
 running requests finish first (drain), then the new set takes over.
 
 Access: requests addressed to another host name than localhost or an IP address (DNS rebinding), and
-browser requests from other origins, are refused (403). Off loopback, an API key is required.
+browser requests from other origins (unless listed with --cors), are refused (403). Off loopback, an API key
+is required.
+
+OpenAI fields: completions and chat with n, stop, seed, stream (+ include_usage), max_tokens, temperature,
+top_p, presence_penalty, frequency_penalty, logprobs (+ top_logprobs for chat), completions' echo; extensions
+top_k, min_tokens, repetition_penalty, steer. Sampling defaults come from the model's generation_config.json.
 
 Chat: the model's chat_template (tokenizer_config.json) when it has one; otherwise "User: …\\nAssistant:" lines,
 stopping at "\\nUser:".
@@ -139,7 +165,10 @@ async function run(flags: ServeFlags): Promise<void> {
   const key = apiKey(flags);
   const model = await openModel(flags);
   try {
-    const steers = SteerSet.load(model, flags.steer, parseValues(flags.value), { force: flags.force });
+    const steers = SteerSet.load(model, flags.steer, parseValues(flags.value), {
+      force: flags.force,
+      maxValue: flags.maxSteerValue,
+    });
     const local = await locateModelSpec(flags.model, { offline: true }).catch(() => undefined);
     const server = await startServer(model, steers, {
       host: flags.host,
@@ -154,8 +183,18 @@ async function run(flags: ServeFlags): Promise<void> {
       allowHosts: flags.allowHost,
       allowSteerLoad: flags.allowSteerLoad,
       allowUnauthenticated: flags.allowUnauthenticated,
+      servedModelNames: flags.servedModelName,
+      cors: flags.cors,
       chatTemplate: loadChatTemplate(local?.dir),
     });
+    if (server.generationNotes.length > 0)
+      process.stderr.write(
+        `lmsteer serve: request defaults from the model's generation_config.json: ${server.generationNotes.join('; ')}\n`,
+      );
+    if (flags.cors.includes('*') && !key)
+      process.stderr.write(
+        'lmsteer serve: warning: --cors "*" without an API key lets any web page you visit use this server\n',
+      );
     const names = steers.names();
     process.stderr.write(
       `lmsteer serve: ${model.id} at ${server.url}  (playground: ${server.url}/, API: ${server.url}/v1)\n` +

@@ -2,8 +2,14 @@
  * `lmsteer steer import|export-lora|info|loss`: move steers in and out of lmsteer's folder format, describe
  * them, and measure them on held-out labelled texts (src/train/steerLoss.ts).
  */
-import { Command } from 'commander';
-import { exportLora } from '../steer/lora.js';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { parseHubSpec } from '../formats/hub.js';
+import { parseSweep } from '../eval/run.js';
+import { exportLora, fixedTerms, type AdapterPlan } from '../steer/lora.js';
+import { exportReferenceSteer } from '../steer/referenceExport.js';
+import { embeddedModelDir } from '../util/packageFiles.js';
 import { importReferenceSteer } from '../steer/referenceImport.js';
 import { BASE_SLOT, type Steer } from '../steer/steer.js';
 import { BASE_SLOT_NOTE, SteerSet } from '../steer/steerSet.js';
@@ -17,10 +23,10 @@ import { describeSteerLoss, domainWarning, heldOutLoss } from '../train/steerLos
 
 export function steerCommand(): Command {
   const cmd = new Command('steer').description(
-    'import reference checkpoints, export LoRA adapters, describe steer folders',
+    'import and export reference checkpoints, export LoRA adapters, describe steer folders',
   );
   cmd.addCommand(importCommand());
-  cmd.addCommand(exportLoraCommand());
+  cmd.addCommand(exportCommand());
   cmd.addCommand(infoCommand());
   cmd.addCommand(lossCommand());
   return cmd;
@@ -78,56 +84,195 @@ function importCommand(): Command {
 // ---------------------------------------------------------------------------------------------------------
 
 interface ExportFlags extends ModelFlags {
-  steer?: string;
+  format: string;
+  steer: string[];
   value: string[];
   out?: string;
+  perSlot?: boolean;
+  sweep?: string;
+  rank?: number;
+  baseModel?: string;
   targetModule?: string;
+  untieHead?: boolean;
+  overwrite?: boolean;
   force?: boolean;
 }
 
-function exportLoraCommand(): Command {
-  const cmd = new Command('export-lora').description(
-    'write a steer at fixed values as a PEFT LoRA adapter on the LM head',
-  );
+function exportCommand(): Command {
+  const cmd = new Command('export')
+    .alias('export-lora')
+    .description(
+      'write steers as PEFT LoRA adapters on the LM head (--format lora, at their exact rank) or as a reference checkpoint (--format pt)',
+    );
   addModelFlags(cmd);
   return cmd
-    .option('--steer <dir>', 'the steer folder')
-    .option('--value <name=v>', 'a steer value to bake in, e.g. sentiment=3; repeatable', collect, [])
-    .option('-o, --out <dir>', 'the adapter folder to write')
+    .addOption(
+      new Option('--format <fmt>', 'lora: PEFT adapter folder(s); pt: the reference .pt')
+        .choices(['lora', 'pt'])
+        .default('lora'),
+    )
+    .option('--steer <dir>', 'a steer folder; repeat to compose several into one adapter', collect, [])
+    .option(
+      '--value <name=v>',
+      'a steer value to bake in, e.g. sentiment=3 (defaults: base 1, others 0); repeatable',
+      collect,
+      [],
+    )
+    .option('-o, --out <path>', 'the adapter folder (lora) or .pt file (pt) to write')
+    .option(
+      '--per-slot',
+      'one adapter per slot at value 1 (the LoRA scale is the value: llama.cpp, PEFT) instead of baked-in values',
+    )
+    .option(
+      '--sweep <name=v1,v2,...>',
+      'one fixed-value adapter per value, in <out>/<name>_<v> (vLLM serves one per request)',
+    )
+    .option(
+      '--rank <r>',
+      'truncate each adapter to rank r (the relative error is printed); default: the exact rank',
+      intOption('--rank', 1, 1_000_000),
+    )
+    .option(
+      '--base-model <id>',
+      'base_model_name_or_path: a hub id or a path (default: --model, as an absolute path when local)',
+    )
     .option('--target-module <name>', 'the LM head module (default: embed_out for GPT-NeoX/Pythia, lm_head otherwise)')
+    .option(
+      '--untie-head',
+      "also write <target>.safetensors, the head's own copy, so a tied model can be merged safely",
+    )
+    .option('--overwrite', 'write into a non-empty --out folder, or over an existing .pt')
     .option('--force', 'export even if the steer was trained for another base model')
     .action(async (flags: ExportFlags) => {
-      if (!flags.steer) throw new LmSteerError('BAD_ARGUMENT', 'give --steer DIR, the steer folder');
-      if (!flags.out) throw new LmSteerError('BAD_ARGUMENT', 'give --out DIR, the adapter folder to write');
-      if (flags.value.length === 0)
+      if (flags.steer.length === 0) throw new LmSteerError('BAD_ARGUMENT', 'give --steer DIR, the steer folder');
+      if (!flags.out)
         throw new LmSteerError(
           'BAD_ARGUMENT',
-          'give at least one --value name=v to bake into the adapter',
-          'e.g. --value sentiment=5',
+          `give --out ${flags.format === 'pt' ? 'FILE.pt' : 'DIR'}, where to write`,
         );
-      const values = parseValues(flags.value);
-      const model = await openModel(flags);
-      try {
-        const steer = loadSteer(flags.steer, {
-          expectFingerprint: model.fingerprint(),
-          expectModelId: model.id,
-          expectHiddenSize: model.cfg.hiddenSize,
-          force: flags.force,
-        });
-        const targetModule = flags.targetModule ?? (model.cfg.arch === 'gpt_neox' ? 'embed_out' : 'lm_head');
-        const r = exportLora(steer, values, model.outputEmbeddings(), flags.out, {
-          baseModelId: model.id,
-          targetModule,
-          force: flags.force,
-        });
-        const slots = steer.config.slots.map((s, i) => `${s.name}=${r.values[i]}`).join(', ');
-        process.stdout.write(
-          `wrote a LoRA adapter (rank ${r.rank}, target ${targetModule}, ${slots}) to ${flags.out}\n`,
-        );
-      } finally {
-        model.close();
-      }
+      if (flags.format === 'pt') return exportPt(flags);
+      return exportLoraAdapters(flags);
     });
+}
+
+function exportPt(flags: ExportFlags): void {
+  if (flags.steer.length !== 1)
+    throw new LmSteerError('BAD_ARGUMENT', '--format pt writes one steer; give one --steer', 'run once per steer');
+  for (const [flag, set] of [
+    ['--value', flags.value.length > 0],
+    ['--per-slot', flags.perSlot],
+    ['--sweep', flags.sweep],
+    ['--rank', flags.rank],
+    ['--untie-head', flags.untieHead],
+  ] as const)
+    if (set)
+      throw new LmSteerError('BAD_ARGUMENT', `${flag} is for --format lora`, 'a .pt holds the steer itself, no values');
+  const steer = loadSteer(flags.steer[0]!);
+  exportReferenceSteer(steer, flags.out!, { overwrite: flags.overwrite });
+  process.stdout.write(
+    `wrote ${flags.out} (reference LM-Steer checkpoint: ${steer.config.slots.length} slots, rank ${steer.config.rank}, eps ${steer.config.eps})\n`,
+  );
+}
+
+async function exportLoraAdapters(flags: ExportFlags): Promise<void> {
+  const modes = [flags.perSlot, flags.sweep, flags.value.length > 0].filter(Boolean).length;
+  if (flags.perSlot && (flags.value.length > 0 || flags.sweep))
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      '--per-slot writes every slot at value 1; --value and --sweep bake values in',
+      'use one or the other',
+    );
+  if (modes === 0)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      'give --value name=v to bake into the adapter, --sweep name=v1,v2 for one adapter per value, or --per-slot',
+      'e.g. --value sentiment=5',
+    );
+  const values = parseValues(flags.value);
+  const sweep = flags.sweep !== undefined ? parseSweep(flags.sweep) : undefined;
+  const model = await openModel(flags);
+  try {
+    const steers = SteerSet.load(model, flags.steer, {}, { force: flags.force });
+    const plans: AdapterPlan[] = flags.perSlot
+      ? slotPlans(steers)
+      : sweep
+        ? sweep.values.map((v) =>
+            fixedPlan(steers, { ...values, [sweep.name]: v }, adapterFolder(`${sweep.name}_${v}`)),
+          )
+        : [fixedPlan(steers, values, '')];
+    const targetModule = flags.targetModule ?? (model.cfg.arch === 'gpt_neox' ? 'embed_out' : 'lm_head');
+    const base = adapterBase(flags.baseModel ?? flags.model);
+    const written = exportLora(plans, model.outputEmbeddings(), flags.out!, {
+      baseModel: base.id,
+      revision: base.revision,
+      targetModule,
+      rank: flags.rank,
+      tiedEmbeddings: model.cfg.tiedEmbeddings,
+      untieHead: flags.untieHead,
+      overwrite: flags.overwrite,
+      force: flags.force,
+    });
+    for (const a of written) {
+      const truncated =
+        a.rank < a.exactRank
+          ? `rank ${a.rank} of ${a.exactRank}, relative error ${a.relativeError.toExponential(2)}`
+          : `rank ${a.rank} (exact)`;
+      process.stdout.write(`wrote ${a.dir}: ${a.description}; ${truncated}\n`);
+    }
+    process.stdout.write(
+      `base_model_name_or_path ${base.id}${base.revision ? `@${base.revision}` : ''}; target ${targetModule}\n`,
+    );
+    if (sweep)
+      process.stdout.write(
+        `vLLM: --enable-lora --max-lora-rank ${Math.max(...written.map((a) => a.rank))} --lora-modules ${written.map((a) => `${a.name}=${resolve(a.dir)}`).join(' ')}\n`,
+      );
+    if (model.cfg.tiedEmbeddings)
+      process.stderr.write(
+        `note: ${model.id} ties ${targetModule} to its input embeddings. The adapter is exact applied unmerged; merging it ` +
+          `(merge_and_unload, llama.cpp export-lora) would change the input embeddings too.` +
+          (flags.untieHead
+            ? ` Merge into the untied copy in ${join(flags.out!, `${targetModule}.safetensors`)} instead (README.md).\n`
+            : ' Export with --untie-head for an untied copy of the head to merge into.\n'),
+      );
+  } finally {
+    model.close();
+  }
+}
+
+/** The fixed-value adapter of `set` at `values` (its defaults for slots not named). */
+function fixedPlan(set: SteerSet, values: Record<string, number>, name: string): AdapterPlan {
+  const terms = fixedTerms(set, values);
+  const names = slotValueNames(set);
+  return { name, terms, description: terms.map((t, i) => `${names[i]}=${t.value}`).join(', ') };
+}
+
+/** One adapter per slot of every steer, at value 1, in a folder named `steer.slot`. */
+function slotPlans(set: SteerSet): AdapterPlan[] {
+  const names = slotValueNames(set);
+  return fixedTerms(set).map((t, i) => ({
+    name: adapterFolder(set.knownValueNames()[i]!),
+    terms: [{ ...t, value: 1 }],
+    description: `${names[i]} at 1 (the LoRA scale is its value)`,
+  }));
+}
+
+/** Every slot's value name, in the order fixedTerms lists the slots. */
+function slotValueNames(set: SteerSet): string[] {
+  return set.entries.flatMap((e, k) => e.steer.config.slots.map((_, s) => set.valueName(k, s)));
+}
+
+/** A folder (and vLLM adapter) name from a value name: only letters, digits, ".", "_", "-". */
+function adapterFolder(name: string): string {
+  return name.replace(/[^\w.-]/g, '_').replace(/^\.+/, '_');
+}
+
+/** What PEFT should load the base model from: a local path made absolute, or the hub id and its revision. */
+function adapterBase(spec: string): { id: string; revision?: string } {
+  if (existsSync(spec)) return { id: resolve(spec) };
+  const embedded = embeddedModelDir(spec);
+  if (embedded !== undefined) return { id: embedded };
+  const { repo, revision } = parseHubSpec(spec);
+  return { id: repo, revision: revision === 'main' ? undefined : revision };
 }
 
 // ---------------------------------------------------------------------------------------------------------

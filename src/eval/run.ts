@@ -14,10 +14,15 @@
  * index in the prompt file, not in a batch — so a resumed or re-batched run writes the same text. Prompts are
  * processed in fixed chunks of the file; each chunk's lines are appended and fsync'ed when the chunk is done.
  * On restart the file is read back, a torn last line dropped, and the run goes on after the last whole prompt.
+ *
+ * Scale-out: the samples come from generate() here, or from any OpenAI-compatible server (deps.generator,
+ * src/eval/endpoint.ts) asked for exactly the same streams; `shard` {index: i, count: n} keeps prompts i, i+n,
+ * i+2n… (their seeds still keyed by file index), and merge.ts interleaves the shards' files back into the
+ * unsharded run's, bit for bit, and its report. eval.json records what the report is made of, for the merge.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
 import { lockOutDir, makeDir } from '../formats/outDir.js';
@@ -35,7 +40,9 @@ import type { Scorer } from './scorers/scorer.js';
 
 export const GENERATIONS_FILE = 'generations.jsonl';
 export const RUN_FILE = 'run.json';
-const RUN_FORMAT = 'lmsteer-eval-run/1';
+export const EVAL_FILE = 'eval.json';
+export const RUN_FORMAT = 'lmsteer-eval-run/1';
+export const EVAL_FORMAT = 'lmsteer-eval/1';
 
 /** generate()'s sampling settings that the protocol fixes, and how many samples per prompt. */
 export interface SamplingSettings extends Required<
@@ -57,6 +64,39 @@ export const PAPER_SAMPLING: SamplingSettings = {
 export interface Sweep {
   name: string;
   values: number[];
+}
+
+/** This machine's part of the prompts: those whose index i in the file has i mod count = index. */
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+/** What a generator needs to know of the setting it samples. */
+export interface SettingRequest {
+  label: string;
+  /** Every slot of every steer by its `steer.slot` name (all 0 for the baseline): nothing left to defaults. */
+  steer: Record<string, number>;
+  /** The swept (or only) value, when there is one. */
+  steerValue?: number;
+  baseline: boolean;
+}
+
+/**
+ * Samples the protocol's continuations somewhere other than generate() here: prompt `ids` with `seed`, each
+ * `samples` times, exactly maxNewTokens new tokens, drawn from rngStream(seed, 0, j) for sample j.
+ */
+export interface SampleGenerator {
+  /** What changes the samples besides the settings (recorded in run.json; no addresses). */
+  identity: Record<string, unknown>;
+  /** One line for the report's configuration. */
+  description: string;
+  generate(
+    batch: { ids: number[]; seed: number }[],
+    setting: SettingRequest,
+    sampling: SamplingSettings,
+    opts: { signal?: AbortSignal; onTokens: (n: number) => void },
+  ): Promise<string[][]>;
 }
 
 export interface EvalOptions extends SamplingSettings {
@@ -81,6 +121,8 @@ export interface EvalOptions extends SamplingSettings {
   reportConfig?: Record<string, unknown>;
   /** With a steer: also run the unsteered model as the baseline row (default true). */
   baseline?: boolean;
+  /** Only this shard of the prompts (see Shard); `lmsteer eval merge` joins the shards. */
+  shard?: Shard;
 }
 
 /** The model being evaluated, as far as the protocol needs it (a LoadedModel fits). */
@@ -105,6 +147,8 @@ export interface EvalDeps {
   signal?: AbortSignal;
   /** After each chunk of prompts is on disk. */
   onChunk?: (info: { setting: string; done: number; total: number }) => void;
+  /** Where samples come from (default: generate() on deps.model). */
+  generator?: SampleGenerator;
   log?: (line: string) => void;
 }
 
@@ -151,6 +195,26 @@ export function parseSweep(spec: string): Sweep {
   return { name: m[1]!.trim(), values };
 }
 
+/** `i/n` → a Shard (0 ≤ i < n). */
+export function parseShard(spec: string): Shard {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(spec);
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || !(count >= 1 && count <= 100_000 && index < count))
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `--shard "${spec}" is not i/n with 0 ≤ i < n`,
+      'e.g. --shard 0/2 on one machine and --shard 1/2 on another',
+    );
+  return { index, count };
+}
+
+/** The file indices of a shard's prompts, of `total`. */
+export function shardIndices(total: number, shard: Shard | undefined): number[] {
+  const all = Array.from({ length: total }, (_, i) => i);
+  return shard ? all.filter((i) => i % shard.count === shard.index) : all;
+}
+
 /** The per-request seed of prompt `index`: a pure function of (seed, index), a safe integer. */
 export function promptSeed(seed: number, index: number): number {
   const h = createHash('sha256').update(`lmsteer-eval:${seed}:${index}`).digest();
@@ -160,7 +224,7 @@ export function promptSeed(seed: number, index: number): number {
 // ---------------------------------------------------------------------------------------------------------
 // run.json: what must match for a folder's samples to be reused
 
-interface RunRecord {
+export interface RunRecord {
   format: typeof RUN_FORMAT;
   /** Compared on restart: everything that changes a sample, a score or a perplexity. */
   identity: Record<string, unknown>;
@@ -193,7 +257,7 @@ function flatten(o: unknown, prefix = '', out: Record<string, string> = {}): Rec
   return out;
 }
 
-function differences(was: Record<string, unknown>, now: Record<string, unknown>): string[] {
+export function differences(was: Record<string, unknown>, now: Record<string, unknown>): string[] {
   const a = flatten(was);
   const b = flatten(now);
   return [...new Set([...Object.keys(a), ...Object.keys(b)])]
@@ -210,7 +274,7 @@ export interface GenerationRecord {
   [score: string]: unknown;
 }
 
-interface Line {
+export interface Line {
   prompt: { text: string };
   generations: GenerationRecord[];
 }
@@ -268,7 +332,7 @@ function promptObject(p: Prompt): Record<string, unknown> {
 
 // ---------------------------------------------------------------------------------------------------------
 
-interface Setting {
+export interface Setting {
   label: string;
   dir: string;
   values: Record<string, number>;
@@ -343,7 +407,15 @@ export async function runEval(opts: EvalOptions, deps: EvalDeps): Promise<EvalRe
 
 async function evalLocked(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult> {
   const log = deps.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const prompts = await readPrompts(opts.promptsPath, { limit: opts.limit });
+  const allPrompts = await readPrompts(opts.promptsPath, { limit: opts.limit });
+  const indices = shardIndices(allPrompts.length, opts.shard); // file index of each prompt run here
+  const prompts = indices.map((i) => allPrompts[i]!);
+  if (prompts.length === 0)
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `shard ${opts.shard!.index}/${opts.shard!.count} has no prompts: the file has ${allPrompts.length}`,
+      'use fewer shards than prompts',
+    );
   const settings = settingsOf(opts, deps);
   // Every value name is checked before any work starts (a typo fails now, not after the first setting).
   const scales = settings.map((s) => {
@@ -368,6 +440,8 @@ async function evalLocked(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult
     },
     scorer: scorerIdentity(deps.scorer),
     ppl: deps.fluency.fingerprint,
+    ...(deps.generator ? { generator: deps.generator.identity } : {}),
+    ...(opts.shard ? { shard: opts.shard } : {}),
   };
   // Fail on a changed configuration before generating anything, for every setting.
   const states = settings.map((s) => {
@@ -408,11 +482,21 @@ async function evalLocked(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult
         if (deps.signal?.aborted) throw stopped(setting, start, prompts.length);
         const end = Math.min(prompts.length, (Math.floor(start / chunk) + 1) * chunk); // fixed chunk boundaries
         const g0 = Date.now();
-        const texts = await generateChunk(deps, opts, promptIds, start, end, scales[k], (n) => {
+        const batch = [];
+        for (let i = start; i < end; i++) batch.push({ ids: promptIds[i]!, seed: promptSeed(opts.seed, indices[i]!) });
+        const onTokens = (n: number) => {
           tokens += n;
           const secs = (Date.now() - t0) / 1000;
           bar?.update({ tps: secs > 0 ? (tokens / secs).toFixed(0) : '—', setting: setting.label });
-        });
+        };
+        const texts = deps.generator
+          ? (
+              await deps.generator.generate(batch, settingRequest(deps.steers, setting), opts, {
+                signal: deps.signal,
+                onTokens,
+              })
+            ).map((t) => t.map((text) => ({ text })))
+          : await generateChunk(deps, opts, batch, scales[k], onTokens);
         genSeconds += (Date.now() - g0) / 1000;
         const lines = await scoreChunk(deps, prompts.slice(start, end), texts);
         appendLines(join(setting.dir, GENERATIONS_FILE), lines);
@@ -421,7 +505,7 @@ async function evalLocked(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult
         bar?.update(promptsDone + start, { setting: setting.label });
         deps.onChunk?.({ setting: setting.label, done: start, total: prompts.length });
       }
-      const row = settingMetrics(setting, prompts.length, opts.samples, deps.scorer, opts.seed);
+      const row = settingMetrics(setting, prompts.length, opts.samples, deps.scorer.attribute, opts.seed);
       writeJsonAtomic(join(setting.dir, 'metrics.json'), row);
       results.push({
         setting: setting.label,
@@ -436,24 +520,41 @@ async function evalLocked(opts: EvalOptions, deps: EvalDeps): Promise<EvalResult
     bar?.stop();
   }
 
-  const report = buildReport({
+  const record: EvalRecord = {
+    format: EVAL_FORMAT,
     title: opts.title ?? `Evaluation of ${deps.model.id}`,
     config: {
       model: deps.model.id,
       steers: deps.steerDirs ?? [],
       values: opts.values ?? {},
       ...(opts.sweep ? { sweep: `${opts.sweep.name} = ${opts.sweep.values.join(', ')}` } : {}),
-      prompts: `${opts.promptsPath} (${prompts.length} prompts)`,
+      prompts: `${opts.promptsPath} (${allPrompts.length} prompts)`,
+      ...(opts.shard
+        ? {
+            shard: `${opts.shard.index}/${opts.shard.count}: prompts ${opts.shard.index}, ${opts.shard.index + opts.shard.count}, … (${prompts.length} of ${allPrompts.length})`,
+          }
+        : {}),
       sampling: `${opts.samples} samples × ${opts.maxNewTokens} new tokens (no early EOS), top-p ${opts.topP}, top-k ${opts.topK}, temperature ${opts.temperature}, seed ${opts.seed}`,
+      ...(deps.generator ? { generation: deps.generator.description } : {}),
       pplModel: deps.fluency.id,
       ...opts.reportConfig,
     },
     scorers: [{ name: deps.scorer.name, attribute: deps.scorer.attribute, version: deps.scorer.version }],
-    rows: results.map((r) => r.row),
-    reference: opts.reference,
-  });
-  const files = writeReport(opts.outDir, report);
-  const plots = await writePlots(opts.outDir, results, deps.scorer.attribute, settings);
+    ...(opts.reference ? { reference: opts.reference } : {}),
+    attribute: deps.scorer.attribute,
+    samples: opts.samples,
+    seed: opts.seed,
+    prompts: allPrompts.length,
+    ...(opts.shard ? { shard: opts.shard } : {}),
+    settings: settings.map((s) => ({
+      label: s.label,
+      dir: relative(opts.outDir, s.dir),
+      values: s.values,
+      ...(s.steerValue !== undefined ? { steerValue: s.steerValue } : {}),
+      ...(s.baseline ? { baseline: true } : {}),
+    })),
+  };
+  const { report, files, plots } = await finishReport(opts.outDir, record, results);
   if (genSeconds > 0)
     log(`generated ${tokens} tokens in ${genSeconds.toFixed(1)} s (${(tokens / genSeconds).toFixed(0)} tokens/s)`);
   return {
@@ -545,24 +646,74 @@ function prepareDir(dir: string, record: RunRecord, prompts: Prompt[], overwrite
   return n;
 }
 
+/**
+ * What eval.json holds: the report's title, configuration and scorers, and the settings whose folders its rows
+ * come from — what `lmsteer eval merge` needs to rebuild the report from shards.
+ */
+export interface EvalRecord {
+  format: typeof EVAL_FORMAT;
+  title: string;
+  config: Record<string, unknown>;
+  scorers: { name: string; attribute: string; version: string }[];
+  reference?: ReferenceRow[];
+  attribute: string;
+  samples: number;
+  seed: number;
+  /** Prompts in the (limited) file, all shards together. */
+  prompts: number;
+  shard?: Shard;
+  settings: { label: string; dir: string; values: Record<string, number>; steerValue?: number; baseline?: boolean }[];
+}
+
+/** report.json, report.md, the plots and eval.json in `outDir`, from the settings' rows. */
+export async function finishReport(
+  outDir: string,
+  record: EvalRecord,
+  results: { steerValue?: number; row: EvalRow }[],
+): Promise<{ report: EvalReport; files: { jsonPath: string; mdPath: string }; plots: string[] }> {
+  const report = buildReport({
+    title: record.title,
+    config: record.config,
+    scorers: record.scorers,
+    rows: results.map((r) => r.row),
+    reference: record.reference,
+  });
+  const files = writeReport(outDir, report);
+  const plots = await writePlots(
+    outDir,
+    results,
+    record.attribute,
+    record.settings.map((s) => ({ baseline: s.baseline })),
+  );
+  writeJsonAtomic(join(outDir, EVAL_FILE), record);
+  return { report, files, plots };
+}
+
+/** The steer values a generator elsewhere is asked for: every slot named, so its own defaults never matter. */
+function settingRequest(steers: SteerSet | undefined, s: Setting): SettingRequest {
+  const steer: Record<string, number> = {};
+  if (steers?.size) {
+    const names = steers.knownValueNames();
+    const values = s.baseline ? steers.values(steers.offValues()) : steers.values(s.values);
+    let i = 0;
+    for (const row of values) for (const v of row) steer[names[i++]!] = v;
+  }
+  return { label: s.label, steer, steerValue: s.steerValue, baseline: !!s.baseline };
+}
+
 async function generateChunk(
   deps: EvalDeps,
   o: EvalOptions,
-  promptIds: number[][],
-  start: number,
-  end: number,
+  batch: { ids: number[]; seed: number }[],
   scale: Float32Array | undefined,
   onTokens: (n: number) => void,
 ): Promise<{ text: string }[][]> {
-  const requests = [];
-  for (let i = start; i < end; i++) {
-    requests.push({
-      prompt: { ids: promptIds[i]! },
-      numSamples: o.samples,
-      seed: promptSeed(o.seed, i),
-      steerScale: scale,
-    });
-  }
+  const requests = batch.map(({ ids, seed }) => ({
+    prompt: { ids },
+    numSamples: o.samples,
+    seed,
+    steerScale: scale,
+  }));
   let pending = 0;
   const results = await generate(
     deps.model.decoder,
@@ -635,9 +786,8 @@ function appendLines(path: string, lines: Line[]): void {
 }
 
 /** One setting's report row from its generations file (the first `n` prompts): summary.ts. */
-function settingMetrics(s: Setting, n: number, samples: number, scorer: Scorer, seed: number): EvalRow {
+export function settingMetrics(s: Setting, n: number, samples: number, key: string, seed: number): EvalRow {
   const lines = readGenerations(join(s.dir, GENERATIONS_FILE)).slice(0, n);
-  const key = scorer.attribute;
   const perPrompt: GenerationStat[][] = lines.map((l, i) =>
     l.generations.map((g, j) => {
       const v = g[key];
@@ -663,9 +813,9 @@ function settingMetrics(s: Setting, n: number, samples: number, scorer: Scorer, 
 
 async function writePlots(
   dir: string,
-  results: SettingResult[],
+  results: { steerValue?: number; row: EvalRow }[],
   attribute: string,
-  settings: Setting[],
+  settings: { baseline?: boolean }[],
 ): Promise<string[]> {
   const toxicity = attribute === 'toxicity';
   const scale = toxicity ? 1 : 100;
@@ -715,7 +865,7 @@ async function writePlots(
       {
         name: 'settings',
         points: results.map((r) => [r.row.ppl ?? NaN, yOf(r.row)] as [number, number]),
-        labels: results.map((r) => r.steerValue ?? r.setting),
+        labels: results.map((r) => r.steerValue ?? r.row.setting),
         xErrors: results.map((r) => r.row.ci?.ppl ?? [NaN, NaN]),
         yErrors: results.map((r) => yErr(r.row)),
       },

@@ -1,12 +1,12 @@
 /**
- * Reading PyTorch `.pt` files (torch.save's zip container, torch ≥ 1.6) into plain values and Tensors, and
- * importing the reference LM-Steer checkpoints (github.com/Glaciohound/LM-Steer, experiments/training/train.py:
+ * Reading PyTorch `.pt` files (torch.save's zip container, torch ≥ 1.6) into plain values and Tensors,
+ * importing the reference LM-Steer checkpoints, and writing them back (saveReferenceCheckpoint) (github.com/Glaciohound/LM-Steer, experiments/training/train.py:
  * `torch.save([args, model.state_dict(), n_steps], ckpt_name)`, state = {projector1, projector2} : [S, d, r]).
  * Container: `<prefix>/data.pkl` (the pickle), `<prefix>/data/<key>` (raw storage bytes), `<prefix>/version`,
  * optionally `<prefix>/byteorder`. The pickle is decoded by ./pickle.ts, which executes nothing; only the
  * tensor-rebuilding functions below are interpreted.
  */
-import { unzipSync } from 'fflate';
+import { unzipSync, zipSync } from 'fflate';
 import { LmSteerError } from '../util/errors.js';
 import type { Tensor } from '../util/tensor.js';
 import { BASE_SLOT, DEFAULT_EPS, validateSteer, type BaseModelInfo, type Steer } from '../steer/steer.js';
@@ -484,6 +484,17 @@ export function referenceCheckpointToSteer(
     throw new LmSteerError('BAD_FILE', `${path}: args.dummy_steer is ${String(dummy)}, but the steer has ${S} slots`);
   }
   const settable = S - (dummy === null ? 0 : 1);
+  // lmsteer's own names, when lmsteer wrote the file (referenceExport.ts); given names win.
+  const storedNames = args.lmsteer_slot_names;
+  const slotNames =
+    opts.slotNames ??
+    (Array.isArray(storedNames) &&
+    storedNames.length === settable &&
+    storedNames.every((n) => typeof n === 'string' && n !== '' && n !== BASE_SLOT) &&
+    new Set(storedNames).size === settable
+      ? (storedNames as string[])
+      : undefined);
+  const name = opts.name ?? (typeof args.lmsteer_name === 'string' ? args.lmsteer_name : undefined);
   if (opts.slotNames && opts.slotNames.length !== settable) {
     throw new LmSteerError(
       'BAD_ARGUMENT',
@@ -492,14 +503,14 @@ export function referenceCheckpointToSteer(
   }
   let u = 0;
   const slots = Array.from({ length: S }, (_, i) =>
-    i === dummy ? { name: BASE_SLOT, defaultValue: 1 } : { name: opts.slotNames?.[u++] ?? `slot${i}`, defaultValue: 0 },
+    i === dummy ? { name: BASE_SLOT, defaultValue: 1 } : { name: slotNames?.[u++] ?? `slot${i}`, defaultValue: 0 },
   );
   const num = (k: string) => (typeof args[k] === 'number' ? (args[k] as number) : undefined);
   const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);
   const steer: Steer = {
     config: {
       formatVersion: 1,
-      ...(opts.name ? { name: opts.name } : {}),
+      ...(name ? { name } : {}),
       baseModel,
       eps,
       rank: r,
@@ -544,6 +555,129 @@ function jsonSafe(args: Record<string, unknown>): Record<string, unknown> {
               ? '<object>'
               : String(v);
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(args)) setOwn(out, k, conv(v));
+  for (const [k, v] of Object.entries(args)) if (!k.startsWith('lmsteer_')) setOwn(out, k, conv(v));
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Writing a reference checkpoint
+
+/** A training argument as the reference's argparse.Namespace holds them. */
+export type PyArg = number | string | boolean | null | PyArg[];
+
+/**
+ * A minimal pickle writer (protocol 2, torch.save's default) for exactly what a reference checkpoint holds:
+ * None, bools, ints, floats, strings, lists, an argparse.Namespace, a dict and float tensors on storages.
+ * No memo: every value is written once, which readers accept.
+ */
+class Pickler {
+  private readonly out: number[] = [0x80, 2]; // PROTO 2
+  private bytes(b: ArrayLike<number>): this {
+    for (let i = 0; i < b.length; i++) this.out.push(b[i]!);
+    return this;
+  }
+  op(...codes: number[]): this {
+    return this.bytes(codes);
+  }
+  global(module: string, name: string): this {
+    return this.op(0x63).bytes(Buffer.from(`${module}\n${name}\n`, 'latin1')); // GLOBAL
+  }
+  str(s: string): this {
+    const b = Buffer.from(s, 'utf8');
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(b.length);
+    return this.op(0x58).bytes(n).bytes(b); // BINUNICODE
+  }
+  int(v: number): this {
+    if (v >= 0 && v < 256) return this.op(0x4b, v); // BININT1
+    if (v >= 0 && v < 65536) return this.op(0x4d, v & 0xff, v >> 8); // BININT2
+    if (v >= -(2 ** 31) && v < 2 ** 31) {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(v);
+      return this.op(0x4a).bytes(b); // BININT
+    }
+    const b = Buffer.alloc(8);
+    b.writeBigInt64LE(BigInt(v));
+    return this.op(0x8a, 8).bytes(b); // LONG1
+  }
+  float(v: number): this {
+    const b = Buffer.alloc(8);
+    b.writeDoubleBE(v);
+    return this.op(0x47).bytes(b); // BINFLOAT
+  }
+  value(v: PyArg): this {
+    if (v === null) return this.op(0x4e); // NONE
+    if (typeof v === 'boolean') return this.op(v ? 0x88 : 0x89); // NEWTRUE / NEWFALSE
+    if (typeof v === 'string') return this.str(v);
+    if (typeof v === 'number') return Number.isSafeInteger(v) ? this.int(v) : this.float(v);
+    this.op(0x5d, 0x28); // EMPTY_LIST MARK
+    v.forEach((x) => this.value(x));
+    return this.op(0x65); // APPENDS
+  }
+  tuple(xs: number[]): this {
+    this.op(0x28);
+    xs.forEach((x) => this.int(x));
+    return this.op(0x74); // TUPLE
+  }
+  /** torch._utils._rebuild_tensor_v2(storage `key`, 0, shape, contiguous strides, False, OrderedDict()). */
+  tensor(key: string, shape: number[]): this {
+    const numel = shape.reduce((a, b) => a * b, 1);
+    const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+    this.global('torch._utils', '_rebuild_tensor_v2').op(0x28);
+    this.op(0x28).str('storage').global('torch', 'FloatStorage').str(key).str('cpu').int(numel).op(0x74, 0x51); // BINPERSID
+    this.int(0).tuple(shape).tuple(stride).op(0x89);
+    this.global('collections', 'OrderedDict').op(0x29, 0x52); // EMPTY_TUPLE REDUCE
+    return this.op(0x74, 0x52); // TUPLE REDUCE
+  }
+  done(): Uint8Array {
+    return Uint8Array.from([...this.out, 0x2e]); // STOP
+  }
+}
+
+/**
+ * `torch.save([args, {"projector1": P1, "projector2": P2}, n_steps], path)` as the reference's train.py writes it:
+ * args an argparse.Namespace, the tensors float32 [S, d, r] on storages data/0 and data/1, in torch's zip
+ * layout (stored entries, data aligned to 64 bytes, `version` 3, `byteorder` little), readable by torch.load
+ * (weights_only=False, or with argparse.Namespace allowed: torch ≥ 2.6 refuses unknown classes by default, as it
+ * does for the reference's own checkpoints).
+ */
+export function referenceCheckpointBytes(
+  args: Record<string, PyArg>,
+  projector1: Tensor,
+  projector2: Tensor,
+  steps: number,
+  archiveName = 'archive',
+): Uint8Array {
+  const p = new Pickler().op(0x5d, 0x28); // EMPTY_LIST MARK
+  p.global('argparse', 'Namespace').op(0x29, 0x81, 0x7d, 0x28); // EMPTY_TUPLE NEWOBJ EMPTY_DICT MARK
+  for (const [k, v] of Object.entries(args)) p.str(k).value(v);
+  p.op(0x75, 0x62); // SETITEMS BUILD
+  p.op(0x7d, 0x28).str('projector1').tensor('0', projector1.shape).str('projector2').tensor('1', projector2.shape);
+  p.op(0x75); // SETITEMS
+  p.int(steps).op(0x65); // APPENDS
+  const le = (t: Tensor) => {
+    const data = t.data as Float32Array;
+    const out = new Uint8Array(data.length * 4);
+    const view = new DataView(out.buffer);
+    for (let i = 0; i < data.length; i++) view.setFloat32(i * 4, data[i]!, true);
+    return out;
+  };
+  const files: [string, Uint8Array][] = [
+    [`${archiveName}/data.pkl`, p.done()],
+    [`${archiveName}/byteorder`, new TextEncoder().encode('little')],
+    [`${archiveName}/data/0`, le(projector1)],
+    [`${archiveName}/data/1`, le(projector2)],
+    [`${archiveName}/version`, new TextEncoder().encode('3\n')],
+  ];
+  // torch pads each local header with an extra field ("FB") so that every record's data starts at a multiple
+  // of 64 bytes (mmap-able); fflate lays out entries in order, 30 + name + extra bytes of header each.
+  const zipInput: Record<string, [Uint8Array, { level: 0; mtime: Date; extra: Record<number, Uint8Array> }]> = {};
+  let offset = 0;
+  for (const [name, data] of files) {
+    const head = 30 + Buffer.byteLength(name, 'utf8') + 4;
+    const pad = (64 - ((offset + head) % 64)) % 64;
+    zipInput[name] = [data, { level: 0, mtime: new Date(1980, 0, 1), extra: { 0x4246: new Uint8Array(pad) } }];
+    offset += head + pad + data.length;
+  }
+  return zipSync(zipInput);
 }

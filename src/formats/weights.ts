@@ -12,6 +12,11 @@ export interface WeightStore {
   shape(name: string): number[];
   /** The tensor as float32; throws NOT_FOUND naming the tensor and the source when absent. */
   get(name: string): Tensor<'float32'>;
+  /**
+   * The dtype the tensor is stored in on disk ('F32', 'BF16', 'F16', … as safetensors names them). Optional:
+   * stores without it (in memory) hold float32. Gemma's embedding scale is rounded to the weights' dtype.
+   */
+  dtypeOf?(name: string): string;
   /** A human-readable origin for error messages (a path or a hub id). */
   readonly source: string;
   /**

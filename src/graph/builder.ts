@@ -40,6 +40,14 @@ interface NodeEntry {
   attribute: object[];
 }
 
+/** A node as tests and tools inspect it (read-only). */
+export interface NodeView {
+  opType: string;
+  domain: string;
+  inputs: readonly string[];
+  outputs: readonly string[];
+}
+
 const DTYPE_BYTES: Record<OnnxDType, number> = {
   float32: 4,
   uint8: 1,
@@ -118,6 +126,17 @@ export class GraphBuilder {
 
   lazyInitializer(name: string, dtype: OnnxDType, dims: number[], produce: () => Uint8Array): string {
     return this.lazyInitializers([{ name, dtype, dims }], () => [produce()])[0];
+  }
+
+  /** Every node, in order (read-only views, for tests that check which ops a build uses). */
+  nodeViews(): NodeView[] {
+    return this.nodes.map((n) => ({ opType: n.op_type, domain: n.domain, inputs: n.input, outputs: n.output }));
+  }
+
+  /** dtype and dims of an initializer; undefined when `name` is no initializer. */
+  initializerInfo(name: string): { dtype: OnnxDType; dims: number[] } | undefined {
+    const t = this.inits.find((i) => i.name === name);
+    return t && { dtype: t.dtype, dims: [...t.dims] };
   }
 
   /** The bytes of initializer `t`, producing its lazy group on first use and dropping it after the last. */

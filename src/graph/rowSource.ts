@@ -84,6 +84,24 @@ export function sliceRows(src: RowSource, start: number, count: number): RowSour
 }
 
 /**
+ * Rows of `src` in another order: row i of the result is row order[i] of `src` (a weight-layout fix done while
+ * loading, e.g. GPT-J's interleaved rotary pairs regrouped into halves). Reads one source row at a time.
+ */
+export function permutedRows(src: RowSource, order: readonly number[]): RowSource {
+  if (order.length !== src.rows) throw new Error(`internal: a row order of ${order.length} for ${src.rows} rows`);
+  const cols = src.cols;
+  return {
+    rows: src.rows,
+    cols,
+    read(start, count) {
+      const out = new Float32Array(count * cols);
+      for (let i = 0; i < count; i++) out.set(src.read(order[start + i]!, 1), i * cols);
+      return out;
+    },
+  };
+}
+
+/**
  * Rows of the transpose of a [rows, cols] float32 tensor: GPT-2's Conv1D stores [in, out], MatMulNBits wants
  * [out, in]. Each band is transposed on its own (the source is already in memory).
  */

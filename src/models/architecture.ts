@@ -29,6 +29,8 @@ export interface Architecture {
   inputEmbeddingName(cfg: DecoderConfig): string;
   /** Name of the LM head matrix E [V, d] (logits = h·Eᵀ): the untied head or the tied token embedding. */
   outputEmbeddingName(cfg: DecoderConfig): string;
+  /** Name of the LM head's bias [V] (logits = h·Eᵀ + b), for the models that have one (GPT-J). Absent: none. */
+  outputBiasName?(cfg: DecoderConfig): string | undefined;
   /**
    * The decoder graph of the graph contract (docs/ARCHITECTURE.md) over canonical weights, its weights in the
    * precision `build` asks for (src/graph/linear.ts: linearLayer, embeddingLookup).

@@ -3,11 +3,9 @@
  * mask, RoPE, attention over a KV cache, and the steered LM head. Each architecture file composes these.
  */
 import { GraphBuilder, MS_DOMAIN } from '../graph/builder.js';
-import { nbitsSettings, type GraphBuildOptions } from '../graph/buildOptions.js';
 import { CONTRACT, newKey, newValue, pastKey, pastValue } from '../graph/contract.js';
-import { embeddingLookup, type LmHead } from '../graph/linear.js';
+import type { LmHead } from '../graph/linear.js';
 import { matMulNBits } from '../graph/nbitsOps.js';
-import type { RowSource } from '../graph/rowSource.js';
 import type { DecoderConfig } from './config.js';
 import type { Tensor } from '../util/tensor.js';
 import { ropeCosSin } from './rope.js';
@@ -101,15 +99,24 @@ export function declareInputs(g: GraphBuilder, cfg: DecoderConfig): ContractInpu
 
 /**
  * cos, sin tables [B, T, 1, rot/2] for the given positions, gathered from [maxPositions, rot/2] tables that
- * rope.ts computes in float64 (scaling and yarn's attention factor included).
+ * rope.ts computes in float64 (scaling and yarn's attention factor included). `opts`: another RoPE than
+ * cfg.rope (Gemma 3's local layers), the initializers' name prefix (default "rope"), and the sequence length the
+ * frequencies are computed for (longrope's short and long tables; default maxPositions).
  */
-export function ropeTables(g: GraphBuilder, cfg: DecoderConfig, positionIds: string): { cos: string; sin: string } {
+export function ropeTables(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  positionIds: string,
+  opts: { rope?: DecoderConfig['rope']; name?: string; seqLen?: number } = {},
+): { cos: string; sin: string } {
   const table = ropeCosSin(
-    cfg,
+    opts.rope ? { ...cfg, rope: opts.rope } : cfg,
     Array.from({ length: cfg.maxPositions }, (_, p) => p),
+    opts.seqLen,
   );
-  const cosT = g.weight('rope.cos', { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.cos) });
-  const sinT = g.weight('rope.sin', { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.sin) });
+  const name = opts.name ?? 'rope';
+  const cosT = g.weight(`${name}.cos`, { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.cos) });
+  const sinT = g.weight(`${name}.sin`, { dtype: 'float32', shape: table.shape, data: Float32Array.from(table.sin) });
   const axes = g.constI64([2]);
   return {
     cos: g.op('Unsqueeze', [g.op('Gather', [cosT, positionIds], { axis: 0 }), axes]),
@@ -156,6 +163,13 @@ export function applyRope(
  * either way the whole cache moves each step (measured, 25 rows × 328 positions, GPT-2 layer shape:
  * 16 ms per layer, vs 2–4 ms for these plain ops that only read it).
  */
+export interface AttentionOptions {
+  /** Score scale (default 1/√head_dim; GPT-Neo: 1, Gemma: query_pre_attn_scalar^−½). */
+  scale?: number;
+  /** Soft-capping of the scores, cap·tanh(s/cap), before masking (Gemma 2's attn_logit_softcapping). */
+  softcap?: number;
+}
+
 export function cachedAttention(
   g: GraphBuilder,
   cfg: DecoderConfig,
@@ -164,6 +178,7 @@ export function cachedAttention(
   q: string,
   k: string,
   v: string,
+  opts: AttentionOptions = {},
 ): string {
   const { numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
   const groups = H / kvH;
@@ -171,7 +186,8 @@ export function cachedAttention(
   const heads = (x: string, n: number, perm: number[]) =>
     g.op('Transpose', [g.op('Reshape', [x, g.constI64([0, 0, n, hd])])], { perm });
   const ax2 = g.constI64([2]);
-  const qScaled = g.op('Mul', [q, g.constF32([1 / Math.sqrt(hd)], [])]);
+  const scale = opts.scale ?? 1 / Math.sqrt(hd);
+  const qScaled = scale === 1 ? q : g.op('Mul', [q, g.constF32([scale], [])]);
   const q5 = g.op('Transpose', [g.op('Reshape', [qScaled, g.constI64([0, 0, kvH, groups, hd])])], {
     perm: [0, 2, 3, 1, 4],
   }); // [B,kvH,g,T,hd]
@@ -179,8 +195,13 @@ export function cachedAttention(
   const vNew = heads(v, kvH, [0, 2, 1, 3]);
   const qkT = (keys: string) =>
     g.op('FusedMatMul', [q5, g.op('Unsqueeze', [keys, ax2])], { transB: 1 }, { domain: MS_DOMAIN }); // keys [B,kvH,n,hd] → [B,kvH,g,T,n]
-  const sPast = g.op('Add', [qkT(inp.past[layer].key), masks.maskPast]); // [B,kvH,g,T,cap]
-  const sNew = g.op('Add', [qkT(kNew), masks.maskNew]); // [B,kvH,g,T,T]
+  const cap = opts.softcap;
+  const capped = (s: string) =>
+    cap === undefined
+      ? s
+      : g.op('Mul', [g.op('Tanh', [g.op('Mul', [s, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
+  const sPast = g.op('Add', [capped(qkT(inp.past[layer].key)), masks.maskPast]); // [B,kvH,g,T,cap]
+  const sNew = g.op('Add', [capped(qkT(kNew)), masks.maskNew]); // [B,kvH,g,T,T]
   const p = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
   const lens = g.op('Concat', [g.op('Shape', [sPast], { start: 4 }), g.op('Shape', [sNew], { start: 4 })], { axis: 0 });
   const [pPast, pNew] = g.opN('Split', [p, lens], { axis: -1 }, { outputs: 2 });
@@ -263,13 +284,16 @@ export function linear(g: GraphBuilder, x: string, w: string, b?: string): strin
  *         h + Δh rounds the small Δh away on h's scale (a third of the steering effect lost, measured); as its own
  *         row Δh keeps its own scale (effect within ~1%). No steer: Δh = 0 and head(0) = 0, so the base model's
  *         logits are head(h) bit for bit. At decode the extra row is about free (the product is memory-bound).
+ * `opts.bias` [V], where the model's head has one (GPT-J): logits = h'·Eᵀ + b. `opts.softcap` (Gemma 2's
+ * final_logit_softcapping): logits = cap·tanh(z / cap) of those, as transformers caps the head's output.
  */
 export function steeredHead(
   g: GraphBuilder,
   cfg: DecoderConfig,
   inp: ContractInputs,
   hidden: string,
-  head: string | LmHead,
+  head: LmHead,
+  opts: { bias?: string; softcap?: number } = {},
 ): void {
   const d = cfg.hiddenSize;
   g.output(hidden, CONTRACT.hidden, 'float32', ['batch', 'seq', d]);
@@ -287,38 +311,20 @@ export function steeredHead(
   const coeff = g.op('Mul', [g.op('MatMul', [h, p1]), g.op('Unsqueeze', [scale, g.constI64([1])])]); // [B,n,K]
   const delta = g.op('MatMul', [coeff, p2t]); // Δh [B, n, d]
   let logits: string;
-  if (typeof head === 'string' || head.kind === 'fp32') {
-    logits = g.op('MatMul', [g.op('Add', [h, delta]), typeof head === 'string' ? head : head.eT]);
+  if (head.kind === 'fp32') {
+    logits = g.op('MatMul', [g.op('Add', [h, delta]), head.eT]);
   } else {
     const both = matMulNBits(g, g.op('Concat', [h, delta], { axis: 0 }), head.w, head.opts); // [2B, n, V]
     const [base, steer] = g.opN('Split', [both], { axis: 0, num_outputs: 2 }, { outputs: 2 });
     logits = g.op('Add', [base, steer]);
   }
-  g.output(logits, CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
-}
-
-/**
- * A tied model's input embeddings, from the head's E [V, d] = `shape` (`rows`: its HF rows):
- *   fp32 body, fp32 head   columns of the head's Eᵀ (embedFromTransposed): one float32 E for both ends
- *   otherwise              a lookup table of its own in the body's dtype (8-bit when the body is fp32 and the head
- *                          8-bit), GatherBlockQuantized: no second float32 E, and a token reads one row of it.
- * Why not the 8-bit head's own blocks: ORT prepacks the head and, when another node reads the same initializer,
- * keeps its file pages resident too (measured at Qwen2.5-0.5B's shape: +129 MiB of RSS, for 130 MiB less on disk).
- * When the block does not divide d, embeddingLookup falls back to a float32 table.
- */
-export function tiedEmbedding(
-  g: GraphBuilder,
-  head: string | LmHead,
-  ids: string,
-  name: string,
-  shape: [vocab: number, d: number],
-  rows: () => RowSource,
-  build: GraphBuildOptions,
-): string {
-  const eT = typeof head === 'string' ? head : head.kind === 'fp32' ? head.eT : undefined;
-  const q = nbitsSettings(build);
-  if (eT && (!q || shape[1] % q.blockSize !== 0)) return embedFromTransposed(g, eT, ids);
-  return embeddingLookup(g, ids, name, shape, rows, q ? build : { dtype: 'q8' });
+  const biased = opts.bias ? g.op('Add', [logits, opts.bias]) : logits;
+  const cap = opts.softcap;
+  const capped =
+    cap === undefined
+      ? biased
+      : g.op('Mul', [g.op('Tanh', [g.op('Mul', [biased, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
+  g.output(capped, CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
 }
 
 /**
@@ -327,4 +333,14 @@ export function tiedEmbedding(
  */
 export function embedFromTransposed(g: GraphBuilder, embT: string, ids: string): string {
   return g.op('Transpose', [g.op('Gather', [embT, ids], { axis: 1 })], { perm: [1, 2, 0] });
+}
+
+/**
+ * RMSNorm over each head of x [B, T, n·hd] with one gain [hd] shared by the heads (Qwen3's and Gemma 3's q_norm
+ * and k_norm, applied before RoPE).
+ */
+export function perHeadRmsNorm(g: GraphBuilder, x: string, n: number, hd: number, gain: string, eps: number): string {
+  const heads = g.op('Reshape', [x, g.constI64([0, 0, n, hd])]);
+  const normed = g.op('SimplifiedLayerNormalization', [heads, gain], { axis: -1, epsilon: eps });
+  return g.op('Reshape', [normed, g.constI64([0, 0, n * hd])]);
 }

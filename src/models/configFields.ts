@@ -1,6 +1,6 @@
 /**
  * Reading a Hugging Face config.json and checking a checkpoint against it. Shared by the per-architecture
- * config parsers (llama/config.ts, gpt2/config.ts, gptNeox/config.ts); every error names the file and field.
+ * config parsers (llama/, gpt2/, gptNeox/, gptNeo/, gptj/, opt/ config.ts); every error names the file and field.
  */
 import { LmSteerError } from '../util/errors.js';
 import type { WeightStore } from '../formats/weights.js';
@@ -179,4 +179,43 @@ function checkLayerCount(expected: ExpectedWeight[], weights: WeightStore, hint:
       );
     }
   }
+}
+
+/**
+ * transformers' ACT2FN names of the MLP activations lmsteer runs (DecoderConfig.activation): gelu_new, its
+ * aliases gelu_pytorch_tanh and gelu_fast (the same tanh formula), exact gelu, relu, silu/swish.
+ */
+export const HF_ACTIVATIONS = {
+  gelu_new: 'gelu_new',
+  gelu_pytorch_tanh: 'gelu_new',
+  gelu_fast: 'gelu_new',
+  gelu: 'gelu',
+  relu: 'relu',
+  silu: 'silu',
+  swish: 'silu',
+} as const;
+
+/**
+ * A causal-LM checkpoint names its tensors under the wrapper's prefix (`transformer.h.0…`, `model.decoder.…`);
+ * one saved from the bare base model (GPTNeoModel, OPTModel — the original facebook/opt-* files) has no prefix.
+ * This view serves the prefixed names either way. `probe` is a prefixed name every checkpoint of the family
+ * holds; names in `outside` (lm_head.*) are never prefixed.
+ */
+export function withPrefix(weights: WeightStore, prefix: string, probe: string, outside: string[]): WeightStore {
+  if (weights.has(probe) || !weights.has(probe.slice(prefix.length))) return weights;
+  const stored = (name: string) =>
+    outside.includes(name) || !name.startsWith(prefix) ? name : name.slice(prefix.length);
+  const view: WeightStore = {
+    source: weights.source,
+    names: () => weights.names().map((n) => (outside.includes(n) ? n : prefix + n)),
+    has: (name) => (outside.includes(name) || name.startsWith(prefix)) && weights.has(stored(name)),
+    shape: (name) => weights.shape(stored(name)),
+    get: (name) => weights.get(stored(name)),
+  };
+  if (weights.readRows) {
+    const readRows = weights.readRows.bind(weights);
+    view.readRows = (name, start, count) => readRows(stored(name), start, count);
+  }
+  if (weights.identity) view.identity = weights.identity.bind(weights);
+  return view;
 }

@@ -39,6 +39,14 @@ const RAW_FIELDS: Record<string, keyof typeof MODEL_LIMITS> = {
   n_positions: 'positions',
   n_ctx: 'positions',
   sliding_window: 'positions',
+  // GPT-Neo, GPT-J, OPT
+  num_layers: 'layers',
+  num_heads: 'heads',
+  ffn_dim: 'intermediateSize',
+  word_embed_proj_dim: 'hiddenSize',
+  window_size: 'positions',
+  rotary_dim: 'headDim',
+  original_max_position_embeddings: 'positions',
 };
 
 function tooBig(source: string, field: string, value: number, limit: number): LmSteerError {
@@ -68,6 +76,8 @@ export function checkConfigSizes(cfg: DecoderConfig, source: string): DecoderCon
     ['vocab_size', cfg.vocabSize, MODEL_LIMITS.vocabSize],
     ['max_position_embeddings (after rope_scaling)', cfg.maxPositions, MODEL_LIMITS.positions],
   ];
+  if (cfg.modelWidth !== undefined)
+    derived.push(['hidden_size (the residual stream)', cfg.modelWidth, MODEL_LIMITS.hiddenSize]);
   if (cfg.rope) {
     derived.push([
       'max_position_embeddings × rotary dims / 2 (the RoPE tables)',

@@ -124,6 +124,21 @@ export function rmsNorm(x: Mat, w: Tensor, eps: number): Mat {
   return out;
 }
 
+/** RMSNorm over each of the `n` heads of x [T, n·hd] with one gain [hd] (Qwen3's and Gemma 3's q/k norms). */
+export function headRmsNorm(x: Mat, n: number, hd: number, w: Tensor, eps: number): Mat {
+  const out = mat(x.rows, x.cols);
+  for (let t = 0; t < x.rows; t++) {
+    for (let h = 0; h < n; h++) {
+      const base = t * x.cols + h * hd;
+      let ms = 0;
+      for (let j = 0; j < hd; j++) ms += x.data[base + j] ** 2;
+      const r = 1 / Math.sqrt(ms / hd + eps);
+      for (let j = 0; j < hd; j++) out.data[base + j] = x.data[base + j] * r * w.data[j];
+    }
+  }
+  return out;
+}
+
 /**
  * erf to double precision: erf(x) = 2/√π · e^(−x²) · Σ_n 2ⁿ x^(2n+1) / (1·3·…·(2n+1)). Every term is
  * positive, so nothing cancels; beyond |x| = 6, erf is ±1 in float64. (JavaScript has no Math.erf.)
@@ -177,11 +192,21 @@ export function applyRope(x: Mat, n: number, hd: number, rotaryDim: number, cs: 
  * Causal multi-head attention, softmax(q·kᵀ/√hd)·v per head. q [T, H·hd]; k, v [T, kvH·hd]: with grouped-query
  * attention query head h reads kv head ⌊h / (H/kvH)⌋ (transformers' repeat_kv). Returns [T, H·hd].
  */
-export function causalAttention(q: Mat, k: Mat, v: Mat, H: number, kvH: number, hd: number, window = Infinity): Mat {
+export function causalAttention(
+  q: Mat,
+  k: Mat,
+  v: Mat,
+  H: number,
+  kvH: number,
+  hd: number,
+  window = Infinity,
+  opts: { scale?: number; softcap?: number } = {},
+): Mat {
   const T = q.rows;
   const group = H / kvH;
   const out = mat(T, H * hd);
-  const scale = 1 / Math.sqrt(hd);
+  const scale = opts.scale ?? 1 / Math.sqrt(hd);
+  const cap = opts.softcap;
   const scores = new Float64Array(T);
   for (let h = 0; h < H; h++) {
     const kh = Math.floor(h / group);
@@ -191,7 +216,7 @@ export function causalAttention(q: Mat, k: Mat, v: Mat, H: number, kvH: number, 
       for (let s = lo; s <= t; s++) {
         let dot = 0;
         for (let j = 0; j < hd; j++) dot += q.data[t * q.cols + h * hd + j] * k.data[s * k.cols + kh * hd + j];
-        scores[s] = dot * scale;
+        scores[s] = cap === undefined ? dot * scale : cap * Math.tanh((dot * scale) / cap);
         max = Math.max(max, scores[s]);
       }
       let sum = 0;

@@ -12,15 +12,21 @@ import type { Architecture } from './architecture.js';
 import type { DecoderConfig } from './config.js';
 import { checkExpectedWeights, configObject, type ExpectedWeight } from './configFields.js';
 import type { ReferenceOutput } from './referenceOps.js';
+import { gemma } from './gemma/index.js';
 import { gpt2 } from './gpt2/index.js';
+import { phi3 } from './phi3/index.js';
+import { qwen3 } from './qwen3/index.js';
 import { gptNeox } from './gptNeox/index.js';
+import { gptNeo } from './gptNeo/index.js';
+import { gptj } from './gptj/index.js';
+import { opt } from './opt/index.js';
 import { llama } from './llama/index.js';
 import { checkConfigSizes, checkRawConfigSizes } from './limits.js';
 
 /** Bump when any graph changes: it is part of the on-disk cache key of built graphs. */
-export const GRAPH_BUILDER_VERSION = 9;
+export const GRAPH_BUILDER_VERSION = 10;
 
-export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox];
+export const ARCHITECTURES: readonly Architecture[] = [llama, gpt2, gptNeox, gptNeo, gptj, opt, gemma, qwen3, phi3];
 
 const byModelType = new Map<string, Architecture>();
 const byName = new Map<string, Architecture>();
@@ -86,6 +92,12 @@ export function inputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tenso
 /** The LM head matrix E [V, d] (logits = h·Eᵀ): the untied head, or the tied token embedding. */
 export function outputEmbeddings(cfg: DecoderConfig, weights: WeightStore): Tensor {
   return canonicalWeights(cfg, weights).get(architectureOf(cfg).outputEmbeddingName(cfg));
+}
+
+/** The LM head's bias [V] (logits = h·Eᵀ + b) where the model has one (GPT-J), else undefined. */
+export function outputBias(cfg: DecoderConfig, weights: WeightStore): Tensor | undefined {
+  const name = architectureOf(cfg).outputBiasName?.(cfg);
+  return name === undefined ? undefined : canonicalWeights(cfg, weights).get(name);
 }
 
 /** The decoder graph of the graph contract (docs/ARCHITECTURE.md). */

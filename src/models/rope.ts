@@ -1,6 +1,8 @@
 /**
  * Rotary position embeddings, exactly as transformers' modeling_rope_utils.py computes them (default, linear,
- * dynamic NTK, llama3, yarn), in float64, and the config.json fields that choose them.
+ * llama3, yarn, longrope), in float64, and the config.json fields that choose them. Dynamic NTK is refused: its
+ * base follows each call's sequence length, which a graph's table over every position cannot hold (a short
+ * sequence would rotate as the longest one does), so lmsteer would run another model than transformers.
  *
  * Layout is HF's rotate_half: channel i pairs with channel i + rotaryDim/2 (not llama2.c's interleaved pairs),
  * and both halves share frequency i:  out_i = x_i·cos θ_i − x_{i+h}·sin θ_i,  out_{i+h} = x_{i+h}·cos θ_i + x_i·sin θ_i.
@@ -9,7 +11,17 @@ import { LmSteerError } from '../util/errors.js';
 import type { DecoderConfig, RopeScaling } from './config.js';
 import type { ConfigReader } from './configFields.js';
 
-export const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'dynamic', 'llama3', 'yarn'] as const;
+export const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'llama3', 'yarn'] as const;
+
+/**
+ * What a record's graph can honour beyond SUPPORTED_ROPE_TYPES. longrope switches its frequencies with the
+ * sequence length, which only a graph that picks the table per row does (src/models/phi3/graph.ts); everywhere
+ * else it stays refused. `originalMaxPositions`: the config's top-level original_max_position_embeddings (Phi-3).
+ */
+export interface RopeParseOptions {
+  longrope?: boolean;
+  originalMaxPositions?: number;
+}
 
 /**
  * rope_theta and the scaling from config.json. Older files write `rope_theta` + `rope_scaling` (`rope_type`, or the
@@ -21,6 +33,7 @@ export function parseRope(
   defaultTheta: number,
   maxPositions: number,
   thetaAliases: string[] = [],
+  opts: RopeParseOptions = {},
 ): { theta: number; scaling?: RopeScaling } {
   const params = r.object('rope_parameters');
   const thetaField = ['rope_theta', ...thetaAliases].find((f) => r.has(f));
@@ -30,7 +43,7 @@ export function parseRope(
       ? r.positive(thetaField)
       : defaultTheta;
   const s = r.object('rope_scaling') ?? params;
-  return { theta, scaling: s ? parseScaling(s, maxPositions) : undefined };
+  return { theta, scaling: s ? parseScaling(s, maxPositions, opts) : undefined };
 }
 
 /**
@@ -38,10 +51,16 @@ export function parseRope(
  * max_position_embeddings and grow the base past it, up to the `factor`-times longer context they were set for.
  */
 export function ropeMaxPositions(maxPositionEmbeddings: number, scaling: RopeScaling | undefined): number {
-  return scaling?.type === 'dynamic' ? Math.floor(maxPositionEmbeddings * scaling.factor) : maxPositionEmbeddings;
+  void scaling; // no supported scaling extends the context beyond max_position_embeddings
+  return maxPositionEmbeddings;
 }
 
-function parseScaling(s: ConfigReader, maxPositions: number): RopeScaling | undefined {
+/** One rope_scaling / rope_parameters object (`s`) → the scaling, or undefined for plain RoPE. */
+export function parseScaling(
+  s: ConfigReader,
+  maxPositions: number,
+  opts: RopeParseOptions = {},
+): RopeScaling | undefined {
   const type = s.has('rope_type') ? s.str('rope_type', 'default') : s.str('type', 'default');
   switch (type) {
     case 'default':
@@ -49,8 +68,7 @@ function parseScaling(s: ConfigReader, maxPositions: number): RopeScaling | unde
     case 'linear':
       return { type, factor: s.positive('factor') };
     case 'dynamic':
-      // transformers grows the base once the sequence outgrows max_position_embeddings (the original context).
-      return { type, factor: s.positive('factor'), originalMaxPositions: maxPositions };
+      throw unsupportedType(s, type, ': its base follows each call’s length, which a per-position table cannot hold');
     case 'llama3':
       return {
         type,
@@ -85,13 +103,50 @@ function parseScaling(s: ConfigReader, maxPositions: number): RopeScaling | unde
         betaSlow: s.positive('beta_slow', 1),
       };
     }
+    case 'longrope':
+    case 'su': // Phi-3's first name for it (transformers renames su and yarn to longrope for phi3)
+      if (opts.longrope) return parseLongrope(s, maxPositions, opts.originalMaxPositions);
+      throw unsupportedType(s, type, ' (for this architecture)');
     default:
-      throw new LmSteerError(
-        'UNSUPPORTED',
-        `${s.source}: config field "${s.prefix}${s.has('rope_type') ? 'rope_type' : 'type'}" is "${type}", a RoPE scaling lmsteer does not support`,
-        `supported RoPE types: ${SUPPORTED_ROPE_TYPES.join(', ')}`,
-      );
+      throw unsupportedType(s, type, '');
   }
+}
+
+function unsupportedType(s: ConfigReader, type: string, where: string): LmSteerError {
+  return new LmSteerError(
+    'UNSUPPORTED',
+    `${s.source}: config field "${s.prefix}${s.has('rope_type') ? 'rope_type' : 'type'}" is "${type}", a RoPE scaling lmsteer does not support${where}`,
+    `supported RoPE types: ${SUPPORTED_ROPE_TYPES.join(', ')}`,
+  );
+}
+
+/**
+ * LongRoPE (transformers' _compute_longrope_parameters): θ_i = 1 / (ext_i · base^(2i/dim)) with ext the
+ * short_factor up to original_max_position_embeddings and the long_factor beyond; cos and sin scaled by
+ * attention_factor, by default √(1 + ln(factor)/ln(original)) with factor = max_position_embeddings / original.
+ * The factor lists' length (rotary dims / 2) is checked by the caller, which knows the head size.
+ */
+function parseLongrope(s: ConfigReader, maxPositions: number, originalMax?: number): RopeScaling {
+  const list = (field: string): number[] => {
+    const v = s.raw[field];
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0))
+      s.fail(field, 'must be a non-empty list of numbers > 0 (longrope)');
+    return v as number[];
+  };
+  const original = s.int('original_max_position_embeddings', originalMax ?? maxPositions);
+  const factor = s.positive('factor', maxPositions / original);
+  const attentionFactor = s.positive(
+    'attention_factor',
+    factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original)),
+  );
+  return {
+    type: 'longrope',
+    factor,
+    originalMaxPositions: original,
+    shortFactor: list('short_factor'),
+    longFactor: list('long_factor'),
+    attentionFactor,
+  };
 }
 
 function ropeOf(cfg: DecoderConfig): NonNullable<DecoderConfig['rope']> {
@@ -107,8 +162,8 @@ function defaultInvFreq(base: number, dim: number): Float64Array {
 }
 
 /**
- * Inverse frequencies [rotaryDim/2]. `seqLen` (max position + 1 of the current call) only matters for dynamic
- * NTK, which transformers recomputes once seqLen exceeds max_position_embeddings; below that it is plain RoPE.
+ * Inverse frequencies [rotaryDim/2]. `seqLen` (max position + 1 of the current call) only matters for longrope,
+ * which switches tables once seqLen exceeds the original context.
  */
 export function ropeInvFreq(cfg: DecoderConfig, seqLen?: number): Float64Array {
   const { theta, rotaryDim: dim, scaling } = ropeOf(cfg);
@@ -119,12 +174,6 @@ export function ropeInvFreq(cfg: DecoderConfig, seqLen?: number): Float64Array {
     case 'linear':
       // Dividing the frequencies = dividing the positions by `factor` (position interpolation).
       return defaultInvFreq(theta, dim).map((f) => f / factor);
-
-    case 'dynamic': {
-      const L = Math.max(seqLen ?? original, original);
-      const base = theta * Math.pow((factor * L) / original - (factor - 1), dim / (dim - 2));
-      return defaultInvFreq(base, dim);
-    }
 
     case 'llama3': {
       // Llama 3.1: long wavelengths are interpolated by `factor`, short ones kept, the band between smoothed.
@@ -154,12 +203,19 @@ export function ropeInvFreq(cfg: DecoderConfig, seqLen?: number): Float64Array {
         return (extrapolation / factor) * (1 - extrapolationFactor) + extrapolation * extrapolationFactor;
       });
     }
+
+    case 'longrope': {
+      // transformers switches to the long factors once the sequence (max position + 1) passes the original context.
+      const ext = (seqLen ?? 0) > original ? scaling.longFactor! : scaling.shortFactor!;
+      return defaultInvFreq(theta, dim).map((f, i) => f / ext[i]!);
+    }
   }
 }
 
-/** transformers' `attention_scaling`: multiplies cos and sin. 1 except yarn (0.1·ln(factor) + 1). */
+/** transformers' `attention_scaling`: multiplies cos and sin. 1 except yarn (0.1·ln(factor) + 1) and longrope. */
 export function ropeAttentionScaling(cfg: DecoderConfig): number {
   const s = ropeOf(cfg).scaling;
+  if (s?.type === 'longrope') return s.attentionFactor!;
   if (s?.type !== 'yarn') return 1;
   return s.factor <= 1 ? 1 : 0.1 * Math.log(s.factor) + 1;
 }
@@ -171,9 +227,15 @@ export interface CosSin {
   sin: Float64Array;
 }
 
-/** The rotation angles for `positions`; dynamic NTK sees seqLen = max position + 1, as transformers does. */
-export function ropeCosSin(cfg: DecoderConfig, positions: readonly number[]): CosSin {
-  const seqLen = positions.reduce((m, p) => Math.max(m, p + 1), 0);
+/**
+ * The rotation angles for `positions`; longrope sees seqLen = max position + 1, as transformers
+ * does, unless `seqLen` is given (a graph's table for every position, chosen per call by sequence length).
+ */
+export function ropeCosSin(
+  cfg: DecoderConfig,
+  positions: readonly number[],
+  seqLen = positions.reduce((m, p) => Math.max(m, p + 1), 0),
+): CosSin {
   const inv = ropeInvFreq(cfg, seqLen);
   const scale = ropeAttentionScaling(cfg);
   const half = inv.length;

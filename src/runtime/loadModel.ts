@@ -19,7 +19,13 @@ import { rejectPreQuantized } from '../formats/preQuantized.js';
 import { MapWeightStore, type WeightStore } from '../formats/weights.js';
 import { describeBuild, type GraphBuildOptions, type HeadDType, type WeightDType } from '../graph/buildOptions.js';
 import type { DecoderConfig } from '../models/config.js';
-import { canonicalWeights, checkWeights, outputEmbeddings, parseDecoderConfig } from '../models/registry.js';
+import {
+  canonicalWeights,
+  checkWeights,
+  outputBias,
+  outputEmbeddings,
+  parseDecoderConfig,
+} from '../models/registry.js';
 import { embeddingFingerprint } from '../steer/steer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -51,6 +57,11 @@ export interface LoadedModel {
   buildNote?: string;
   /** E [V, d], the LM head matrix. */
   outputEmbeddings(): Tensor;
+  /**
+   * The LM head's bias [V] where the model has one (GPT-J: logits = h·Eᵀ + b), for the training loss; undefined
+   * otherwise, and for ONNX exports (their graph keeps the bias; training on one leaves it out).
+   */
+  outputBias?(): Tensor | undefined;
   /** Identifies the base model of a steer (src/steer/steer.ts). */
   fingerprint(): string;
   close(): void;
@@ -133,6 +144,7 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
       build,
       buildNote: chosen && `weights in ${describeBuild(build)}: ${chosen.why} (--dtype fp32 | q8 | q4 to choose)`,
       outputEmbeddings: () => (E ??= outputEmbeddings(cfg, weights)),
+      outputBias: () => outputBias(cfg, weights),
       fingerprint: () => (fp ??= embeddingFingerprint(outputEmbeddings(cfg, weights))),
       close: () => {
         files.weights.close();

@@ -6,14 +6,24 @@
  */
 import { LmSteerError } from '../util/errors.js';
 import type { Rng } from './rng.js';
-import { applyPenalties, hasPenalties, sampleToken, type SamplingParams } from './sampling.js';
+import {
+  applyPenalties,
+  hasPenalties,
+  sampleToken,
+  tokenLogprob,
+  type SamplingParams,
+  type TokenLogprob,
+} from './sampling.js';
 import { eosBlocked, maskEos, tokenFinish, type FinishReason, type StopConfig } from './stopping.js';
 import type { TextStream } from './textStream.js';
 
 /** What the owner of a row hears about it (generate's hooks, a server request's stream). */
 export interface RowEvents {
-  /** After every new token; the deltas of a row concatenate to its final text. */
-  token?(delta: string, id: number): void;
+  /**
+   * After every new token; the deltas of a row concatenate to its final text. `logprob` is there when the row
+   * asked for it (`Row.logprobs`).
+   */
+  token?(delta: string, id: number, logprob?: TokenLogprob): void;
   /** When the row is done (after its last `token`). */
   finish?(): void;
   /** Its token could not be chosen (e.g. NaN logits); the row has left the batch. */
@@ -34,6 +44,12 @@ export interface Row {
   /** Where the row is in messages, e.g. "request 0 sample 3". */
   label: string;
   events: RowEvents;
+  /**
+   * Report each chosen token's log-probability with this many most likely alternatives (0: the token's only);
+   * undefined: none. Computed from the raw logits the row was given — the (steered) model's distribution before
+   * EOS masking, penalties, temperature and top-k/top-p, as vLLM reports them by default.
+   */
+  logprobs?: number;
   /** Token counts for the penalties (made on the first choice when `sampling` has any). */
   counts?: { seen: Set<number>; generated: Map<number, number> };
 }
@@ -60,8 +76,9 @@ export function chooseNext(r: Row, logits: Float32Array): void {
     r.counts.seen.add(id);
     r.counts.generated.set(id, (r.counts.generated.get(id) ?? 0) + 1);
   }
+  const lp = r.logprobs !== undefined ? tokenLogprob(logits, id, r.logprobs) : undefined;
   const delta = advance(r, id);
-  r.events.token?.(delta, id);
+  r.events.token?.(delta, id, lp);
   if (r.finish) r.events.finish?.();
 }
 

@@ -263,6 +263,28 @@ export function topIndices(values: ArrayLike<number>, n: number): Int32Array {
   return idx.slice(0, n).sort((a, b) => values[b] - values[a] || a - b);
 }
 
+/** A chosen token's log-probability and the most likely alternatives, as the server's `logprobs` report them. */
+export interface TokenLogprob {
+  /** log p(token) under softmax(logits). */
+  logprob: number;
+  /** The `top` most likely tokens with their log-probabilities, largest first (ties → lower id first). */
+  top: { id: number; logprob: number }[];
+}
+
+/**
+ * Log-probability of token `id` and the `top` most likely tokens under softmax(logits), in float64. The caller
+ * passes the distribution it means: the row's raw logits (what vLLM reports by default, before penalties,
+ * temperature and top-k/top-p), not the filtered one it sampled from.
+ */
+export function tokenLogprob(logits: ArrayLike<number>, id: number, top: number): TokenLogprob {
+  const max = rowMax(logits);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  const lse = max + Math.log(sum);
+  const alternatives = top > 0 ? Array.from(topIndices(logits, top), (t) => ({ id: t, logprob: logits[t] - lse })) : [];
+  return { logprob: logits[id] - lse, top: alternatives };
+}
+
 /** The n largest entries of a row, largest first, ties → lower id first (used by `inspect`). */
 export function topN(row: ArrayLike<number>, n: number): { id: number; value: number }[] {
   return Array.from(topIndices(row, n), (id) => ({ id, value: row[id] }));

@@ -7,7 +7,8 @@
  *  - Host: the name the client addressed must be a loopback name (`localhost`, `*.localhost`), an IP literal
  *    (a rebinding page can only send its own name), or one given with `--allow-host`.
  *  - Origin: a browser names the page that made a request; it must be this server itself (the playground),
- *    or an origin on the explicit allow-list (`allowedOrigins`, the one place a future `--cors` adds to).
+ *    or an origin on the explicit allow-list (`allowedOrigins`, from `--cors ORIGIN`; "*" allows any). Only
+ *    allow-listed origins get CORS headers (corsHeaders), and preflights (OPTIONS) are answered for them alone.
  *    Clients that send no Origin (curl, the OpenAI SDK on Node) are not browsers' cross-site requests.
  * Steer folders: POST /v1/steers is off unless the server was started with roots (`--allow-steer-load DIR`);
  * a path must resolve (symlinks followed) inside one, and one error covers both "absent" and "outside", so
@@ -34,9 +35,35 @@ export function accessPolicy(
 ): AccessPolicy {
   return {
     allowedHosts: new Set((o.allowHosts ?? []).map((h) => h.trim().toLowerCase()).filter(Boolean)),
-    allowedOrigins: new Set(o.allowOrigins ?? []),
+    allowedOrigins: new Set((o.allowOrigins ?? []).map(normalizeOrigin)),
     steerRoots: (o.steerRoots ?? []).map(steerRoot),
   };
+}
+
+/** `--cors` values as browsers send Origin: scheme://host[:port], lower case, no path; or "*". */
+export function normalizeOrigin(o: string): string {
+  const raw = o.trim();
+  if (raw === '*') return raw;
+  let u: URL | undefined;
+  try {
+    u = new URL(raw);
+  } catch {
+    u = undefined;
+  }
+  if (
+    !u ||
+    (u.protocol !== 'http:' && u.protocol !== 'https:') ||
+    (u.pathname !== '/' && u.pathname !== '') ||
+    u.search ||
+    u.hash ||
+    u.username
+  )
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      `--cors ${JSON.stringify(raw.slice(0, 100))} is not an origin`,
+      "give scheme://host[:port] as the page's address bar shows it, e.g. --cors http://localhost:5173 (or '*' for any)",
+    );
+  return u.origin;
 }
 
 function steerRoot(dir: string): string {
@@ -72,7 +99,7 @@ export function hostAllowed(policy: AccessPolicy, host: string): boolean {
 
 /** Same origin as the request (the playground), or allow-listed. `Origin: null` (sandboxed, file://) is neither. */
 export function originAllowed(policy: AccessPolicy, origin: string, host: string | undefined): boolean {
-  if (policy.allowedOrigins.has(origin)) return true;
+  if (policy.allowedOrigins.has(origin) || policy.allowedOrigins.has('*')) return true;
   let u: URL;
   try {
     u = new URL(origin);
@@ -103,6 +130,30 @@ export function checkAccess(policy: AccessPolicy, req: IncomingMessage): void {
       'use the playground served by this server, or call the API from a non-browser client',
     );
   }
+}
+
+/**
+ * CORS headers for a request from an allow-listed origin (none for same-origin pages, clients without an
+ * Origin, or a server without --cors). `preflight`: the headers answering an OPTIONS preflight as well.
+ */
+export function corsHeaders(policy: AccessPolicy, req: IncomingMessage, preflight = false): Record<string, string> {
+  const origin = req.headers.origin;
+  if (origin === undefined || policy.allowedOrigins.size === 0) return {};
+  const exact = policy.allowedOrigins.has(origin);
+  if (!exact && !policy.allowedOrigins.has('*')) return {};
+  const headers: Record<string, string> = { 'Access-Control-Allow-Origin': exact ? origin : '*', Vary: 'Origin' };
+  if (!preflight) return headers;
+  // The OpenAI SDK sends its own x-stainless-* headers; an allowed page may send what it asks for (only names).
+  const asked = req.headers['access-control-request-headers'];
+  return {
+    ...headers,
+    'Access-Control-Allow-Methods': 'GET, POST, DELETE, OPTIONS',
+    'Access-Control-Allow-Headers':
+      typeof asked === 'string' && /^[\w-]+(\s*,\s*[\w-]+)*$/.test(asked.trim())
+        ? asked.trim()
+        : 'Authorization, Content-Type',
+    'Access-Control-Max-Age': '600',
+  };
 }
 
 /** The real path of a steer folder a client asked to load; 403 when loading is off, 404 outside the roots. */

@@ -3,9 +3,16 @@
  * otherwise silently ignore), response and streaming-chunk builders, and errors as OpenAI-style bodies
  * `{"error": {"message", "type", "code", "param"}}` with an HTTP status.
  *
- * Extensions: `top_k` (0 or -1 = off), `min_tokens`, and `steer` ({"name": value}), echoed in every response.
+ * Extensions: `top_k` (0 or -1 = off), `min_tokens`, `repetition_penalty` (as vLLM), and `steer`
+ * ({"name": value}), echoed in every response.
+ *
+ * Log-probabilities (completions `logprobs`/`echo`, chat `logprobs`/`top_logprobs`) are those of the model's own
+ * next-token distribution, steer included — the raw logits before EOS masking, penalties, temperature and
+ * top-k/top-p, as vLLM reports them by default (its `--logprobs-mode raw_logprobs`). Token strings are each
+ * token's text as it appears inside decoded text (tokenizer.tokenString); `bytes` are that string's UTF-8.
  */
 import { z } from 'zod';
+import type { TokenLogprob } from '../runtime/sampling.js';
 import type { FinishReason } from '../runtime/stopping.js';
 import { STEER_LIMITS } from '../steer/steer.js';
 import { LmSteerError, type ErrorCode } from '../util/errors.js';
@@ -13,6 +20,8 @@ import { RequestTimeout } from './scheduler.js';
 
 /** Most choices one request may ask for (OpenAI's limit for n). */
 export const MAX_N = 128;
+/** Most alternatives per token in `logprobs` / `top_logprobs` (OpenAI's chat limit, and vLLM's default --max-logprobs). */
+export const MAX_LOGPROBS = 20;
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors
@@ -25,6 +34,8 @@ export class ApiError extends LmSteerError {
     message: string,
     hint?: string,
     readonly param?: string,
+    /** The body's `code` when OpenAI has a specific one (e.g. model_not_found); default: `code` in lower case. */
+    readonly apiCode?: string,
   ) {
     super(code, message, hint);
   }
@@ -75,7 +86,7 @@ export function errorBody(
       error: {
         message,
         type: errorType(status),
-        code: e.code.toLowerCase(),
+        code: (e instanceof ApiError ? e.apiCode : undefined) ?? e.code.toLowerCase(),
         param: e instanceof ApiError ? (e.param ?? null) : null,
       },
     };
@@ -116,8 +127,9 @@ const common = {
       finite.refine((v) => Math.abs(v) <= STEER_LIMITS.value, `must be within ±${STEER_LIMITS.value}`),
     )
     .nullish(),
-  presence_penalty: offOnly(z.literal(0)),
-  frequency_penalty: offOnly(z.literal(0)),
+  presence_penalty: finite.pipe(z.number().min(-2).max(2)).nullish(),
+  frequency_penalty: finite.pipe(z.number().min(-2).max(2)).nullish(),
+  repetition_penalty: finite.pipe(z.number().gt(0).max(100)).nullish(),
   logit_bias: offOnly(z.object({}).strict()),
   user: z.string().nullish(),
 };
@@ -126,8 +138,10 @@ const tokenIds = z.array(int(0)).min(1);
 export const CompletionRequestSchema = z.looseObject({
   ...common,
   prompt: z.union([z.string(), z.array(z.string()).min(1), tokenIds, z.array(tokenIds).min(1)]),
-  echo: offOnly(z.literal(false)),
-  logprobs: offOnly(z.union([z.literal(0), z.literal(false)])),
+  /** 0 only with echo (the prompt's log-probabilities and nothing generated, as lm-eval-harness asks). */
+  max_tokens: int(0).nullish(),
+  echo: z.boolean().nullish(),
+  logprobs: int(0, MAX_LOGPROBS).nullish(),
   suffix: offOnly(z.literal('')),
   best_of: int(1, 1).nullish(),
 });
@@ -143,8 +157,8 @@ export const ChatRequestSchema = z.looseObject({
   ...common,
   messages: z.array(message).min(1),
   max_completion_tokens: int(1).nullish(),
-  logprobs: offOnly(z.literal(false)),
-  top_logprobs: offOnly(z.literal(0)),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: int(0, MAX_LOGPROBS).nullish(),
   tools: offOnly(z.array(z.unknown()).max(0)),
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
@@ -162,12 +176,14 @@ export function messageText(m: ChatRequest['messages'][number]): ChatMessage {
 
 const HINTS: Record<string, string> = {
   steer: 'steer values are numbers, e.g. {"steer": {"sentiment": 3}}; GET /v1/steers lists the names',
-  presence_penalty: 'penalties are not implemented; leave the field out or at 0',
-  frequency_penalty: 'penalties are not implemented; leave the field out or at 0',
+  presence_penalty: 'a number from -2 to 2; 0 turns it off',
+  frequency_penalty: 'a number from -2 to 2; 0 turns it off',
+  repetition_penalty: 'a number in (0, 100]; 1 turns it off',
   logit_bias: 'logit_bias is not implemented; leave it out',
-  echo: 'echo is not supported: the response has the continuation only',
-  logprobs: 'logprobs are not supported yet; leave the field out',
-  top_logprobs: 'logprobs are not supported yet; leave the field out',
+  echo: 'true or false',
+  logprobs: `completions: an integer from 0 to ${MAX_LOGPROBS} (alternatives per token); chat: true or false`,
+  top_logprobs: `an integer from 0 to ${MAX_LOGPROBS}, with "logprobs": true`,
+  max_tokens: 'an integer ≥ 1 (0 only with "echo": true)',
   suffix: 'suffix (insertion) is not supported',
   best_of: 'best_of is not supported; use n',
   tools: 'tool calls are not supported',
@@ -252,7 +268,7 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const top = String(issue.path[0] ?? '');
   const what = got === undefined ? `is required` : `is invalid (got ${show(got)}): ${issue.message}`;
   const code: ErrorCode =
-    top in HINTS && /penalty|logit_bias|echo|logprobs|suffix|best_of|tools/.test(top) ? 'UNSUPPORTED' : 'BAD_ARGUMENT';
+    top in HINTS && /^(logit_bias|suffix|best_of|tools)$/.test(top) ? 'UNSUPPORTED' : 'BAD_ARGUMENT';
   throw new ApiError(400, code, `"${path}" ${what}`, HINTS[top], path);
 }
 
@@ -286,7 +302,82 @@ export interface ResponseMeta {
   steer: Record<string, number>;
 }
 
-export function completionResponse(meta: ResponseMeta, choices: { text: string; finish: FinishReason }[], u: Usage) {
+// ---------------------------------------------------------------------------------------------------------
+// Log-probabilities
+
+/** Completions' `logprobs` object (OpenAI's legacy shape, as vLLM fills it). */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  /** The alternatives by token string, the chosen token always included (so up to logprobs + 1 entries). */
+  top_logprobs: (Record<string, number> | null)[];
+  /** Where each token starts in the choice's text. */
+  text_offset: number[];
+}
+
+/**
+ * Completions logprobs for tokens `ids` with their log-probabilities (null: the prompt's first token), the first
+ * token starting at character `offset` of the choice's text.
+ */
+export function completionLogprobs(
+  tokenString: (id: number) => string,
+  ids: readonly number[],
+  lps: readonly (TokenLogprob | null)[],
+  offset: number,
+): CompletionLogprobs {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  ids.forEach((id, i) => {
+    const tok = tokenString(id);
+    const lp = lps[i] ?? null;
+    out.tokens.push(tok);
+    out.text_offset.push(offset);
+    offset += tok.length;
+    out.token_logprobs.push(lp && lp.logprob);
+    if (!lp) return void out.top_logprobs.push(null);
+    const top: Record<string, number> = Object.create(null);
+    for (const t of lp.top) {
+      const s = tokenString(t.id);
+      if (!(s in top)) top[s] = t.logprob; // two ids with one string: the likelier (listed first) stays
+    }
+    if (!(tok in top)) top[tok] = lp.logprob;
+    out.top_logprobs.push({ ...top });
+  });
+  return out;
+}
+
+export interface ChatTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+const utf8 = new TextEncoder();
+/** Chat's `logprobs.content` entries for tokens `ids`. */
+export function chatLogprobContent(
+  tokenString: (id: number) => string,
+  ids: readonly number[],
+  lps: readonly TokenLogprob[],
+): ChatTokenLogprob[] {
+  const entry = (id: number, logprob: number) => {
+    const token = tokenString(id);
+    return { token, logprob, bytes: Array.from(utf8.encode(token)) };
+  };
+  return ids.map((id, i) => ({
+    ...entry(id, lps[i]!.logprob),
+    top_logprobs: lps[i]!.top.map((t) => entry(t.id, t.logprob)),
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+export interface CompletionChoice {
+  text: string;
+  finish: FinishReason;
+  logprobs?: CompletionLogprobs;
+}
+
+export function completionResponse(meta: ResponseMeta, choices: CompletionChoice[], u: Usage) {
   return {
     id: meta.id,
     object: 'text_completion' as const,
@@ -295,7 +386,7 @@ export function completionResponse(meta: ResponseMeta, choices: { text: string; 
     choices: choices.map((c, index) => ({
       index,
       text: c.text,
-      logprobs: null,
+      logprobs: c.logprobs ?? null,
       finish_reason: openAiFinish(c.finish),
     })),
     usage: u,
@@ -303,18 +394,28 @@ export function completionResponse(meta: ResponseMeta, choices: { text: string; 
   };
 }
 
-export function completionChunk(meta: ResponseMeta, index: number, text: string, finish: FinishReason | null) {
+export function completionChunk(
+  meta: ResponseMeta,
+  index: number,
+  text: string,
+  finish: FinishReason | null,
+  logprobs: CompletionLogprobs | null = null,
+) {
   return {
     id: meta.id,
     object: 'text_completion' as const,
     created: meta.created,
     model: meta.model,
-    choices: [{ index, text, logprobs: null, finish_reason: finish && openAiFinish(finish) }],
+    choices: [{ index, text, logprobs, finish_reason: finish && openAiFinish(finish) }],
     steer: meta.steer,
   };
 }
 
-export function chatResponse(meta: ResponseMeta, choices: { text: string; finish: FinishReason }[], u: Usage) {
+export function chatResponse(
+  meta: ResponseMeta,
+  choices: { text: string; finish: FinishReason; logprobs?: ChatTokenLogprob[] }[],
+  u: Usage,
+) {
   return {
     id: meta.id,
     object: 'chat.completion' as const,
@@ -323,7 +424,7 @@ export function chatResponse(meta: ResponseMeta, choices: { text: string; finish
     choices: choices.map((c, index) => ({
       index,
       message: { role: 'assistant' as const, content: c.text },
-      logprobs: null,
+      logprobs: c.logprobs ? { content: c.logprobs, refusal: null } : null,
       finish_reason: openAiFinish(c.finish),
     })),
     usage: u,
@@ -336,13 +437,21 @@ export function chatChunk(
   index: number,
   delta: { role?: 'assistant'; content?: string },
   finish: FinishReason | null,
+  logprobs: ChatTokenLogprob[] | null = null,
 ) {
   return {
     id: meta.id,
     object: 'chat.completion.chunk' as const,
     created: meta.created,
     model: meta.model,
-    choices: [{ index, delta, logprobs: null, finish_reason: finish && openAiFinish(finish) }],
+    choices: [
+      {
+        index,
+        delta,
+        logprobs: logprobs ? { content: logprobs, refusal: null } : null,
+        finish_reason: finish && openAiFinish(finish),
+      },
+    ],
     steer: meta.steer,
   };
 }

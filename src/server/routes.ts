@@ -5,7 +5,8 @@
  *   GET  /                          the playground (playground/index.html, app.js, style.css)
  *   GET  /health                    {"status": "ok", …}; never needs the key
  *   GET  /metrics                   Prometheus text
- *   GET  /v1/models                 the one model served
+ *   GET  /v1/models                 the model served, under each of its served names
+ *   GET  /v1/models/{id}            one of them (404 model_not_found otherwise)
  *   POST /v1/completions            OpenAI completions (+ "steer")
  *   POST /v1/chat/completions       OpenAI chat completions (+ "steer")
  *   GET  /v1/steers                 loaded steers: slots, server defaults, file defaults
@@ -15,7 +16,9 @@
  *   GET  /v1/steers/{name}/dims     the words each steer direction moves (src/lens/explain.ts)
  *   POST /v1/explain                evidence of a text under a steer (src/lens/explain.ts)
  *
- * Before routing, access.ts refuses (403) foreign Host names (DNS rebinding) and cross-origin browser requests.
+ * Before routing, access.ts refuses (403) foreign Host names (DNS rebinding) and cross-origin browser requests
+ * (except from --cors origins, which get CORS headers on every answer and their OPTIONS preflights answered).
+ * Every error, 4xx or 5xx, is an OpenAI error body {"error": {"message", "type", "code", "param"}}.
  * With an API key, everything but /, its static files and /health needs `Authorization: Bearer KEY` (401);
  * /health then shows only its status to clients without the key.
  * POST /v1/steers reads folders from the server's disk: off unless started with --allow-steer-load ROOT, and
@@ -26,7 +29,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { LmSteerError } from '../util/errors.js';
-import { checkAccess, resolveSteerPath, type AccessPolicy } from './access.js';
+import { checkAccess, corsHeaders, resolveSteerPath, type AccessPolicy } from './access.js';
 import { handleChat, handleCompletion, type GenerationContext } from './completions.js';
 import type { Lens } from './lens.js';
 import { ApiError, errorBody, parseBody, parseJsonBody, statusOf } from './openai.js';
@@ -121,6 +124,7 @@ const LoadSteerSchema = z.looseObject({ path: z.string().min(1), force: z.boolea
 /** The metrics label of a path: fixed routes as they are, parameters as {name}. */
 function routeLabel(method: string, path: string): string {
   if (path.startsWith('/v1/steers/')) return `${method} /v1/steers/{name}${path.endsWith('/dims') ? '/dims' : ''}`;
+  if (path.startsWith('/v1/models/')) return `${method} /v1/models/{id}`;
   if (path in STATIC) return 'GET /static';
   if (
     [
@@ -174,6 +178,13 @@ async function route(
   path: string,
 ): Promise<number> {
   checkAccess(ctx.access, req);
+  if (method === 'OPTIONS') {
+    // A CORS preflight (answered with headers only for --cors origins), before the key: browsers send none here.
+    res.writeHead(204, { Allow: 'GET, POST, DELETE, OPTIONS', ...corsHeaders(ctx.access, req, true) });
+    res.end();
+    return 204;
+  }
+  for (const [k, v] of Object.entries(corsHeaders(ctx.access, req))) res.setHeader(k, v);
   const stat = STATIC[path];
   if (stat && (method === 'GET' || method === 'HEAD')) {
     res.writeHead(200, {
@@ -193,7 +204,7 @@ async function route(
     const s = ctx.scheduler.stats();
     sendJson(res, 200, {
       status: 'ok',
-      model: ctx.modelId,
+      model: ctx.modelNames[0],
       steers: ctx.scheduler.steers.names(),
       queued: s.queued,
       active: s.active,
@@ -207,6 +218,8 @@ async function route(
       'BAD_ARGUMENT',
       'missing or wrong API key',
       'send the header "Authorization: Bearer <key>" with the key the server was started with',
+      undefined,
+      'invalid_api_key',
     );
   }
   if (path === '/metrics') {
@@ -215,20 +228,23 @@ async function route(
     return 200;
   }
   if (path === '/v1/models') {
-    const created = Math.floor(ctx.startedAt / 1000);
-    sendJson(res, 200, {
-      object: 'list',
-      data: [
-        {
-          id: ctx.modelId,
-          object: 'model',
-          created,
-          owned_by: 'lmsteer',
-          context_length: ctx.limits.context,
-          steers: ctx.scheduler.steers.names(),
-        },
-      ],
-    });
+    if (method !== 'GET') throw methodNotAllowed(method, path, ['GET']);
+    sendJson(res, 200, { object: 'list', data: ctx.modelNames.map((id) => modelCard(ctx, id)) });
+    return 200;
+  }
+  if (path.startsWith('/v1/models/')) {
+    if (method !== 'GET') throw methodNotAllowed(method, path, ['GET']);
+    const id = decodeName(path.slice('/v1/models/'.length), 'model id');
+    if (!ctx.modelNames.includes(id))
+      throw new ApiError(
+        404,
+        'NOT_FOUND',
+        `model "${id}" is not served here`,
+        `this server serves ${ctx.modelNames.map((n) => `"${n}"`).join(', ')} (GET /v1/models)`,
+        'model',
+        'model_not_found',
+      );
+    sendJson(res, 200, modelCard(ctx, id));
     return 200;
   }
   if (path === '/v1/completions' || path === '/v1/chat/completions') {
@@ -308,14 +324,29 @@ async function route(
   );
 }
 
-function decodeName(s: string): string {
+/** The model object of OpenAI's GET /v1/models, plus lmsteer's context, steers and embedding fingerprint. */
+function modelCard(ctx: RouteContext, id: string) {
+  return {
+    id,
+    object: 'model',
+    created: Math.floor(ctx.startedAt / 1000),
+    owned_by: 'lmsteer',
+    root: ctx.base.id,
+    context_length: ctx.limits.context,
+    // Which base model this is (steer.ts embeddingFingerprint): `lmsteer eval --endpoint` checks it.
+    embedding_fingerprint: ctx.base.fingerprint(),
+    steers: ctx.scheduler.steers.names(),
+  };
+}
+
+function decodeName(s: string, what = 'steer name'): string {
   try {
     return decodeURIComponent(s);
   } catch {
     throw new ApiError(
       400,
       'BAD_ARGUMENT',
-      'the steer name in the path is not valid percent-encoding',
+      `the ${what} in the path is not valid percent-encoding`,
       'encode it with encodeURIComponent',
     );
   }

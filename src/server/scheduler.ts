@@ -23,7 +23,7 @@ import type { Decoder } from '../runtime/decoder.js';
 import { BatchEngine } from '../runtime/engine.js';
 import { rngStream } from '../runtime/rng.js';
 import type { Row } from '../runtime/row.js';
-import type { SamplingParams } from '../runtime/sampling.js';
+import { tokenLogprob, type SamplingParams, type TokenLogprob } from '../runtime/sampling.js';
 import type { FinishReason, StopConfig } from '../runtime/stopping.js';
 import { TextStream } from '../runtime/textStream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -42,6 +42,8 @@ export interface JobSpec {
   seed: number;
   /** The request's `steer` field (resolved against the steer set in force when its rows join). */
   steer: Record<string, number>;
+  /** Report each new token's log-probability with this many alternatives (row.ts `logprobs`); undefined: none. */
+  logprobs?: number;
   /** Ends the job (client gone); its rows leave the batch before the next step. */
   signal?: AbortSignal;
   /** Milliseconds from submission until the job fails with a timeout (queue wait included). */
@@ -51,8 +53,8 @@ export interface JobSpec {
 export interface JobListener {
   /** The job's rows are about to be prefilled (the first of them); `steer` are the values in effect. */
   onStart?(info: { steer: Record<string, number> }): void;
-  /** New text of one choice (may be ''), right after its token was chosen. */
-  onToken?(choice: number, delta: string, tokenId: number): void;
+  /** New text of one choice (may be ''), right after its token was chosen; `logprob` when the spec asks. */
+  onToken?(choice: number, delta: string, tokenId: number, logprob?: TokenLogprob): void;
   onFinish?(choice: number, result: ChoiceResult): void;
 }
 
@@ -60,6 +62,8 @@ export interface ChoiceResult {
   text: string;
   tokenIds: number[];
   finishReason: FinishReason;
+  /** One per token of tokenIds, when the spec asked for logprobs. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface JobResult {
@@ -273,6 +277,7 @@ export class Scheduler {
       spec.prompts.forEach((prompt, p) => {
         for (let j = 0; j < spec.n; j++) {
           const choice = p * spec.n + j;
+          const logprobs: TokenLogprob[] | undefined = spec.logprobs !== undefined ? [] : undefined;
           const row: JobRow = {
             job,
             choice,
@@ -280,18 +285,25 @@ export class Scheduler {
             sampling: spec.sampling,
             stop,
             rng: rngStream(spec.seed, 0, j),
+            logprobs: spec.logprobs,
             stream: new TextStream(this.tokenizer, { context: prompt, stop: spec.stop }),
             tokens: [],
             label: `choice ${choice}`,
             events: {
-              token: (delta, id) => {
+              token: (delta, id, lp) => {
                 this.tokensGenerated++;
                 this.hooks.onTokens?.(1);
-                if (!job.done) job.listener.onToken?.(choice, delta, id);
+                if (lp) logprobs?.push(lp);
+                if (!job.done) job.listener.onToken?.(choice, delta, id, lp);
               },
               finish: () => {
                 if (!job.done)
-                  job.finishChoice(choice, { text: row.stream.text, tokenIds: row.tokens, finishReason: row.finish! });
+                  job.finishChoice(choice, {
+                    text: row.stream.text,
+                    tokenIds: row.tokens,
+                    finishReason: row.finish!,
+                    ...(logprobs ? { logprobs } : {}),
+                  });
               },
               fail: (e) => job.fail(e),
             },
@@ -327,6 +339,26 @@ export class Scheduler {
       () => undefined,
     );
     return run;
+  }
+
+  /**
+   * The log-probability of every prompt token after the tokens before it (null for the first), with `top`
+   * alternatives, under the steer values `steer` resolved against the set in force: completions' `echo` with
+   * `logprobs`. One full forward pass beside the decode loop (ORT sessions take concurrent runs; the batch's KV
+   * buffers are not involved), as the lens endpoints do.
+   */
+  async promptLogprobs(prompt: number[], steer: Record<string, number>, top: number): Promise<(TokenLogprob | null)[]> {
+    const set = this.steerSet;
+    const { scale } = set.resolve(steer);
+    const dirs = set.directions;
+    const { logits } = await this.decoder.forward([prompt], {
+      steer:
+        dirs && scale ? { ...dirs, scale: { dtype: 'float32', shape: [1, scale.length], data: scale } } : undefined,
+    });
+    const V = this.decoder.vocabSize;
+    return prompt.map((id, t) =>
+      t === 0 ? null : tokenLogprob(logits.data.subarray((t - 1) * V, t * V) as Float32Array, id, top),
+    );
   }
 
   /** Fail everything queued or running and end the loop. */

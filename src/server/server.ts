@@ -4,6 +4,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
+import { generationDefaults } from '../runtime/generationDefaults.js';
 import type { LoadedModel } from '../runtime/loadModel.js';
 import { LmSteerError } from '../util/errors.js';
 import { fallbackTemplate, type ChatTemplate } from './chatTemplate.js';
@@ -35,6 +37,10 @@ export interface ServerOptions {
   apiKey?: string;
   /** Host names accepted besides loopback names and IP literals ('*': any; see access.ts). */
   allowHosts?: string[];
+  /** Origins (scheme://host[:port], or "*") whose web pages may call the API: CORS (default none). */
+  cors?: string[];
+  /** Names requests may give as `model`; the first is reported (default: the model as given, model.id). */
+  servedModelNames?: string[];
   /** Folders POST /v1/steers may load from (default none: loading over HTTP is off). */
   allowSteerLoad?: string[];
   /** Listen on a non-loopback address without an API key (refused otherwise). */
@@ -53,6 +59,8 @@ export interface RunningServer {
   scheduler: Scheduler;
   metrics: Metrics;
   http: Server;
+  /** What the model's generation_config.json set as request defaults (and what it asks that is not honoured). */
+  generationNotes: string[];
   /** Stop listening, fail what is still running, wait for the loop to end. Leaves the model open. */
   close(): Promise<void>;
 }
@@ -67,6 +75,11 @@ export const DEFAULTS = {
   maxBodyBytes: 1 << 20,
   headersTimeoutMs: 20_000,
   requestTimeoutMs: 60_000,
+  /**
+   * `lmsteer serve --max-steer-value`: ten times the range trained steers are used in (±10; the paper sweeps
+   * ±5). A network service need not take the 1e4 a library caller may pass (steerSet.ts DEFAULT_MAX_STEER_VALUE).
+   */
+  maxSteerValue: 100,
 };
 
 export async function startServer(model: LoadedModel, steers: SteerSet, o: ServerOptions = {}): Promise<RunningServer> {
@@ -85,7 +98,15 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
       'set LMSTEER_API_KEY or --api-key-file FILE; or pass --allow-unauthenticated if every client on that network may use it',
     );
   }
-  const access = accessPolicy({ allowHosts: o.allowHosts, steerRoots: o.allowSteerLoad });
+  const access = accessPolicy({ allowHosts: o.allowHosts, allowOrigins: o.cors, steerRoots: o.allowSteerLoad });
+  const names = [...new Set(o.servedModelNames?.length ? o.servedModelNames : [model.id])];
+  if (names.some((n) => n.trim() === '' || /\p{Cc}/u.test(n)))
+    throw new LmSteerError(
+      'BAD_ARGUMENT',
+      '--served-model-name must be a non-empty name without control characters',
+      'e.g. --served-model-name gpt2-steered',
+    );
+  const gen = generationDefaults(model.generationConfig, `${model.id} generation_config.json`);
   const context = o.context ?? Math.min(model.cfg.maxPositions, DEFAULTS.maxContext);
   if (context < 2 || context > model.cfg.maxPositions) {
     throw new LmSteerError(
@@ -112,7 +133,8 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
   const timeoutMs = o.timeoutMs ?? DEFAULTS.timeoutMs;
   const encoder = new PromptEncoder(model.tokenizer, context);
   const handler = createHandler({
-    modelId: model.id,
+    modelNames: names,
+    defaults: gen.settings,
     tokenizer: model.tokenizer,
     encoder,
     scheduler,
@@ -138,6 +160,25 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
     handler,
   );
   http.keepAliveTimeout = 5000;
+  // Errors Node answers itself (malformed HTTP, headers too large, a request not received in time) get the
+  // same OpenAI error body as every other 4xx; Node's default handler sends a bare status line.
+  http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const message =
+      status === 431
+        ? 'the request headers are too large'
+        : status === 408
+          ? 'the request was not received in time'
+          : 'the request is not valid HTTP';
+    const body = JSON.stringify({
+      error: { message, type: 'invalid_request_error', code: status === 408 ? 'timeout' : 'bad_request', param: null },
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   await new Promise<void>((resolve, reject) => {
     http.once('error', (e: NodeJS.ErrnoException) =>
       reject(
@@ -161,6 +202,7 @@ export async function startServer(model: LoadedModel, steers: SteerSet, o: Serve
     scheduler: sched,
     metrics,
     http,
+    generationNotes: gen.notes,
     async close() {
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

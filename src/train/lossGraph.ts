@@ -7,10 +7,12 @@
  *   a  = H·P1                 [N,K]   H = `hidden` [N,d], P1 = `p1` [d,K]
  *   b  = a ⊙ scale            [N,K]   scale[n,c] = eps · (steer value of row n for column c's slot)
  *   H' = H + b·P2t            [N,d]   P2t = `p2t` [K,d]
- *   z  = H'·Eᵀ                [N,V]
+ *   z  = H'·Eᵀ (+ b)          [N,V]   b: the LM head's bias where the model has one (GPT-J), a constant;
+ *                                     soft-capped models (Gemma 2): z = cap·tanh((H'·Eᵀ + b)/cap)
  *   L  = Σ_n w_n (logsumexp(z_n) − z_n[t_n])              (`loss_sum`; `count` = Σ_n w_n)
  * Backward (∂L/∂·):
  *   G   = w ⊙ (softmax(z) − onehot(t))                   [N,V]   (∂CE/∂z = p − y)
+ *         soft-capped: G ⊙ (1 − (z/cap)²)                        (∂ cap·tanh(u/cap) / ∂u = 1 − tanh²)
  *   dH' = G·E                                             [N,d]
  *   dP2t = bᵀ·dH'                                         [K,d]   (H' is linear in P2t through b)
  *   db  = dH'·P2tᵀ                                        [N,K]
@@ -36,10 +38,19 @@ import { LmSteerError } from '../util/errors.js';
 import { expectShape, type Tensor } from '../util/tensor.js';
 
 /**
- * Build the loss/gradient graph for output embeddings E [V, d]. `embeddingsAsInput` makes E a graph input
+ * Build the loss/gradient graph for output embeddings E [V, d] (and the head's bias [V], where the model has one:
+ * it shifts z but not ∂z/∂H', so the backward pass is the same). `embeddingsAsInput` makes E a graph input
  * named `E` instead of an initializer (kept for measuring the two; the session uses the initializer).
+ * `softcap`: the model's final logit soft-capping (DecoderConfig.finalLogitSoftcap), so training sees the
+ * logits the model gives.
  */
-export function buildLossGraph(E: Tensor, opts: { embeddingsAsInput?: boolean } = {}): GraphBuilder {
+/** What the model's head adds after h'·Eᵀ: a bias (GPT-J) and a final soft-cap (Gemma 2). */
+export interface LossHead {
+  headBias?: Tensor;
+  softcap?: number;
+}
+
+export function buildLossGraph(E: Tensor, opts: { embeddingsAsInput?: boolean } & LossHead = {}): GraphBuilder {
   expectShape('output embeddings E', E, [-1, -1]);
   const [V, d] = E.shape as [number, number];
   const g = new GraphBuilder('lmsteer_train_loss');
@@ -57,7 +68,13 @@ export function buildLossGraph(E: Tensor, opts: { embeddingsAsInput?: boolean } 
   const a = g.op('MatMul', [hidden, p1]);
   const b = g.op('Mul', [a, scale]);
   const hs = g.op('Add', [hidden, g.op('MatMul', [b, p2t])]);
-  const z = g.op('Gemm', [hs, emb], { transB: 1 }); // [N,V]
+  if (opts.headBias) expectShape('LM head bias', opts.headBias, [V]);
+  const cap = opts.softcap;
+  const u = g.op('Gemm', opts.headBias ? [hs, emb, g.weight('b', opts.headBias)] : [hs, emb], { transB: 1 }); // [N,V]
+  const z =
+    cap === undefined
+      ? u
+      : g.op('Mul', [g.op('Tanh', [g.op('Div', [u, g.constF32([cap], [])])]), g.constF32([cap], [])]);
   const logp = g.op('LogSoftmax', [z], { axis: -1 });
   const tcol = g.op('Unsqueeze', [targets, axis1]); // [N,1]
   const logpT = g.op('Squeeze', [g.op('GatherElements', [logp, tcol], { axis: 1 }), axis1]); // [N]
@@ -67,7 +84,11 @@ export function buildLossGraph(E: Tensor, opts: { embeddingsAsInput?: boolean } 
   // Backward: G = w·softmax − w·onehot, the onehot part scattered into the target column.
   const wcol = g.op('Unsqueeze', [weight, axis1]); // [N,1]
   const gw = g.op('Mul', [g.op('Exp', [logp]), wcol]);
-  const G = g.op('ScatterElements', [gw, tcol, g.op('Neg', [wcol])], { axis: 1, reduction: 'add' });
+  const Gz = g.op('ScatterElements', [gw, tcol, g.op('Neg', [wcol])], { axis: 1, reduction: 'add' });
+  const zOverCap = cap === undefined ? undefined : g.op('Div', [z, g.constF32([cap], [])]);
+  const G = zOverCap
+    ? g.op('Mul', [Gz, g.op('Sub', [g.constF32([1], []), g.op('Mul', [zOverCap, zOverCap])])]) // ⊙ (1 − tanh²)
+    : Gz;
   const dhs = g.op('MatMul', [G, emb]); // [N,d]
   const gradP2t = g.op('Gemm', [b, dhs], { transA: 1 }); // [K,d]
   const db = g.op('Gemm', [dhs, p2t], { transB: 1 }); // [N,K]
@@ -103,6 +124,10 @@ export interface LossSessionOptions {
   /** E larger than this many bytes goes to an external-data file; default 512 MiB. */
   inlineLimitBytes?: number;
   executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
+  /** The LM head's bias [V] (logits = h'·Eᵀ + b), where the model has one (GPT-J). */
+  headBias?: Tensor;
+  /** The model's final logit soft-capping (Gemma 2); absent: none. */
+  softcap?: number;
 }
 
 /** Inline E up to this size; above it, E goes to an external-data file (protobuf caps a message at 2 GiB). */
@@ -119,7 +144,7 @@ export class LossSession {
 
   static async create(E: Tensor, opts: LossSessionOptions = {}): Promise<LossSession> {
     const [V, d] = E.shape as [number, number];
-    const g = buildLossGraph(E);
+    const g = buildLossGraph(E, { headBias: opts.headBias, softcap: opts.softcap });
     const sessionOpts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
     if (opts.intraOpNumThreads !== undefined) sessionOpts.intraOpNumThreads = opts.intraOpNumThreads;
     if (opts.executionProviders !== undefined) sessionOpts.executionProviders = opts.executionProviders;
@@ -227,7 +252,8 @@ function addInto(acc: Float64Array, x: Float32Array): void {
  * Plain-TS float64 reference of `loss_sum` (no gradients): what the graph is tested against, and what the
  * finite-difference gradient checks differentiate.
  */
-export function referenceLossSum(E: Tensor, batch: LossBatch, p1: Tensor, p2t: Tensor): number {
+export function referenceLossSum(E: Tensor, batch: LossBatch, p1: Tensor, p2t: Tensor, head: LossHead = {}): number {
+  const { headBias, softcap } = head;
   const [V, d] = E.shape as [number, number];
   const K = p1.shape[1]!;
   const M = batch.weight.length;
@@ -249,8 +275,9 @@ export function referenceLossSum(E: Tensor, batch: LossBatch, p1: Tensor, p2t: T
     }
     let max = -Infinity;
     for (let v = 0; v < V; v++) {
-      let s = 0;
+      let s = headBias ? headBias.data[v]! : 0;
       for (let i = 0; i < d; i++) s += hs[i]! * E.data[v * d + i]!;
+      if (softcap !== undefined) s = softcap * Math.tanh(s / softcap);
       z[v] = s;
       if (s > max) max = s;
     }

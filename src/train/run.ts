@@ -24,6 +24,7 @@ import { CHECKPOINT_DIR, loadCheckpoint } from './checkpoint.js';
 import { describeDataset, hashExamples, loadDataset, type Dataset, type Example } from './data.js';
 import { encodeForTraining, extractionFingerprint, makeExtractor } from './extract.js';
 import { HiddenCache } from './hiddenCache.js';
+import type { LossPoint } from './checkpoint.js';
 import { MaskedForward } from './maskedForward.js';
 import { describeSteerLoss, domainWarning, heldOutLoss, type SteerLossResult } from './steerLoss.js';
 import { batchAt, resolveOptions, trainSteer, type TrainOptions, type TrainResult } from './trainLoop.js';
@@ -79,6 +80,8 @@ export interface TrainRunOptions {
   /** Status lines; default stderr. */
   log?: (line: string) => void;
   signal?: AbortSignal;
+  /** After every training step (the library's progress callback; the CLI draws a bar instead). */
+  onStep?: (p: LossPoint) => void;
   /** An already loaded model (tests, callers that reuse one); `model` is then only recorded. */
   loaded?: LoadedModel;
 }
@@ -271,6 +274,8 @@ async function trainLocked(opts: TrainRunOptions): Promise<TrainRunResult> {
       {
         extract,
         embeddings: E,
+        headBias: model.outputBias?.(),
+        logitSoftcap: model.cfg.finalLogitSoftcap,
         modelFingerprint: fingerprint,
         modelId: model.id,
         signal: opts.signal,
@@ -280,6 +285,7 @@ async function trainLocked(opts: TrainRunOptions): Promise<TrainRunResult> {
           steps++;
           tokens += p.tokens;
           lastStep = performance.now();
+          opts.onStep?.(p);
         },
         save: async (steer, dir) => {
           if (dev && masked) {

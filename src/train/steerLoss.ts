@@ -63,6 +63,10 @@ export interface SteerLossOptions {
   /** The pad token (the reference pads with EOS). */
   padId: number;
   intraOpNumThreads?: number;
+  /** The LM head's bias [V], where the model has one (GPT-J). */
+  headBias?: Tensor;
+  /** The model's final logit soft-capping (Gemma 2): the loss caps its logits as the model does. */
+  logitSoftcap?: number;
 }
 
 /** Hidden states [B, T, d] of right-padded rows whose first keyLengths[b] tokens are real. */
@@ -137,7 +141,11 @@ export async function steerLoss(
   const K = packed.columns.length;
   const zeroP = { p1: tensor([d, K]), p2t: tensor([K, d]) };
   const valuesOf = (label: number) => [base.map((v, i) => (i === s ? label : v))];
-  const session = await LossSession.create(E, { intraOpNumThreads: opts.intraOpNumThreads });
+  const session = await LossSession.create(E, {
+    intraOpNumThreads: opts.intraOpNumThreads,
+    headBias: opts.headBias,
+    softcap: opts.logitSoftcap,
+  });
   const sums = { ex: [0, 0, 0], inc: [0, 0, 0], nEx: 0, nInc: 0 };
   try {
     for (let start = 0; start < examples.length; start += batchSize) {
@@ -235,7 +243,7 @@ export interface HeldOutOptions extends Omit<SteerLossOptions, 'padId'> {
  * padded with EOS as the reference pads. Texts that encode to no tokens are left out (counted in `skipped`).
  */
 export async function heldOutLoss(
-  model: Pick<LoadedModel, 'cfg' | 'weights' | 'decoder' | 'tokenizer' | 'outputEmbeddings'>,
+  model: Pick<LoadedModel, 'cfg' | 'weights' | 'decoder' | 'tokenizer' | 'outputEmbeddings' | 'outputBias'>,
   steer: Steer,
   examples: readonly { text: string; label: number }[],
   opts: HeldOutOptions = {},
@@ -254,7 +262,9 @@ export async function heldOutLoss(
   try {
     const r = await steerLoss(steer, model.outputEmbeddings(), kept, (rows, n) => masked.hidden(rows, n), {
       ...opts,
+      logitSoftcap: model.cfg.finalLogitSoftcap,
       padId,
+      headBias: model.outputBias?.(),
       intraOpNumThreads: opts.intraOpNumThreads ?? opts.threads,
     });
     return { ...r, skipped: ids.length - kept.length };

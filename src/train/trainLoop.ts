@@ -95,6 +95,10 @@ export interface TrainDeps {
   extract: ExtractFn;
   /** Output embeddings E [V, d] of the model (the LM head). */
   embeddings: Tensor;
+  /** The LM head's bias [V], where the model has one (GPT-J): logits = h'·Eᵀ + b. */
+  headBias?: Tensor;
+  /** The model's final logit soft-capping (DecoderConfig.finalLogitSoftcap, Gemma 2): the loss caps its logits. */
+  logitSoftcap?: number;
   /** Identifies the model the hidden states come from (cache key, resume check); default: E's fingerprint. */
   modelFingerprint?: string;
   modelId?: string;
@@ -434,8 +438,10 @@ export async function trainSteer(opts: TrainOptions, deps: TrainDeps): Promise<T
       padId: r.includePadding ? r.padId! : undefined,
     });
     const session = await LossSession.create(E, {
+      headBias: deps.headBias,
       chunkRows: opts.chunkRows,
       intraOpNumThreads: opts.intraOpNumThreads,
+      softcap: deps.logitSoftcap,
     });
     // Only the column layout and eps matter to packScale (the scale rows of a batch).
     const layout = packSteers([{ config, p1: tensor([S, d, r.rank]), p2: tensor([S, d, r.rank]) }]);

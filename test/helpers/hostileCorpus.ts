@@ -220,9 +220,9 @@ export function hostileCases(root: string): HostileCase[] {
   });
   add({
     item: 4,
-    name: 'config: dynamic rope factor 1e12',
+    name: 'config: dynamic rope factor 1e12 (dynamic NTK is refused by name)',
     expect: 'error',
-    message: /after rope_scaling/,
+    message: /"dynamic", a RoPE scaling lmsteer does not support/,
     run: () =>
       loadModel(hfCopy(at('rope'), { rope_scaling: { type: 'dynamic', factor: 1e12 } }), {
         cacheDir: false,

@@ -22,6 +22,16 @@ const KINDS = [
   'gpt_neox',
   'gpt_neox-sequential',
   'llama-rope-scaled',
+  'gpt_neo',
+  'gptj',
+  'opt',
+  'opt-350m',
+  'opt-bare',
+  'gemma2',
+  'gemma3',
+  'qwen3',
+  'phi3',
+  'phi3-longrope',
 ] as const;
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -90,6 +100,12 @@ const ACTIVATIONS: [string, string[]][] = [
   ['gpt2', ['gelu', 'relu', 'silu']],
   ['llama', ['gelu', 'gelu_pytorch_tanh', 'relu']],
   ['gpt_neox', ['gelu_new', 'relu', 'silu']],
+  ['gpt_neo', ['relu']],
+  ['gptj', ['gelu']],
+  ['opt', ['gelu_new']],
+  ['gemma2', ['gelu', 'silu']],
+  ['qwen3', ['gelu_pytorch_tanh']],
+  ['phi3', ['gelu']],
 ];
 for (const [kind, acts] of ACTIVATIONS) {
   for (const act of acts) {
@@ -104,7 +120,7 @@ for (const [kind, acts] of ACTIVATIONS) {
 }
 
 test('sliding window: the same weights without the window agree before position 3 and differ after it', async () => {
-  for (const kind of ['mistral-window', 'qwen2-window'] as const) {
+  for (const kind of ['mistral-window', 'qwen2-window', 'gpt_neo', 'gemma2', 'gemma3'] as const) {
     const { cfg, weights, dec } = await setup(kind);
     const ids = [1, 5, 9, 2, 7, 3, 11, 4];
     const windowed = (await dec.forward([ids])).logits;

@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tinyCheckpoint, type TinyKind } from '../helpers/tinyModels.js';
 import type { GraphBuildOptions } from '../../src/graph/buildOptions.js';
-import { outputEmbeddings, parseDecoderConfig } from '../../src/models/registry.js';
+import { outputBias, outputEmbeddings, parseDecoderConfig } from '../../src/models/registry.js';
 import { createDecoderSession } from '../../src/runtime/session.js';
 import { OrtDecoder } from '../../src/runtime/ortDecoder.js';
 import { packSteers, steerInputs } from '../../src/steer/pack.js';
@@ -31,8 +31,24 @@ const KINDS: TinyKind[] = [
   'gpt_neox',
   'gpt_neox-sequential',
   'llama-rope-scaled',
+  'gpt_neo',
+  'gptj',
+  'opt',
+  'opt-350m',
+  'gemma2',
+  'gemma3',
+  'qwen3',
+  'phi3',
 ];
 const T = 200;
+/**
+ * Tiny configs built to exercise what makes these families differ bite hard on random weights: Gemma's soft-caps
+ * at 50/30 on random logits and its √d-scaled embeddings, Phi-3's window of 5. Their q8 graphs drift from fp32 by
+ * more than quantization says about a trained model (gemma3: |Δ log-prob| 0.5), so closeness to fp32 is only
+ * printed for them; test/models/familyDtypes.test.ts pins their quantized graphs exactly instead (the reference
+ * forward over the dequantized weights). The steer of their own h and value 0 are checked as for every kind.
+ */
+const CHAOTIC = new Set<TinyKind>(['gemma2', 'gemma3', 'phi3']);
 
 /** log-softmax of each row of [n, V] logits, float64. */
 function logProbs(x: Float32Array, V: number): Float64Array {
@@ -81,6 +97,14 @@ for (const kind of KINDS) {
     const steer = randomSteer({ d, rank: 2, slots: ['s'], eps: 0.01, seed: 3 });
     const packed = packSteers([steer]);
     const E = outputEmbeddings(cfg, ck.weights);
+    const bias = outputBias(cfg, ck.weights)?.data;
+    const cap = cfg.finalLogitSoftcap;
+    // The head's own output on exact steered logits z: + bias (GPT-J), then Gemma 2's soft-cap, as the graph does.
+    const headOut = (z: Tensor) =>
+      Float32Array.from(z.data as Float32Array, (v, i) => {
+        const b = v + (bias ? bias[i % V] : 0);
+        return cap === undefined ? b : cap * Math.tanh(b / cap);
+      });
     const run = async (build: GraphBuildOptions) => {
       const session = await createDecoderSession(cfg, ck.weights, { cacheDir: false, threads: 1, build });
       const dec = new OrtDecoder(session, cfg);
@@ -94,7 +118,7 @@ for (const kind of KINDS) {
         plain: plain.logits.data as Float32Array,
         effect: diff(steered.logits.data as Float32Array, base.logits.data as Float32Array),
         // The exact steer (float64 math, src/steer/math.ts) of this graph's own hidden states, minus its base.
-        exactEffect: diff(steeredLogits(hidden, E, [steer], [[[4]]]).data, steeredLogits(hidden, E, [steer], [[[0]]]).data), // prettier-ignore
+        exactEffect: diff(headOut(steeredLogits(hidden, E, [steer], [[[4]]])), headOut(steeredLogits(hidden, E, [steer], [[[0]]]))), // prettier-ignore
       };
     };
     const ref = await run({ dtype: 'fp32' });
@@ -122,10 +146,11 @@ for (const kind of KINDS) {
         assert.ok(ownSteer < 1e-4, `${name}: steering effect ${ownSteer} off the exact steer of its own h`);
       }
       if (build.dtype === 'q8') {
+        if (CHAOTIC.has(kind)) continue;
         assert.ok(agree >= 0.95, `${name}: top-1 agreement ${agree}`);
         assert.ok(maxDlp < 0.15, `${name}: max |Δ log-prob| ${maxDlp}`);
         assert.ok(vsFp32 < 0.03, `${name}: steering effect ${vsFp32} off fp32's`);
-      } else {
+      } else if (!CHAOTIC.has(kind)) {
         // 4-bit weights carry ~10% error per weight (docs/PERFORMANCE.md): only "still the same model".
         assert.ok(agree >= 0.5, `${name}: top-1 agreement ${agree}`);
         assert.ok(vsFp32 < 0.4, `${name}: steering effect ${vsFp32} off fp32's`);

@@ -53,15 +53,8 @@ test('llama3: short wavelengths kept, long ones divided by factor, the band betw
   close(ropeInvFreq(cfg), [1, (1 - smooth) * (0.1 / 8) + smooth * 0.1, 0.01 / 8, 0.001 / 8]);
 });
 
-test('dynamic: plain RoPE up to max_position_embeddings, then base·(factor·L/max − (factor−1))^(dim/(dim−2))', () => {
-  const cfg = cfgWith({ rope_scaling: { type: 'dynamic', factor: 2 } });
-  close(ropeInvFreq(cfg), [1, 0.1, 0.01, 0.001]);
-  close(ropeInvFreq(cfg, 32), [1, 0.1, 0.01, 0.001]);
-  const base = 10000 * ((2 * 48) / 32 - 1) ** (8 / 6);
-  close(ropeInvFreq(cfg, 48), [1, base ** -0.25, base ** -0.5, base ** -0.75]);
-  // ropeCosSin sees seqLen = max position + 1
-  const cs = ropeCosSin(cfg, [47]);
-  assert.ok(Math.abs(cs.cos[1] - Math.cos(47 * base ** -0.25)) < 1e-12);
+test('dynamic NTK is refused, naming the field (its base follows each call length)', () => {
+  assert.throws(() => cfgWith({ rope_scaling: { type: 'dynamic', factor: 2 } }), /"dynamic".*per-position table/);
 });
 
 test('yarn: ramp between extrapolated and interpolated frequencies, cos/sin scaled by 0.1·ln(factor)+1', () => {

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tinyCheckpoint } from '../helpers/tinyModels.js';
-import { outputEmbeddings, parseDecoderConfig } from '../../src/models/registry.js';
+import { outputBias, outputEmbeddings, parseDecoderConfig } from '../../src/models/registry.js';
 import { createDecoderSession } from '../../src/runtime/session.js';
 import { OrtDecoder } from '../../src/runtime/ortDecoder.js';
 import { packSteers, steerInputs } from '../../src/steer/pack.js';
@@ -31,7 +31,23 @@ function randomSteer(d: number, S: number, r: number, eps: number, seed: number)
   };
 }
 
-for (const kind of ['gpt2', 'llama', 'gpt_neox'] as const) {
+/** cap·tanh(z/cap), the final logit soft-capping of the graph (Gemma 2), on the plain-TS steered logits. */
+function softcap(t: Tensor, cap: number | undefined): Tensor {
+  return cap === undefined ? t : { ...t, data: t.data.map((z) => cap * Math.tanh(z / cap)) };
+}
+
+for (const kind of [
+  'gpt2',
+  'llama',
+  'gpt_neox',
+  'gpt_neo',
+  'gptj',
+  'opt-350m',
+  'gemma2',
+  'gemma3',
+  'qwen3',
+  'phi3',
+] as const) {
   test(`${kind}: steered logits in the graph = plain-TS steer of the graph's hidden states; 0 = base bit for bit`, async () => {
     const ck = tinyCheckpoint(kind, { seed: 11 });
     const cfg = parseDecoderConfig(ck.config, kind);
@@ -55,9 +71,12 @@ for (const kind of ['gpt2', 'llama', 'gpt_neox'] as const) {
         data: (out.hidden.data as Float32Array).slice(b * T * d, (b + 1) * T * d),
       };
       const want = steeredLogits(h, outputEmbeddings(cfg, ck.weights), steers, [values]);
+      const headBias = outputBias(cfg, ck.weights); // GPT-J: logits = h'·Eᵀ + b
+      if (headBias) for (let i = 0; i < want.data.length; i++) want.data[i] += headBias.data[i % V]!;
+      const capped = softcap(want, cfg.finalLogitSoftcap); // Gemma 2: cap·tanh(·/cap) of the head's output
       const got = (out.logits.data as Float32Array).subarray(b * T * V, (b + 1) * T * V);
       let worst = 0;
-      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want.data[i]));
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - capped.data[i]));
       assert.ok(worst <= 1e-4, `row ${b}: |Δ| = ${worst}`);
     }
     assert.ok(Math.abs(out.logits.data[0] - out.logits.data[T * V]) > 1e-4, 'the steer changed nothing');

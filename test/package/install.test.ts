@@ -288,9 +288,9 @@ test("the README's library example type-checks with tsc against the package's .d
   // Types are real, not `any`: a wrong call must be a type error.
   writeFileSync(
     join(project, 'types.ts'),
-    "import { loadModel, type LoadedModel } from 'lmsteer';\n" +
+    "import { Model, type LoadedModel } from 'lmsteer';\n" +
       '// @ts-expect-error a model spec is a string\n' +
-      'void loadModel(42);\n' +
+      'void Model.open(42);\n' +
       "export type Id = LoadedModel['id'];\n",
   );
   const tsconfig = {
@@ -316,8 +316,13 @@ test("the README's library example type-checks with tsc against the package's .d
   );
   const r = ok(await run(process.execPath, ['out/example.js'], project, offline), 'node out/example.js');
   const lines = r.stdout.trim().split('\n');
-  assert.equal(lines.length, 2, r.stdout);
+  assert.equal(lines.length, 5, r.stdout);
   assert.match(lines[0]!, /^sentiment -8: Once upon a time\S*\s+\S+/);
   assert.match(lines[1]!, /^sentiment 8: Once upon a time\S*\s+\S+/);
   assert.notEqual(lines[0]!.slice('sentiment -8'.length), lines[1]!.slice('sentiment 8'.length));
+  assert.match(lines[2]!, /^trained 20 steps, loss \d+\.\d\d$/);
+  assert.match(lines[3]!, /^joy 30: The little dog\S*\s+\S+/);
+  const reportPath = /^report: (.+)$/.exec(lines[4]!)?.[1];
+  assert.ok(reportPath && existsSync(reportPath), lines[4]);
+  assert.match(readFileSync(reportPath, 'utf8'), /joy=-30[\s\S]*joy=30/);
 });

@@ -216,9 +216,10 @@ describe('lmsteer serve API', { skip }, () => {
     const temp = await postJson(completions, { prompt: 'x', temperature: -1 });
     assert.equal(temp.status, 400);
     assert.equal(temp.json.error.param, 'temperature');
-    const echo = await postJson(completions, { prompt: 'x', echo: true });
-    assert.equal(echo.status, 400);
-    assert.match(echo.json.error.message, /echo/);
+    const bias = await postJson(completions, { prompt: 'x', logit_bias: { '5': 1 } });
+    assert.equal(bias.status, 400);
+    assert.equal(bias.json.error.code, 'unsupported');
+    assert.match(bias.json.error.message, /logit_bias/);
     const noPrompt = await postJson(completions, { max_tokens: 3 });
     assert.equal(noPrompt.status, 400);
     assert.match(noPrompt.json.error.message, /prompt/);

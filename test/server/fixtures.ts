@@ -48,7 +48,11 @@ export interface Fixture {
  * stories260K + steers "sentiment" (one slot) and "style" (slots formal, casual), served on a free port; clients
  * may load steers from under `tmp` (POST /v1/steers).
  */
-export async function serve(opts: ServerOptions = {}, values: Record<string, number> = {}): Promise<Fixture> {
+export async function serve(
+  opts: ServerOptions = {},
+  values: Record<string, number> = {},
+  steerOpts: { maxValue?: number } = {},
+): Promise<Fixture> {
   const model = await loadModel(modelPath(), { cacheDir: false, threads: 1 });
   const tmp = mkdtempSync(join(tmpdir(), 'lmsteer-serve-'));
   const steerDirs = {
@@ -56,7 +60,7 @@ export async function serve(opts: ServerOptions = {}, values: Record<string, num
     style: makeSteer(model, tmp, 'style', 12, ['formal', 'casual']),
     extra: makeSteer(model, tmp, 'extra', 13),
   };
-  const steers = SteerSet.load(model, [steerDirs.sentiment, steerDirs.style], values);
+  const steers = SteerSet.load(model, [steerDirs.sentiment, steerDirs.style], values, steerOpts);
   const server = await startServer(model, steers, { port: 0, allowSteerLoad: [tmp], ...opts });
   return {
     model,

@@ -120,3 +120,62 @@ test('a target id outside the vocabulary is a clear error', async () => {
     await s.close();
   }
 });
+
+test('an LM head bias (GPT-J) shifts the logits: loss and gradients match the float64 reference with it', async () => {
+  const { E, batch, p1, p2t } = fixture();
+  const b = randomTensor([V], 9, 3);
+  const s = await LossSession.create(E, { headBias: b });
+  try {
+    const g = await s.run(batch, p1, p2t);
+    const ref = referenceLossSum(E, batch, p1, p2t, { headBias: b });
+    assert.ok(Math.abs(g.lossSum - ref) <= 1e-4 * Math.abs(ref), `graph ${g.lossSum} vs reference ${ref}`);
+    assert.ok(Math.abs(ref - referenceLossSum(E, batch, p1, p2t)) > 1e-2, 'the bias changes the loss');
+    const h = 1e-3;
+    for (const i of [0, 5, 11]) {
+      const plus = tensor(p1.shape, Float32Array.from(p1.data));
+      const minus = tensor(p1.shape, Float32Array.from(p1.data));
+      plus.data[i]! += h;
+      minus.data[i]! -= h;
+      const fd =
+        (referenceLossSum(E, batch, plus, p2t, { headBias: b }) -
+          referenceLossSum(E, batch, minus, p2t, { headBias: b })) /
+        (plus.data[i]! - minus.data[i]!);
+      assert.ok(Math.abs(fd - g.gradP1[i]!) <= 1e-3 * Math.max(1, Math.abs(fd)), `p1[${i}]: ${fd} vs ${g.gradP1[i]}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
+
+test('final logit soft-capping (Gemma 2): loss matches the capped reference, gradients match finite differences', async () => {
+  const { E, batch, p1, p2t } = fixture();
+  const cap = 0.5; // small enough to bite at these logits (|z| ≈ 1)
+  const s = await LossSession.create(E, { softcap: cap });
+  try {
+    const g = await s.run(batch, p1, p2t);
+    const ref = referenceLossSum(E, batch, p1, p2t, { softcap: cap });
+    assert.ok(Math.abs(g.lossSum - ref) <= 1e-4 * Math.abs(ref), `loss ${g.lossSum} vs ${ref}`);
+    const uncapped = referenceLossSum(E, batch, p1, p2t);
+    assert.ok(Math.abs(ref - uncapped) > 0.1, `the cap should change the loss (${ref} vs ${uncapped})`);
+    const h = 1e-3;
+    for (const [name, P, grad] of [
+      ['p1', p1, g.gradP1],
+      ['p2t', p2t, g.gradP2t],
+    ] as const) {
+      for (let i = 0; i < P.data.length; i++) {
+        const plus = tensor(P.shape, Float32Array.from(P.data));
+        const minus = tensor(P.shape, Float32Array.from(P.data));
+        plus.data[i]! += h;
+        minus.data[i]! -= h;
+        const f = (x: Tensor) =>
+          name === 'p1'
+            ? referenceLossSum(E, batch, x, p2t, { softcap: cap })
+            : referenceLossSum(E, batch, p1, x, { softcap: cap });
+        const fd = (f(plus) - f(minus)) / (plus.data[i]! - minus.data[i]!);
+        assert.ok(Math.abs(fd - grad[i]!) <= 1e-3 * Math.max(1, Math.abs(fd)), `${name}[${i}]: ${fd} vs ${grad[i]}`);
+      }
+    }
+  } finally {
+    await s.close();
+  }
+});

@@ -9,12 +9,13 @@
  */
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
-import { embeddingLookup, linearLayer, lmHead } from '../../graph/linear.js';
+import { linearLayer } from '../../graph/linear.js';
 import { storeRows, transposedRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import { headWeightName } from './config.js';
-import { activation, cachedAttention, declareInputs, steeredHead, tiedEmbedding } from '../common.js';
+import { activation, cachedAttention, declareInputs, steeredHead } from '../common.js';
+import { vocabularyEnds } from '../embeddings.js';
 
 export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder('gpt2');
@@ -36,11 +37,8 @@ export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore, build: GraphB
     );
 
   // wte [V, d]: the head's E; when tied (always, in released GPT-2s) also the token lookup table.
-  const head = lmHead(g, 'lm_head.weight', [V, d], () => storeRows(w, headWeightName(cfg)), build);
-  const tokens = cfg.tiedEmbeddings
-    ? tiedEmbedding(g, head, inp.inputIds, 'wte.weight', [V, d], () => storeRows(w, 'wte.weight'), build)
-    : embeddingLookup(g, inp.inputIds, 'wte.weight', [V, d], () => storeRows(w, 'wte.weight'), build);
-  let x = g.op('Add', [tokens, g.op('Gather', [W('wpe.weight'), inp.positionIds], { axis: 0 })]); // wpe [n_positions, d]
+  const ends = vocabularyEnds(g, w, inp.inputIds, { tokens: 'wte.weight', head: headWeightName(cfg) }, build);
+  let x = g.op('Add', [ends.tokens, g.op('Gather', [W('wpe.weight'), inp.positionIds], { axis: 0 })]); // wpe [n_positions, d]
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `h.${i}`;
@@ -51,6 +49,6 @@ export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore, build: GraphB
     const fc = conv1d(layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, I, d); // c_fc: [d, I]
     x = g.op('Add', [x, conv1d(activation(g, cfg.activation, fc), `${p}.mlp.c_proj`, d, I)]); // c_proj: [I, d]
   }
-  steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), head);
+  steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), ends.head);
   return g;
 }

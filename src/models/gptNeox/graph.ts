@@ -5,21 +5,14 @@
  */
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
-import { embeddingLookup, linearLayer, lmHead } from '../../graph/linear.js';
+import { linearLayer } from '../../graph/linear.js';
 import { sliceRows, stackRows, storeRows, type RowSource } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import type { Tensor } from '../../util/tensor.js';
 import { headWeightName } from './config.js';
-import {
-  activation,
-  applyRope,
-  cachedAttention,
-  declareInputs,
-  ropeTables,
-  steeredHead,
-  tiedEmbedding,
-} from '../common.js';
+import { activation, applyRope, cachedAttention, declareInputs, ropeTables, steeredHead } from '../common.js';
+import { vocabularyEnds } from '../embeddings.js';
 
 /** NeoX's query_key_value [3·H·hd, d] rows (h, part, j) seen in (part, h, j) order: q | k | v blocks. */
 function deinterleavedRows(src: RowSource, H: number, hd: number): RowSource {
@@ -51,11 +44,14 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: Gra
     linearLayer(g, x, `${name}.weight`, shape, rows(`${name}.weight`), build, bias);
 
   // embed_out [V, d] (the head's E; embed_in when tied, then also the token lookup table), embed_in [V, d]
-  const head = lmHead(g, 'embed_out.weight', [V, d], rows(headWeightName(cfg)), build);
-  const embed = 'gpt_neox.embed_in.weight';
-  let x = cfg.tiedEmbeddings
-    ? tiedEmbedding(g, head, inp.inputIds, embed, [V, d], rows(embed), build)
-    : embeddingLookup(g, inp.inputIds, embed, [V, d], rows(embed), build);
+  const ends = vocabularyEnds(
+    g,
+    w,
+    inp.inputIds,
+    { tokens: 'gpt_neox.embed_in.weight', head: headWeightName(cfg) },
+    build,
+  );
+  let x = ends.tokens;
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `gpt_neox.layers.${i}`;
     const qkvB = cfg.qkvBias
@@ -104,6 +100,6 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: Gra
     }
   }
   const hidden = layerNorm(x, 'gpt_neox.final_layer_norm');
-  steeredHead(g, cfg, inp, hidden, head);
+  steeredHead(g, cfg, inp, hidden, ends.head);
   return g;
 }

@@ -8,20 +8,12 @@
  */
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
-import { embeddingLookup, linearLayer, lmHead } from '../../graph/linear.js';
+import { linearLayer } from '../../graph/linear.js';
 import { stackRows, storeRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
-import {
-  activation,
-  applyRope,
-  cachedAttention,
-  concat1d,
-  declareInputs,
-  ropeTables,
-  steeredHead,
-  tiedEmbedding,
-} from '../common.js';
+import { activation, applyRope, cachedAttention, concat1d, declareInputs, ropeTables, steeredHead } from '../common.js';
+import { vocabularyEnds } from '../embeddings.js';
 import { headWeightName } from './config.js';
 
 export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
@@ -37,12 +29,15 @@ export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore, build: Graph
   const rmsnorm = (x: string, name: string) =>
     g.op('SimplifiedLayerNormalization', [x, g.weight(name, w.get(name))], { axis: -1, epsilon: cfg.normEps });
 
-  // lm_head: [V, d] (or the tied embed_tokens); a tied model looks its input embeddings up in the head's E.
-  const head = lmHead(g, 'lm_head.weight', [V, d], rows(headWeightName(cfg)), build);
-  const embed = 'model.embed_tokens.weight'; // [V, d]
-  let x = cfg.tiedEmbeddings
-    ? tiedEmbedding(g, head, inp.inputIds, embed, [V, d], rows(embed), build)
-    : embeddingLookup(g, inp.inputIds, embed, [V, d], rows(embed), build);
+  // embed_tokens [V, d] and lm_head [V, d] (embed_tokens when tied)
+  const ends = vocabularyEnds(
+    g,
+    w,
+    inp.inputIds,
+    { tokens: 'model.embed_tokens.weight', head: headWeightName(cfg) },
+    build,
+  );
+  let x = ends.tokens;
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}`;
@@ -87,6 +82,6 @@ export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore, build: Graph
     ]);
   }
 
-  steeredHead(g, cfg, inp, rmsnorm(x, 'model.norm.weight'), head);
+  steeredHead(g, cfg, inp, rmsnorm(x, 'model.norm.weight'), ends.head);
   return g;
 }
