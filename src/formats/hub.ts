@@ -514,6 +514,7 @@ async function getRange(
   const bar = progressBar(ctx, file, total, start);
   let done = start;
   const t0 = Date.now();
+  const out = createWriteStream(part, { flags: append ? 'a' : 'w' });
   try {
     await pipeline(
       res.body,
@@ -524,9 +525,13 @@ async function getRange(
           yield chunk;
         }
       },
-      createWriteStream(part, { flags: append ? 'a' : 'w' }),
+      out,
     );
   } catch (e) {
+    // A cut connection rejects the pipeline while a write may still be in flight; the caller then resumes from the
+    // file's size, so wait until the stream has closed (fs streams close after their pending write), or the late
+    // write would land after the resumed bytes.
+    if (!out.closed) await new Promise<void>((done) => out.once('close', () => done()));
     if (e instanceof LmSteerError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS') {
