@@ -1,5 +1,5 @@
 /** Flags several commands share: which model, in which precision, which steers at which values, threads. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import {
   HEAD_DTYPES,
   parseHeadDType,
@@ -12,7 +12,7 @@ import { DEFAULT_MODEL, loadModel, type LoadedModel, type LoadModelOptions } fro
 import { peakRssBytes, type SessionLoadInfo } from '../runtime/session.js';
 import { SteerSet } from '../steer/steerSet.js';
 import { formatBinaryBytes } from '../util/bytes.js';
-import { collect, intOption, parseValues } from './options.js';
+import { collect, floatOption, intOption, parseValues } from './options.js';
 
 export interface PrecisionFlags {
   dtype?: WeightDType;
@@ -101,6 +101,25 @@ export function addSteerFlags(cmd: Command): Command {
       [],
     )
     .option('--force', 'use a steer even if it was trained for another base model');
+}
+
+/**
+ * The sampling flags generate and eval both take, each with one spelling and one range, so the two commands
+ * cannot drift apart. Help and default stay each command's own: generate defers to generation_config.json,
+ * eval fixes the paper's protocol.
+ */
+const SAMPLING_FLAGS = {
+  maxNewTokens: ['-n, --max-new-tokens <n>', intOption('--max-new-tokens', 1, 1_000_000)],
+  temperature: ['-t, --temperature <t>', floatOption('--temperature', 0, 100)],
+  topK: ['--top-k <k>', intOption('--top-k', 0, 10_000_000)],
+  topP: ['--top-p <p>', floatOption('--top-p', Number.MIN_VALUE, 1)],
+  seed: ['-s, --seed <s>', intOption('--seed', 0, 2 ** 32 - 1)],
+} as const;
+
+/** One of the shared sampling flags, for `cmd.addOption(...)` (where the command lists it, so its help order stays). */
+export function samplingOption(name: keyof typeof SAMPLING_FLAGS, description: string, defaultValue?: number): Option {
+  const [flags, parse] = SAMPLING_FLAGS[name];
+  return new Option(flags, description).default(defaultValue).argParser(parse);
 }
 
 export async function openModel(flags: ModelFlags): Promise<LoadedModel> {

@@ -18,10 +18,11 @@ import {
   announceModel,
   modelLoadOptions,
   openModel,
+  samplingOption,
   type ModelFlags,
   type SteerFlags,
 } from './common.js';
-import { collect, floatOption, intOption, parseValues } from './options.js';
+import { collect, intOption, parseValues } from './options.js';
 
 interface EvalFlags extends ModelFlags, SteerFlags, SamplingSettings {
   prompts?: string;
@@ -63,35 +64,26 @@ export function evalCommand(): Command {
     )
     .option('-o, --out <dir>', 'output folder (generations.jsonl, run.json, report.md/json, plots)')
     .option('--samples <n>', 'samples per prompt', intOption('--samples', 1, 10_000), PAPER_SAMPLING.samples)
-    .option(
-      '-n, --max-new-tokens <n>',
-      'new tokens per sample, exactly (EOS does not stop a sample)',
-      intOption('--max-new-tokens', 1, 1_000_000),
-      PAPER_SAMPLING.maxNewTokens,
+    .addOption(
+      samplingOption(
+        'maxNewTokens',
+        'new tokens per sample, exactly (EOS does not stop a sample)',
+        PAPER_SAMPLING.maxNewTokens,
+      ),
     )
-    .option(
-      '--top-p <p>',
-      'nucleus sampling (1 = off; the paper uses 0.9 for sentiment)',
-      floatOption('--top-p', Number.MIN_VALUE, 1),
-      PAPER_SAMPLING.topP,
+    .addOption(
+      samplingOption('topP', 'nucleus sampling (1 = off; the paper uses 0.9 for sentiment)', PAPER_SAMPLING.topP),
     )
-    .option(
-      '--top-k <k>',
-      "keep the k most likely tokens (0 = off; 50 is Hugging Face generate()'s default)",
-      intOption('--top-k', 0, 10_000_000),
-      PAPER_SAMPLING.topK,
+    .addOption(
+      samplingOption(
+        'topK',
+        "keep the k most likely tokens (0 = off; 50 is Hugging Face generate()'s default)",
+        PAPER_SAMPLING.topK,
+      ),
     )
-    .option(
-      '-t, --temperature <t>',
-      'sampling temperature',
-      floatOption('--temperature', 0, 100),
-      PAPER_SAMPLING.temperature,
-    )
-    .option(
-      '-s, --seed <s>',
-      'random seed; prompt i always gets the samples of (seed, i)',
-      intOption('--seed', 0, 2 ** 32 - 1),
-      PAPER_SAMPLING.seed,
+    .addOption(samplingOption('temperature', 'sampling temperature', PAPER_SAMPLING.temperature))
+    .addOption(
+      samplingOption('seed', 'random seed; prompt i always gets the samples of (seed, i)', PAPER_SAMPLING.seed),
     )
     .option('--scorer <name>', `attribute scorer: ${scorers}`, 'vader')
     .option(

@@ -9,7 +9,7 @@ import { valueGrid } from '../lens/evidence.js';
 import { renderLensHtml } from '../lens/html.js';
 import { dimsTerminal, evidenceTerminal, sanitize, shouldColor } from '../lens/terminal.js';
 import type { LoadedModel } from '../runtime/loadModel.js';
-import { loadSteer } from '../steer/steerFile.js';
+import { loadSteerFor } from '../steer/steerSet.js';
 import type { Steer } from '../steer/steer.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, openModel, type ModelFlags } from './common.js';
@@ -81,12 +81,7 @@ export function parseGrid(raw: string): number[] {
 async function withSteer<T>(flags: CommonFlags, fn: (model: LoadedModel, steer: Steer) => Promise<T>): Promise<T> {
   const model = await openModel(flags);
   try {
-    const steer = loadSteer(flags.steer, {
-      expectFingerprint: model.fingerprint(),
-      expectModelId: model.id,
-      expectHiddenSize: model.cfg.hiddenSize,
-      force: flags.force,
-    });
+    const steer = loadSteerFor(model, flags.steer, flags.force);
     return await fn(model, steer);
   } finally {
     model.close();

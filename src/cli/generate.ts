@@ -3,7 +3,15 @@ import { Command } from 'commander';
 import { definedOf, generate } from '../runtime/generate.js';
 import { GENERATION_DEFAULTS, generationDefaults } from '../runtime/generationDefaults.js';
 import { LmSteerError } from '../util/errors.js';
-import { addModelFlags, addSteerFlags, openModel, openSteers, type ModelFlags, type SteerFlags } from './common.js';
+import {
+  addModelFlags,
+  addSteerFlags,
+  openModel,
+  openSteers,
+  samplingOption,
+  type ModelFlags,
+  type SteerFlags,
+} from './common.js';
 import { collect, floatOption, intOption, parseIds } from './options.js';
 
 interface GenerateFlags extends ModelFlags, SteerFlags {
@@ -32,10 +40,11 @@ export function generateCommand(): Command {
   return cmd
     .option('-p, --prompt <text>', 'the prompt')
     .option('--ids <ids>', 'the prompt as comma-separated token ids instead of text')
-    .option(
-      '-n, --max-new-tokens <n>',
-      `new tokens per sample (default: the model's generation_config.json, else ${GENERATION_DEFAULTS.maxNewTokens})`,
-      intOption('--max-new-tokens', 1, 1_000_000),
+    .addOption(
+      samplingOption(
+        'maxNewTokens',
+        `new tokens per sample (default: the model's generation_config.json, else ${GENERATION_DEFAULTS.maxNewTokens})`,
+      ),
     )
     .option(
       '--min-new-tokens <n>',
@@ -43,20 +52,17 @@ export function generateCommand(): Command {
       intOption('--min-new-tokens', 0, 1_000_000),
       0,
     )
-    .option(
-      '-t, --temperature <t>',
-      'sampling temperature; 0 = greedy (default: generation_config.json, else 1)',
-      floatOption('--temperature', 0, 100),
+    .addOption(
+      samplingOption('temperature', 'sampling temperature; 0 = greedy (default: generation_config.json, else 1)'),
     )
-    .option(
-      '--top-k <k>',
-      'keep the k most likely tokens, 0 = off (default: generation_config.json, else 0)',
-      intOption('--top-k', 0, 10_000_000),
+    .addOption(
+      samplingOption('topK', 'keep the k most likely tokens, 0 = off (default: generation_config.json, else 0)'),
     )
-    .option(
-      '--top-p <p>',
-      'nucleus sampling: keep the smallest set with this much probability, 1 = off (default: generation_config.json, else 1)',
-      floatOption('--top-p', Number.MIN_VALUE, 1),
+    .addOption(
+      samplingOption(
+        'topP',
+        'nucleus sampling: keep the smallest set with this much probability, 1 = off (default: generation_config.json, else 1)',
+      ),
     )
     .option(
       '--repetition-penalty <r>',
@@ -73,12 +79,7 @@ export function generateCommand(): Command {
       'OpenAI frequency penalty over the new tokens, -2..2 (default 0)',
       floatOption('--frequency-penalty', -2, 2),
     )
-    .option(
-      '-s, --seed <s>',
-      'random seed (runs with the same seed are identical)',
-      intOption('--seed', 0, 2 ** 32 - 1),
-      0,
-    )
+    .addOption(samplingOption('seed', 'random seed (runs with the same seed are identical)', 0))
     .option('--num-samples <n>', 'samples of the prompt', intOption('--num-samples', 1, 10_000), 1)
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect, [])
     .option('--json', 'print {"model", "samples": [{"text", "token_ids"}]} instead of streaming text')

@@ -12,7 +12,7 @@ import { exportReferenceSteer } from '../steer/referenceExport.js';
 import { embeddedModelDir } from '../util/packageFiles.js';
 import { importReferenceSteer } from '../steer/referenceImport.js';
 import { BASE_SLOT, type Steer } from '../steer/steer.js';
-import { BASE_SLOT_NOTE, SteerSet } from '../steer/steerSet.js';
+import { BASE_SLOT_NOTE, loadSteerFor, SteerSet } from '../steer/steerSet.js';
 import { loadSteer } from '../steer/steerFile.js';
 import { LmSteerError } from '../util/errors.js';
 import { addModelFlags, openModel, type ModelFlags } from './common.js';
@@ -370,12 +370,7 @@ function lossCommand(): Command {
       const examples = (flags.limit ? limitDataset(ds, flags.limit, flags.seed) : ds).examples;
       const model = await openModel(flags);
       try {
-        const steer = loadSteer(flags.steer, {
-          expectFingerprint: model.fingerprint(),
-          expectModelId: model.id,
-          expectHiddenSize: model.cfg.hiddenSize,
-          force: flags.force,
-        });
+        const steer = loadSteerFor(model, flags.steer, flags.force);
         const r = await heldOutLoss(model, steer, examples, {
           slot: flags.slot,
           values: parseValues(flags.value),

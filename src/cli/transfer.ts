@@ -3,7 +3,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import type { LoadedModel } from '../runtime/loadModel.js';
-import { loadSteer, saveSteer } from '../steer/steerFile.js';
+import { saveSteer } from '../steer/steerFile.js';
+import { loadSteerFor } from '../steer/steerSet.js';
 import { transferSteerBetweenModels } from '../transfer/run.js';
 import { LmSteerError } from '../util/errors.js';
 import { addPrecisionFlags, openModel, type PrecisionFlags } from './common.js';
@@ -75,12 +76,7 @@ async function run(flags: TransferFlags): Promise<void> {
       return m;
     };
     const from = await open(flags.from);
-    const steer = loadSteer(flags.steer, {
-      expectFingerprint: from.fingerprint(),
-      expectModelId: from.id,
-      expectHiddenSize: from.cfg.hiddenSize,
-      force: flags.force,
-    });
+    const steer = loadSteerFor(from, flags.steer, flags.force);
     const to = await open(flags.to);
     const res = transferSteerBetweenModels(steer, from, to, {
       normalizeRows: flags.normalize,

@@ -13,20 +13,8 @@ import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
 import { lockOutDir, makeDir } from '../formats/outDir.js';
 import { LmSteerError } from '../util/errors.js';
-import {
-  differences,
-  EVAL_FILE,
-  EVAL_FORMAT,
-  finishReport,
-  GENERATIONS_FILE,
-  readGenerations,
-  RUN_FILE,
-  RUN_FORMAT,
-  settingMetrics,
-  shardIndices,
-  type EvalRecord,
-  type RunRecord,
-} from './run.js';
+import { EVAL_FILE, EVAL_FORMAT, finishReport, settingMetrics, shardIndices, type EvalRecord } from './run.js';
+import { differences, GENERATIONS_FILE, readGenerations, RUN_FILE, RUN_FORMAT, type RunRecord } from './runFolder.js';
 import type { EvalReport } from './report.js';
 
 export interface MergeResult {

@@ -21,11 +21,11 @@
  * unsharded run's, bit for bit, and its report. eval.json records what the report is made of, for the merge.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic, writeJsonAtomic } from '../formats/atomicWrite.js';
-import { lockOutDir, makeDir } from '../formats/outDir.js';
+import { lockOutDir } from '../formats/outDir.js';
 import type { Decoder } from '../runtime/decoder.js';
 import { generate, type SampleSettings } from '../runtime/generate.js';
 import type { SteerSet } from '../steer/steerSet.js';
@@ -35,13 +35,11 @@ import { linePlotSvg, scatterPlotSvg, type PlotSeries } from '../util/svgPlot.js
 import { generationLogProbs, type FluencyModel } from './fluency.js';
 import { summarizeSetting, type GenerationStat } from './summary.js';
 import { readPrompts, type Prompt } from './prompts.js';
+import { appendLines, GENERATIONS_FILE, prepareDir, readGenerations, RUN_FORMAT, type Line } from './runFolder.js';
 import { buildReport, writeReport, type EvalReport, type EvalRow, type ReferenceRow } from './report.js';
 import type { Scorer } from './scorers/scorer.js';
 
-export const GENERATIONS_FILE = 'generations.jsonl';
-export const RUN_FILE = 'run.json';
 export const EVAL_FILE = 'eval.json';
-export const RUN_FORMAT = 'lmsteer-eval-run/1';
 export const EVAL_FORMAT = 'lmsteer-eval/1';
 
 /** generate()'s sampling settings that the protocol fixes, and how many samples per prompt. */
@@ -222,15 +220,7 @@ export function promptSeed(seed: number, index: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// run.json: what must match for a folder's samples to be reused
-
-export interface RunRecord {
-  format: typeof RUN_FORMAT;
-  /** Compared on restart: everything that changes a sample, a score or a perplexity. */
-  identity: Record<string, unknown>;
-  /** Shown only (paths can move; the hashes above say whether the content is the same). */
-  info: Record<string, unknown>;
-}
+// What identifies a run: the hashes in run.json's identity (runFolder.ts compares them on restart)
 
 function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -250,78 +240,7 @@ function scorerIdentity(s: Scorer): Record<string, string> {
   return { name: s.name, attribute: s.attribute, version: s.version.replace(/ @\d{4}-\d{2}-\d{2}$/, '') };
 }
 
-function flatten(o: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> {
-  if (o !== null && typeof o === 'object' && !Array.isArray(o)) {
-    for (const [k, v] of Object.entries(o)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
-  } else out[prefix] = JSON.stringify(o);
-  return out;
-}
-
-export function differences(was: Record<string, unknown>, now: Record<string, unknown>): string[] {
-  const a = flatten(was);
-  const b = flatten(now);
-  return [...new Set([...Object.keys(a), ...Object.keys(b)])]
-    .filter((k) => a[k] !== b[k])
-    .map((k) => `${k}: ${a[k] ?? 'unset'} → ${b[k] ?? 'unset'}`);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// generations.jsonl
-
-export interface GenerationRecord {
-  text: string;
-  /** The scorer's probability of its attribute, under the attribute's name (e.g. "toxicity"). */
-  [score: string]: unknown;
-}
-
-export interface Line {
-  prompt: { text: string };
-  generations: GenerationRecord[];
-}
-
-/**
- * Read the whole lines of a generations file; a last line without its newline is torn (the run was killed
- * mid-write) and is cut off the file. A broken whole line is not something a crash makes: refuse.
- */
-export function readGenerations(path: string, opts: { repair?: boolean } = {}): Line[] {
-  if (!existsSync(path)) return [];
-  const text = readFileSync(path, 'utf8');
-  const end = text.lastIndexOf('\n') + 1;
-  if (end < text.length && opts.repair) {
-    const fd = openSync(path, 'r+');
-    try {
-      ftruncateSync(fd, Buffer.byteLength(text.slice(0, end), 'utf8'));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }
-  const lines = text.slice(0, end).split('\n');
-  lines.pop(); // after the last '\n'
-  return lines.map((l, i) => {
-    let rec: unknown;
-    try {
-      rec = JSON.parse(l);
-    } catch (e) {
-      throw new LmSteerError(
-        'BAD_FILE',
-        `${path}:${i + 1} is not valid JSON`,
-        'the file was edited or damaged; rerun with --overwrite to start this setting over',
-        { cause: e },
-      );
-    }
-    const r = rec as Partial<Line>;
-    if (typeof r?.prompt?.text !== 'string' || !Array.isArray(r.generations)) {
-      throw new LmSteerError(
-        'BAD_FILE',
-        `${path}:${i + 1} has no prompt.text or generations`,
-        'rerun with --overwrite to start this setting over',
-      );
-    }
-    return r as Line;
-  });
-}
-
+/** A prompt's part of its generations.jsonl line. */
 function promptObject(p: Prompt): Record<string, unknown> {
   const rec = p.record ?? {};
   const inner = rec.prompt;
@@ -601,51 +520,6 @@ function encodePrompts(model: EvalModel, prompts: Prompt[], o: EvalOptions): num
   });
 }
 
-/** Check run.json against this run (or write it) and find how many prompts are already done. */
-function prepareDir(dir: string, record: RunRecord, prompts: Prompt[], overwrite: boolean): number {
-  makeDir(dir);
-  const runPath = join(dir, RUN_FILE);
-  const genPath = join(dir, GENERATIONS_FILE);
-  if (existsSync(runPath)) {
-    let old: RunRecord;
-    try {
-      old = JSON.parse(readFileSync(runPath, 'utf8')) as RunRecord;
-    } catch (e) {
-      throw new LmSteerError('BAD_FILE', `${runPath} is not valid JSON`, 'rerun with --overwrite to start over', {
-        cause: e,
-      });
-    }
-    const diff = differences(old.identity ?? {}, record.identity);
-    if (diff.length > 0 && !overwrite) {
-      throw new LmSteerError(
-        'BAD_ARGUMENT',
-        `${dir} holds results of another configuration (${diff.join('; ')})`,
-        'rerun with the same settings to resume, use another --out, or pass --overwrite to discard them',
-      );
-    }
-    if (diff.length > 0) rmSync(genPath, { force: true });
-  } else if (existsSync(genPath) && !overwrite) {
-    throw new LmSteerError(
-      'BAD_ARGUMENT',
-      `${genPath} exists but ${RUN_FILE} does not, so its configuration is unknown`,
-      'use another --out, or pass --overwrite to discard it',
-    );
-  } else rmSync(genPath, { force: true });
-  writeJsonAtomic(runPath, record);
-  const lines = readGenerations(genPath, { repair: true });
-  const n = Math.min(lines.length, prompts.length);
-  for (let i = 0; i < n; i++) {
-    if (lines[i]!.prompt.text !== prompts[i]!.text) {
-      throw new LmSteerError(
-        'BAD_FILE',
-        `${genPath}:${i + 1} is for prompt ${JSON.stringify(lines[i]!.prompt.text.slice(0, 40))}, but prompt ${i + 1} of the file is ${JSON.stringify(prompts[i]!.text.slice(0, 40))}`,
-        'rerun with --overwrite to start this setting over',
-      );
-    }
-  }
-  return n;
-}
-
 /**
  * What eval.json holds: the report's title, configuration and scorers, and the settings whose folders its rows
  * come from — what `lmsteer eval merge` needs to rebuild the report from shards.
@@ -771,18 +645,6 @@ async function scoreChunk(deps: EvalDeps, prompts: Prompt[], texts: { text: stri
       return rec;
     }),
   }));
-}
-
-function appendLines(path: string, lines: Line[]): void {
-  const data = Buffer.from(lines.map((l) => JSON.stringify(l) + '\n').join(''), 'utf8');
-  const fd = openSync(path, 'a');
-  try {
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** One setting's report row from its generations file (the first `n` prompts): summary.ts. */

@@ -18,6 +18,7 @@ import {
   sentimentMetrics,
   toxicityMetrics,
 } from './metrics.js';
+import type { MetricKey } from './report.js';
 import { bootstrap, median, wilson, type Interval } from './stats.js';
 
 /** What a generations.jsonl line holds per generation, as the summary needs it. */
@@ -29,18 +30,6 @@ export interface GenerationStat {
   nll: number;
   tokens: number;
 }
-
-export type SummaryKey =
-  | 'maxToxicity'
-  | 'toxicityProb'
-  | 'positiveRate'
-  | 'ppl'
-  | 'pooledPpl'
-  | 'medianPpl'
-  | 'dist1'
-  | 'dist2'
-  | 'dist3'
-  | 'junkRate';
 
 export interface SettingSummary {
   maxToxicity?: number;
@@ -60,8 +49,8 @@ export interface SettingSummary {
   dist3: number;
   /** Share of generations with junk characters (metrics.ts hasJunk). */
   junkRate: number;
-  /** 95% intervals. */
-  ci: Partial<Record<SummaryKey, Interval>>;
+  /** 95% intervals, under report.ts' metric names. */
+  ci: Partial<Record<MetricKey, Interval>>;
 }
 
 interface PromptStat {
@@ -127,7 +116,7 @@ export function promptStatistics(
   attribute: string,
 ): {
   units: number;
-  statistic: (indices: readonly number[]) => Record<Exclude<SummaryKey, 'toxicityProb'>, number>;
+  statistic: (indices: readonly number[]) => Record<Exclude<MetricKey, 'toxicityProb'>, number>;
   toxicPrompts: number;
 } {
   const toxicity = attribute === 'toxicity';

@@ -193,6 +193,23 @@ export abstract class SlotPool implements KvSlots {
     return out;
   }
 
+  /**
+   * A prefill's keys/values into the slots: prompt i's positions (row i of `from`) into every slot of dest[i],
+   * from position 0. Both decoders run a shared prompt once and fan it out here.
+   */
+  protected storePrompts(from: NewKv, prompts: number[][], dest: number[][]): void {
+    const dst: number[] = [];
+    const src: number[] = [];
+    dest.forEach((slots, i) => slots.forEach((s) => (dst.push(s), src.push(i))));
+    this.cache.write(
+      from,
+      dst,
+      dst.map(() => 0),
+      src.map((i) => prompts[i]!.length),
+      src,
+    );
+  }
+
   move(from: number, to: number, length: number): void {
     if (from === to) return;
     this.cache.moveRow(from, to, length);

@@ -133,7 +133,6 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
     checkTokenizerFits(spec, tokenizer, cfg);
     const decoder = new OrtDecoder(await createDecoderSession(cfg, weights, { ...opts, build }), cfg);
     let E: Tensor | undefined;
-    let fp: string | undefined;
     return {
       id: spec,
       cfg,
@@ -145,7 +144,7 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
       buildNote: chosen && `weights in ${describeBuild(build)}: ${chosen.why} (--dtype fp32 | q8 | q4 to choose)`,
       outputEmbeddings: () => (E ??= outputEmbeddings(cfg, weights)),
       outputBias: () => outputBias(cfg, weights),
-      fingerprint: () => (fp ??= embeddingFingerprint(outputEmbeddings(cfg, weights))),
+      fingerprint: lazyFingerprint(() => outputEmbeddings(cfg, weights)),
       close: () => {
         files.weights.close();
         void decoder.session.release();
@@ -212,7 +211,6 @@ async function loadOnnxExportModel(
     ]),
     modelPath,
   );
-  let fp: string | undefined;
   return {
     id: spec,
     cfg,
@@ -221,9 +219,18 @@ async function loadOnnxExportModel(
     weights,
     generationConfig: readGenerationConfig(local.dir),
     outputEmbeddings: () => exp.head,
-    fingerprint: () => (fp ??= embeddingFingerprint(exp.head)),
+    fingerprint: lazyFingerprint(() => exp.head),
     close: () => void decoder.release(),
   };
+}
+
+/**
+ * The base model's identity for steers (a hash of E), computed on first use and kept: hashing reads all of E, and
+ * many loads (generate, serve without steers) never ask. E itself is not kept.
+ */
+function lazyFingerprint(E: () => Tensor): () => string {
+  let fp: string | undefined;
+  return () => (fp ??= embeddingFingerprint(E()));
 }
 
 /** A tokenizer may have fewer ids than the model's (padded) vocabulary, never more. */

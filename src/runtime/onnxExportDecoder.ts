@@ -199,16 +199,7 @@ class ExportSlots extends SlotPool {
     const T = Math.max(...prompts.map((r) => r.length));
     const scale = steerFeeds(this.dirs, this.scalesOf(dest.map((d) => d[0]!)), B);
     const out = await this.dec.runFromEmpty(prompts, scale, false);
-    const dst: number[] = [];
-    const src: number[] = [];
-    dest.forEach((slots, i) => slots.forEach((s) => (dst.push(s), src.push(i))));
-    this.cache.write(
-      this.present(out),
-      dst,
-      dst.map(() => 0),
-      src.map((i) => prompts[i]!.length),
-      src,
-    );
+    this.storePrompts(this.present(out), prompts, dest);
     if (!logits) return [];
     const V = this.dec.vocabSize;
     const lg = out.logits!.data as Float32Array;

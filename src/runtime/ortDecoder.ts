@@ -135,16 +135,7 @@ class OrtSlots extends SlotPool {
     this.reserve(Math.max(...prompts.map((p) => p.length)));
     const first = dest.map((d) => d[0]!);
     const out = await this.dec.runPrefill(prompts, steerFeeds(this.dirs, this.scalesOf(first), prompts.length), logits);
-    const dst: number[] = [];
-    const src: number[] = [];
-    dest.forEach((slots, i) => slots.forEach((s) => (dst.push(s), src.push(i))));
-    this.cache.write(
-      (l, kind) => out[kind === 'key' ? newKey(l) : newValue(l)] as ort.Tensor,
-      dst,
-      dst.map(() => 0),
-      src.map((i) => prompts[i]!.length),
-      src,
-    );
+    this.storePrompts((l, kind) => out[kind === 'key' ? newKey(l) : newValue(l)] as ort.Tensor, prompts, dest);
     if (!logits) return [];
     const V = this.dec.vocabSize;
     const data = out[CONTRACT.logits]!.data as Float32Array;

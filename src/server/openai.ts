@@ -377,21 +377,34 @@ export interface CompletionChoice {
   logprobs?: CompletionLogprobs;
 }
 
-export function completionResponse(meta: ResponseMeta, choices: CompletionChoice[], u: Usage) {
+/**
+ * The envelope of every response and chunk: OpenAI's fields around `choices` (and `usage` where given), then
+ * lmsteer's `steer`, the values used. One place, so the four bodies keep one field order.
+ */
+function envelope<O extends string, C>(meta: ResponseMeta, object: O, choices: C[], usage?: Usage) {
   return {
     id: meta.id,
-    object: 'text_completion' as const,
+    object,
     created: meta.created,
     model: meta.model,
-    choices: choices.map((c, index) => ({
+    choices,
+    ...(usage && { usage }),
+    steer: meta.steer,
+  };
+}
+
+export function completionResponse(meta: ResponseMeta, choices: CompletionChoice[], u: Usage) {
+  return envelope(
+    meta,
+    'text_completion',
+    choices.map((c, index) => ({
       index,
       text: c.text,
       logprobs: c.logprobs ?? null,
       finish_reason: openAiFinish(c.finish),
     })),
-    usage: u,
-    steer: meta.steer,
-  };
+    u,
+  );
 }
 
 export function completionChunk(
@@ -401,14 +414,7 @@ export function completionChunk(
   finish: FinishReason | null,
   logprobs: CompletionLogprobs | null = null,
 ) {
-  return {
-    id: meta.id,
-    object: 'text_completion' as const,
-    created: meta.created,
-    model: meta.model,
-    choices: [{ index, text, logprobs, finish_reason: finish && openAiFinish(finish) }],
-    steer: meta.steer,
-  };
+  return envelope(meta, 'text_completion', [{ index, text, logprobs, finish_reason: finish && openAiFinish(finish) }]);
 }
 
 export function chatResponse(
@@ -416,20 +422,17 @@ export function chatResponse(
   choices: { text: string; finish: FinishReason; logprobs?: ChatTokenLogprob[] }[],
   u: Usage,
 ) {
-  return {
-    id: meta.id,
-    object: 'chat.completion' as const,
-    created: meta.created,
-    model: meta.model,
-    choices: choices.map((c, index) => ({
+  return envelope(
+    meta,
+    'chat.completion',
+    choices.map((c, index) => ({
       index,
       message: { role: 'assistant' as const, content: c.text },
       logprobs: c.logprobs ? { content: c.logprobs, refusal: null } : null,
       finish_reason: openAiFinish(c.finish),
     })),
-    usage: u,
-    steer: meta.steer,
-  };
+    u,
+  );
 }
 
 export function chatChunk(
@@ -439,24 +442,17 @@ export function chatChunk(
   finish: FinishReason | null,
   logprobs: ChatTokenLogprob[] | null = null,
 ) {
-  return {
-    id: meta.id,
-    object: 'chat.completion.chunk' as const,
-    created: meta.created,
-    model: meta.model,
-    choices: [
-      {
-        index,
-        delta,
-        logprobs: logprobs ? { content: logprobs, refusal: null } : null,
-        finish_reason: finish && openAiFinish(finish),
-      },
-    ],
-    steer: meta.steer,
-  };
+  return envelope(meta, 'chat.completion.chunk', [
+    {
+      index,
+      delta,
+      logprobs: logprobs ? { content: logprobs, refusal: null } : null,
+      finish_reason: finish && openAiFinish(finish),
+    },
+  ]);
 }
 
 /** The last chunk when stream_options.include_usage: no choices, the usage. */
 export function usageChunk(meta: ResponseMeta, object: 'text_completion' | 'chat.completion.chunk', u: Usage) {
-  return { id: meta.id, object, created: meta.created, model: meta.model, choices: [], usage: u, steer: meta.steer };
+  return envelope(meta, object, [], u);
 }

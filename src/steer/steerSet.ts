@@ -138,7 +138,7 @@ export class SteerSet {
         'add --steer DIR (a steer folder made by lmsteer train)',
       );
     }
-    const steers = dirs.map((dir) => loadFor(base, dir, opts.force));
+    const steers = dirs.map((dir) => loadSteerFor(base, dir, opts.force));
     const plain = new SteerSet(
       steers.map((steer, k) => ({
         steer,
@@ -274,7 +274,7 @@ export class SteerSet {
 
   /** A new set with one more steer (loaded from `dir` for `base`, at its file defaults). */
   withSteer(base: SteerBase, dir: string, opts: { force?: boolean } = {}): { set: SteerSet; name: string } {
-    const steer = loadFor(base, dir, opts.force);
+    const steer = loadSteerFor(base, dir, opts.force);
     const name = steerName(steer, this.entries.length);
     if (this.has(name)) {
       throw new LmSteerError(
@@ -322,7 +322,8 @@ export class SteerSet {
   }
 }
 
-function loadFor(base: SteerBase, dir: string, force?: boolean): Steer {
+/** Load one steer folder checked against the model it will run on (refused if trained for another, unless `force`). */
+export function loadSteerFor(base: SteerBase, dir: string, force?: boolean): Steer {
   return loadSteer(dir, {
     expectFingerprint: base.fingerprint(),
     expectModelId: base.id,

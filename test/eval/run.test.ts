@@ -4,14 +4,8 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fluencyModelOf } from '../../src/eval/fluency.js';
-import {
-  GENERATIONS_FILE,
-  parseSweep,
-  promptSeed,
-  readGenerations,
-  runEval,
-  type EvalOptions,
-} from '../../src/eval/run.js';
+import { parseSweep, promptSeed, runEval, type EvalOptions } from '../../src/eval/run.js';
+import { GENERATIONS_FILE, readGenerations } from '../../src/eval/runFolder.js';
 import { createScorer } from '../../src/eval/scorers/registry.js';
 import { loadModel, type LoadedModel } from '../../src/runtime/loadModel.js';
 import { SteerSet } from '../../src/steer/steerSet.js';
