@@ -3,9 +3,12 @@
  * mask, RoPE, attention over a KV cache, and the steered LM head. Each architecture file composes these.
  */
 import { GraphBuilder, MS_DOMAIN } from '../graph/builder.js';
+import type { GraphBuildOptions } from '../graph/buildOptions.js';
 import { CONTRACT, newKey, newValue, pastKey, pastValue } from '../graph/contract.js';
-import type { LmHead } from '../graph/linear.js';
+import { linearLayer, type LmHead } from '../graph/linear.js';
 import { matMulNBits } from '../graph/nbitsOps.js';
+import { stackRows, storeRows, type RowSource } from '../graph/rowSource.js';
+import type { WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from './config.js';
 import type { Tensor } from '../util/tensor.js';
 import { ropeCosSin } from './rope.js';
@@ -343,4 +346,79 @@ export function perHeadRmsNorm(g: GraphBuilder, x: string, n: number, hd: number
   const heads = g.op('Reshape', [x, g.constI64([0, 0, n, hd])]);
   const normed = g.op('SimplifiedLayerNormalization', [heads, gain], { axis: -1, epsilon: eps });
   return g.op('Reshape', [normed, g.constI64([0, 0, n * hd])]);
+}
+
+/** x [B, T, C] split along its last axis into parts of `sizes` (a fused q | k | v or gate | up output). */
+export function splitLast(g: GraphBuilder, x: string, sizes: number[]): string[] {
+  return g.opN('Split', [x, g.constI64(sizes)], { axis: -1 }, { outputs: sizes.length });
+}
+
+/** RMSNorm over the last axis, x / √(mean(x²) + eps) · gain: ORT's SimplifiedLayerNormalization. gain [d]. */
+export function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string {
+  return g.op('SimplifiedLayerNormalization', [x, gain], { axis: -1, epsilon: eps });
+}
+
+/** torch LayerNorm over the last axis, (x − mean)/√(var + eps) · gain + bias. gain, bias [d]. */
+export function layerNorm(g: GraphBuilder, x: string, gain: string, bias: string, eps: number): string {
+  return g.op('LayerNormalization', [x, gain, bias], { axis: -1, epsilon: eps });
+}
+
+/**
+ * linearLayer's `rows` for checkpoint tensors `names`, each [out_i, in], stacked in order into one [Σ out_i, in]
+ * weight (a fused q | k | v or gate | up projection: one pass over the input instead of several).
+ */
+export function weightRows(w: WeightStore, ...names: string[]): () => RowSource {
+  return () => stackRows(names.map((n) => storeRows(w, n)));
+}
+
+/** The biases [out_i] of checkpoint tensors `names`, concatenated into one float32 initializer `name`. */
+export function stackedBias(g: GraphBuilder, w: WeightStore, name: string, names: string[]): string {
+  return g.weight(name, concat1d(names.map((n) => w.get(n))));
+}
+
+/**
+ * Causal attention of `layer` over the KV cache with RoPE (rotate_half, cfg.rope's rotaryDim) on q [B,T,H·hd] and
+ * k [B,T,kvH·hd] first; `cos`, `sin` from ropeTables. → [B,T,H·hd].
+ */
+export function ropeAttention(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  layer: number,
+  inp: ContractInputs,
+  { cos, sin }: { cos: string; sin: string },
+  q: string,
+  k: string,
+  v: string,
+  opts: AttentionOptions = {},
+): string {
+  const { numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  const rotaryDim = cfg.rope!.rotaryDim;
+  const qr = applyRope(g, q, H, cos, sin, rotaryDim, hd);
+  const kr = applyRope(g, k, kvH, cos, sin, rotaryDim, hd);
+  return cachedAttention(g, cfg, layer, inp, qr, kr, v, opts);
+}
+
+/**
+ * The gated MLP of Llama-layout checkpoints, down(act(gate(h)) · up(h)) at `m` (e.g. "model.layers.0.mlp"):
+ * gate_proj and up_proj [I, d] in one [2I, d] product `${m}.gate_up.weight`, down_proj [d, I]; biases where
+ * cfg.mlpBias (Llama's mlp_bias). h [B, T, d] → [B, T, d].
+ */
+export function gatedMlp(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  w: WeightStore,
+  build: GraphBuildOptions,
+  m: string,
+  h: string,
+): string {
+  const { hiddenSize: d, intermediateSize: I } = cfg;
+  const guB = cfg.mlpBias
+    ? stackedBias(g, w, `${m}.gate_up.bias`, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`])
+    : undefined;
+  const guRows = weightRows(w, `${m}.gate_proj.weight`, `${m}.up_proj.weight`);
+  const gu = linearLayer(g, h, `${m}.gate_up.weight`, [2 * I, d], guRows, build, guB);
+  const [gate, up] = splitLast(g, gu, [I, I]);
+  const act = g.op('Mul', [activation(g, cfg.activation, gate), up]); // act(gate) · up
+  const dB = cfg.mlpBias ? g.weight(`${m}.down_proj.bias`, w.get(`${m}.down_proj.bias`)) : undefined;
+  return linearLayer(g, act, `${m}.down_proj.weight`, [d, I], weightRows(w, `${m}.down_proj.weight`), build, dB);
 }
