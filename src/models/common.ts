@@ -371,6 +371,47 @@ export function weightRows(w: WeightStore, ...names: string[]): () => RowSource 
   return () => stackRows(names.map((n) => storeRows(w, n)));
 }
 
+/** `${a}.q_proj.${kind}`, `${a}.k_proj.${kind}`, `${a}.v_proj.${kind}`: an attention block's three projections. */
+export function qkvNames(a: string, kind: 'weight' | 'bias'): string[] {
+  return ['q', 'k', 'v'].map((n) => `${a}.${n}_proj.${kind}`);
+}
+
+/**
+ * The q, k, v projections of a Llama-layout attention block `a` (`model.layers.i.self_attn`) as one product
+ * `${name}.weight` [(H + 2·kvH)·hd, d], stacked from q_proj [H·hd, d], k_proj and v_proj [kvH·hd, d]: one pass over
+ * h instead of three; `bias` (stackedBias of the three) where the model has them. h [B,T,d] → q [B,T,H·hd], k, v
+ * [B,T,kvH·hd].
+ */
+export function fusedQkv(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  w: WeightStore,
+  build: GraphBuildOptions,
+  a: string,
+  name: string,
+  h: string,
+  bias: string | undefined,
+): string[] {
+  const { hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  const rows = weightRows(w, ...qkvNames(a, 'weight'));
+  const qkv = linearLayer(g, h, `${name}.weight`, [(H + 2 * kvH) * hd, d], rows, build, bias);
+  return splitLast(g, qkv, [H * hd, kvH * hd, kvH * hd]);
+}
+
+/** o_proj [d, H·hd] of a Llama-layout attention block `a`, with its bias where cfg.outBias: [B,T,H·hd] → [B,T,d]. */
+export function outProjection(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  w: WeightStore,
+  build: GraphBuildOptions,
+  a: string,
+  att: string,
+): string {
+  const { hiddenSize: d, numHeads: H, headDim: hd } = cfg;
+  const bias = cfg.outBias ? g.weight(`${a}.o_proj.bias`, w.get(`${a}.o_proj.bias`)) : undefined;
+  return linearLayer(g, att, `${a}.o_proj.weight`, [d, H * hd], weightRows(w, `${a}.o_proj.weight`), build, bias);
+}
+
 /** The biases [out_i] of checkpoint tensors `names`, concatenated into one float32 initializer `name`. */
 export function stackedBias(g: GraphBuilder, w: WeightStore, name: string, names: string[]): string {
   return g.weight(name, concat1d(names.map((n) => w.get(n))));

@@ -8,20 +8,20 @@
  */
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
-import { linearLayer } from '../../graph/linear.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import {
   declareInputs,
+  fusedQkv,
   gatedMlp,
+  outProjection,
   perHeadRmsNorm,
+  qkvNames,
   rmsNorm,
   ropeAttention,
   ropeTables,
-  splitLast,
   stackedBias,
   steeredHead,
-  weightRows,
 } from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 import { embeddingScale, hasQkNorm, headWeightName } from './config.js';
@@ -30,7 +30,7 @@ import { onePlus } from './reference.js';
 export function buildGemmaGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder(cfg.modelType);
   const inp = declareInputs(g, cfg);
-  const { numHeads: H, numKvHeads: kvH, headDim: hd, hiddenSize: d, normEps: eps } = cfg;
+  const { numHeads: H, numKvHeads: kvH, headDim: hd, normEps: eps } = cfg;
   const globalRope = ropeTables(g, cfg, inp.positionIds);
   const localRope = cfg.localRope
     ? ropeTables(g, cfg, inp.positionIds, { rope: cfg.localRope, name: 'rope_local' })
@@ -52,26 +52,16 @@ export function buildGemmaGraph(cfg: DecoderConfig, w: WeightStore, build: Graph
     const p = `model.layers.${i}`;
     const a = `${p}.self_attn`;
     // q, k, v in one projection: [H·hd + 2·kvH·hd, d] stacked from the three [out, d] weights.
-    const qkvB = cfg.qkvBias
-      ? stackedBias(
-          g,
-          w,
-          `${a}.qkv.bias`,
-          ['q', 'k', 'v'].map((n) => `${a}.${n}_proj.bias`),
-        )
-      : undefined;
+    const qkvB = cfg.qkvBias ? stackedBias(g, w, `${a}.qkv.bias`, qkvNames(a, 'bias')) : undefined;
     const h = norm(x, `${p}.input_layernorm.weight`);
-    const qkvRows = weightRows(w, `${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`);
-    const qkv = linearLayer(g, h, `${a}.qkv.weight`, [(H + 2 * kvH) * hd, d], qkvRows, build, qkvB);
-    const [qRaw, kRaw, v] = splitLast(g, qkv, [H * hd, kvH * hd, kvH * hd]);
+    const [qRaw, kRaw, v] = fusedQkv(g, cfg, w, build, a, `${a}.qkv`, h, qkvB);
     // Gemma 3: q_norm and k_norm [hd] over each head, before RoPE.
     const qkNorm = hasQkNorm(cfg);
     const q = qkNorm ? perHeadRmsNorm(g, qRaw, H, hd, gain(`${a}.q_norm.weight`), eps) : qRaw;
     const k = qkNorm ? perHeadRmsNorm(g, kRaw, kvH, hd, gain(`${a}.k_norm.weight`), eps) : kRaw;
     const rope = cfg.localRope?.layers.includes(i) ? localRope : globalRope;
     const att = ropeAttention(g, cfg, i, inp, rope, q, k, v, cfg.attention);
-    const oB = cfg.outBias ? g.weight(`${a}.o_proj.bias`, w.get(`${a}.o_proj.bias`)) : undefined;
-    const o = linearLayer(g, att, `${a}.o_proj.weight`, [d, H * hd], weightRows(w, `${a}.o_proj.weight`), build, oB);
+    const o = outProjection(g, cfg, w, build, a, att); // o_proj [d, H·hd]
     x = g.op('Add', [x, norm(o, `${p}.post_attention_layernorm.weight`)]);
 
     // gate and up in one projection [2I, d]; act(gate) · up; down [d, I].

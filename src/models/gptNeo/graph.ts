@@ -16,6 +16,7 @@ import {
   activation,
   cachedAttention,
   declareInputs,
+  qkvNames,
   layerNorm,
   splitLast,
   steeredHead,
@@ -45,7 +46,7 @@ export function buildGptNeoGraph(cfg: DecoderConfig, w: WeightStore, build: Grap
     const p = `transformer.h.${i}`;
     const a = `${p}.attn.attention`;
     // q, k, v [d, d] each (no biases), stacked into one [3d, d] weight: one pass over the input instead of three.
-    const qkvRows = weightRows(w, ...['q', 'k', 'v'].map((n) => `${a}.${n}_proj.weight`));
+    const qkvRows = weightRows(w, ...qkvNames(a, 'weight'));
     const qkv = linearLayer(g, ln(x, `${p}.ln_1`), `${a}.qkv.weight`, [3 * d, d], qkvRows, build);
     const [q, k, v] = splitLast(g, qkv, [d, d, d]);
     const att = cachedAttention(g, cfg, i, inp, q, k, v, { scale: 1 }); // unscaled scores

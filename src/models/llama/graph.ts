@@ -8,19 +8,19 @@
  */
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
-import { linearLayer } from '../../graph/linear.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import {
   declareInputs,
+  fusedQkv,
   gatedMlp,
+  outProjection,
+  qkvNames,
   rmsNorm,
   ropeAttention,
   ropeTables,
-  splitLast,
   stackedBias,
   steeredHead,
-  weightRows,
 } from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 import { headWeightName } from './config.js';
@@ -28,7 +28,6 @@ import { headWeightName } from './config.js';
 export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder(cfg.modelType);
   const inp = declareInputs(g, cfg);
-  const { hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
   const rope = ropeTables(g, cfg, inp.positionIds);
   const rmsnorm = (x: string, name: string) => rmsNorm(g, x, g.weight(name, w.get(name)), cfg.normEps);
 
@@ -45,24 +44,12 @@ export function buildLlamaGraph(cfg: DecoderConfig, w: WeightStore, build: Graph
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}`;
     const a = `${p}.self_attn`;
-    // q_proj [H·hd, d], k_proj and v_proj [kvH·hd, d] in one product: one pass over the input instead of three.
-    const qkvB = cfg.qkvBias
-      ? stackedBias(
-          g,
-          w,
-          `${p}.qkv.bias`,
-          ['q', 'k', 'v'].map((n) => `${a}.${n}_proj.bias`),
-        )
-      : undefined;
+    // q_proj [H·hd, d], k_proj and v_proj [kvH·hd, d] in one product; o_proj [d, H·hd]
+    const qkvB = cfg.qkvBias ? stackedBias(g, w, `${p}.qkv.bias`, qkvNames(a, 'bias')) : undefined;
     const h = rmsnorm(x, `${p}.input_layernorm.weight`);
-    const qkvRows = weightRows(w, `${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`);
-    const qkv = linearLayer(g, h, `${p}.qkv.weight`, [(H + 2 * kvH) * hd, d], qkvRows, build, qkvB);
-    const [q, k, v] = splitLast(g, qkv, [H * hd, kvH * hd, kvH * hd]);
+    const [q, k, v] = fusedQkv(g, cfg, w, build, a, `${p}.qkv`, h, qkvB);
     const att = ropeAttention(g, cfg, i, inp, rope, q, k, v);
-    const oB = cfg.outBias ? g.weight(`${a}.o_proj.bias`, w.get(`${a}.o_proj.bias`)) : undefined;
-    // o_proj: [d, H·hd]
-    const oRows = weightRows(w, `${a}.o_proj.weight`);
-    x = g.op('Add', [x, linearLayer(g, att, `${a}.o_proj.weight`, [d, H * hd], oRows, build, oB)]);
+    x = g.op('Add', [x, outProjection(g, cfg, w, build, a, att)]);
 
     // gate_proj and up_proj [I, d] in one product, down_proj [d, I]: down(act(gate) · up)
     x = g.op('Add', [x, gatedMlp(g, cfg, w, build, `${p}.mlp`, rmsnorm(x, `${p}.post_attention_layernorm.weight`))]);

@@ -15,6 +15,7 @@ import {
   activation,
   cachedAttention,
   declareInputs,
+  qkvNames,
   splitLast,
   stackedBias,
   steeredHead,
@@ -64,15 +65,8 @@ export function buildOptGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBu
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `${P}layers.${i}`;
     const a = `${p}.self_attn`;
-    const qkvRows = weightRows(w, ...['q', 'k', 'v'].map((n) => `${a}.${n}_proj.weight`));
-    const qkvBias = cfg.qkvBias
-      ? stackedBias(
-          g,
-          w,
-          `${a}.qkv.bias`,
-          ['q', 'k', 'v'].map((n) => `${a}.${n}_proj.bias`),
-        )
-      : undefined;
+    const qkvRows = weightRows(w, ...qkvNames(a, 'weight'));
+    const qkvBias = cfg.qkvBias ? stackedBias(g, w, `${a}.qkv.bias`, qkvNames(a, 'bias')) : undefined;
     const h = pre ? layerNorm(x, `${p}.self_attn_layer_norm`) : x;
     const qkv = linearLayer(g, h, `${a}.qkv.weight`, [3 * d, d], qkvRows, build, qkvBias); // [3d, d]
     const [q, k, v] = splitLast(g, qkv, [d, d, d]);

@@ -8,20 +8,20 @@
  */
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
-import { linearLayer } from '../../graph/linear.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import {
   declareInputs,
+  fusedQkv,
   gatedMlp,
+  outProjection,
   perHeadRmsNorm,
+  qkvNames,
   rmsNorm,
   ropeAttention,
   ropeTables,
-  splitLast,
   stackedBias,
   steeredHead,
-  weightRows,
 } from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 import { headWeightName } from './config.js';
@@ -29,7 +29,7 @@ import { headWeightName } from './config.js';
 export function buildQwen3Graph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder(cfg.modelType);
   const inp = declareInputs(g, cfg);
-  const { numHeads: H, numKvHeads: kvH, headDim: hd, hiddenSize: d, normEps: eps } = cfg;
+  const { numHeads: H, numKvHeads: kvH, headDim: hd, normEps: eps } = cfg;
   const rope = ropeTables(g, cfg, inp.positionIds);
   const gain = (name: string) => g.weight(name, w.get(name));
   const rmsnorm = (x: string, name: string) => rmsNorm(g, x, gain(name), eps);
@@ -47,24 +47,13 @@ export function buildQwen3Graph(cfg: DecoderConfig, w: WeightStore, build: Graph
     const p = `model.layers.${i}`;
     const a = `${p}.self_attn`;
     // q, k, v in one projection: [H·hd + 2·kvH·hd, d] stacked from the three [out, d] weights.
-    const qkvB = cfg.qkvBias
-      ? stackedBias(
-          g,
-          w,
-          `${a}.qkv.bias`,
-          ['q', 'k', 'v'].map((n) => `${a}.${n}_proj.bias`),
-        )
-      : undefined;
+    const qkvB = cfg.qkvBias ? stackedBias(g, w, `${a}.qkv.bias`, qkvNames(a, 'bias')) : undefined;
     const h = rmsnorm(x, `${p}.input_layernorm.weight`);
-    const qkvRows = weightRows(w, `${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`);
-    const qkv = linearLayer(g, h, `${a}.qkv.weight`, [(H + 2 * kvH) * hd, d], qkvRows, build, qkvB);
-    const [q, k, v] = splitLast(g, qkv, [H * hd, kvH * hd, kvH * hd]);
+    const [q, k, v] = fusedQkv(g, cfg, w, build, a, `${a}.qkv`, h, qkvB);
     const qn = perHeadRmsNorm(g, q, H, hd, gain(`${a}.q_norm.weight`), eps); // q_norm [hd], before RoPE
     const kn = perHeadRmsNorm(g, k, kvH, hd, gain(`${a}.k_norm.weight`), eps);
     const att = ropeAttention(g, cfg, i, inp, rope, qn, kn, v);
-    const oB = cfg.outBias ? g.weight(`${a}.o_proj.bias`, w.get(`${a}.o_proj.bias`)) : undefined;
-    const oRows = weightRows(w, `${a}.o_proj.weight`); // [d, H·hd]
-    x = g.op('Add', [x, linearLayer(g, att, `${a}.o_proj.weight`, [d, H * hd], oRows, build, oB)]);
+    x = g.op('Add', [x, outProjection(g, cfg, w, build, a, att)]); // o_proj [d, H·hd]
 
     // gate and up in one projection [2I, d]; silu(gate) · up; down [d, I].
     x = g.op('Add', [x, gatedMlp(g, cfg, w, build, `${p}.mlp`, rmsnorm(x, `${p}.post_attention_layernorm.weight`))]);
