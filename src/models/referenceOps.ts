@@ -1,5 +1,5 @@
 /**
- * The building blocks of the plain-TypeScript reference forwards (llama/, gpt2/, gptNeox/ reference.ts):
+ * The building blocks of the plain-TypeScript reference forwards (<arch>/reference.ts):
  * float64 matrices and the few ops a decoder needs, with transformers' semantics. Slow and obvious on purpose:
  * these are the ground truth the ONNX graphs are tested against, so every op reads like its equation.
  */
