@@ -166,6 +166,12 @@ export function applyRope(
  * either way the whole cache moves each step (measured, 25 rows × 328 positions, GPT-2 layer shape:
  * 16 ms per layer, vs 2–4 ms for these plain ops that only read it).
  */
+/** Soft-capping cap·tanh(x/cap) elementwise (Gemma 2's attention and final logits); x itself when cap is absent. */
+export function softcap(g: GraphBuilder, x: string, cap: number | undefined): string {
+  if (cap === undefined) return x;
+  return g.op('Mul', [g.op('Tanh', [g.op('Mul', [x, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
+}
+
 export interface AttentionOptions {
   /** Score scale (default 1/√head_dim; GPT-Neo: 1, Gemma: query_pre_attn_scalar^−½). */
   scale?: number;
@@ -198,13 +204,8 @@ export function cachedAttention(
   const vNew = heads(v, kvH, [0, 2, 1, 3]);
   const qkT = (keys: string) =>
     g.op('FusedMatMul', [q5, g.op('Unsqueeze', [keys, ax2])], { transB: 1 }, { domain: MS_DOMAIN }); // keys [B,kvH,n,hd] → [B,kvH,g,T,n]
-  const cap = opts.softcap;
-  const capped = (s: string) =>
-    cap === undefined
-      ? s
-      : g.op('Mul', [g.op('Tanh', [g.op('Mul', [s, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
-  const sPast = g.op('Add', [capped(qkT(inp.past[layer].key)), masks.maskPast]); // [B,kvH,g,T,cap]
-  const sNew = g.op('Add', [capped(qkT(kNew)), masks.maskNew]); // [B,kvH,g,T,T]
+  const sPast = g.op('Add', [softcap(g, qkT(inp.past[layer].key), opts.softcap), masks.maskPast]); // [B,kvH,g,T,cap]
+  const sNew = g.op('Add', [softcap(g, qkT(kNew), opts.softcap), masks.maskNew]); // [B,kvH,g,T,T]
   const p = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
   const lens = g.op('Concat', [g.op('Shape', [sPast], { start: 4 }), g.op('Shape', [sNew], { start: 4 })], { axis: 0 });
   const [pPast, pNew] = g.opN('Split', [p, lens], { axis: -1 }, { outputs: 2 });
@@ -322,12 +323,7 @@ export function steeredHead(
     logits = g.op('Add', [base, steer]);
   }
   const biased = opts.bias ? g.op('Add', [logits, opts.bias]) : logits;
-  const cap = opts.softcap;
-  const capped =
-    cap === undefined
-      ? biased
-      : g.op('Mul', [g.op('Tanh', [g.op('Mul', [biased, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
-  g.output(capped, CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
+  g.output(softcap(g, biased, opts.softcap), CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
 }
 
 /**
