@@ -3,9 +3,12 @@
  * mask, RoPE, attention over a KV cache, and the steered LM head. Each architecture file composes these.
  */
 import { GraphBuilder, MS_DOMAIN } from '../graph/builder.js';
+import type { GraphBuildOptions } from '../graph/buildOptions.js';
 import { CONTRACT, newKey, newValue, pastKey, pastValue } from '../graph/contract.js';
-import type { LmHead } from '../graph/linear.js';
+import { linearLayer, type LmHead } from '../graph/linear.js';
 import { matMulNBits } from '../graph/nbitsOps.js';
+import { stackRows, storeRows, type RowSource } from '../graph/rowSource.js';
+import type { WeightStore } from '../formats/weights.js';
 import type { DecoderConfig } from './config.js';
 import type { Tensor } from '../util/tensor.js';
 import { ropeCosSin } from './rope.js';
@@ -163,6 +166,12 @@ export function applyRope(
  * either way the whole cache moves each step (measured, 25 rows × 328 positions, GPT-2 layer shape:
  * 16 ms per layer, vs 2–4 ms for these plain ops that only read it).
  */
+/** Soft-capping cap·tanh(x/cap) elementwise (Gemma 2's attention and final logits); x itself when cap is absent. */
+export function softcap(g: GraphBuilder, x: string, cap: number | undefined): string {
+  if (cap === undefined) return x;
+  return g.op('Mul', [g.op('Tanh', [g.op('Mul', [x, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
+}
+
 export interface AttentionOptions {
   /** Score scale (default 1/√head_dim; GPT-Neo: 1, Gemma: query_pre_attn_scalar^−½). */
   scale?: number;
@@ -195,13 +204,8 @@ export function cachedAttention(
   const vNew = heads(v, kvH, [0, 2, 1, 3]);
   const qkT = (keys: string) =>
     g.op('FusedMatMul', [q5, g.op('Unsqueeze', [keys, ax2])], { transB: 1 }, { domain: MS_DOMAIN }); // keys [B,kvH,n,hd] → [B,kvH,g,T,n]
-  const cap = opts.softcap;
-  const capped = (s: string) =>
-    cap === undefined
-      ? s
-      : g.op('Mul', [g.op('Tanh', [g.op('Mul', [s, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
-  const sPast = g.op('Add', [capped(qkT(inp.past[layer].key)), masks.maskPast]); // [B,kvH,g,T,cap]
-  const sNew = g.op('Add', [capped(qkT(kNew)), masks.maskNew]); // [B,kvH,g,T,T]
+  const sPast = g.op('Add', [softcap(g, qkT(inp.past[layer].key), opts.softcap), masks.maskPast]); // [B,kvH,g,T,cap]
+  const sNew = g.op('Add', [softcap(g, qkT(kNew), opts.softcap), masks.maskNew]); // [B,kvH,g,T,T]
   const p = g.op('Softmax', [g.op('Concat', [sPast, sNew], { axis: -1 })], { axis: -1 });
   const lens = g.op('Concat', [g.op('Shape', [sPast], { start: 4 }), g.op('Shape', [sNew], { start: 4 })], { axis: 0 });
   const [pPast, pNew] = g.opN('Split', [p, lens], { axis: -1 }, { outputs: 2 });
@@ -319,12 +323,7 @@ export function steeredHead(
     logits = g.op('Add', [base, steer]);
   }
   const biased = opts.bias ? g.op('Add', [logits, opts.bias]) : logits;
-  const cap = opts.softcap;
-  const capped =
-    cap === undefined
-      ? biased
-      : g.op('Mul', [g.op('Tanh', [g.op('Mul', [biased, g.constF32([1 / cap], [])])]), g.constF32([cap], [])]);
-  g.output(capped, CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
+  g.output(softcap(g, biased, opts.softcap), CONTRACT.logits, 'float32', ['batch', 'n_logits', cfg.vocabSize]);
 }
 
 /**
@@ -343,4 +342,120 @@ export function perHeadRmsNorm(g: GraphBuilder, x: string, n: number, hd: number
   const heads = g.op('Reshape', [x, g.constI64([0, 0, n, hd])]);
   const normed = g.op('SimplifiedLayerNormalization', [heads, gain], { axis: -1, epsilon: eps });
   return g.op('Reshape', [normed, g.constI64([0, 0, n * hd])]);
+}
+
+/** x [B, T, C] split along its last axis into parts of `sizes` (a fused q | k | v or gate | up output). */
+export function splitLast(g: GraphBuilder, x: string, sizes: number[]): string[] {
+  return g.opN('Split', [x, g.constI64(sizes)], { axis: -1 }, { outputs: sizes.length });
+}
+
+/** RMSNorm over the last axis, x / √(mean(x²) + eps) · gain: ORT's SimplifiedLayerNormalization. gain [d]. */
+export function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string {
+  return g.op('SimplifiedLayerNormalization', [x, gain], { axis: -1, epsilon: eps });
+}
+
+/** torch LayerNorm over the last axis, (x − mean)/√(var + eps) · gain + bias. gain, bias [d]. */
+export function layerNorm(g: GraphBuilder, x: string, gain: string, bias: string, eps: number): string {
+  return g.op('LayerNormalization', [x, gain, bias], { axis: -1, epsilon: eps });
+}
+
+/**
+ * linearLayer's `rows` for checkpoint tensors `names`, each [out_i, in], stacked in order into one [Σ out_i, in]
+ * weight (a fused q | k | v or gate | up projection: one pass over the input instead of several).
+ */
+export function weightRows(w: WeightStore, ...names: string[]): () => RowSource {
+  return () => stackRows(names.map((n) => storeRows(w, n)));
+}
+
+/** `${a}.q_proj.${kind}`, `${a}.k_proj.${kind}`, `${a}.v_proj.${kind}`: an attention block's three projections. */
+export function qkvNames(a: string, kind: 'weight' | 'bias'): string[] {
+  return ['q', 'k', 'v'].map((n) => `${a}.${n}_proj.${kind}`);
+}
+
+/**
+ * The q, k, v projections of a Llama-layout attention block `a` (`model.layers.i.self_attn`) as one product
+ * `${name}.weight` [(H + 2·kvH)·hd, d], stacked from q_proj [H·hd, d], k_proj and v_proj [kvH·hd, d]: one pass over
+ * h instead of three; `bias` (stackedBias of the three) where the model has them. h [B,T,d] → q [B,T,H·hd], k, v
+ * [B,T,kvH·hd].
+ */
+export function fusedQkv(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  w: WeightStore,
+  build: GraphBuildOptions,
+  a: string,
+  name: string,
+  h: string,
+  bias: string | undefined,
+): string[] {
+  const { hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  const rows = weightRows(w, ...qkvNames(a, 'weight'));
+  const qkv = linearLayer(g, h, `${name}.weight`, [(H + 2 * kvH) * hd, d], rows, build, bias);
+  return splitLast(g, qkv, [H * hd, kvH * hd, kvH * hd]);
+}
+
+/** o_proj [d, H·hd] of a Llama-layout attention block `a`, with its bias where cfg.outBias: [B,T,H·hd] → [B,T,d]. */
+export function outProjection(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  w: WeightStore,
+  build: GraphBuildOptions,
+  a: string,
+  att: string,
+): string {
+  const { hiddenSize: d, numHeads: H, headDim: hd } = cfg;
+  const bias = cfg.outBias ? g.weight(`${a}.o_proj.bias`, w.get(`${a}.o_proj.bias`)) : undefined;
+  return linearLayer(g, att, `${a}.o_proj.weight`, [d, H * hd], weightRows(w, `${a}.o_proj.weight`), build, bias);
+}
+
+/** The biases [out_i] of checkpoint tensors `names`, concatenated into one float32 initializer `name`. */
+export function stackedBias(g: GraphBuilder, w: WeightStore, name: string, names: string[]): string {
+  return g.weight(name, concat1d(names.map((n) => w.get(n))));
+}
+
+/**
+ * Causal attention of `layer` over the KV cache with RoPE (rotate_half, cfg.rope's rotaryDim) on q [B,T,H·hd] and
+ * k [B,T,kvH·hd] first; `cos`, `sin` from ropeTables. → [B,T,H·hd].
+ */
+export function ropeAttention(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  layer: number,
+  inp: ContractInputs,
+  { cos, sin }: { cos: string; sin: string },
+  q: string,
+  k: string,
+  v: string,
+  opts: AttentionOptions = {},
+): string {
+  const { numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  const rotaryDim = cfg.rope!.rotaryDim;
+  const qr = applyRope(g, q, H, cos, sin, rotaryDim, hd);
+  const kr = applyRope(g, k, kvH, cos, sin, rotaryDim, hd);
+  return cachedAttention(g, cfg, layer, inp, qr, kr, v, opts);
+}
+
+/**
+ * The gated MLP of Llama-layout checkpoints, down(act(gate(h)) · up(h)) at `m` (e.g. "model.layers.0.mlp"):
+ * gate_proj and up_proj [I, d] in one [2I, d] product `${m}.gate_up.weight`, down_proj [d, I]; biases where
+ * cfg.mlpBias (Llama's mlp_bias). h [B, T, d] → [B, T, d].
+ */
+export function gatedMlp(
+  g: GraphBuilder,
+  cfg: DecoderConfig,
+  w: WeightStore,
+  build: GraphBuildOptions,
+  m: string,
+  h: string,
+): string {
+  const { hiddenSize: d, intermediateSize: I } = cfg;
+  const guB = cfg.mlpBias
+    ? stackedBias(g, w, `${m}.gate_up.bias`, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`])
+    : undefined;
+  const guRows = weightRows(w, `${m}.gate_proj.weight`, `${m}.up_proj.weight`);
+  const gu = linearLayer(g, h, `${m}.gate_up.weight`, [2 * I, d], guRows, build, guB);
+  const [gate, up] = splitLast(g, gu, [I, I]);
+  const act = g.op('Mul', [activation(g, cfg.activation, gate), up]); // act(gate) · up
+  const dB = cfg.mlpBias ? g.weight(`${m}.down_proj.bias`, w.get(`${m}.down_proj.bias`)) : undefined;
+  return linearLayer(g, act, `${m}.down_proj.weight`, [d, I], weightRows(w, `${m}.down_proj.weight`), build, dB);
 }

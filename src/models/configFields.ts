@@ -1,9 +1,11 @@
 /**
  * Reading a Hugging Face config.json and checking a checkpoint against it. Shared by the per-architecture
- * config parsers (llama/, gpt2/, gptNeox/, gptNeo/, gptj/, opt/ config.ts); every error names the file and field.
+ * config parsers (<arch>/config.ts): typed fields, the fields several config classes read alike, and the tensor
+ * lists of Llama's checkpoint layout; every error names the file and field.
  */
 import { LmSteerError } from '../util/errors.js';
 import type { WeightStore } from '../formats/weights.js';
+import type { DecoderConfig } from './config.js';
 
 const FIX_HINT = 'fix config.json (or re-download the model): it must be the config.json saved with these weights';
 
@@ -194,6 +196,116 @@ export const HF_ACTIVATIONS = {
   silu: 'silu',
   swish: 'silu',
 } as const;
+
+/**
+ * The hidden_act values of the Llama-style records (llama, qwen3, phi3), silu (their default) first: HF_ACTIVATIONS
+ * less gelu_fast.
+ */
+export const LLAMA_ACTIVATIONS = {
+  silu: 'silu',
+  swish: 'silu',
+  gelu: 'gelu',
+  gelu_new: 'gelu_new',
+  gelu_pytorch_tanh: 'gelu_new',
+  relu: 'relu',
+} as const;
+
+/** A config class's attribute_map lets the generic name (hidden_size) stand in for its own (n_embd); the own wins. */
+export function intField(r: ConfigReader, own: string, generic: string, fallback: number): number {
+  return r.has(own) || !r.has(generic) ? r.int(own, fallback) : r.int(generic);
+}
+
+/**
+ * num_key_value_heads: absent → `absent` (the config class's default), null → the query heads (transformers'
+ * fallback); each KV head serves a whole group of query heads, so it must divide them.
+ */
+export function kvHeads(r: ConfigReader, numHeads: number, absent: number): number {
+  const n = r.int('num_key_value_heads', 'num_key_value_heads' in r.raw ? numHeads : absent);
+  if (numHeads % n !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
+  return n;
+}
+
+/** head_dim, or hidden_size / num_attention_heads when absent (LlamaConfig, Phi3Config), which must then divide. */
+export function headDimOr(r: ConfigReader, hiddenSize: number, numHeads: number): number {
+  if (!r.has('head_dim') && hiddenSize % numHeads !== 0)
+    r.fail('num_attention_heads', `must divide hidden_size (${hiddenSize}) when head_dim is absent`);
+  return r.int('head_dim', hiddenSize / numHeads);
+}
+
+/**
+ * layer_types (transformers ≥ 4.53 writes it): for each layer, whether it is a sliding-window one. Absent:
+ * undefined, and the config's older fields decide.
+ */
+export function slidingLayerTypes(r: ConfigReader, numLayers: number): boolean[] | undefined {
+  if (!r.has('layer_types')) return undefined;
+  const types = r.raw.layer_types;
+  if (
+    !Array.isArray(types) ||
+    types.length !== numLayers ||
+    !types.every((t) => t === 'sliding_attention' || t === 'full_attention')
+  ) {
+    r.fail('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers`);
+  }
+  return types.map((t) => t === 'sliding_attention');
+}
+
+/**
+ * The tensors of a checkpoint in Llama's layout (Llama, Qwen3, Phi-3, Gemma; nn.Linear weights [out, in]):
+ * model.embed_tokens [V, d], each layer's tensors under `model.layers.{i}` as `layer` lists them, model.norm [d],
+ * and lm_head [V, d] unless tied (tied checkpoints saved by transformers carry no lm_head.weight).
+ */
+export function llamaLayoutWeights(cfg: DecoderConfig, layer: (p: string) => ExpectedWeight[]): ExpectedWeight[] {
+  const { vocabSize: V, hiddenSize: d } = cfg;
+  const w: ExpectedWeight[] = [{ name: 'model.embed_tokens.weight', shape: [V, d] }];
+  for (let i = 0; i < cfg.numLayers; i++) w.push(...layer(`model.layers.${i}`));
+  w.push({ name: 'model.norm.weight', shape: [d] });
+  if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
+  return w;
+}
+
+/** The LM head [V, d] of a Llama-layout checkpoint: lm_head.weight, or the token embedding when tied. */
+export function llamaLayoutHead(cfg: DecoderConfig): string {
+  return cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+}
+
+/**
+ * `${p}.self_attn`'s q_proj [H·hd, d], k_proj and v_proj [kvH·hd, d], o_proj [d, H·hd], then their biases when
+ * attention_bias puts them on all four (Qwen3, Gemma).
+ */
+export function qkvoWeights(p: string, cfg: DecoderConfig): ExpectedWeight[] {
+  const { hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  const a = `${p}.self_attn`;
+  const w: ExpectedWeight[] = [
+    { name: `${a}.q_proj.weight`, shape: [H * hd, d] },
+    { name: `${a}.k_proj.weight`, shape: [kvH * hd, d] },
+    { name: `${a}.v_proj.weight`, shape: [kvH * hd, d] },
+    { name: `${a}.o_proj.weight`, shape: [d, H * hd] },
+  ];
+  if (cfg.qkvBias) {
+    w.push({ name: `${a}.q_proj.bias`, shape: [H * hd] });
+    w.push({ name: `${a}.k_proj.bias`, shape: [kvH * hd] });
+    w.push({ name: `${a}.v_proj.bias`, shape: [kvH * hd] });
+    w.push({ name: `${a}.o_proj.bias`, shape: [d] });
+  }
+  return w;
+}
+
+/** `${p}.mlp`'s gate_proj and up_proj [I, d], down_proj [d, I], then their biases with cfg.mlpBias (Llama). */
+export function gatedMlpWeights(p: string, cfg: DecoderConfig): ExpectedWeight[] {
+  const { hiddenSize: d, intermediateSize: I } = cfg;
+  const m = `${p}.mlp`;
+  const w: ExpectedWeight[] = [
+    { name: `${m}.gate_proj.weight`, shape: [I, d] },
+    { name: `${m}.up_proj.weight`, shape: [I, d] },
+    { name: `${m}.down_proj.weight`, shape: [d, I] },
+  ];
+  if (cfg.mlpBias) {
+    w.push({ name: `${m}.gate_proj.bias`, shape: [I] });
+    w.push({ name: `${m}.up_proj.bias`, shape: [I] });
+    w.push({ name: `${m}.down_proj.bias`, shape: [d] });
+  }
+  return w;
+}
 
 /**
  * A causal-LM checkpoint names its tensors under the wrapper's prefix (`transformer.h.0…`, `model.decoder.…`);

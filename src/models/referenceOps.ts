@@ -1,5 +1,5 @@
 /**
- * The building blocks of the plain-TypeScript reference forwards (llama/, gpt2/, gptNeox/ reference.ts):
+ * The building blocks of the plain-TypeScript reference forwards (<arch>/reference.ts):
  * float64 matrices and the few ops a decoder needs, with transformers' semantics. Slow and obvious on purpose:
  * these are the ground truth the ONNX graphs are tested against, so every op reads like its equation.
  */
@@ -21,6 +21,11 @@ export interface ReferenceOutput {
 
 export function toTensor(x: Mat): Tensor {
   return tensor([x.rows, x.cols], Float32Array.from(x.data));
+}
+
+/** The positions 0..T−1 of a sequence of T tokens (the reference forward runs one sequence from position 0). */
+export function positions(ids: readonly number[]): number[] {
+  return ids.map((_, t) => t);
 }
 
 /** ids must be token ids of this model; positions beyond a learned position table do not exist. */
@@ -228,4 +233,18 @@ export function causalAttention(
     }
   }
   return out;
+}
+
+/**
+ * Causal attention of `layer` with RoPE (rotate_half, cfg.rope's rotaryDim) on q [T, H·hd] and k [T, kvH·hd] first,
+ * in the layer's sliding window where it has one (cfg.slidingWindow) and with cfg.attention's scale and soft-cap.
+ * `cs` from ropeCosSin. → [T, H·hd].
+ */
+export function ropeAttention(cfg: DecoderConfig, layer: number, q: Mat, k: Mat, v: Mat, cs: CosSin): Mat {
+  const { numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  const rotaryDim = cfg.rope!.rotaryDim;
+  const window = cfg.slidingWindow?.layers.includes(layer) ? cfg.slidingWindow.size : Infinity;
+  const qr = applyRope(q, H, hd, rotaryDim, cs);
+  const kr = applyRope(k, kvH, hd, rotaryDim, cs);
+  return causalAttention(qr, kr, v, H, kvH, hd, window, cfg.attention);
 }

@@ -10,7 +10,16 @@ import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../formats/halfFloa
 import type { WeightStore } from '../../formats/weights.js';
 import { LmSteerError } from '../../util/errors.js';
 import type { DecoderConfig, RopeScaling } from '../config.js';
-import { ConfigReader, type ExpectedWeight } from '../configFields.js';
+import {
+  ConfigReader,
+  gatedMlpWeights,
+  kvHeads,
+  llamaLayoutHead,
+  llamaLayoutWeights,
+  qkvoWeights,
+  slidingLayerTypes,
+  type ExpectedWeight,
+} from '../configFields.js';
 import { checkRawConfigSizes } from '../limits.js';
 import { parseRope, parseScaling, ropeMaxPositions } from '../rope.js';
 
@@ -52,17 +61,8 @@ const ACTIVATIONS = {
 
 /** Whether layer i is a sliding-window one, one entry per layer. */
 function layerTypes(r: ConfigReader, numLayers: number, pattern: number): boolean[] {
-  if (r.has('layer_types')) {
-    const types = r.raw.layer_types;
-    if (
-      !Array.isArray(types) ||
-      types.length !== numLayers ||
-      !types.every((t) => t === 'sliding_attention' || t === 'full_attention')
-    ) {
-      r.fail('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers`);
-    }
-    return types.map((t) => t === 'sliding_attention');
-  }
+  const types = slidingLayerTypes(r, numLayers);
+  if (types) return types;
   const every = r.int('sliding_window_pattern', pattern); // config.json files before layer_types
   return Array.from({ length: numLayers }, (_, i) => (i + 1) % every !== 0);
 }
@@ -137,8 +137,7 @@ export function parseConfig(rawIn: Record<string, unknown>, sourceIn: string): D
   // Sizes default as in Gemma2Config / Gemma3TextConfig (Gemma 3's text_config lists only what differs).
   const hiddenSize = r.int('hidden_size', 2304);
   const numHeads = r.int('num_attention_heads', 8);
-  const numKvHeads = r.int('num_key_value_heads', 'num_key_value_heads' in raw ? numHeads : 4);
-  if (numHeads % numKvHeads !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
+  const numKvHeads = kvHeads(r, numHeads, 4);
   const headDim = r.int('head_dim', 256);
   if (headDim % 2 !== 0) r.fail('head_dim', 'must be even for rotary embeddings');
   const numLayers = r.int('num_hidden_layers', 26);
@@ -223,35 +222,21 @@ export function parseConfig(rawIn: Record<string, unknown>, sourceIn: string): D
 
 /** Every tensor the checkpoint must hold, with its shape (HF names, nn.Linear weights [out, in]). */
 export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
-  const { vocabSize: V, hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd, intermediateSize: I } = cfg;
-  const w: ExpectedWeight[] = [{ name: 'model.embed_tokens.weight', shape: [V, d] }];
-  for (let i = 0; i < cfg.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    w.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.self_attn.q_proj.weight`, shape: [H * hd, d] });
-    w.push({ name: `${p}.self_attn.k_proj.weight`, shape: [kvH * hd, d] });
-    w.push({ name: `${p}.self_attn.v_proj.weight`, shape: [kvH * hd, d] });
-    w.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, H * hd] });
-    if (cfg.qkvBias) {
-      w.push({ name: `${p}.self_attn.q_proj.bias`, shape: [H * hd] });
-      w.push({ name: `${p}.self_attn.k_proj.bias`, shape: [kvH * hd] });
-      w.push({ name: `${p}.self_attn.v_proj.bias`, shape: [kvH * hd] });
-      w.push({ name: `${p}.self_attn.o_proj.bias`, shape: [d] });
-    }
-    if (hasQkNorm(cfg)) {
-      w.push({ name: `${p}.self_attn.q_norm.weight`, shape: [hd] });
-      w.push({ name: `${p}.self_attn.k_norm.weight`, shape: [hd] });
-    }
-    w.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.pre_feedforward_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.post_feedforward_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.mlp.gate_proj.weight`, shape: [I, d] });
-    w.push({ name: `${p}.mlp.up_proj.weight`, shape: [I, d] });
-    w.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, I] });
-  }
-  w.push({ name: 'model.norm.weight', shape: [d] });
-  if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
-  return w;
+  const { hiddenSize: d, headDim: hd } = cfg;
+  return llamaLayoutWeights(cfg, (p) => [
+    { name: `${p}.input_layernorm.weight`, shape: [d] },
+    ...qkvoWeights(p, cfg),
+    ...(hasQkNorm(cfg)
+      ? [
+          { name: `${p}.self_attn.q_norm.weight`, shape: [hd] },
+          { name: `${p}.self_attn.k_norm.weight`, shape: [hd] },
+        ]
+      : []),
+    { name: `${p}.post_attention_layernorm.weight`, shape: [d] },
+    { name: `${p}.pre_feedforward_layernorm.weight`, shape: [d] },
+    { name: `${p}.post_feedforward_layernorm.weight`, shape: [d] },
+    ...gatedMlpWeights(p, cfg),
+  ]);
 }
 
 /** Gemma 3 (text or multimodal) normalizes each query and key head; Gemma 2 does not. */
@@ -291,9 +276,7 @@ export function gemmaWeights(weights: WeightStore): WeightStore {
 }
 
 /** The LM head [V, d]: lm_head.weight, or the token embedding when tied (Gemma's default). */
-export function headWeightName(cfg: DecoderConfig): string {
-  return cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-}
+export const headWeightName = llamaLayoutHead;
 
 /**
  * Gemma's embedding normalizer √d in the dtype of the stored embedding, as transformers computes it

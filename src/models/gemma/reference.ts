@@ -16,14 +16,14 @@ import { ropeCosSin } from '../rope.js';
 import {
   activate,
   add,
-  applyRope,
-  causalAttention,
   checkIds,
   embed,
   headRmsNorm,
   linear,
   mul,
+  positions,
   rmsNorm,
+  ropeAttention,
   toTensor,
   type Mat,
   type ReferenceOutput,
@@ -47,9 +47,8 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const bias = (name: string) => (cfg.qkvBias ? w(name) : undefined);
   const { numHeads: H, numKvHeads: kvH, headDim: hd, normEps: eps } = cfg;
   const norm = (x: Mat, name: string) => rmsNorm(x, onePlus(w(name)), eps);
-  const positions = ids.map((_, t) => t);
-  const globalRope = ropeCosSin(cfg, positions);
-  const localRope = cfg.localRope ? ropeCosSin({ ...cfg, rope: cfg.localRope }, positions) : globalRope;
+  const globalRope = ropeCosSin(cfg, positions(ids));
+  const localRope = cfg.localRope ? ropeCosSin({ ...cfg, rope: cfg.localRope }, positions(ids)) : globalRope;
 
   const scale = embeddingScale(cfg, weights);
   const e = embed(w('model.embed_tokens.weight'), ids);
@@ -67,17 +66,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
       k = headRmsNorm(k, kvH, hd, onePlus(w(p + 'self_attn.k_norm.weight')), eps);
     }
     const cs = cfg.localRope?.layers.includes(i) ? localRope : globalRope;
-    const window = cfg.slidingWindow?.layers.includes(i) ? cfg.slidingWindow.size : Infinity;
-    const att = causalAttention(
-      applyRope(q, H, hd, hd, cs),
-      applyRope(k, kvH, hd, hd, cs),
-      v,
-      H,
-      kvH,
-      hd,
-      window,
-      cfg.attention,
-    );
+    const att = ropeAttention(cfg, i, q, k, v, cs); // scores · query_pre_attn_scalar^−½, soft-capped (Gemma 2)
     const o = linear(att, w(p + 'self_attn.o_proj.weight'), bias(p + 'self_attn.o_proj.bias'));
     x = add(x, norm(o, p + 'post_attention_layernorm.weight'));
 

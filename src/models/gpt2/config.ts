@@ -5,22 +5,7 @@
 import type { WeightStore } from '../../formats/weights.js';
 import { LmSteerError } from '../../util/errors.js';
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, type ExpectedWeight } from '../configFields.js';
-
-const ACTIVATIONS = {
-  gelu_new: 'gelu_new',
-  gelu_pytorch_tanh: 'gelu_new',
-  gelu_fast: 'gelu_new',
-  gelu: 'gelu',
-  relu: 'relu',
-  silu: 'silu',
-  swish: 'silu',
-} as const;
-
-/** GPT2Config's attribute_map lets the generic names stand in for GPT-2's own; the own name wins. */
-function intField(r: ConfigReader, own: string, generic: string, fallback: number): number {
-  return r.has(own) || !r.has(generic) ? r.int(own, fallback) : r.int(generic);
-}
+import { ConfigReader, HF_ACTIVATIONS, intField, type ExpectedWeight } from '../configFields.js';
 
 export function parseConfig(raw: Record<string, unknown>, source: string): DecoderConfig {
   const r = new ConfigReader(raw, source);
@@ -59,7 +44,7 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
     maxPositions: intField(r, 'n_positions', 'max_position_embeddings', 1024),
     norm: 'layernorm',
     normEps: r.numberIn('layer_norm_epsilon', 0, 1, 1e-5),
-    activation: r.oneOf('activation_function', ACTIVATIONS, 'gelu_new'),
+    activation: r.oneOf('activation_function', HF_ACTIVATIONS, 'gelu_new'),
     position: 'learned',
     parallelResidual: false,
     qkvBias: true,

@@ -10,20 +10,19 @@
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
 import { linearLayer } from '../../graph/linear.js';
-import { storeRows, transposedRows } from '../../graph/rowSource.js';
+import { transposedRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import { headWeightName } from './config.js';
-import { activation, cachedAttention, declareInputs, steeredHead } from '../common.js';
+import { activation, cachedAttention, declareInputs, layerNorm, splitLast, steeredHead } from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 
 export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const W = (name: string) => g.weight(name, w.get(name)); // canonical names: no `transformer.` prefix
   const inp = declareInputs(g, cfg);
-  const { vocabSize: V, hiddenSize: d, intermediateSize: I } = cfg;
-  const layerNorm = (x: string, p: string) =>
-    g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
+  const { hiddenSize: d, intermediateSize: I } = cfg;
+  const ln = (x: string, p: string) => layerNorm(g, x, W(`${p}.weight`), W(`${p}.bias`), cfg.normEps);
   // Conv1D: y = x·W + b with W stored [in, out]; linearLayer takes [out, in] rows (the fp32 MatMul gets W as stored).
   const conv1d = (x: string, name: string, out: number, inp: number) =>
     linearLayer(
@@ -42,13 +41,13 @@ export function buildGpt2Graph(cfg: DecoderConfig, w: WeightStore, build: GraphB
 
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `h.${i}`;
-    const qkv = conv1d(layerNorm(x, `${p}.ln_1`), `${p}.attn.c_attn`, 3 * d, d); // c_attn: [d, 3d]
-    const [q, k, v] = g.opN('Split', [qkv, g.constI64([d, d, d])], { axis: -1 }, { outputs: 3 });
+    const qkv = conv1d(ln(x, `${p}.ln_1`), `${p}.attn.c_attn`, 3 * d, d); // c_attn: [d, 3d]
+    const [q, k, v] = splitLast(g, qkv, [d, d, d]);
     const att = cachedAttention(g, cfg, i, inp, q, k, v);
     x = g.op('Add', [x, conv1d(att, `${p}.attn.c_proj`, d, d)]); // c_proj: [d, d]
-    const fc = conv1d(layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, I, d); // c_fc: [d, I]
+    const fc = conv1d(ln(x, `${p}.ln_2`), `${p}.mlp.c_fc`, I, d); // c_fc: [d, I]
     x = g.op('Add', [x, conv1d(activation(g, cfg.activation, fc), `${p}.mlp.c_proj`, d, I)]); // c_proj: [I, d]
   }
-  steeredHead(g, cfg, inp, layerNorm(x, 'ln_f'), ends.head);
+  steeredHead(g, cfg, inp, ln(x, 'ln_f'), ends.head);
   return g;
 }

@@ -16,6 +16,7 @@ import {
   embed,
   layerNorm,
   linear,
+  positions,
   toTensor,
   type Mat,
   type ReferenceOutput,
@@ -29,13 +30,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const ln = (x: Mat, p: string) => layerNorm(x, w(p + '.weight'), w(p + '.bias'), cfg.normEps);
   const { numHeads: H, headDim: hd, hiddenSize: d } = cfg;
 
-  let x = add(
-    embed(w('wte.weight'), ids),
-    embed(
-      w('wpe.weight'),
-      ids.map((_, t) => t),
-    ),
-  );
+  let x = add(embed(w('wte.weight'), ids), embed(w('wpe.weight'), positions(ids)));
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `h.${i}`;
     const qkv = conv1d(ln(x, `${p}.ln_1`), `${p}.attn.c_attn`); // [T, 3d]: q | k | v

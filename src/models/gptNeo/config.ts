@@ -9,14 +9,9 @@ import type { WeightStore } from '../../formats/weights.js';
 import { LmSteerError } from '../../util/errors.js';
 import { MODEL_LIMITS } from '../limits.js';
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, HF_ACTIVATIONS, withPrefix, type ExpectedWeight } from '../configFields.js';
+import { ConfigReader, HF_ACTIVATIONS, intField, withPrefix, type ExpectedWeight } from '../configFields.js';
 
 const P = 'transformer.';
-
-/** GPTNeoConfig's attribute_map lets the generic names stand in for GPT-Neo's own; the own name wins. */
-function intField(r: ConfigReader, own: string, generic: string, fallback: number): number {
-  return r.has(own) || !r.has(generic) ? r.int(own, fallback) : r.int(generic);
-}
 
 /**
  * The attention kind of each layer. attention_types is a list of [pattern, repeats] (default [[["global",

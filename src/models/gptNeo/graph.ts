@@ -10,10 +10,18 @@
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
 import { linearLayer, embeddingLookup } from '../../graph/linear.js';
-import { stackRows, storeRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
-import { activation, cachedAttention, declareInputs, steeredHead } from '../common.js';
+import {
+  activation,
+  cachedAttention,
+  declareInputs,
+  qkvNames,
+  layerNorm,
+  splitLast,
+  steeredHead,
+  weightRows,
+} from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 import { headWeightName } from './config.js';
 
@@ -22,9 +30,8 @@ export function buildGptNeoGraph(cfg: DecoderConfig, w: WeightStore, build: Grap
   const inp = declareInputs(g, cfg);
   const { hiddenSize: d, intermediateSize: I } = cfg;
   const W = (name: string) => g.weight(name, w.get(name)); // norms and biases: float32 always
-  const rows = (name: string) => () => storeRows(w, name);
-  const layerNorm = (x: string, p: string) =>
-    g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
+  const rows = (name: string) => weightRows(w, name);
+  const ln = (x: string, p: string) => layerNorm(g, x, W(`${p}.weight`), W(`${p}.bias`), cfg.normEps);
 
   // y = x·Wᵀ + b for the nn.Linear at `p` (W [out, in] = shape), in the build's precision.
   const linear = (x: string, p: string, shape: [number, number]) =>
@@ -39,14 +46,14 @@ export function buildGptNeoGraph(cfg: DecoderConfig, w: WeightStore, build: Grap
     const p = `transformer.h.${i}`;
     const a = `${p}.attn.attention`;
     // q, k, v [d, d] each (no biases), stacked into one [3d, d] weight: one pass over the input instead of three.
-    const qkvRows = () => stackRows(['q', 'k', 'v'].map((n) => storeRows(w, `${a}.${n}_proj.weight`)));
-    const qkv = linearLayer(g, layerNorm(x, `${p}.ln_1`), `${a}.qkv.weight`, [3 * d, d], qkvRows, build);
-    const [q, k, v] = g.opN('Split', [qkv, g.constI64([d, d, d])], { axis: -1 }, { outputs: 3 });
+    const qkvRows = weightRows(w, ...qkvNames(a, 'weight'));
+    const qkv = linearLayer(g, ln(x, `${p}.ln_1`), `${a}.qkv.weight`, [3 * d, d], qkvRows, build);
+    const [q, k, v] = splitLast(g, qkv, [d, d, d]);
     const att = cachedAttention(g, cfg, i, inp, q, k, v, { scale: 1 }); // unscaled scores
     x = g.op('Add', [x, linear(att, `${a}.out_proj`, [d, d])]);
-    const fc = linear(layerNorm(x, `${p}.ln_2`), `${p}.mlp.c_fc`, [I, d]);
+    const fc = linear(ln(x, `${p}.ln_2`), `${p}.mlp.c_fc`, [I, d]);
     x = g.op('Add', [x, linear(activation(g, cfg.activation, fc), `${p}.mlp.c_proj`, [d, I])]);
   }
-  steeredHead(g, cfg, inp, layerNorm(x, 'transformer.ln_f'), ends.head);
+  steeredHead(g, cfg, inp, ln(x, 'transformer.ln_f'), ends.head);
   return g;
 }

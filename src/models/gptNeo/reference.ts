@@ -15,6 +15,7 @@ import {
   embed,
   layerNorm,
   linear,
+  positions,
   toTensor,
   type Mat,
   type ReferenceOutput,
@@ -29,13 +30,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const H = cfg.numHeads;
   const hd = cfg.headDim;
 
-  let x = add(
-    embed(w('transformer.wte.weight'), ids),
-    embed(
-      w('transformer.wpe.weight'),
-      ids.map((_, t) => t),
-    ),
-  );
+  let x = add(embed(w('transformer.wte.weight'), ids), embed(w('transformer.wpe.weight'), positions(ids)));
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `transformer.h.${i}`;
     const a = `${p}.attn.attention`;

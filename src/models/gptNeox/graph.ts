@@ -11,7 +11,16 @@ import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import type { Tensor } from '../../util/tensor.js';
 import { headWeightName } from './config.js';
-import { activation, applyRope, cachedAttention, declareInputs, ropeTables, steeredHead } from '../common.js';
+import {
+  activation,
+  declareInputs,
+  layerNorm,
+  ropeAttention,
+  ropeTables,
+  splitLast,
+  steeredHead,
+  weightRows,
+} from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 
 /** NeoX's query_key_value [3·H·hd, d] rows (h, part, j) seen in (part, h, j) order: q | k | v blocks. */
@@ -33,13 +42,11 @@ function deinterleaveBias(t: Tensor, H: number, hd: number): Tensor {
 export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBuildOptions): GraphBuilder {
   const g = new GraphBuilder('gpt_neox');
   const inp = declareInputs(g, cfg);
-  const { vocabSize: V, hiddenSize: d, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
-  const rope = cfg.rope!;
-  const { cos, sin } = ropeTables(g, cfg, inp.positionIds);
+  const { hiddenSize: d, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
+  const rope = ropeTables(g, cfg, inp.positionIds);
   const W = (name: string) => g.weight(name, w.get(name));
-  const rows = (name: string) => () => storeRows(w, name);
-  const layerNorm = (x: string, p: string) =>
-    g.op('LayerNormalization', [x, W(`${p}.weight`), W(`${p}.bias`)], { axis: -1, epsilon: cfg.normEps });
+  const rows = (name: string) => weightRows(w, name);
+  const ln = (x: string, p: string) => layerNorm(g, x, W(`${p}.weight`), W(`${p}.bias`), cfg.normEps);
   const dense = (x: string, name: string, shape: [number, number], bias?: string) =>
     linearLayer(g, x, `${name}.weight`, shape, rows(`${name}.weight`), build, bias);
 
@@ -59,19 +66,9 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: Gra
       : undefined;
     // query_key_value: [3·H·hd, d], per head (q|k|v); reordered to q | k | v rows.
     const qkvRows = () => deinterleavedRows(storeRows(w, `${p}.attention.query_key_value.weight`), H, hd);
-    const qkv = linearLayer(
-      g,
-      layerNorm(x, `${p}.input_layernorm`),
-      `${p}.qkv.weight`,
-      [3 * H * hd, d],
-      qkvRows,
-      build,
-      qkvB,
-    );
-    const [q, k, v] = g.opN('Split', [qkv, g.constI64([H * hd, H * hd, H * hd])], { axis: -1 }, { outputs: 3 });
-    const qr = applyRope(g, q, H, cos, sin, rope.rotaryDim, hd);
-    const kr = applyRope(g, k, H, cos, sin, rope.rotaryDim, hd);
-    const att = cachedAttention(g, cfg, i, inp, qr, kr, v);
+    const qkv = linearLayer(g, ln(x, `${p}.input_layernorm`), `${p}.qkv.weight`, [3 * H * hd, d], qkvRows, build, qkvB);
+    const [q, k, v] = splitLast(g, qkv, [H * hd, H * hd, H * hd]);
+    const att = ropeAttention(g, cfg, i, inp, rope, q, k, v);
     const attOut = dense(
       att,
       `${p}.attention.dense`,
@@ -80,7 +77,7 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: Gra
     ); // dense: [d, H·hd]
     const mlp = (y: string) => {
       const fc = dense(
-        layerNorm(y, `${p}.post_attention_layernorm`),
+        ln(y, `${p}.post_attention_layernorm`),
         `${p}.mlp.dense_h_to_4h`,
         [I, d],
         W(`${p}.mlp.dense_h_to_4h.bias`),
@@ -99,7 +96,7 @@ export function buildGptNeoxGraph(cfg: DecoderConfig, w: WeightStore, build: Gra
       x = g.op('Add', [y, mlp(y)]);
     }
   }
-  const hidden = layerNorm(x, 'gpt_neox.final_layer_norm');
+  const hidden = ln(x, 'gpt_neox.final_layer_norm');
   steeredHead(g, cfg, inp, hidden, ends.head);
   return g;
 }

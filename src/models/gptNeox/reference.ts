@@ -13,13 +13,13 @@ import { ropeCosSin } from '../rope.js';
 import {
   activate,
   add,
-  applyRope,
-  causalAttention,
   checkIds,
   embed,
   layerNorm,
   linear,
   mat,
+  positions,
+  ropeAttention,
   toTensor,
   type Mat,
   type ReferenceOutput,
@@ -43,11 +43,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const bias = (name: string, present: boolean) => (present ? w(name) : undefined);
   const ln = (x: Mat, p: string) => layerNorm(x, w(p + '.weight'), w(p + '.bias'), cfg.normEps);
   const { numHeads: H, headDim: hd } = cfg;
-  const rotaryDim = cfg.rope!.rotaryDim;
-  const cs = ropeCosSin(
-    cfg,
-    ids.map((_, t) => t),
-  );
+  const cs = ropeCosSin(cfg, positions(ids));
 
   let x = embed(w('gpt_neox.embed_in.weight'), ids);
   for (let i = 0; i < cfg.numLayers; i++) {
@@ -59,7 +55,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
       bias(`${p}.attention.query_key_value.bias`, cfg.qkvBias),
     );
     const [q, k, v] = splitQkv(qkv, H, hd);
-    const att = causalAttention(applyRope(q, H, hd, rotaryDim, cs), applyRope(k, H, hd, rotaryDim, cs), v, H, H, hd);
+    const att = ropeAttention(cfg, i, q, k, v, cs);
     const a = linear(att, w(`${p}.attention.dense.weight`), bias(`${p}.attention.dense.bias`, cfg.outBias));
 
     const mlp = (y: Mat) => {

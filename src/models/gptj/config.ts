@@ -6,14 +6,9 @@
  */
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, HF_ACTIVATIONS, withPrefix, type ExpectedWeight } from '../configFields.js';
+import { ConfigReader, HF_ACTIVATIONS, intField, withPrefix, type ExpectedWeight } from '../configFields.js';
 
 const P = 'transformer.';
-
-/** GPTJConfig's attribute_map lets the generic names stand in for GPT-J's own; the own name wins. */
-function intField(r: ConfigReader, own: string, generic: string, fallback: number): number {
-  return r.has(own) || !r.has(generic) ? r.int(own, fallback) : r.int(generic);
-}
 
 export function parseConfig(raw: Record<string, unknown>, source: string): DecoderConfig {
   const r = new ConfigReader(raw, source);

@@ -16,7 +16,16 @@ import { linearLayer } from '../../graph/linear.js';
 import { permutedRows, stackRows, storeRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
-import { activation, applyRope, cachedAttention, declareInputs, ropeTables, steeredHead } from '../common.js';
+import {
+  activation,
+  declareInputs,
+  layerNorm,
+  ropeAttention,
+  ropeTables,
+  splitLast,
+  steeredHead,
+  weightRows,
+} from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 import { HEAD_BIAS, headWeightName } from './config.js';
 
@@ -37,9 +46,10 @@ export function buildGptjGraph(cfg: DecoderConfig, w: WeightStore, build: GraphB
   const inp = declareInputs(g, cfg);
   const { hiddenSize: d, intermediateSize: I, numHeads: H, headDim: hd } = cfg;
   const rotaryDim = cfg.rope!.rotaryDim;
-  const { cos, sin } = ropeTables(g, cfg, inp.positionIds);
+  const rope = ropeTables(g, cfg, inp.positionIds);
   const W = (name: string) => g.weight(name, w.get(name)); // norms and biases: float32 always
-  const rows = (name: string) => () => storeRows(w, name);
+  const rows = (name: string) => weightRows(w, name);
+  const ln = (x: string, p: string) => layerNorm(g, x, W(`${p}.weight`), W(`${p}.bias`), cfg.normEps);
   const order = rotateHalfOrder(H, hd, rotaryDim);
   // y = x·Wᵀ + b for the nn.Linear at `p` (W [out, in] = shape), in the build's precision.
   const linear = (x: string, p: string, shape: [number, number]) =>
@@ -55,10 +65,7 @@ export function buildGptjGraph(cfg: DecoderConfig, w: WeightStore, build: GraphB
   let x = ends.tokens;
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `transformer.h.${i}`;
-    const h = g.op('LayerNormalization', [x, W(`${p}.ln_1.weight`), W(`${p}.ln_1.bias`)], {
-      axis: -1,
-      epsilon: cfg.normEps,
-    });
+    const h = ln(x, `${p}.ln_1`);
     // q (rows reordered), k (rows reordered), v: [d, d] each, stacked into one [3d, d] weight.
     const qkvRows = () =>
       stackRows([
@@ -67,19 +74,13 @@ export function buildGptjGraph(cfg: DecoderConfig, w: WeightStore, build: GraphB
         storeRows(w, `${p}.attn.v_proj.weight`),
       ]);
     const qkv = linearLayer(g, h, `${p}.attn.qkv.weight`, [3 * d, d], qkvRows, build);
-    const [q, k, v] = g.opN('Split', [qkv, g.constI64([d, d, d])], { axis: -1 }, { outputs: 3 });
-    const qr = applyRope(g, q, H, cos, sin, rotaryDim, hd);
-    const kr = applyRope(g, k, H, cos, sin, rotaryDim, hd);
-    const att = cachedAttention(g, cfg, i, inp, qr, kr, v);
+    const [q, k, v] = splitLast(g, qkv, [d, d, d]);
+    const att = ropeAttention(g, cfg, i, inp, rope, q, k, v);
     const attOut = linearLayer(g, att, `${p}.attn.out_proj.weight`, [d, d], rows(`${p}.attn.out_proj.weight`), build);
     const fc = linear(h, `${p}.mlp.fc_in`, [I, d]);
     const mlp = linear(activation(g, cfg.activation, fc), `${p}.mlp.fc_out`, [d, I]);
     x = g.op('Add', [g.op('Add', [x, attOut]), mlp]);
   }
-  const hidden = g.op('LayerNormalization', [x, W('transformer.ln_f.weight'), W('transformer.ln_f.bias')], {
-    axis: -1,
-    epsilon: cfg.normEps,
-  });
-  steeredHead(g, cfg, inp, hidden, ends.head, { bias: W(HEAD_BIAS) });
+  steeredHead(g, cfg, inp, ln(x, 'transformer.ln_f'), ends.head, { bias: W(HEAD_BIAS) });
   return g;
 }

@@ -16,6 +16,7 @@ import {
   embed,
   layerNorm,
   linear,
+  positions,
   toTensor,
   type Mat,
   type ReferenceOutput,
@@ -47,10 +48,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const w = (name: string) => weights.get(name); // canonical names: `transformer.` prefixed (config.ts)
   const { numHeads: H, headDim: hd } = cfg;
   const rotaryDim = cfg.rope!.rotaryDim;
-  const cs = ropeCosSin(
-    cfg,
-    ids.map((_, t) => t),
-  );
+  const cs = ropeCosSin(cfg, positions(ids));
   const rot = (m: Mat) => rotateEveryTwo(m, H, hd, rotaryDim, cs);
 
   let x = embed(w('transformer.wte.weight'), ids);

@@ -3,7 +3,17 @@
  * defaults for absent fields, and the tensors such a checkpoint must hold.
  */
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, type ExpectedWeight } from '../configFields.js';
+import {
+  ConfigReader,
+  gatedMlpWeights,
+  headDimOr,
+  kvHeads,
+  LLAMA_ACTIVATIONS,
+  llamaLayoutHead,
+  llamaLayoutWeights,
+  slidingLayerTypes,
+  type ExpectedWeight,
+} from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
 
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
@@ -16,15 +26,6 @@ const DEFAULTS: Record<LlamaType, { maxPositions: number; kvHeads?: number; bos?
   qwen2: { maxPositions: 32768, kvHeads: 32, eos: [] },
 };
 
-const ACTIVATIONS = {
-  silu: 'silu',
-  swish: 'silu',
-  gelu: 'gelu',
-  gelu_new: 'gelu_new',
-  gelu_pytorch_tanh: 'gelu_new',
-  relu: 'relu',
-} as const;
-
 export function parseConfig(raw: Record<string, unknown>, source: string): DecoderConfig {
   const r = new ConfigReader(raw, source);
   const modelType = r.str('model_type', 'llama') as LlamaType;
@@ -33,13 +34,8 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
 
   const hiddenSize = r.int('hidden_size');
   const numHeads = r.int('num_attention_heads');
-  // Absent: the class default (8 for mistral, 32 for qwen2); null: transformers falls back to the query heads.
-  const kvDefault = 'num_key_value_heads' in raw ? numHeads : (defaults.kvHeads ?? numHeads);
-  const numKvHeads = r.int('num_key_value_heads', kvDefault);
-  if (numHeads % numKvHeads !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
-  if (!r.has('head_dim') && hiddenSize % numHeads !== 0)
-    r.fail('num_attention_heads', `must divide hidden_size (${hiddenSize}) when head_dim is absent`);
-  const headDim = r.int('head_dim', hiddenSize / numHeads);
+  const numKvHeads = kvHeads(r, numHeads, defaults.kvHeads ?? numHeads); // mistral 8, qwen2 32, llama the query heads
+  const headDim = headDimOr(r, hiddenSize, numHeads);
   if (headDim % 2 !== 0) r.fail('head_dim', 'must be even for rotary embeddings');
   const maxPositionEmbeddings = r.int('max_position_embeddings', defaults.maxPositions);
   const rope = parseRope(r, 10000, maxPositionEmbeddings);
@@ -65,7 +61,7 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
     maxPositions,
     norm: 'rmsnorm',
     normEps: r.numberIn('rms_norm_eps', 0, 1, 1e-6),
-    activation: r.oneOf('hidden_act', ACTIVATIONS, 'silu'),
+    activation: r.oneOf('hidden_act', LLAMA_ACTIVATIONS, 'silu'),
     position: 'rope',
     rope: { theta: rope.theta, rotaryDim: headDim, scaling: rope.scaling },
     parallelResidual: false,
@@ -95,16 +91,9 @@ function slidingWindow(
   else if (modelType === 'qwen2' && r.bool('use_sliding_window', false)) size = r.int('sliding_window', 4096);
   if (size === undefined) return undefined;
   let layers = Array.from({ length: numLayers }, (_, i) => i);
-  if (r.has('layer_types')) {
-    const types = r.raw.layer_types;
-    if (
-      !Array.isArray(types) ||
-      types.length !== numLayers ||
-      !types.every((t) => t === 'sliding_attention' || t === 'full_attention')
-    ) {
-      r.fail('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers`);
-    }
-    layers = layers.filter((i) => types[i] === 'sliding_attention');
+  const types = slidingLayerTypes(r, numLayers);
+  if (types) {
+    layers = layers.filter((i) => types[i]);
   } else if (modelType === 'qwen2') {
     const from = r.int('max_window_layers', 28);
     layers = layers.filter((i) => i >= from);
@@ -114,11 +103,9 @@ function slidingWindow(
 
 /** Every tensor the checkpoint must hold, with its shape (HF names, nn.Linear weights [out, in]). */
 export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
-  const { vocabSize: V, hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd, intermediateSize: I } = cfg;
-  const w: ExpectedWeight[] = [{ name: 'model.embed_tokens.weight', shape: [V, d] }];
-  for (let i = 0; i < cfg.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    w.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
+  const { hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd } = cfg;
+  return llamaLayoutWeights(cfg, (p) => {
+    const w: ExpectedWeight[] = [{ name: `${p}.input_layernorm.weight`, shape: [d] }];
     w.push({ name: `${p}.self_attn.q_proj.weight`, shape: [H * hd, d] });
     w.push({ name: `${p}.self_attn.k_proj.weight`, shape: [kvH * hd, d] });
     w.push({ name: `${p}.self_attn.v_proj.weight`, shape: [kvH * hd, d] });
@@ -130,22 +117,10 @@ export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
     w.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, H * hd] });
     if (cfg.outBias) w.push({ name: `${p}.self_attn.o_proj.bias`, shape: [d] });
     w.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.mlp.gate_proj.weight`, shape: [I, d] });
-    w.push({ name: `${p}.mlp.up_proj.weight`, shape: [I, d] });
-    w.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, I] });
-    if (cfg.mlpBias) {
-      w.push({ name: `${p}.mlp.gate_proj.bias`, shape: [I] });
-      w.push({ name: `${p}.mlp.up_proj.bias`, shape: [I] });
-      w.push({ name: `${p}.mlp.down_proj.bias`, shape: [d] });
-    }
-  }
-  w.push({ name: 'model.norm.weight', shape: [d] });
-  // Tied checkpoints saved by transformers carry no lm_head.weight: the head is the token embedding.
-  if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
-  return w;
+    w.push(...gatedMlpWeights(p, cfg));
+    return w;
+  });
 }
 
 /** The LM head [V, d]: lm_head.weight, or the token embedding when tied. */
-export function headWeightName(cfg: DecoderConfig): string {
-  return cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-}
+export const headWeightName = llamaLayoutHead;

@@ -12,13 +12,13 @@ import { ropeCosSin } from '../rope.js';
 import {
   activate,
   add,
-  applyRope,
-  causalAttention,
   checkIds,
   embed,
   linear,
   mul,
+  positions,
   rmsNorm,
+  ropeAttention,
   toTensor,
   type ReferenceOutput,
 } from '../referenceOps.js';
@@ -28,12 +28,8 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   checkIds(cfg, ids);
   const w = (name: string) => weights.get(name);
   const bias = (name: string, present: boolean) => (present ? w(name) : undefined);
-  const { numHeads: H, numKvHeads: kvH, headDim: hd, normEps: eps } = cfg;
-  const rotaryDim = cfg.rope!.rotaryDim;
-  const cs = ropeCosSin(
-    cfg,
-    ids.map((_, t) => t),
-  );
+  const eps = cfg.normEps;
+  const cs = ropeCosSin(cfg, positions(ids));
 
   let x = embed(w('model.embed_tokens.weight'), ids);
   for (let i = 0; i < cfg.numLayers; i++) {
@@ -44,16 +40,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
     const q = linear(h, w(p + 'self_attn.q_proj.weight'), bias(p + 'self_attn.q_proj.bias', cfg.qkvBias));
     const k = linear(h, w(p + 'self_attn.k_proj.weight'), bias(p + 'self_attn.k_proj.bias', cfg.qkvBias));
     const v = linear(h, w(p + 'self_attn.v_proj.weight'), bias(p + 'self_attn.v_proj.bias', cfg.qkvBias));
-    const window = cfg.slidingWindow?.layers.includes(i) ? cfg.slidingWindow.size : Infinity;
-    const att = causalAttention(
-      applyRope(q, H, hd, rotaryDim, cs),
-      applyRope(k, kvH, hd, rotaryDim, cs),
-      v,
-      H,
-      kvH,
-      hd,
-      window,
-    );
+    const att = ropeAttention(cfg, i, q, k, v, cs);
     x = add(x, linear(att, w(p + 'self_attn.o_proj.weight'), bias(p + 'self_attn.o_proj.bias', cfg.outBias)));
 
     // gated MLP

@@ -9,10 +9,18 @@
 import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
 import { embeddingLookup, linearLayer } from '../../graph/linear.js';
-import { stackRows, storeRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
-import { activation, cachedAttention, concat1d, declareInputs, steeredHead } from '../common.js';
+import {
+  activation,
+  cachedAttention,
+  declareInputs,
+  qkvNames,
+  splitLast,
+  stackedBias,
+  steeredHead,
+  weightRows,
+} from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
 import { headWeightName, modelWidth, POSITION_OFFSET } from './config.js';
 
@@ -24,7 +32,7 @@ export function buildOptGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBu
   const { hiddenSize: e, intermediateSize: I } = cfg;
   const d = modelWidth(cfg);
   const W = (name: string) => g.weight(name, w.get(name)); // norms and biases: float32 always
-  const rows = (name: string) => () => storeRows(w, name);
+  const rows = (name: string) => weightRows(w, name);
   const ones = cfg.normAffine === false ? g.constF32(new Array<number>(d).fill(1), [d]) : undefined;
   // layer_norm_elementwise_affine false: gain 1, no bias.
   const layerNorm = (x: string, p: string) =>
@@ -57,13 +65,11 @@ export function buildOptGraph(cfg: DecoderConfig, w: WeightStore, build: GraphBu
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `${P}layers.${i}`;
     const a = `${p}.self_attn`;
-    const qkvRows = () => stackRows(['q', 'k', 'v'].map((n) => storeRows(w, `${a}.${n}_proj.weight`)));
-    const qkvBias = cfg.qkvBias
-      ? g.weight(`${a}.qkv.bias`, concat1d(['q', 'k', 'v'].map((n) => w.get(`${a}.${n}_proj.bias`))))
-      : undefined;
+    const qkvRows = weightRows(w, ...qkvNames(a, 'weight'));
+    const qkvBias = cfg.qkvBias ? stackedBias(g, w, `${a}.qkv.bias`, qkvNames(a, 'bias')) : undefined;
     const h = pre ? layerNorm(x, `${p}.self_attn_layer_norm`) : x;
     const qkv = linearLayer(g, h, `${a}.qkv.weight`, [3 * d, d], qkvRows, build, qkvBias); // [3d, d]
-    const [q, k, v] = g.opN('Split', [qkv, g.constI64([d, d, d])], { axis: -1 }, { outputs: 3 });
+    const [q, k, v] = splitLast(g, qkv, [d, d, d]);
     const att = cachedAttention(g, cfg, i, inp, q, k, v); // q·kᵀ/√head_dim (OPT scales q by head_dim^−½)
     x = g.op('Add', [x, linear(att, `${a}.out_proj`, [d, d], cfg.outBias)]);
     if (!pre) x = layerNorm(x, `${p}.self_attn_layer_norm`);

@@ -6,17 +6,16 @@
  * ("longrope", formerly "su") for the long-context variants.
  */
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, type ExpectedWeight } from '../configFields.js';
+import {
+  ConfigReader,
+  headDimOr,
+  kvHeads,
+  LLAMA_ACTIVATIONS,
+  llamaLayoutHead,
+  llamaLayoutWeights,
+  type ExpectedWeight,
+} from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
-
-const ACTIVATIONS = {
-  silu: 'silu',
-  swish: 'silu',
-  gelu: 'gelu',
-  gelu_new: 'gelu_new',
-  gelu_pytorch_tanh: 'gelu_new',
-  relu: 'relu',
-} as const;
 
 /** Phi3Config renames rope_scaling type "su" and "yarn" to "longrope" (both were its name for it). */
 function phi3RopeScaling(raw: Record<string, unknown>): Record<string, unknown> {
@@ -33,11 +32,8 @@ export function parseConfig(rawIn: Record<string, unknown>, source: string): Dec
   if (r.str('model_type', 'phi3') !== 'phi3') r.fail('model_type', 'must be phi3');
   const hiddenSize = r.int('hidden_size');
   const numHeads = r.int('num_attention_heads');
-  const numKvHeads = r.int('num_key_value_heads', numHeads);
-  if (numHeads % numKvHeads !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
-  if (!r.has('head_dim') && hiddenSize % numHeads !== 0)
-    r.fail('num_attention_heads', `must divide hidden_size (${hiddenSize}) when head_dim is absent`);
-  const headDim = r.int('head_dim', hiddenSize / numHeads);
+  const numKvHeads = kvHeads(r, numHeads, numHeads);
+  const headDim = headDimOr(r, hiddenSize, numHeads);
   const params = r.object('rope_parameters'); // transformers ≥ 5 keeps partial_rotary_factor there
   const partial = params?.has('partial_rotary_factor')
     ? params.numberIn('partial_rotary_factor', 0, 1, 1)
@@ -75,7 +71,7 @@ export function parseConfig(rawIn: Record<string, unknown>, source: string): Dec
     maxPositions,
     norm: 'rmsnorm',
     normEps: r.numberIn('rms_norm_eps', 0, 1, 1e-5),
-    activation: r.oneOf('hidden_act', ACTIVATIONS, 'silu'),
+    activation: r.oneOf('hidden_act', LLAMA_ACTIVATIONS, 'silu'),
     position: 'rope',
     rope: { theta: rope.theta, rotaryDim, scaling: rope.scaling },
     parallelResidual: false,
@@ -93,23 +89,16 @@ export function parseConfig(rawIn: Record<string, unknown>, source: string): Dec
 
 /** Every tensor the checkpoint must hold, with its shape (HF names, nn.Linear weights [out, in]). */
 export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
-  const { vocabSize: V, hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd, intermediateSize: I } = cfg;
-  const w: ExpectedWeight[] = [{ name: 'model.embed_tokens.weight', shape: [V, d] }];
-  for (let i = 0; i < cfg.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    w.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.self_attn.qkv_proj.weight`, shape: [(H + 2 * kvH) * hd, d] }); // rows: q, then k, then v
-    w.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, H * hd] });
-    w.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.mlp.gate_up_proj.weight`, shape: [2 * I, d] }); // rows: gate, then up
-    w.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, I] });
-  }
-  w.push({ name: 'model.norm.weight', shape: [d] });
-  if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
-  return w;
+  const { hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd, intermediateSize: I } = cfg;
+  return llamaLayoutWeights(cfg, (p) => [
+    { name: `${p}.input_layernorm.weight`, shape: [d] },
+    { name: `${p}.self_attn.qkv_proj.weight`, shape: [(H + 2 * kvH) * hd, d] }, // rows: q, then k, then v
+    { name: `${p}.self_attn.o_proj.weight`, shape: [d, H * hd] },
+    { name: `${p}.post_attention_layernorm.weight`, shape: [d] },
+    { name: `${p}.mlp.gate_up_proj.weight`, shape: [2 * I, d] }, // rows: gate, then up
+    { name: `${p}.mlp.down_proj.weight`, shape: [d, I] },
+  ]);
 }
 
 /** The LM head [V, d]: lm_head.weight, or the token embedding when tied (Phi-4-mini). */
-export function headWeightName(cfg: DecoderConfig): string {
-  return cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-}
+export const headWeightName = llamaLayoutHead;

@@ -11,16 +11,17 @@ import { GraphBuilder } from '../../graph/builder.js';
 import type { GraphBuildOptions } from '../../graph/buildOptions.js';
 import { CONTRACT } from '../../graph/contract.js';
 import { linearLayer } from '../../graph/linear.js';
-import { storeRows } from '../../graph/rowSource.js';
 import type { WeightStore } from '../../formats/weights.js';
 import type { DecoderConfig } from '../config.js';
 import {
   activation,
-  applyRope,
-  cachedAttention,
   declareInputs,
+  rmsNorm,
+  ropeAttention,
   ropeTables,
+  splitLast,
   steeredHead,
+  weightRows,
   type ContractInputs,
 } from '../common.js';
 import { vocabularyEnds } from '../embeddings.js';
@@ -50,11 +51,9 @@ export function buildPhi3Graph(cfg: DecoderConfig, w: WeightStore, build: GraphB
   const g = new GraphBuilder(cfg.modelType);
   const inp = declareInputs(g, cfg);
   const { numHeads: H, numKvHeads: kvH, headDim: hd, hiddenSize: d, intermediateSize: I, normEps: eps } = cfg;
-  const rotaryDim = cfg.rope!.rotaryDim;
-  const { cos, sin } = phi3RopeTables(g, cfg, inp);
-  const rmsnorm = (x: string, name: string) =>
-    g.op('SimplifiedLayerNormalization', [x, g.weight(name, w.get(name))], { axis: -1, epsilon: eps });
-  const rows = (name: string) => () => storeRows(w, name);
+  const rope = phi3RopeTables(g, cfg, inp);
+  const rmsnorm = (x: string, name: string) => rmsNorm(g, x, g.weight(name, w.get(name)), eps);
+  const rows = (name: string) => weightRows(w, name);
 
   const ends = vocabularyEnds(
     g,
@@ -70,16 +69,8 @@ export function buildPhi3Graph(cfg: DecoderConfig, w: WeightStore, build: GraphB
     const qkvName = `${p}.self_attn.qkv_proj.weight`; // [(H + 2·kvH)·hd, d]
     const h = rmsnorm(x, `${p}.input_layernorm.weight`);
     const qkv = linearLayer(g, h, qkvName, [(H + 2 * kvH) * hd, d], rows(qkvName), build);
-    const [q, k, v] = g.opN('Split', [qkv, g.constI64([H * hd, kvH * hd, kvH * hd])], { axis: -1 }, { outputs: 3 });
-    const att = cachedAttention(
-      g,
-      cfg,
-      i,
-      inp,
-      applyRope(g, q, H, cos, sin, rotaryDim, hd),
-      applyRope(g, k, kvH, cos, sin, rotaryDim, hd),
-      v,
-    );
+    const [q, k, v] = splitLast(g, qkv, [H * hd, kvH * hd, kvH * hd]);
+    const att = ropeAttention(g, cfg, i, inp, rope, q, k, v);
     const oName = `${p}.self_attn.o_proj.weight`; // [d, H·hd]
     x = g.op('Add', [x, linearLayer(g, att, oName, [d, H * hd], rows(oName), build)]);
 
@@ -92,7 +83,7 @@ export function buildPhi3Graph(cfg: DecoderConfig, w: WeightStore, build: GraphB
       rows(guName),
       build,
     );
-    const [gate, up] = g.opN('Split', [gu, g.constI64([I, I])], { axis: -1 }, { outputs: 2 });
+    const [gate, up] = splitLast(g, gu, [I, I]);
     const act = g.op('Mul', [up, activation(g, cfg.activation, gate)]);
     const downName = `${p}.mlp.down_proj.weight`; // [d, I]
     x = g.op('Add', [x, linearLayer(g, act, downName, [d, I], rows(downName), build)]);

@@ -13,14 +13,14 @@ import { ropeCosSin } from '../rope.js';
 import {
   activate,
   add,
-  applyRope,
-  causalAttention,
   checkIds,
   cols,
   embed,
   linear,
   mul,
+  positions,
   rmsNorm,
+  ropeAttention,
   toTensor,
   type ReferenceOutput,
 } from '../referenceOps.js';
@@ -30,11 +30,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   checkIds(cfg, ids);
   const w = (name: string) => weights.get(name);
   const { numHeads: H, numKvHeads: kvH, headDim: hd, normEps: eps, intermediateSize: I } = cfg;
-  const rotaryDim = cfg.rope!.rotaryDim;
-  const cs = ropeCosSin(
-    cfg,
-    ids.map((_, t) => t),
-  );
+  const cs = ropeCosSin(cfg, positions(ids));
 
   let x = embed(w('model.embed_tokens.weight'), ids);
   for (let i = 0; i < cfg.numLayers; i++) {
@@ -45,16 +41,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
     const q = cols(qkv, 0, H * hd);
     const k = cols(qkv, H * hd, kvH * hd);
     const v = cols(qkv, (H + kvH) * hd, kvH * hd);
-    const window = cfg.slidingWindow?.layers.includes(i) ? cfg.slidingWindow.size : Infinity;
-    const att = causalAttention(
-      applyRope(q, H, hd, rotaryDim, cs),
-      applyRope(k, kvH, hd, rotaryDim, cs),
-      v,
-      H,
-      kvH,
-      hd,
-      window,
-    );
+    const att = ropeAttention(cfg, i, q, k, v, cs);
     x = add(x, linear(att, w(p + 'self_attn.o_proj.weight')));
 
     // MLP from the fused projection: columns [gate | up], up · act(gate)

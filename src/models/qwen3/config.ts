@@ -4,17 +4,18 @@
  * head (q_norm, k_norm, before RoPE); q/k/v/o biases only with attention_bias (off in every released model).
  */
 import type { DecoderConfig } from '../config.js';
-import { ConfigReader, type ExpectedWeight } from '../configFields.js';
+import {
+  ConfigReader,
+  gatedMlpWeights,
+  kvHeads,
+  LLAMA_ACTIVATIONS,
+  llamaLayoutHead,
+  llamaLayoutWeights,
+  qkvoWeights,
+  slidingLayerTypes,
+  type ExpectedWeight,
+} from '../configFields.js';
 import { parseRope, ropeMaxPositions } from '../rope.js';
-
-const ACTIVATIONS = {
-  silu: 'silu',
-  swish: 'silu',
-  gelu: 'gelu',
-  gelu_new: 'gelu_new',
-  gelu_pytorch_tanh: 'gelu_new',
-  relu: 'relu',
-} as const;
 
 /**
  * Sliding-window layers as Qwen3Config decides them: none unless use_sliding_window; then the layers from
@@ -24,16 +25,9 @@ function slidingWindow(r: ConfigReader, numLayers: number): { size: number; laye
   if (!r.bool('use_sliding_window', false)) return undefined;
   const size = r.int('sliding_window', 4096);
   let layers = Array.from({ length: numLayers }, (_, i) => i);
-  if (r.has('layer_types')) {
-    const types = r.raw.layer_types;
-    if (
-      !Array.isArray(types) ||
-      types.length !== numLayers ||
-      !types.every((t) => t === 'sliding_attention' || t === 'full_attention')
-    ) {
-      r.fail('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers`);
-    }
-    layers = layers.filter((i) => types[i] === 'sliding_attention');
+  const types = slidingLayerTypes(r, numLayers);
+  if (types) {
+    layers = layers.filter((i) => types[i]);
   } else {
     const from = r.int('max_window_layers', 28);
     layers = layers.filter((i) => i >= from);
@@ -46,8 +40,7 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
   if (r.str('model_type', 'qwen3') !== 'qwen3') r.fail('model_type', 'must be qwen3');
   const hiddenSize = r.int('hidden_size');
   const numHeads = r.int('num_attention_heads');
-  const numKvHeads = r.int('num_key_value_heads', 'num_key_value_heads' in raw ? numHeads : 32);
-  if (numHeads % numKvHeads !== 0) r.fail('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
+  const numKvHeads = kvHeads(r, numHeads, 32);
   // Qwen3Config's head_dim defaults to 128, not hidden_size / heads; null falls back to the quotient.
   const headDim = 'head_dim' in raw && !r.has('head_dim') ? hiddenSize / numHeads : r.int('head_dim', 128);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0)
@@ -71,7 +64,7 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
     maxPositions,
     norm: 'rmsnorm',
     normEps: r.numberIn('rms_norm_eps', 0, 1, 1e-6),
-    activation: r.oneOf('hidden_act', ACTIVATIONS, 'silu'),
+    activation: r.oneOf('hidden_act', LLAMA_ACTIVATIONS, 'silu'),
     position: 'rope',
     rope: { theta: rope.theta, rotaryDim: headDim, scaling: rope.scaling },
     parallelResidual: false,
@@ -87,34 +80,16 @@ export function parseConfig(raw: Record<string, unknown>, source: string): Decod
 
 /** Every tensor the checkpoint must hold, with its shape (HF names, nn.Linear weights [out, in]). */
 export function expectedWeights(cfg: DecoderConfig): ExpectedWeight[] {
-  const { vocabSize: V, hiddenSize: d, numHeads: H, numKvHeads: kvH, headDim: hd, intermediateSize: I } = cfg;
-  const w: ExpectedWeight[] = [{ name: 'model.embed_tokens.weight', shape: [V, d] }];
-  for (let i = 0; i < cfg.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    w.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.self_attn.q_proj.weight`, shape: [H * hd, d] });
-    w.push({ name: `${p}.self_attn.k_proj.weight`, shape: [kvH * hd, d] });
-    w.push({ name: `${p}.self_attn.v_proj.weight`, shape: [kvH * hd, d] });
-    w.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, H * hd] });
-    if (cfg.qkvBias) {
-      w.push({ name: `${p}.self_attn.q_proj.bias`, shape: [H * hd] });
-      w.push({ name: `${p}.self_attn.k_proj.bias`, shape: [kvH * hd] });
-      w.push({ name: `${p}.self_attn.v_proj.bias`, shape: [kvH * hd] });
-      w.push({ name: `${p}.self_attn.o_proj.bias`, shape: [d] });
-    }
-    w.push({ name: `${p}.self_attn.q_norm.weight`, shape: [hd] });
-    w.push({ name: `${p}.self_attn.k_norm.weight`, shape: [hd] });
-    w.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
-    w.push({ name: `${p}.mlp.gate_proj.weight`, shape: [I, d] });
-    w.push({ name: `${p}.mlp.up_proj.weight`, shape: [I, d] });
-    w.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, I] });
-  }
-  w.push({ name: 'model.norm.weight', shape: [d] });
-  if (!cfg.tiedEmbeddings) w.push({ name: 'lm_head.weight', shape: [V, d] });
-  return w;
+  const { hiddenSize: d, headDim: hd } = cfg;
+  return llamaLayoutWeights(cfg, (p) => [
+    { name: `${p}.input_layernorm.weight`, shape: [d] },
+    ...qkvoWeights(p, cfg),
+    { name: `${p}.self_attn.q_norm.weight`, shape: [hd] },
+    { name: `${p}.self_attn.k_norm.weight`, shape: [hd] },
+    { name: `${p}.post_attention_layernorm.weight`, shape: [d] },
+    ...gatedMlpWeights(p, cfg),
+  ]);
 }
 
 /** The LM head [V, d]: lm_head.weight, or the token embedding when tied (Qwen3 ≤ 4B). */
-export function headWeightName(cfg: DecoderConfig): string {
-  return cfg.tiedEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-}
+export const headWeightName = llamaLayoutHead;

@@ -12,14 +12,14 @@ import { ropeCosSin } from '../rope.js';
 import {
   activate,
   add,
-  applyRope,
-  causalAttention,
   checkIds,
   embed,
   headRmsNorm,
   linear,
   mul,
+  positions,
   rmsNorm,
+  ropeAttention,
   toTensor,
   type ReferenceOutput,
 } from '../referenceOps.js';
@@ -30,10 +30,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
   const w = (name: string) => weights.get(name);
   const bias = (name: string) => (cfg.qkvBias ? w(name) : undefined);
   const { numHeads: H, numKvHeads: kvH, headDim: hd, normEps: eps } = cfg;
-  const cs = ropeCosSin(
-    cfg,
-    ids.map((_, t) => t),
-  );
+  const cs = ropeCosSin(cfg, positions(ids));
 
   let x = embed(w('model.embed_tokens.weight'), ids);
   for (let i = 0; i < cfg.numLayers; i++) {
@@ -46,8 +43,7 @@ export function referenceForward(cfg: DecoderConfig, weights: WeightStore, ids: 
     const v = linear(h, w(p + 'self_attn.v_proj.weight'), bias(p + 'self_attn.v_proj.bias'));
     const qn = headRmsNorm(q, H, hd, w(p + 'self_attn.q_norm.weight'), eps);
     const kn = headRmsNorm(k, kvH, hd, w(p + 'self_attn.k_norm.weight'), eps);
-    const window = cfg.slidingWindow?.layers.includes(i) ? cfg.slidingWindow.size : Infinity;
-    const att = causalAttention(applyRope(qn, H, hd, hd, cs), applyRope(kn, kvH, hd, hd, cs), v, H, kvH, hd, window);
+    const att = ropeAttention(cfg, i, qn, kn, v, cs);
     x = add(x, linear(att, w(p + 'self_attn.o_proj.weight'), bias(p + 'self_attn.o_proj.bias')));
 
     // SwiGLU MLP
