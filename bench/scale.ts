@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--heads fp32,q8]
- *                         [--gguf F16,Q8_0,Q4_0] [--parity]`
+ *                         [--gguf F16,Q8_0,Q4_0] [--parity] [--skip-batch25]`
  * lmsteer at real sizes: a script-made bf16 checkpoint of the exact shape (bench/scaleModels.ts), loaded cold (graph
  * built into an empty cache) and warm, then prefill and greedy decode at batch 1 and 25; node-llama-cpp on GGUFs of
  * the same weights (bench/gguf.ts) beside it. Each dtype runs with each LM head precision of --heads. Every measure runs in its own process (bench/scaleWorker.ts), so
@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     heads: { type: 'string', default: 'fp32,q8' },
     gguf: { type: 'string', default: 'F16,Q8_0,Q4_0' },
     parity: { type: 'boolean', default: false },
+    // The 8B shape's batch-25 prefill (2 × 25 × 128 tokens) alone takes ~10 minutes on 2 cores.
+    'skip-batch25': { type: 'boolean', default: false },
   },
 });
 
@@ -89,6 +91,8 @@ function main(): void {
   const load0 = loadavg();
   const failures: Record<string, string> = {};
   const results: Record<string, MeasureResult> = {};
+  // scaleWorker reads it (each measure is its own process, with this environment).
+  if (args['skip-batch25']) process.env.LMSTEER_SCALE_SKIP_BATCH25 = '1';
   const peerErr = ggufTypes.length || args.parity ? ensurePeer() : undefined;
   if (peerErr) console.error(`note: ${peerErr}; llama.cpp measures skipped`);
 
