@@ -28,6 +28,9 @@ export interface EngineOptions {
   steer?: SteerDirections;
 }
 
+/** New tokens a joining row gets cache room for up front (more grows the cache as it goes). */
+const RESERVE_AHEAD = 256;
+
 interface Active {
   row: Row;
   /** Tokens in this row's cache. */
@@ -81,6 +84,11 @@ export class BatchEngine {
         throw new Error(`internal: a row's steer scale has ${r.scale.length} values for K = ${this.K}`);
       }
     }
+    // Room for the joining rows' run now (up to RESERVE_AHEAD new tokens), so the cache seldom grows — reallocates
+    // and copies every slot's keys/values — in the middle of decoding; bounded, as a request's max_tokens may be
+    // far more than it will use.
+    const ahead = (r: Row) => r.prompt.length + Math.min(r.stop.maxNewTokens, RESERVE_AHEAD);
+    this.slots.reserve(Math.min(this.maxLength, Math.max(...rows.map(ahead))));
     const first = this.active.length;
     const slotOf = rows.map((_, i) => first + i);
     rows.forEach((r, i) => this.slots.setScale(slotOf[i]!, r.scale));

@@ -391,7 +391,9 @@ export async function generate(
   // the order does not change any output.
   const queue = [...rows].sort((a, b) => a.prompt.length - b.prompt.length || a.index - b.index);
   if (signal?.aborted) throw cancelled(signal, 0);
-  const engine = new BatchEngine(decoder, { maxRows: o.maxBatch ?? DEFAULT_MAX_BATCH, steer: o.steer });
+  // No more slots than rows: every slot's KV cache is allocated (and zero-filled) at each capacity it grows to.
+  const maxRows = Math.min(o.maxBatch ?? DEFAULT_MAX_BATCH, rows.length);
+  const engine = new BatchEngine(decoder, { maxRows, steer: o.steer });
   let steps = 0;
   try {
     while (queue.length > 0 || engine.size > 0) {
