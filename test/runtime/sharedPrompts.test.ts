@@ -143,3 +143,33 @@ for (const [name, open] of DECODERS) {
     }
   });
 }
+
+test('generate() opens no more KV slots than it has rows, and reserves a row’s room before decoding', async () => {
+  // Every slot's cache is allocated and zero-filled at each capacity it grows to: generate() once opened
+  // `maxBatch` (32) slots for one row and stalled 0.7–1.6 s at its first decode step (docs/PERFORMANCE.md).
+  const dec = await ortDecoder('llama');
+  const opened: { rows: number; capacities: number[] }[] = [];
+  const open = dec.openSlots.bind(dec);
+  dec.openSlots = (opts) => {
+    const slots = open(opts);
+    const seen = { rows: opts.rows, capacities: [] as number[] };
+    opened.push(seen);
+    const extend = slots.extend.bind(slots);
+    slots.extend = (first, tokens, lengths) => {
+      seen.capacities.push(slots.capacity);
+      return extend(first, tokens, lengths);
+    };
+    return slots;
+  };
+  const tok = new FakeTokenizer();
+  const prompt = { ids: Array.from({ length: 70 }, (_, i) => 1 + (i % 9)) };
+  await generate(dec, tok, [{ prompt, maxNewTokens: 20 }], { stopAtEos: false });
+  await generate(dec, tok, [{ prompt, numSamples: 3, maxNewTokens: 4 }], { stopAtEos: false, maxBatch: 8 });
+  assert.deepEqual(
+    opened.map((o) => o.rows),
+    [1, 3],
+  );
+  // 70 + 20 positions reserved at the join: every decode step runs at one capacity (the cache never grew mid-run).
+  assert.equal(new Set(opened[0]!.capacities).size, 1, `capacities ${opened[0]!.capacities}`);
+  assert.ok(opened[0]!.capacities[0]! >= 90);
+});
