@@ -27,7 +27,7 @@ import { decodeRun } from './decodeRun.js';
 import type { Tensor } from '../src/util/tensor.js';
 import { vocabFromTokenizerJson, writeLlamaGguf, type LlamaGgufConfig } from './gguf.js';
 import { decodeRows, encodeRows, type GgmlType } from './ggmlTypes.js';
-import { importPeer, peerVersion } from './peer.js';
+import { llamaCppGreedy, openLlamaCpp, peerVersion } from './peer.js';
 import { writeCheckpointFolder, type SpecialToken } from './scaleModels.js';
 import { THREADS, type MeasureResult } from './settings.js';
 import { now, peakRssMiB, rssMiB, single, summarize, type Summary } from './stats.js';
@@ -137,49 +137,13 @@ async function measureLmsteer(
   };
 }
 
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-
-async function openLlama(gguf: string, contextSize: number) {
-  const lib: NodeLlamaCpp = await importPeer();
-  const llama = await lib.getLlama({
-    gpu: false,
-    build: 'never',
-    logLevel: lib.LlamaLogLevel.error,
-    maxThreads: THREADS,
-  });
-  const t0 = now();
-  const model = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
-  const context = await model.createContext({ contextSize, batchSize: 512, threads: THREADS, sequences: 1 });
-  return { llama, model, context, loadMs: now() - t0 };
-}
-
-// untyped: see bench/peer-types.d.ts
-type LlamaSequence = any; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function llamaGreedy(seq: LlamaSequence, prompt: number[], steps: number, windows: number) {
-  await seq.clearHistory();
-  const it = seq.evaluate(prompt as never[], { temperature: 0, yieldEogToken: true });
-  const t0 = now();
-  const first = await it.next();
-  const prefillMs = now() - t0;
-  const tokens: number[] = [first.value as number];
-  const windowMs: number[] = [];
-  for (let w = 0; w < windows; w++) {
-    const t = now();
-    for (let s = 0; s < steps; s++) tokens.push((await it.next()).value as number);
-    windowMs.push(now() - t);
-  }
-  await it.return();
-  return { prefillMs, windowMs, tokens };
-}
-
 async function measureLlamaCpp(gguf: string): Promise<MeasureResult> {
   const { promptTokens: T, windowSteps: S, windows: W } = SCALE_SETTINGS;
-  const { llama, model, context, loadMs } = await openLlama(gguf, 512);
+  const { llama, model, context, loadMs } = await openLlamaCpp(gguf, 512);
   const loaded = rssMiB();
   const seq = context.getSequence();
-  await llamaGreedy(seq, promptIds(16, 1000, 9), 2, 1);
-  const r = await llamaGreedy(seq, promptIds(T, PROMPT_ID_LIMIT, 1), S, W);
+  await llamaCppGreedy(seq, promptIds(16, 1000, 9), 2, 1);
+  const r = await llamaCppGreedy(seq, promptIds(T, PROMPT_ID_LIMIT, 1), S, W);
   const release = llama.llamaCppRelease.release;
   await context.dispose();
   await model.dispose();
@@ -318,10 +282,10 @@ async function measureParity(): Promise<MeasureResult> {
           vocab,
           type,
         );
-        const { model, context } = await openLlama(gguf, 256);
+        const { model, context } = await openLlamaCpp(gguf, 256);
         const seq = context.getSequence();
         const theirs: number[][] = [];
-        for (const prompt of prompts) theirs.push((await llamaGreedy(seq, prompt, N - 1, 1)).tokens);
+        for (const prompt of prompts) theirs.push((await llamaCppGreedy(seq, prompt, N - 1, 1)).tokens);
         await context.dispose();
         await model.dispose();
         metrics[`m${i}_${type}_greedy_equal`] = single(agree(ours, theirs), `of ${PROMPTS * N}`);

@@ -5,7 +5,7 @@
  * bench/run.ts starts these; each can also be run alone to look at one number.
  */
 import '../src/util/ortTelemetryOff.js';
-import { importPeer, peerVersion } from './peer.js';
+import { llamaCppGreedy, openLlamaCpp, peerVersion } from './peer.js';
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -575,64 +575,18 @@ async function measureProfile(): Promise<MeasureResult> {
 // ---------------------------------------------------------------------------------------------------------
 // llama.cpp (node-llama-cpp) on the same weights
 
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-
-async function openLlama(contextSize: number) {
-  let lib: NodeLlamaCpp;
-  try {
-    lib = await importPeer();
-  } catch (e) {
-    throw new Error(`node-llama-cpp is not installed: ${(e as Error).message}`);
-  }
-  const llama = await lib.getLlama({
-    gpu: false,
-    build: 'never',
-    logLevel: lib.LlamaLogLevel.error,
-    maxThreads: THREADS,
-  });
-  const t0 = now();
-  const model = await llama.loadModel({ modelPath: benchPaths().gguf, gpuLayers: 0 });
-  const context = await model.createContext({ contextSize, batchSize: 512, threads: THREADS, sequences: 1 });
-  return { lib, llama, model, context, loadMs: now() - t0 };
-}
-
-// untyped: see bench/peer-types.d.ts
-type LlamaSequence = any; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-/** llama.cpp's counterpart of decodeRun: prefill `prompt`, then timed windows of greedy steps. */
-async function llamaRun(
-  seq: LlamaSequence,
-  prompt: number[],
-  steps: number,
-  windows: number,
-): Promise<{ prefillMs: number; windowMs: number[] }> {
-  await seq.clearHistory();
-  const it = seq.evaluate(prompt as never[], { temperature: 0, yieldEogToken: true });
-  const t0 = now();
-  await it.next(); // prefill + first token
-  const prefillMs = now() - t0;
-  const windowMs: number[] = [];
-  for (let w = 0; w < windows; w++) {
-    const t = now();
-    for (let s = 0; s < steps; s++) await it.next();
-    windowMs.push(now() - t);
-  }
-  await it.return();
-  return { prefillMs, windowMs };
-}
-
 async function measureLlamaCpp(): Promise<MeasureResult> {
-  const { llama, model, context, loadMs } = await openLlama(1024);
+  const { llama, model, context, loadMs } = await openLlamaCpp(benchPaths().gguf, 1024);
   const loaded = rssMiB();
   const tokDir = sharedTokenizerDir();
   const tok = tokDir ? HfTokenizer.fromDir(tokDir) : undefined;
   const { promptTokens: T, windowSteps: S, b1Runs, b1Windows } = SETTINGS;
   const seq = context.getSequence();
-  await llamaRun(seq, promptRow(tok, 16, 0), 4, 1);
+  await llamaCppGreedy(seq, promptRow(tok, 16, 0), 4, 1);
   const prefill: number[] = [];
   const decode: number[] = [];
   for (let r = 0; r < b1Runs; r++) {
-    const res = await llamaRun(seq, promptRow(tok, T, r), S, b1Windows);
+    const res = await llamaCppGreedy(seq, promptRow(tok, T, r), S, b1Windows);
     prefill.push((T / res.prefillMs) * 1000);
     for (const ms of res.windowMs) decode.push((S / ms) * 1000);
   }
@@ -676,12 +630,12 @@ async function measureLlamaCpp(): Promise<MeasureResult> {
  */
 async function measureVersus(): Promise<MeasureResult> {
   const m = await loadLmsteer();
-  const { llama, model, context } = await openLlama(1024);
+  const { llama, model, context } = await openLlamaCpp(benchPaths().gguf, 1024);
   const seq = context.getSequence();
   const { promptTokens: T, windowSteps: S, b1Windows } = SETTINGS;
   const pairs = 4;
   await warmup(m.decoder, m.tokenizer, 1);
-  await llamaRun(seq, promptRow(m.tokenizer, 16, 0), 4, 1);
+  await llamaCppGreedy(seq, promptRow(m.tokenizer, 16, 0), 4, 1);
   const ours = { prefill: [] as number[], decode: [] as number[] };
   const theirs = { prefill: [] as number[], decode: [] as number[] };
   const decodeRatio: number[] = [];
@@ -690,7 +644,7 @@ async function measureVersus(): Promise<MeasureResult> {
   for (let r = 0; r < pairs; r++) {
     const prompt = promptRow(m.tokenizer, T, r);
     const a = await decodeRun(m.decoder, [prompt], S, b1Windows);
-    const b = await llamaRun(seq, prompt, S, b1Windows);
+    const b = await llamaCppGreedy(seq, prompt, S, b1Windows);
     const ad = a.windowMs.map((ms) => (S / ms) * 1000);
     const bd = b.windowMs.map((ms) => (S / ms) * 1000);
     ours.prefill.push((T / a.prefillMs) * 1000);
@@ -730,7 +684,7 @@ async function measureVersus(): Promise<MeasureResult> {
 /** Same weights, same answers? lmsteer and llama.cpp on one short prompt: next-token distribution + greedy run. */
 async function measureParity(): Promise<MeasureResult> {
   const m = await loadLmsteer();
-  const { model, context } = await openLlama(256);
+  const { model, context } = await openLlamaCpp(benchPaths().gguf, 256);
   const notes: string[] = [];
   const prompt = m.tokenizer
     ? m.tokenizer.encode('The quick brown fox jumps over the lazy dog because', { addSpecialTokens: false })
