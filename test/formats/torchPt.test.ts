@@ -15,7 +15,7 @@ import { f16ToF32, f32ToF16 } from '../../src/formats/halfFloat.js';
 import { BASE_SLOT, type BaseModelInfo } from '../../src/steer/steer.js';
 import type { Tensor } from '../../src/util/tensor.js';
 import { sharedPath, skipUnlessShared } from '../helpers/shared.js';
-import { Pickle, torchSave, type TensorSpec } from '../helpers/torchSave.js';
+import { Pickle, smallTensorSpec, torchSave, type TensorSpec } from '../helpers/torchSave.js';
 
 const PT = ['steers', 'reference-format', 'stories260K-sample.pt'];
 const EXPECTED = ['steers', 'reference-format', 'stories260K-sample.expected.safetensors'];
@@ -212,26 +212,17 @@ test(
       (e: E) => e.code === 'NOT_FOUND',
     );
     // data.pkl refers to data/0 and data/1; drop data/1.
-    const spec = (key: string): TensorSpec => ({
-      key,
-      storage: 'FloatStorage',
-      numel: 4,
-      offset: 0,
-      size: [1, 2, 2],
-      stride: [4, 2, 1],
-      parameter: false,
-    });
-    const zip = torchSave(ARGS, [spec('0'), spec('1')], { '0': new Uint8Array(16) });
+    const zip = torchSave(ARGS, [smallTensorSpec('0'), smallTensorSpec('1')], { '0': new Uint8Array(16) });
     assert.throws(
       () => loadTorchBytes(zip, 'partial.pt'),
       (e: E) => e.code === 'BAD_FILE' && /data\/1 is missing/.test(e.message),
     );
     // A storage too small for the tensor's view.
-    const big = { ...spec('1'), size: [1, 2, 3], stride: [6, 3, 1] };
+    const big = { ...smallTensorSpec('1'), size: [1, 2, 3], stride: [6, 3, 1] };
     assert.throws(
       () =>
         loadTorchBytes(
-          torchSave(ARGS, [spec('0'), big], { '0': new Uint8Array(16), '1': new Uint8Array(16) }),
+          torchSave(ARGS, [smallTensorSpec('0'), big], { '0': new Uint8Array(16), '1': new Uint8Array(16) }),
           'small.pt',
         ),
       /reads past its storage|more elements than its storage/,
@@ -264,21 +255,11 @@ test(
 
 // ---- hostile files: nothing is allocated from an unchecked size ----
 
-const small = (key: string, over: Partial<TensorSpec> = {}): TensorSpec => ({
-  key,
-  storage: 'FloatStorage',
-  numel: 4,
-  offset: 0,
-  size: [1, 2, 2],
-  stride: [4, 2, 1],
-  parameter: false,
-  ...over,
-});
 const data4 = () => ({ '0': new Uint8Array(16), '1': new Uint8Array(16) });
 
 test('zip entries the pickle does not reference are never inflated', () => {
   // An extra entry whose deflate stream is invalid: inflating it would fail, so loading proves it was skipped.
-  const base = torchSave(ARGS, [small('0'), small('1')], data4());
+  const base = torchSave(ARGS, [smallTensorSpec('0'), smallTensorSpec('1')], data4());
   const files: Record<string, Uint8Array> = unzipSync(base);
   files['archive/data/junk'] = new Uint8Array(4096).fill(7);
   const zip = zipSync(files, { level: 6 });
@@ -291,7 +272,10 @@ test('zip entries the pickle does not reference are never inflated', () => {
 });
 
 test('a referenced storage that inflates beyond what its tensors need is refused before inflating', () => {
-  const zip = torchSave(ARGS, [small('0'), small('1')], { '0': new Uint8Array(1 << 20), '1': new Uint8Array(16) });
+  const zip = torchSave(ARGS, [smallTensorSpec('0'), smallTensorSpec('1')], {
+    '0': new Uint8Array(1 << 20),
+    '1': new Uint8Array(16),
+  });
   const deflated = zipSync(unzipSync(zip), { level: 6 }); // 1 MiB of zeros → ~1 KB
   assert.throws(
     () => loadTorchBytes(deflated, 'bomb.pt'),
@@ -300,7 +284,7 @@ test('a referenced storage that inflates beyond what its tensors need is refused
 });
 
 test('too many zip entries, or storages bigger than the budget, are refused', () => {
-  const zip = torchSave(ARGS, [small('0'), small('1')], data4());
+  const zip = torchSave(ARGS, [smallTensorSpec('0'), smallTensorSpec('1')], data4());
   const saved = PT_LIMITS.entries;
   PT_LIMITS.entries = 4; // the file has 5
   try {
@@ -311,7 +295,7 @@ test('too many zip entries, or storages bigger than the budget, are refused', ()
   } finally {
     PT_LIMITS.entries = saved;
   }
-  const huge = torchSave(ARGS, [small('0', { numel: 1_000_000_000 }), small('1')], data4());
+  const huge = torchSave(ARGS, [smallTensorSpec('0', { numel: 1_000_000_000 }), smallTensorSpec('1')], data4());
   assert.throws(
     () => loadTorchBytes(huge, 'huge.pt'),
     (e: E) => e.code === 'BAD_FILE' && /need more than/.test(e.message),
@@ -326,7 +310,7 @@ test('stride-0 views, negative offsets and astronomic sizes are refused before a
     ['negstride', { stride: [4, -2, 1] }, /malformed/],
   ];
   for (const [name, over, re] of cases) {
-    const zip = torchSave(ARGS, [small('0', over), small('1')], data4());
+    const zip = torchSave(ARGS, [smallTensorSpec('0', over), smallTensorSpec('1')], data4());
     assert.throws(
       () => loadTorchBytes(zip, `${name}.pt`),
       (e: E) => e.code === 'BAD_FILE' && re.test(e.message),

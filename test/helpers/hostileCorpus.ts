@@ -28,7 +28,7 @@ import { intOption, parseValues } from '../../src/cli/options.js';
 import { tensor } from '../../src/util/tensor.js';
 import { randomSteer } from '../steer/randomSteer.js';
 import { sharedPath } from './shared.js';
-import { torchSave, type TensorSpec } from './torchSave.js';
+import { smallTensorSpec, torchSave, type TensorSpec } from './torchSave.js';
 
 export interface HostileCase {
   /** The item number (1–12). */
@@ -92,19 +92,13 @@ function l2cV1(dir: string, seqLen: number): string {
   return join(dir, 'model.bin');
 }
 
-const spec = (key: string, over: Partial<TensorSpec> = {}): TensorSpec => ({
-  key,
-  storage: 'FloatStorage',
-  numel: 4,
-  offset: 0,
-  size: [1, 2, 2],
-  stride: [4, 2, 1],
-  parameter: false,
-  ...over,
-});
 const ptArgs = { epsilon: 0.001, adaptor_class: 'multiply' };
 const pt = (over: Partial<TensorSpec>, data: Record<string, Uint8Array> = {}) =>
-  torchSave(ptArgs, [spec('0', over), spec('1')], { '0': new Uint8Array(16), '1': new Uint8Array(16), ...data });
+  torchSave(ptArgs, [smallTensorSpec('0', over), smallTensorSpec('1')], {
+    '0': new Uint8Array(16),
+    '1': new Uint8Array(16),
+    ...data,
+  });
 
 /** A llama2.c tokenizer.bin: max_token_length, then (score, length, bytes) per token. */
 function tokenizerBin(pieces: string[]): Buffer {

@@ -51,6 +51,20 @@ export interface TensorSpec {
   parameter: boolean;
 }
 
+/** A float32 [1, 2, 2] tensor stored under `key` (4 values from offset 0), changed by `over`. */
+export function smallTensorSpec(key: string, over: Partial<TensorSpec> = {}): TensorSpec {
+  return {
+    key,
+    storage: 'FloatStorage',
+    numel: 4,
+    offset: 0,
+    size: [1, 2, 2],
+    stride: [4, 2, 1],
+    parameter: false,
+    ...over,
+  };
+}
+
 export function writeTensor(p: Pickle, t: TensorSpec, stack: boolean): void {
   if (t.parameter) p.global('torch._utils', '_rebuild_parameter', stack).raw(0x28);
   p.global('torch._utils', '_rebuild_tensor_v2', stack).raw(0x28);
