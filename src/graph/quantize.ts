@@ -179,8 +179,3 @@ export function dequantize(q: NBitsMatrix): Float32Array {
   }
   return out;
 }
-
-/** Bytes the op's three tensors take (what a graph cache holds for this weight). */
-export function nbitsBytes(q: NBitsMatrix): number {
-  return q.b.byteLength + q.scales.byteLength + (q.zeroPoints?.byteLength ?? 0);
-}

@@ -272,16 +272,10 @@ export function activation(g: GraphBuilder, kind: DecoderConfig['activation'], x
   }
 }
 
-/** x·W (+ b) with W already [in, out]. */
-export function linear(g: GraphBuilder, x: string, w: string, b?: string): string {
-  const y = g.op('MatMul', [x, w]);
-  return b ? g.op('Add', [y, b]) : y;
-}
-
 /**
  * The end of every decoder: emits `hidden` (final normed state, unsteered), then at each row's
  * `logits_index` positions applies the packed steer h' = h + ((h·P1)⊙scale)·P2ᵀ (docs/ARCHITECTURE.md) and
- * the LM head logits = h'·Eᵀ. `head` is Eᵀ [d, V] (a float32 initializer name) or an LmHead (src/graph/linear.ts):
+ * the LM head logits = h'·Eᵀ. `head` is an LmHead (src/graph/linear.ts, from vocabularyEnds):
  *   fp32  logits = (h + Δh)·Eᵀ: MatMul over [in, out] reads it ~3× faster than Gemm with transB at batch 1
  *         (measured: 4.6 vs 15.6 ms for GPT-2's head, bench in docs/PERFORMANCE.md)
  *   q8    logits = head(h) + head(Δh), h and Δh as two rows of one MatMulNBits: with int8 activations a head over
