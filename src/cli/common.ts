@@ -52,7 +52,7 @@ export function addPrecisionFlags(cmd: Command): Command {
     )
     .option(
       '--head <dtype>',
-      `LM head: ${HEAD_DTYPES.join(' | ')} (default fp32, the exact steer; q8 is smaller and faster, the steering effect within ~1%)`,
+      `LM head: ${HEAD_DTYPES.join(' | ')} (default: fp32 for an fp32 body, the exact steer; q8 for q8 / q4 bodies: smaller and faster, the steering effect within ~1%)`,
       (v: string) => parseHeadDType(v),
     )
     .option('--verbose', 'print how the model loaded: graph built (cold) or cached (warm), times, peak memory');

@@ -2,8 +2,8 @@
  * How a decoder graph stores its weights, chosen once per model load (`--dtype`), and what each choice means
  * for the MatMulNBits weights (src/graph/quantize.ts, src/graph/nbitsOps.ts). The choices below were picked by
  * measurement: docs/PERFORMANCE.md "Quantization" (bench/quantProbe.ts) has the numbers and the reasons.
- * `fp32` is the exact reference path. The steer (h, its product, the head's steering term) is fp32 whatever
- * the dtype.
+ * `fp32` is the exact reference path. The steer (h and its product) is fp32 whatever the dtype; the head's
+ * steering term is exact with the float32 head and within ~1% with the 8-bit one (HeadDType).
  */
 import { LmSteerError } from '../util/errors.js';
 import type { NBitsOpOptions } from './nbitsOps.js';
@@ -12,18 +12,30 @@ export const WEIGHT_DTYPES = ['fp32', 'q8', 'q4'] as const;
 export type WeightDType = (typeof WEIGHT_DTYPES)[number];
 
 /**
- * The LM head's precision, apart from the body's: fp32 by default in every dtype, so the steer is exact. `q8` is
- * opt-in: an 8-bit head fed the hidden state h and the steering term Δh as two rows (logits = head(h) + head(Δh)),
- * which keeps the steering effect within ~1% of fp32's (an 8-bit head over h + Δh loses a third of it: int8
- * activations round h and h + Δh on the same coarse scale; docs/PERFORMANCE.md "The LM head and the steer").
+ * The LM head's precision, apart from the body's. `q8`: an 8-bit head fed the hidden state h and the steering term
+ * Δh as two rows (logits = head(h) + head(Δh)), which keeps the steering effect within ~1% of the exact steer's (an
+ * 8-bit head over h + Δh loses a third of it: int8 activations round h and h + Δh on the same coarse scale;
+ * docs/PERFORMANCE.md "The LM head and the steer"). A 4-bit head would lose ~10% of it, so there is none.
+ * What a model load picks when not told: defaultHead.
  */
 export const HEAD_DTYPES = ['fp32', 'q8'] as const;
 export type HeadDType = (typeof HEAD_DTYPES)[number];
 
 export interface GraphBuildOptions {
   dtype: WeightDType;
-  /** Default fp32. */
+  /** Absent: fp32 (a graph is built as told; loadModel always says which, defaultHead when the user did not). */
   head?: HeadDType;
+}
+
+/**
+ * The head a model load uses when not told: the body's precision where that is a head precision. fp32 keeps
+ * the exact path exact; a quantized body gets the 8-bit head, because a float32 head would be most of the
+ * bytes each decode step reads (Qwen2.5-0.5B: 545 MB against a 0.40 GB q8 body) and its exactness is lost in
+ * the body's own rounding anyway (measured, docs/PERFORMANCE.md "Real sizes": the steering effect of a q8
+ * body is within 1–2.4% of fp32's, the 8-bit head adds 0.6–0.8%). `--head fp32` keeps a float32 head.
+ */
+export function defaultHead(dtype: WeightDType): HeadDType {
+  return dtype === 'fp32' ? 'fp32' : 'q8';
 }
 
 export const FP32_BUILD: GraphBuildOptions = { dtype: 'fp32' };

@@ -17,7 +17,13 @@ import { loadWeights, locateModel, type LocalModel } from '../formats/modelFiles
 import { chooseOnnxFile, openOnnxExport } from '../formats/onnxExport.js';
 import { rejectPreQuantized } from '../formats/preQuantized.js';
 import { MapWeightStore, type WeightStore } from '../formats/weights.js';
-import { describeBuild, type GraphBuildOptions, type HeadDType, type WeightDType } from '../graph/buildOptions.js';
+import {
+  defaultHead,
+  describeBuild,
+  type GraphBuildOptions,
+  type HeadDType,
+  type WeightDType,
+} from '../graph/buildOptions.js';
 import type { DecoderConfig } from '../models/config.js';
 import {
   canonicalWeights,
@@ -53,7 +59,7 @@ export interface LoadedModel {
   generationConfig?: Record<string, unknown>;
   /** The precision lmsteer built the decoder in; undefined for an ONNX export (it runs as exported). */
   build?: GraphBuildOptions;
-  /** Why `build` is what it is, when lmsteer chose it (no dtype was asked for): one line for the user. */
+  /** Why `build` is what it is, when lmsteer chose it (no dtype, or a quantized one without a head): one line. */
   buildNote?: string;
   /** E [V, d], the LM head matrix. */
   outputEmbeddings(): Tensor;
@@ -71,7 +77,7 @@ export interface LoadModelOptions extends Omit<SessionOptions, 'build'> {
   hub?: HubDownloadOptions;
   /** The decoder's weight precision; default: defaultBuild's choice (told in LoadedModel.buildNote). */
   dtype?: WeightDType;
-  /** The LM head's precision; default fp32 (the exact steer). */
+  /** The LM head's precision; default: the body's where it can be (defaultHead: fp32 → fp32, q8 / q4 → q8). */
   head?: HeadDType;
 }
 
@@ -82,13 +88,35 @@ export interface LoadModelOptions extends Omit<SessionOptions, 'build'> {
  */
 export const FP32_MEMORY_FRACTION = 0.25;
 
-/** The default build for `params` weight values on a machine of `memBytes`: fp32 if they fit easily, else q8. */
+/**
+ * The 8-bit weights may take this part of memory for q8 to be the default over q4. A q8 session peaks at
+ * 1.3–1.6× its graph's bytes (prepacked blocks, the mapped lookup table, the tokenizer: docs/PERFORMANCE.md), so
+ * 40% keeps it under two thirds of the memory. Llama-3.1-8B (9 GB in q8) gets q8 on 24 GB and q4 on 16 GB.
+ */
+export const Q8_MEMORY_FRACTION = 0.4;
+
+/** Bytes a weight value takes in each dtype: 8- or 4-bit codes plus a float32 scale per block of 32. */
+const BYTES_PER_VALUE: Record<WeightDType, number> = { fp32: 4, q8: 1 + 4 / 32, q4: 0.5 + 4 / 32 };
+
+/**
+ * The default build for `params` weight values on a machine of `memBytes`: fp32 if they fit easily, else q8 if
+ * that fits, else q4; the head follows (defaultHead). `why` says which limit decided.
+ */
 export function defaultBuild(params: number, memBytes: number = totalmem()): { build: GraphBuildOptions; why: string } {
-  const fp32 = 4 * params;
-  const limit = `${Math.round(FP32_MEMORY_FRACTION * 100)}% of this machine's ${formatBinaryBytes(memBytes)}`;
-  return fp32 <= FP32_MEMORY_FRACTION * memBytes
-    ? { build: { dtype: 'fp32' }, why: `its float32 weights (${formatBinaryBytes(fp32)}) fit in ${limit}` }
-    : { build: { dtype: 'q8' }, why: `its float32 weights (${formatBinaryBytes(fp32)}) would take more than ${limit}` };
+  const bytes = (dtype: WeightDType) => formatBinaryBytes(BYTES_PER_VALUE[dtype] * params);
+  const share = (fraction: number) => `${Math.round(fraction * 100)}% of this machine's ${formatBinaryBytes(memBytes)}`;
+  const build = (dtype: WeightDType): GraphBuildOptions => ({ dtype, head: defaultHead(dtype) });
+  if (BYTES_PER_VALUE.fp32 * params <= FP32_MEMORY_FRACTION * memBytes)
+    return {
+      build: build('fp32'),
+      why: `its float32 weights (${bytes('fp32')}) fit in ${share(FP32_MEMORY_FRACTION)}`,
+    };
+  const fp32Over = `its float32 weights (${bytes('fp32')}) would take more than ${share(FP32_MEMORY_FRACTION)}`;
+  if (BYTES_PER_VALUE.q8 * params <= Q8_MEMORY_FRACTION * memBytes) return { build: build('q8'), why: fp32Over };
+  return {
+    build: build('q4'),
+    why: `${fp32Over}, its 8-bit weights (${bytes('q8')}) more than ${share(Q8_MEMORY_FRACTION)}`,
+  };
 }
 
 /** Values in the checkpoint's tensors (shapes only, nothing read). */
@@ -125,7 +153,8 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
     const weights = canonicalWeights(cfg, files.weights);
     checkWeights(cfg, weights);
     const chosen = opts.dtype === undefined ? defaultBuild(parameterCount(weights)) : undefined;
-    const build: GraphBuildOptions = { dtype: opts.dtype ?? chosen!.build.dtype, head: opts.head ?? 'fp32' };
+    const dtype = opts.dtype ?? chosen!.build.dtype;
+    const build: GraphBuildOptions = { dtype, head: opts.head ?? defaultHead(dtype) };
     const tokenizer =
       local.kind === 'llama2c'
         ? loadTokenizer({ kind: 'llama2c', tokenizerPath: local.tokenizerPath, vocabSize: cfg.vocabSize })
@@ -141,7 +170,11 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
       weights,
       generationConfig: files.generationConfig,
       build,
-      buildNote: chosen && `weights in ${describeBuild(build)}: ${chosen.why} (--dtype fp32 | q8 | q4 to choose)`,
+      buildNote: chosen
+        ? `weights in ${describeBuild(build)}: ${chosen.why} (--dtype fp32 | q8 | q4 and --head fp32 | q8 to choose)`
+        : opts.head === undefined && build.head !== 'fp32'
+          ? `LM head in ${build.head}, the default for a ${build.dtype} body: the steering effect within ~1% (--head fp32 for the exact float32 head)`
+          : undefined,
       outputEmbeddings: () => (E ??= outputEmbeddings(cfg, weights)),
       outputBias: () => outputBias(cfg, weights),
       fingerprint: lazyFingerprint(() => outputEmbeddings(cfg, weights)),

@@ -51,13 +51,38 @@ function cachedInitializers(cacheDir: string): Map<string, { type: number; dims:
 
 const FLOAT = 1;
 
-test('the default precision: fp32 when the float32 weights take ≤ 25% of memory, else q8, with the reason', () => {
+test('the default precision: fp32 when the float32 weights take ≤ 25% of memory, else q8 if ≤ 40%, else q4', () => {
   const small = defaultBuild(250e6, 16 * 2 ** 30); // 1 GB of float32 in 16 GiB
-  assert.deepEqual(small.build, { dtype: 'fp32' });
+  assert.deepEqual(small.build, { dtype: 'fp32', head: 'fp32' });
   assert.match(small.why, /float32 weights \(954 MiB\) fit in 25% of this machine's 16\.0 GiB/);
-  const big = defaultBuild(8e9, 16 * 2 ** 30); // Llama-3.1-8B: 32 GB of float32
-  assert.deepEqual(big.build, { dtype: 'q8' });
-  assert.match(big.why, /would take more than 25%/);
+  const big = defaultBuild(8e9, 24 * 2 ** 30); // Llama-3.1-8B on 24 GiB: 32 GB of float32, 9 GB in q8
+  assert.deepEqual(big.build, { dtype: 'q8', head: 'q8' }, 'a quantized body gets the 8-bit head');
+  assert.match(big.why, /would take more than 25% of this machine's 24\.0 GiB$/);
+  const bigger = defaultBuild(8e9, 16 * 2 ** 30); // the same on 16 GiB: q8 would take 52%
+  assert.deepEqual(bigger.build, { dtype: 'q4', head: 'q8' });
+  assert.match(bigger.why, /its 8-bit weights \(8\.4 GiB\) more than 40% of this machine's 16\.0 GiB/);
+  // The limits themselves: just under and just over each.
+  const G = 2 ** 30;
+  assert.equal(defaultBuild(G, 16 * G).build.dtype, 'fp32');
+  assert.equal(defaultBuild(G + 1, 16 * G).build.dtype, 'q8');
+  assert.equal(defaultBuild((0.4 * 16 * G) / 1.125, 16 * G).build.dtype, 'q8');
+  assert.equal(defaultBuild((0.4 * 16 * G) / 1.125 + 1, 16 * G).build.dtype, 'q4');
+});
+
+test('loadModel: a quantized dtype without --head gets the 8-bit head, and says so; --head fp32 keeps float32', async () => {
+  const dir = tinyFolder('llama');
+  const cacheDir = join(root, 'cache-h');
+  const q = await loadModel(dir, { cacheDir, threads: 1, dtype: 'q4' });
+  assert.deepEqual(q.build, { dtype: 'q4', head: 'q8' });
+  assert.match(
+    q.buildNote ?? '',
+    /^LM head in q8, the default for a q4 body: .*--head fp32 for the exact float32 head/,
+  );
+  q.close();
+  const f = await loadModel(dir, { cacheDir, threads: 1, dtype: 'q8', head: 'fp32' });
+  assert.deepEqual(f.build, { dtype: 'q8', head: 'fp32' });
+  assert.equal(f.buildNote, undefined, 'nothing chosen, nothing told');
+  f.close();
 });
 
 test('loadModel({ dtype, head }): the build asked for, no default note; without: the default and its note', async () => {
@@ -73,7 +98,10 @@ test('loadModel({ dtype, head }): the build asked for, no default note; without:
   q.close();
   const d = await loadModel(dir, { cacheDir, threads: 1 });
   assert.deepEqual(d.build, { dtype: 'fp32', head: 'fp32' });
-  assert.match(d.buildNote ?? '', /^weights in fp32: its float32 weights .* \(--dtype fp32 \| q8 \| q4 to choose\)$/);
+  assert.match(
+    d.buildNote ?? '',
+    /^weights in fp32: its float32 weights .* \(--dtype fp32 \| q8 \| q4 and --head fp32 \| q8 to choose\)$/,
+  );
   assert.equal((await d.decoder.forward([ids])).logits.shape[2], 64);
   // Hidden states depend on the body's dtype, not on the head's: the training cache is keyed so.
   assert.notEqual(extractionFingerprint({ ...d, tokenizer }), fq);
@@ -91,7 +119,7 @@ test('the graph cache holds the build: q8 body blocks, fp32 head Eᵀ only; with
     [...inits].filter(([, i]) => i.type === FLOAT && isE(i)).map(([name]) => name);
 
   const cacheA = join(root, 'cache-b');
-  (await loadModel(dir, { cacheDir: cacheA, threads: 1, dtype: 'q8' })).close();
+  (await loadModel(dir, { cacheDir: cacheA, threads: 1, dtype: 'q8', head: 'fp32' })).close();
   const a = cachedInitializers(cacheA);
   assert.deepEqual(floatsE(a), ['lm_head.weight_t'], 'the float32 head is the only float32 E');
   assert.deepEqual(a.get('lm_head.weight_t')?.dims, [d, V]);

@@ -1,7 +1,8 @@
 /**
  * stories260K (the embedded trained model) in q8 and q4 against fp32: top-1 agreement over 200 positions of a
  * story, greedy text, and the shipped sentiment steer (steers/stories260K-sentiment) in q8 — it must still move
- * VADER the right way, by about as much as in fp32.
+ * VADER the right way, by about as much as in fp32. q8 and q4 are what a model load gives for them: the 8-bit
+ * head included (defaultHead).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
