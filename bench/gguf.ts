@@ -400,7 +400,9 @@ export function llama3RopeFactors(cfg: LlamaGgufConfig): Float32Array {
  * (llama.cpp LLM_ARCH_LLAMA / LLM_ARCH_QWEN2, as convert_hf_to_gguf.py writes them):
  *   token_embd [V, d]; blk.N.attn_norm, attn_q / attn_k / attn_v (+ .bias for qwen2), attn_output, ffn_norm,
  *   ffn_gate, ffn_up, ffn_down; output_norm; output [V, d] unless tied (llama.cpp then reuses token_embd).
- * `rows(name)` gives an HF tensor's rows on demand, so a multi-GB checkpoint streams through.
+ * `rows(name)` gives an HF tensor's rows on demand, so a multi-GB checkpoint streams through. `headType` is the LM
+ * head's type (`output`, or `token_embd` when tied), as llama-quantize's --output-tensor-type /
+ * --token-embedding-type set it: Q4_0 with a Q8_0 head is lmsteer q4's precision (its LM head is 8-bit).
  */
 export function writeLlamaGguf(
   path: string,
@@ -410,6 +412,7 @@ export function writeLlamaGguf(
   vocab: GgufVocab,
   type: GgmlType,
   name = 'lmsteer-bench-llama',
+  headType: GgmlType = type,
 ): void {
   const arch = cfg.model_type;
   const hd = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
@@ -442,14 +445,16 @@ export function writeLlamaGguf(
   const { hidden_size: d, vocab_size: V, intermediate_size: I } = cfg;
   const H = cfg.num_attention_heads;
   const kvH = cfg.num_key_value_heads;
-  const matrix = (gguf: string, hf: string, shape: number[], src = rows(hf)): GgufTensor => ({
+  const matrix = (gguf: string, hf: string, shape: number[], src = rows(hf), t = type): GgufTensor => ({
     name: gguf,
     shape,
-    type,
+    type: t,
     rows: src,
   });
   const vector = (gguf: string, hf: string, n: number): GgufTensor => ({ name: gguf, shape: [n], data: () => vec(hf) });
-  const tensors: GgufTensor[] = [matrix('token_embd.weight', 'model.embed_tokens.weight', [V, d])];
+  const tied = cfg.tie_word_embeddings;
+  const embedding = rows('model.embed_tokens.weight');
+  const tensors: GgufTensor[] = [matrix('token_embd.weight', '', [V, d], embedding, tied ? headType : type)];
   if (arch === 'llama' && cfg.rope_scaling?.rope_type === 'llama3')
     tensors.push({ name: 'rope_freqs.weight', shape: [hd / 2], data: () => llama3RopeFactors(cfg) });
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
@@ -478,6 +483,6 @@ export function writeLlamaGguf(
     );
   }
   tensors.push(vector('output_norm.weight', 'model.norm.weight', d));
-  if (!cfg.tie_word_embeddings) tensors.push(matrix('output.weight', 'lm_head.weight', [V, d]));
+  if (!tied) tensors.push(matrix('output.weight', 'lm_head.weight', [V, d], rows('lm_head.weight'), headType));
   writeGguf(path, md, tensors);
 }

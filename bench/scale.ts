@@ -1,10 +1,13 @@
 /**
  * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--heads fp32,q8]
- *                         [--gguf F16,Q8_0,Q4_0] [--parity] [--skip-batch25]`
+ *                         [--gguf F16,Q8_0,Q4_0,Q4_0/Q8_0] [--parity] [--skip-batch25] [--rounds N]`
  * lmsteer at real sizes: a script-made bf16 checkpoint of the exact shape (bench/scaleModels.ts), loaded cold (graph
  * built into an empty cache) and warm, then prefill and greedy decode at batch 1 and 25; node-llama-cpp on GGUFs of
- * the same weights (bench/gguf.ts) beside it. Each dtype runs with each LM head precision of --heads. Every measure runs in its own process (bench/scaleWorker.ts), so
- * peak RSS is its own. `--parity` first runs the GGUF writer's check on tiny models. Prints a table; writes
+ * the same weights (bench/gguf.ts) beside it. Each dtype runs with each LM head precision of --heads. A GGUF type
+ * `BODY/HEAD` gives the LM head its own type (Q4_0/Q8_0: lmsteer q4's precision, whose head is 8-bit). Every
+ * measure runs in its own process (bench/scaleWorker.ts), so peak RSS is its own. `--rounds N` runs every warm
+ * measure (lmsteer's and llama.cpp's) N times, alternating engines, and pools their windows: on a shared machine
+ * the speed drifts by ±15% over minutes, so one run of each in sequence can put either engine ahead. `--parity` first runs the GGUF writer's check on tiny models. Prints a table; writes
  * bench/results/scale-<shape>-<timestamp>.json. Never asserts a time.
  */
 import { spawnSync } from 'node:child_process';
@@ -17,11 +20,12 @@ import { openSafetensorsModel } from '../src/formats/safetensors.js';
 import { HEAD_DTYPES, WEIGHT_DTYPES, type HeadDType, type WeightDType } from '../src/graph/buildOptions.js';
 import { storeRows } from '../src/graph/rowSource.js';
 import { vocabFromTokenizerJson, writeLlamaGguf, type LlamaGgufConfig } from './gguf.js';
-import type { GgmlType } from './ggmlTypes.js';
+import { GGML_TYPES, type GgmlType } from './ggmlTypes.js';
 import { ensurePeer } from './peer.js';
 import { makeScaleModel } from './scaleModels.js';
 import { SCALE_SHAPE_NAMES, SCALE_SHAPES, type ScaleShape } from './scaleShapes.js';
 import { THREADS, type MeasureResult } from './settings.js';
+import { summarize, type Summary } from './stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..');
@@ -31,12 +35,41 @@ const { values: args } = parseArgs({
     shape: { type: 'string', default: 'qwen2.5-0.5b' },
     dtypes: { type: 'string', default: 'fp32,q8,q4' },
     heads: { type: 'string', default: 'fp32,q8' },
-    gguf: { type: 'string', default: 'F16,Q8_0,Q4_0' },
+    gguf: { type: 'string', default: 'F16,Q8_0,Q4_0,Q4_0/Q8_0' },
     parity: { type: 'boolean', default: false },
     // The 8B shape's batch-25 prefill (2 × 25 × 128 tokens) alone takes ~10 minutes on 2 cores.
     'skip-batch25': { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '1' },
   },
 });
+
+/** A --gguf entry: `Q4_0` (every matrix), or `Q4_0/Q8_0` (the LM head its own type); undefined if unknown. */
+interface GgufSpec {
+  body: GgmlType;
+  head: GgmlType;
+  /** The row name after "llama.cpp ". */
+  key: string;
+}
+function parseGgufSpec(text: string): GgufSpec | undefined {
+  const [body, head = body, extra] = text.split('/') as GgmlType[];
+  if (extra !== undefined || !(body in GGML_TYPES) || !(head in GGML_TYPES)) return undefined;
+  return { body, head, key: head === body ? body : `${body} + ${head} head` };
+}
+
+/** `a` and `b` as one measure: each metric's samples together, the higher memory readings, both runs' notes. */
+function pooled(a: MeasureResult | undefined, b: MeasureResult): MeasureResult {
+  if (!a) return b;
+  const metrics: Record<string, Summary> = { ...a.metrics };
+  for (const [k, m] of Object.entries(b.metrics))
+    metrics[k] = metrics[k] ? summarize([...metrics[k].samples, ...m.samples], m.unit) : m;
+  return {
+    ...a,
+    metrics,
+    peakRssMiB: Math.max(a.peakRssMiB, b.peakRssMiB),
+    loadedRssMiB: Math.max(a.loadedRssMiB ?? 0, b.loadedRssMiB ?? 0) || undefined,
+    notes: [...a.notes, ...b.notes],
+  };
+}
 
 /** Run one scaleWorker measure: `argv` then the result path then `after`. */
 function child(argv: string[], after: string[] = []): { result?: MeasureResult; error?: string } {
@@ -68,12 +101,22 @@ const range = (r: MeasureResult | undefined, m: string) => {
 
 function main(): void {
   const shape = args.shape as ScaleShape;
+  const rounds = Number(args.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) {
+    console.error(`--rounds ${args.rounds}: expected a whole number from 1 to 20`);
+    process.exit(2);
+  }
   if (!SCALE_SHAPE_NAMES.includes(shape)) {
     console.error(`unknown --shape ${shape}; known: ${SCALE_SHAPE_NAMES.join(', ')}`);
     process.exit(2);
   }
   const dtypes = args.dtypes.split(',') as WeightDType[];
-  const ggufTypes = args.gguf ? (args.gguf.split(',') as GgmlType[]) : [];
+  const ggufSpecs = args.gguf ? args.gguf.split(',').map(parseGgufSpec) : [];
+  if (ggufSpecs.some((g) => !g)) {
+    console.error(`unknown --gguf ${args.gguf}; types ${Object.keys(GGML_TYPES).join(', ')}, or BODY/HEAD`);
+    process.exit(2);
+  }
+  const ggufTypes = ggufSpecs as GgufSpec[];
   const heads = args.heads.split(',') as HeadDType[];
   const bad = dtypes.filter((d) => !WEIGHT_DTYPES.includes(d));
   const badHeads = heads.filter((h) => !HEAD_DTYPES.includes(h));
@@ -111,15 +154,15 @@ function main(): void {
   const modelBytes = statSync(paths.safetensors).size;
   process.stderr.write(`${paths.dir}\n`);
 
-  const ggufs = new Map<GgmlType, string>();
+  const ggufs = new Map<string, string>();
   if (!peerErr && ggufTypes.length) {
     const cfg = SCALE_SHAPES[shape] as unknown as LlamaGgufConfig & { bos_token_id: number; eos_token_id: number };
     const store = openSafetensorsModel(paths.dir);
     const vocab = vocabFromTokenizerJson(JSON.parse(readFileSync(paths.tokenizer, 'utf8')), cfg.vocab_size);
     vocab.bosId = cfg.bos_token_id;
     vocab.eosId = cfg.eos_token_id;
-    for (const type of ggufTypes) {
-      const file = join(paths.dir, `model-${type}.gguf`);
+    for (const { body, head, key } of ggufTypes) {
+      const file = join(paths.dir, `model-${body}${head === body ? '' : `-head${head}`}.gguf`);
       if (!existsSync(file)) {
         process.stderr.write(`writing ${file} … `);
         t = Date.now();
@@ -129,35 +172,57 @@ function main(): void {
           (n) => storeRows(store, n),
           (n) => store.get(n).data,
           vocab,
-          type,
+          body,
           `lmsteer-bench-${shape}`,
+          head,
         );
-        prepare[`write_gguf_${type}_s`] = (Date.now() - t) / 1000;
+        prepare[`write_gguf_${key}_s`] = (Date.now() - t) / 1000;
         process.stderr.write('done\n');
       }
-      ggufs.set(type, file);
+      ggufs.set(key, file);
     }
     store.close();
   }
 
   const cacheRoot = join(paths.dir, 'lmsteer-cache');
+  /** Each measure's result per round (index = round), for the per-round ratios. */
+  const byRound: Record<string, MeasureResult[]> = {};
   const run = (key: string, argv: string[], after: string[] = []) => {
-    process.stderr.write(`${key} … `);
+    process.stderr.write(`${key}${rounds > 1 ? ` (round ${(byRound[key]?.length ?? 0) + 1})` : ''} … `);
     const t0 = Date.now();
     const r = child(argv, after);
-    if (r.result) results[key] = r.result;
-    else failures[key] = r.error!;
+    if (r.result) {
+      results[key] = pooled(results[key], r.result);
+      (byRound[key] ??= []).push(r.result);
+    } else failures[key] = r.error!;
     process.stderr.write(r.result ? `${((Date.now() - t0) / 1000).toFixed(0)} s\n` : `FAILED\n${r.error}\n`);
   };
-  for (const { dtype, head, key } of builds) {
-    const cache = join(cacheRoot, `${dtype}-${head}`);
+  const cacheOf = (dtype: WeightDType, head: HeadDType) => join(cacheRoot, `${dtype}-${head}`);
+  const cold = ({ dtype, head, key }: (typeof builds)[number]) => {
+    const cache = cacheOf(dtype, head);
     rmSync(cache, { recursive: true, force: true }); // a true cold load: the graph is built
     mkdirSync(cache, { recursive: true });
     run(`${key} cold`, ['lmsteer', paths.dir, dtype, head, cache], ['--load-only']);
-    if (results[`${key} cold`]) run(key, ['lmsteer', paths.dir, dtype, head, cache]);
-    rmSync(cache, { recursive: true, force: true }); // the next build's disk
+  };
+  const warm = ({ dtype, head, key }: (typeof builds)[number]) => {
+    if (results[`${key} cold`]) run(key, ['lmsteer', paths.dir, dtype, head, cacheOf(dtype, head)]);
+  };
+  if (rounds === 1) {
+    // One cache on disk at a time (the 8B shape's take 5–20 GB each).
+    for (const b of builds) {
+      cold(b);
+      warm(b);
+      rmSync(cacheOf(b.dtype, b.head), { recursive: true, force: true });
+    }
+    for (const [type, file] of ggufs) run(`llama.cpp ${type}`, ['llamacpp', file]);
+  } else {
+    for (const b of builds) cold(b);
+    for (let r = 0; r < rounds; r++) {
+      for (const b of builds) warm(b);
+      for (const [type, file] of ggufs) run(`llama.cpp ${type}`, ['llamacpp', file]);
+    }
+    for (const b of builds) rmSync(cacheOf(b.dtype, b.head), { recursive: true, force: true });
   }
-  for (const [type, file] of ggufs) run(`llama.cpp ${type}`, ['llamacpp', file]);
 
   // The table: one row per engine/precision.
   const rows: string[][] = [
@@ -200,14 +265,25 @@ function main(): void {
     ]);
   }
   const ratios: Record<string, number> = {};
-  const ratio = (name: string, a?: number, b?: number) => {
-    if (a !== undefined && b !== undefined) ratios[name] = a / b;
+  /** With --rounds: each round's ratio of medians, to show how far one round can be from another. */
+  const roundRatios: Record<string, number[]> = {};
+  const ratio = (name: string, a: string, b: string) => {
+    const [x, y] = [b1(a), b1(b)];
+    if (x === undefined || y === undefined) return;
+    ratios[name] = x / y;
+    if (rounds > 1)
+      roundRatios[name] = (byRound[a] ?? []).map(
+        (r, i) => (med(r, 'decode_b1_tok_s') ?? NaN) / (med(byRound[b]?.[i], 'decode_b1_tok_s') ?? NaN),
+      );
   };
   const b1 = (k: string) => med(results[k], 'decode_b1_tok_s');
-  const peer: Record<WeightDType, string> = { fp32: 'llama.cpp F16', q8: 'llama.cpp Q8_0', q4: 'llama.cpp Q4_0' };
-  for (const { dtype, key } of builds) {
-    if (dtype !== 'fp32') ratio(`${key} / lmsteer fp32, decode b1`, b1(key), b1('lmsteer fp32'));
-    ratio(`${key} / ${peer[dtype]}, decode b1`, b1(key), b1(peer[dtype]));
+  // Each build against llama.cpp at the body's precision, and, where written, at the body's and the head's both.
+  const peer: Record<WeightDType, GgmlType> = { fp32: 'F16', q8: 'Q8_0', q4: 'Q4_0' };
+  const headPeer: Record<HeadDType, GgmlType> = { fp32: 'F32', q8: 'Q8_0' };
+  for (const { dtype, head, key } of builds) {
+    if (dtype !== 'fp32') ratio(`${key} / lmsteer fp32, decode b1`, key, 'lmsteer fp32');
+    const same = [`llama.cpp ${peer[dtype]}`, `llama.cpp ${peer[dtype]} + ${headPeer[head]} head`];
+    for (const p of same) ratio(`${key} / ${p}, decode b1`, key, p);
   }
 
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -216,7 +292,10 @@ function main(): void {
     `\n${shape}: bf16 checkpoint ${(modelBytes / 2 ** 20).toFixed(0)} MiB, ${THREADS} threads, ${cpus()[0]?.model}`,
   );
   console.log([line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n'));
-  for (const [k, v] of Object.entries(ratios)) console.log(`  ${k}: ${v.toFixed(2)}`);
+  for (const [k, v] of Object.entries(ratios))
+    console.log(
+      `  ${k}: ${v.toFixed(2)}${roundRatios[k] ? ` (rounds: ${roundRatios[k].map((x) => x.toFixed(2)).join(', ')})` : ''}`,
+    );
   if (results.parity)
     for (const [k, m] of Object.entries(results.parity.metrics)) console.log(`  [parity] ${k}: ${m.median} ${m.unit}`);
   for (const [k, r] of Object.entries(results))
@@ -238,7 +317,9 @@ function main(): void {
         builds,
         model: { dir: paths.dir, bf16Bytes: modelBytes, prepare },
         results,
+        rounds,
         ratios,
+        roundRatios,
         failures,
       },
       null,

@@ -235,8 +235,8 @@ const TINY: {
 
 /**
  * The GGUF writer's check: on tiny random models, llama.cpp's greedy tokens from F32 and F16 GGUFs equal lmsteer's
- * fp32 greedy tokens; for Q8_0 / Q4_0 (which change the weights) they equal lmsteer fp32's on the weights ggml's
- * block layout decodes from the written bytes.
+ * fp32 greedy tokens; for Q8_0 / Q4_0 / Q4_0 with a Q8_0 head (which change the weights) they equal lmsteer fp32's
+ * on the weights ggml's block layout decodes from the written bytes.
  */
 async function measureParity(): Promise<MeasureResult> {
   const root = mkdtempSync(join(tmpdir(), 'lmsteer-parity-'));
@@ -272,7 +272,17 @@ async function measureParity(): Promise<MeasureResult> {
       vocab.eosId = tiny.config.eos_token_id as number;
       const distinct = new Set(ours.flat()).size;
       notes.push(`${tiny.name}: lmsteer fp32 ${JSON.stringify(ours)} (${distinct} distinct tokens)`);
-      for (const type of ['F32', 'F16', 'Q8_0', 'Q4_0'] as GgmlType[]) {
+      // [body, LM head]: Q4_0 with a Q8_0 head checks the head's own type, tied (token_embd) and untied (output).
+      const kinds: [GgmlType, GgmlType][] = [
+        ['F32', 'F32'],
+        ['F16', 'F16'],
+        ['Q8_0', 'Q8_0'],
+        ['Q4_0', 'Q4_0'],
+        ['Q4_0', 'Q8_0'],
+      ];
+      const headName = tiny.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+      for (const [body, head] of kinds) {
+        const type = body === head ? body : `${body}-head${head}`;
         const gguf = join(dir, `model-${type}.gguf`);
         writeLlamaGguf(
           gguf,
@@ -280,7 +290,9 @@ async function measureParity(): Promise<MeasureResult> {
           (n) => storeRows(store, n),
           (n) => store.get(n).data,
           vocab,
-          type,
+          body,
+          undefined,
+          head,
         );
         const { model, context } = await openLlamaCpp(gguf, 256);
         const seq = context.getSequence();
@@ -290,7 +302,7 @@ async function measureParity(): Promise<MeasureResult> {
         await model.dispose();
         metrics[`m${i}_${type}_greedy_equal`] = single(agree(ours, theirs), `of ${PROMPTS * N}`);
         notes.push(`  llama.cpp ${type}: ${JSON.stringify(theirs)}`);
-        if (type === 'Q8_0' || type === 'Q4_0') {
+        if (body === 'Q8_0' || body === 'Q4_0') {
           // The block format's proof: lmsteer fp32 on the weights ggml's layout decodes from our bytes must give
           // llama.cpp's tokens (a wrong scale or nibble order would make llama.cpp read other weights).
           const deqDir = join(root, `m${i}-${type}`);
@@ -299,8 +311,8 @@ async function measureParity(): Promise<MeasureResult> {
           const tensors: Record<string, Tensor<'float32'>> = {};
           for (const n of store.names()) {
             const t = store.get(n);
-            tensors[n] =
-              t.shape.length === 2 ? { ...t, data: decodeRows(encodeRows(t.data, t.shape[1], type), type) } : t;
+            const q = n === headName ? head : body;
+            tensors[n] = t.shape.length === 2 ? { ...t, data: decodeRows(encodeRows(t.data, t.shape[1], q), q) } : t;
           }
           writeSafetensors(join(deqDir, 'model.safetensors'), tensors);
           const deq = await greedy(deqDir);
