@@ -188,7 +188,8 @@ function main(): void {
   /** Each measure's result per round (index = round), for the per-round ratios. */
   const byRound: Record<string, MeasureResult[]> = {};
   const run = (key: string, argv: string[], after: string[] = []) => {
-    process.stderr.write(`${key}${rounds > 1 ? ` (round ${(byRound[key]?.length ?? 0) + 1})` : ''} … `);
+    const round = rounds > 1 && !key.endsWith(' cold') ? ` (round ${(byRound[key]?.length ?? 0) + 1})` : '';
+    process.stderr.write(`${key}${round} … `);
     const t0 = Date.now();
     const r = child(argv, after);
     if (r.result) {

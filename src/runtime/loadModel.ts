@@ -1,12 +1,12 @@
 /**
  * `--model SPEC` → a ready model: files located (local path, or downloaded from the hub into the HF cache),
- * config parsed and checked against the weights, tokenizer loaded, decoder graph built (or taken from the
- * graph cache) and an ORT session opened. An existing ONNX export (optimum / transformers.js: a .onnx file, or a
+ * config parsed and checked against the weights, decoder graph built (or taken from the graph cache) and an ORT
+ * session opened, then the tokenizer loaded. An existing ONNX export (optimum / transformers.js: a .onnx file, or a
  * folder with config.json + tokenizer.json and .onnx files but no safetensors) runs as exported, its LM head
  * rewritten to take the steer (src/formats/onnxExport.ts, src/runtime/onnxExportDecoder.ts).
  *
  * The decoder's weight precision (`dtype`, `head`: src/graph/buildOptions.ts) is chosen once per load; without one,
- * defaultBuild picks fp32 when the float32 weights take a small part of this machine's memory, else q8.
+ * defaultBuild picks fp32 when the float32 weights take a small part of this machine's memory, else q8, else q4.
  */
 import { existsSync } from 'node:fs';
 import { totalmem } from 'node:os';
@@ -33,6 +33,7 @@ import {
   parseDecoderConfig,
 } from '../models/registry.js';
 import { embeddingFingerprint } from '../steer/steer.js';
+import { tokenizerJsonIn } from '../tokenizer/hfTokenizer.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { formatBinaryBytes } from '../util/bytes.js';
@@ -155,12 +156,23 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
     const chosen = opts.dtype === undefined ? defaultBuild(parameterCount(weights)) : undefined;
     const dtype = opts.dtype ?? chosen!.build.dtype;
     const build: GraphBuildOptions = { dtype, head: opts.head ?? defaultHead(dtype) };
-    const tokenizer =
-      local.kind === 'llama2c'
-        ? loadTokenizer({ kind: 'llama2c', tokenizerPath: local.tokenizerPath, vocabSize: cfg.vocabSize })
-        : loadTokenizer({ kind: 'hf', dir: local.dir });
-    checkTokenizerFits(spec, tokenizer, cfg);
+    // The session before the tokenizer: ORT's session creation is the load's high-water mark (it prepacks weights
+    // while their mapped pages are resident), and a large tokenizer's parse left in the heap adds to it (Qwen's
+    // 151936 tokens: 1045 → 927 MiB peak, docs/PERFORMANCE.md). A missing tokenizer.json is still found first; a
+    // malformed one after a cold build, which the graph cache keeps.
+    if (local.kind === 'hf') tokenizerJsonIn(local.dir);
     const decoder = new OrtDecoder(await createDecoderSession(cfg, weights, { ...opts, build }), cfg);
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer =
+        local.kind === 'llama2c'
+          ? loadTokenizer({ kind: 'llama2c', tokenizerPath: local.tokenizerPath, vocabSize: cfg.vocabSize })
+          : loadTokenizer({ kind: 'hf', dir: local.dir });
+      checkTokenizerFits(spec, tokenizer, cfg);
+    } catch (e) {
+      void decoder.session.release();
+      throw e;
+    }
     let E: Tensor | undefined;
     return {
       id: spec,

@@ -29,6 +29,13 @@ const TOKENIZER_JSON_HINT =
 /** tokenizer.json model types tokenizers.js handles (WordLevel by its word-lookup fallback); others it would guess at. */
 const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram', 'WordLevel'];
 
+/** `dir`/tokenizer.json, or NOT_FOUND saying how to make one: a check cheap enough to run before a long build. */
+export function tokenizerJsonIn(dir: string): string {
+  const path = join(dir, 'tokenizer.json');
+  if (!existsSync(path)) throw new LmSteerError('NOT_FOUND', `no tokenizer.json in ${dir}`, TOKENIZER_JSON_HINT);
+  return path;
+}
+
 function readOptionalJsonObject(path: string): Json | undefined {
   if (!existsSync(path)) return undefined;
   const v = readJsonFile(path);
@@ -60,10 +67,7 @@ export class HfTokenizer implements Tokenizer {
 
   /** Load `dir`/tokenizer.json with tokenizer_config.json, generation_config.json and config.json when present. */
   static fromDir(dir: string): HfTokenizer {
-    const path = join(dir, 'tokenizer.json');
-    if (!existsSync(path)) {
-      throw new LmSteerError('NOT_FOUND', `no tokenizer.json in ${dir}`, TOKENIZER_JSON_HINT);
-    }
+    const path = tokenizerJsonIn(dir);
     return new HfTokenizer({
       tokenizerJson: readJsonFile(path, { maxBytes: FILE_LIMITS.tokenizer, what: 'tokenizer' }),
       tokenizerConfig: readOptionalJsonObject(join(dir, 'tokenizer_config.json')),

@@ -1,6 +1,7 @@
 /**
  * The weight precision of a load: loadModel({ dtype, head }), the default and its reason, what the graph cache
- * holds for each build (no float32 copy of a weight the build quantizes), and the loads it refuses.
+ * holds for each build (no float32 copy of a weight the build quantizes), and the loads it refuses; and the
+ * order of a load (session, then tokenizer) with what it means for a bad tokenizer.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,6 +162,31 @@ test('refused: a pre-quantized (GPTQ) checkpoint at load, and a dtype for an ONN
         e instanceof LmSteerError && e.code === 'UNSUPPORTED' && /ONNX export, which runs as exported/.test(e.message),
     );
   }
+});
+
+test('the tokenizer after the session: a missing tokenizer.json is refused before any build, a bad one after it (kept)', async () => {
+  const cacheDir = join(root, `cache-tok${n++}`);
+  const graphs = () => readdirSync(join(cacheDir, 'graphs'), { withFileTypes: true }).filter((d) => d.isDirectory());
+  const dir = tinyFolder('llama');
+  const good = readFileSync(join(dir, 'tokenizer.json'), 'utf8');
+  rmSync(join(dir, 'tokenizer.json'));
+  await assert.rejects(
+    loadModel(dir, { cacheDir, threads: 1, dtype: 'q8' }),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'NOT_FOUND' && /no tokenizer\.json in /.test(e.message),
+  );
+  assert.throws(graphs, /ENOENT/, 'nothing was built for a model without a tokenizer');
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE' } }));
+  await assert.rejects(
+    loadModel(dir, { cacheDir, threads: 1, dtype: 'q8' }),
+    (e: unknown) => e instanceof LmSteerError && e.code === 'BAD_FILE' && /has no "model" section/.test(e.message),
+  );
+  assert.equal(graphs().length, 1, 'the graph built before the tokenizer failed stays in the cache');
+  writeFileSync(join(dir, 'tokenizer.json'), good);
+  const hits: boolean[] = [];
+  const m = await loadModel(dir, { cacheDir, threads: 1, dtype: 'q8', onLoaded: (i) => hits.push(i.cacheHit) });
+  assert.deepEqual(hits, [true], 'the fixed tokenizer loads over the cached graph');
+  assert.ok(m.tokenizer.vocabSize > 0);
+  m.close();
 });
 
 test("GPT-2's prefixed names keep the store's row reads and file identity", () => {
