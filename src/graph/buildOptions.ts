@@ -25,7 +25,18 @@ export interface GraphBuildOptions {
   dtype: WeightDType;
   /** Absent: fp32 (a graph is built as told; loadModel always says which, defaultHead when the user did not). */
   head?: HeadDType;
+  /** The most bytes one piece of an 8-bit head holds; absent: HEAD_PIECE_BYTES. Tests set it small. */
+  headPieceBytes?: number;
 }
+
+/**
+ * An 8-bit LM head is built as pieces of at most this many bytes (row ranges of E, one MatMulNBits each, their
+ * logits concatenated). ORT prepacks each weight while the original's mapped pages are still resident, so the
+ * largest single weight sets the transient peak of session creation, and the head is by far the largest
+ * (Qwen2.5-0.5B's 8-bit head 153 MB, Llama-3.1-8B's 591 MB). Measured at Qwen2.5-0.5B's shape, q8: session
+ * peak 931 → 812 MiB in 32 MiB pieces (831 in 64 MiB), decode speed unchanged (docs/PERFORMANCE.md).
+ */
+export const HEAD_PIECE_BYTES = 32 * 2 ** 20;
 
 /**
  * The head a model load uses when not told: the body's precision where that is a head precision. fp32 keeps
@@ -63,6 +74,7 @@ export function buildKey(build: GraphBuildOptions): Record<string, unknown> {
     nbits: nbitsSettings(build) ?? null,
     head: build.head ?? 'fp32',
     headNbits: headNbitsSettings(build) ?? null,
+    headPieceBytes: headNbitsSettings(build) ? (build.headPieceBytes ?? HEAD_PIECE_BYTES) : null,
   };
 }
 

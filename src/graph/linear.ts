@@ -6,11 +6,11 @@
  */
 import type { GraphBuilder } from './builder.js';
 import { MS_DOMAIN } from './builder.js';
-import { headNbitsSettings, nbitsSettings, type GraphBuildOptions } from './buildOptions.js';
+import { HEAD_PIECE_BYTES, headNbitsSettings, nbitsSettings, type GraphBuildOptions } from './buildOptions.js';
 import { matMulNBits, nbitsInitializers, type NBitsInitializers, type NBitsOpOptions } from './nbitsOps.js';
 import { nbitsLayout, quantizeRows } from './quantize.js';
 import type { OnnxDType } from './onnxProto.js';
-import { transposeRows, type RowSource } from './rowSource.js';
+import { sliceRows, transposeRows, type RowSource } from './rowSource.js';
 
 const f32Bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
@@ -80,10 +80,12 @@ export function embeddingLookup(
 /**
  * The LM head over E [V, d] = `shape` (logits = h·Eᵀ) in the precision of `build.head`:
  *   fp32  Eᵀ [d, V] float32, initializer `${name}_t` (MatMul over [in, out], as linearLayer)
- *   q8    E [V, d] as MatMulNBits blocks (`${name}.q`, `${name}.scales`)
+ *   q8    E [V, d] as MatMulNBits blocks, in row pieces of ≤ build.headPieceBytes (HEAD_PIECE_BYTES: a smaller
+ *         peak while ORT prepacks them): `${name}.q` / `.scales` when one piece, else `${name}.0.q`, `${name}.1.q` …
  * src/models/common.ts steeredHead applies it (the 8-bit head gets the steering term as its own row).
  */
-export type LmHead = { kind: 'fp32'; eT: string } | { kind: 'nbits'; w: NBitsInitializers; opts: NBitsOpOptions };
+export type LmHead =
+  { kind: 'fp32'; eT: string } | { kind: 'nbits'; pieces: NBitsInitializers[]; opts: NBitsOpOptions };
 
 export function lmHead(
   g: GraphBuilder,
@@ -94,6 +96,20 @@ export function lmHead(
 ): LmHead {
   const [V, d] = shape;
   const q = headNbitsSettings(build);
-  if (q) return { kind: 'nbits', w: nbitsInitializers(g, name, shape, rows, q), opts: q };
+  if (q) {
+    const bytes = V * d * (q.bits / 8 + 4 / q.blockSize); // codes + a float32 scale per block (symmetric)
+    const pieceBytes = build.headPieceBytes ?? HEAD_PIECE_BYTES;
+    if (!(pieceBytes > 0)) throw new Error(`internal: headPieceBytes ${pieceBytes}`);
+    const count = Math.min(V, Math.max(1, Math.ceil(bytes / pieceBytes)));
+    const size = Math.ceil(V / count);
+    const pieces: NBitsInitializers[] = [];
+    for (let start = 0; start < V; start += size) {
+      const n = Math.min(size, V - start);
+      const at = start;
+      const pieceName = count === 1 ? name : `${name}.${pieces.length}`;
+      pieces.push(nbitsInitializers(g, pieceName, [n, d], () => sliceRows(rows(), at, n), q));
+    }
+    return { kind: 'nbits', pieces, opts: q };
+  }
   return { kind: 'fp32', eT: g.lazyInitializer(`${name}_t`, 'float32', [d, V], () => f32Bytes(transposeRows(rows()))) };
 }

@@ -282,6 +282,7 @@ export function activation(g: GraphBuilder, kind: DecoderConfig['activation'], x
  *         h + Δh rounds the small Δh away on h's scale (a third of the steering effect lost, measured); as its own
  *         row Δh keeps its own scale (effect within ~1%). No steer: Δh = 0 and head(0) = 0, so the base model's
  *         logits are head(h) bit for bit. At decode the extra row is about free (the product is memory-bound).
+         A head in pieces (row ranges of E) concatenates their logits: each logit is the same product.
  * `opts.bias` [V], where the model's head has one (GPT-J): logits = h'·Eᵀ + b. `opts.softcap` (Gemma 2's
  * final_logit_softcapping): logits = cap·tanh(z / cap) of those, as transformers caps the head's output.
  */
@@ -312,7 +313,9 @@ export function steeredHead(
   if (head.kind === 'fp32') {
     logits = g.op('MatMul', [g.op('Add', [h, delta]), head.eT]);
   } else {
-    const both = matMulNBits(g, g.op('Concat', [h, delta], { axis: 0 }), head.w, head.opts); // [2B, n, V]
+    const rows = g.op('Concat', [h, delta], { axis: 0 }); // [2B, n, d]
+    const parts = head.pieces.map((w) => matMulNBits(g, rows, w, head.opts)); // [2B, n, V_i]
+    const both = parts.length === 1 ? parts[0] : g.op('Concat', parts, { axis: -1 }); // [2B, n, V]
     const [base, steer] = g.opN('Split', [both], { axis: 0, num_outputs: 2 }, { outputs: 2 });
     logits = g.op('Add', [base, steer]);
   }

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/graph/builder.js';
-import { NBITS_SETTINGS, type WeightDType } from '../../src/graph/buildOptions.js';
-import { embeddingLookup, linearLayer } from '../../src/graph/linear.js';
+import { HEAD_PIECE_BYTES, NBITS_SETTINGS, type WeightDType } from '../../src/graph/buildOptions.js';
+import { embeddingLookup, linearLayer, lmHead } from '../../src/graph/linear.js';
 import { dequantize, quantizeRows } from '../../src/graph/quantize.js';
 import { tensorRows } from '../../src/graph/rowSource.js';
 
@@ -82,4 +82,30 @@ test('embeddingLookup: rows of E in every dtype (q8/q4 exactly the dequantized t
     const y = out.y.data as Float32Array;
     ids.forEach((id, i) => assert.deepEqual(y.subarray(i * d, (i + 1) * d), table.subarray(id * d, (id + 1) * d)));
   }
+});
+
+test('lmHead: an 8-bit head in row pieces of at most headPieceBytes, covering E once, in order', () => {
+  const rows = () => tensorRows({ dtype: 'float32', shape: [OUT, IN], data: W });
+  const bytes = OUT * IN * (1 + 4 / 32); // 8-bit codes + a float32 scale per block of 32
+  const one = lmHead(new GraphBuilder('h'), 'lm_head.weight', [OUT, IN], rows, { dtype: 'q8', head: 'q8' });
+  assert.ok(one.kind === 'nbits' && one.pieces.length === 1 && bytes <= HEAD_PIECE_BYTES);
+  assert.equal(one.pieces[0].b, 'lm_head.weight.q', 'one piece keeps the plain names');
+  const g = new GraphBuilder('h');
+  const head = lmHead(g, 'lm_head.weight', [OUT, IN], rows, { dtype: 'q8', head: 'q8', headPieceBytes: bytes / 5 });
+  assert.ok(head.kind === 'nbits');
+  assert.deepEqual(
+    head.pieces.map((p) => [p.b, p.N, p.K]),
+    [0, 1, 2, 3, 4].map((i) => [`lm_head.weight.${i}.q`, i < 4 ? 10 : 8, IN]),
+    '48 rows in 5 pieces: 10, 10, 10, 10, 8',
+  );
+  const fp32 = lmHead(new GraphBuilder('h'), 'lm_head.weight', [OUT, IN], rows, {
+    dtype: 'q8',
+    head: 'fp32',
+    headPieceBytes: 1,
+  });
+  assert.equal(fp32.kind, 'fp32', 'the float32 head stays whole');
+  assert.throws(
+    () => lmHead(new GraphBuilder('h'), 'x', [OUT, IN], rows, { dtype: 'q8', head: 'q8', headPieceBytes: 0 }),
+    /headPieceBytes 0/,
+  );
 });

@@ -141,6 +141,13 @@ for (const kind of KINDS) {
       assert.deepEqual(got.plain, got.base, `${name}: value 0 is the base model bit for bit`);
       if (build.head === 'q8') {
         assert.ok(ownSteer < 0.02, `${name}: the 8-bit head's steering effect is ${ownSteer} off the exact steer`);
+        // The same head in three row pieces (as big heads are built): each logit is the same product, up to the
+        // kernel's float32 rounding (measured: ≤ 4 ulp of the logits).
+        const inPieces = await run({ ...build, headPieceBytes: Math.ceil((V * d * 1.125) / 3) });
+        const pieceErr = relErr(inPieces.base, got.base);
+        const pieceEffectErr = relErr(inPieces.effect, got.effect);
+        assert.ok(pieceErr < 1e-6, `${name}: a head in pieces is ${pieceErr} off the head in one`);
+        assert.ok(pieceEffectErr < 1e-5, `${name}: a head in pieces' steering effect is ${pieceEffectErr} off`);
       } else {
         // Only the body is quantized: the steer of whatever h the body gives is float32-exact.
         assert.ok(ownSteer < 1e-4, `${name}: steering effect ${ownSteer} off the exact steer of its own h`);
