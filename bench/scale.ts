@@ -7,7 +7,8 @@
  * `BODY/HEAD` gives the LM head its own type (Q4_0/Q8_0: lmsteer q4's precision, whose head is 8-bit). Every
  * measure runs in its own process (bench/scaleWorker.ts), so peak RSS is its own. `--rounds N` runs every warm
  * measure (lmsteer's and llama.cpp's) N times, alternating engines, and pools their windows: on a shared machine
- * the speed drifts by ±15% over minutes, so one run of each in sequence can put either engine ahead. `--parity` first runs the GGUF writer's check on tiny models. Prints a table; writes
+ * the speed drifts by ±15% over minutes, so one run of each in sequence can put either engine ahead. `--parity`
+ * first runs the GGUF writer's check on tiny models. Prints a table; writes
  * bench/results/scale-<shape>-<timestamp>.json. Never asserts a time.
  */
 import { spawnSync } from 'node:child_process';

@@ -97,7 +97,8 @@ export function lmHead(
   const [V, d] = shape;
   const q = headNbitsSettings(build);
   if (q) {
-    const bytes = V * d * (q.bits / 8 + 4 / q.blockSize); // codes + a float32 scale per block (symmetric)
+    const L = nbitsLayout(1, d, q.bits, q.blockSize); // one row's codes, float32 scales and zero points
+    const bytes = V * (L.kBlocks * L.blobSize + 4 * L.kBlocks + (q.symmetric ? 0 : L.zpRowBytes));
     const pieceBytes = build.headPieceBytes ?? HEAD_PIECE_BYTES;
     if (!(pieceBytes > 0)) throw new Error(`internal: headPieceBytes ${pieceBytes}`);
     const count = Math.min(V, Math.max(1, Math.ceil(bytes / pieceBytes)));

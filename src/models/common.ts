@@ -282,7 +282,7 @@ export function activation(g: GraphBuilder, kind: DecoderConfig['activation'], x
  *         h + Δh rounds the small Δh away on h's scale (a third of the steering effect lost, measured); as its own
  *         row Δh keeps its own scale (effect within ~1%). No steer: Δh = 0 and head(0) = 0, so the base model's
  *         logits are head(h) bit for bit. At decode the extra row is about free (the product is memory-bound).
-         A head in pieces (row ranges of E) concatenates their logits: each logit is the same product.
+ *         A head in pieces (row ranges of E) concatenates their logits: each logit is the same product.
  * `opts.bias` [V], where the model's head has one (GPT-J): logits = h'·Eᵀ + b. `opts.softcap` (Gemma 2's
  * final_logit_softcapping): logits = cap·tanh(z / cap) of those, as transformers caps the head's output.
  */
