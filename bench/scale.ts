@@ -1,10 +1,11 @@
 /**
  * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--heads fp32,q8]
- *                         [--gguf F16,Q8_0,Q4_0,Q4_0/Q8_0] [--parity] [--skip-batch25] [--rounds N]`
+ *                         [--gguf F16,Q8_0,Q4_0,Q4_0/Q6_K,Q4_0/Q8_0] [--parity] [--skip-batch25] [--rounds N]`
  * lmsteer at real sizes: a script-made bf16 checkpoint of the exact shape (bench/scaleModels.ts), loaded cold (graph
  * built into an empty cache) and warm, then prefill and greedy decode at batch 1 and 25; node-llama-cpp on GGUFs of
  * the same weights (bench/gguf.ts) beside it. Each dtype runs with each LM head precision of --heads. A GGUF type
- * `BODY/HEAD` gives the LM head its own type (Q4_0/Q8_0: lmsteer q4's precision, whose head is 8-bit). Every
+ * `BODY/HEAD` gives the LM head its own type: Q4_0/Q6_K is what `llama-quantize … Q4_0` makes (its default head
+ * type, Q8_0 where d is not a multiple of 256, as there), Q4_0/Q8_0 is lmsteer q4's precision (an 8-bit head). Every
  * measure runs in its own process (bench/scaleWorker.ts), so peak RSS is its own. `--rounds N` runs every warm
  * measure (lmsteer's and llama.cpp's) N times, alternating engines, and pools their windows: on a shared machine
  * the speed drifts by ±15% over minutes, so one run of each in sequence can put either engine ahead. `--parity`
@@ -21,7 +22,7 @@ import { openSafetensorsModel } from '../src/formats/safetensors.js';
 import { HEAD_DTYPES, WEIGHT_DTYPES, type HeadDType, type WeightDType } from '../src/graph/buildOptions.js';
 import { storeRows } from '../src/graph/rowSource.js';
 import { vocabFromTokenizerJson, writeLlamaGguf, type LlamaGgufConfig } from './gguf.js';
-import { GGML_TYPES, type GgmlType } from './ggmlTypes.js';
+import { GGML_TYPES, storableType, type GgmlType } from './ggmlTypes.js';
 import { ensurePeer } from './peer.js';
 import { makeScaleModel } from './scaleModels.js';
 import { SCALE_SHAPE_NAMES, SCALE_SHAPES, type ScaleShape } from './scaleShapes.js';
@@ -36,7 +37,7 @@ const { values: args } = parseArgs({
     shape: { type: 'string', default: 'qwen2.5-0.5b' },
     dtypes: { type: 'string', default: 'fp32,q8,q4' },
     heads: { type: 'string', default: 'fp32,q8' },
-    gguf: { type: 'string', default: 'F16,Q8_0,Q4_0,Q4_0/Q8_0' },
+    gguf: { type: 'string', default: 'F16,Q8_0,Q4_0,Q4_0/Q6_K,Q4_0/Q8_0' },
     parity: { type: 'boolean', default: false },
     // The 8B shape's batch-25 prefill (2 × 25 × 128 tokens) alone takes ~10 minutes on 2 cores.
     'skip-batch25': { type: 'boolean', default: false },
@@ -51,10 +52,25 @@ interface GgufSpec {
   /** The row name after "llama.cpp ". */
   key: string;
 }
-function parseGgufSpec(text: string): GgufSpec | undefined {
+function parseGgufSpec(text: string): Omit<GgufSpec, 'key'> | undefined {
   const [body, head = body, extra] = text.split('/') as GgmlType[];
   if (extra !== undefined || !(body in GGML_TYPES) || !(head in GGML_TYPES)) return undefined;
-  return { body, head, key: head === body ? body : `${body} + ${head} head` };
+  return { body, head };
+}
+
+/** `specs` as the types llama-quantize would store for rows of `d` (Q6_K → Q8_0 when d % 256 ≠ 0), duplicates dropped. */
+function storableSpecs(specs: Omit<GgufSpec, 'key'>[], d: number): GgufSpec[] {
+  const out = new Map<string, GgufSpec>();
+  for (const s of specs) {
+    const [body, head] = [storableType(s.body, d), storableType(s.head, d)];
+    if (body !== s.body || head !== s.head)
+      console.error(
+        `note: --gguf ${s.body}/${s.head}: d = ${d} is no whole number of 256-value super-blocks, so ${s.head} is stored as ${head}, as llama-quantize does`,
+      );
+    const key = head === body ? body : `${body} + ${head} head`;
+    out.set(key, { body, head, key });
+  }
+  return [...out.values()];
 }
 
 /** `a` and `b` as one measure: each metric's samples together, the higher memory readings, both runs' notes. */
@@ -117,7 +133,7 @@ function main(): void {
     console.error(`unknown --gguf ${args.gguf}; types ${Object.keys(GGML_TYPES).join(', ')}, or BODY/HEAD`);
     process.exit(2);
   }
-  const ggufTypes = ggufSpecs as GgufSpec[];
+  const ggufTypes = storableSpecs(ggufSpecs as Omit<GgufSpec, 'key'>[], SCALE_SHAPES[shape].hidden_size);
   const heads = args.heads.split(',') as HeadDType[];
   const bad = dtypes.filter((d) => !WEIGHT_DTYPES.includes(d));
   const badHeads = heads.filter((h) => !HEAD_DTYPES.includes(h));

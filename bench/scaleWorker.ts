@@ -235,8 +235,8 @@ const TINY: {
 
 /**
  * The GGUF writer's check: on tiny random models, llama.cpp's greedy tokens from F32 and F16 GGUFs equal lmsteer's
- * fp32 greedy tokens; for Q8_0 / Q4_0 / Q4_0 with a Q8_0 head (which change the weights) they equal lmsteer fp32's
- * on the weights ggml's block layout decodes from the written bytes.
+ * fp32 greedy tokens; for Q8_0 / Q4_0 / Q4_0 with a Q6_K or Q8_0 head (which change the weights) they equal lmsteer
+ * fp32's on the weights ggml's block layout decodes from the written bytes.
  */
 async function measureParity(): Promise<MeasureResult> {
   const root = mkdtempSync(join(tmpdir(), 'lmsteer-parity-'));
@@ -272,12 +272,13 @@ async function measureParity(): Promise<MeasureResult> {
       vocab.eosId = tiny.config.eos_token_id as number;
       const distinct = new Set(ours.flat()).size;
       notes.push(`${tiny.name}: lmsteer fp32 ${JSON.stringify(ours)} (${distinct} distinct tokens)`);
-      // [body, LM head]: Q4_0 with a Q8_0 head checks the head's own type, tied (token_embd) and untied (output).
+      // [body, LM head]: Q4_0 with a Q6_K / Q8_0 head checks the head's own type, tied (token_embd) and untied (output).
       const kinds: [GgmlType, GgmlType][] = [
         ['F32', 'F32'],
         ['F16', 'F16'],
         ['Q8_0', 'Q8_0'],
         ['Q4_0', 'Q4_0'],
+        ['Q4_0', 'Q6_K'],
         ['Q4_0', 'Q8_0'],
       ];
       const headName = tiny.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
