@@ -295,13 +295,14 @@ function main(): void {
       );
   };
   const b1 = (k: string) => med(results[k], 'decode_b1_tok_s');
-  // Each build against llama.cpp at the body's precision, and, where written, at the body's and the head's both.
+  // Each build against every GGUF of the body's precision, whatever its head (Q4_0 + Q6_K head is llama-quantize's
+  // Q4_0; Q4_0 + Q8_0 head is lmsteer q4's precision).
   const peer: Record<WeightDType, GgmlType> = { fp32: 'F16', q8: 'Q8_0', q4: 'Q4_0' };
-  const headPeer: Record<HeadDType, GgmlType> = { fp32: 'F32', q8: 'Q8_0' };
-  for (const { dtype, head, key } of builds) {
+  for (const { dtype, key } of builds) {
     if (dtype !== 'fp32') ratio(`${key} / lmsteer fp32, decode b1`, key, 'lmsteer fp32');
-    const same = [`llama.cpp ${peer[dtype]}`, `llama.cpp ${peer[dtype]} + ${headPeer[head]} head`];
-    for (const p of same) ratio(`${key} / ${p}, decode b1`, key, p);
+    for (const g of ggufs.keys())
+      if (g === peer[dtype] || g.startsWith(`${peer[dtype]} + `))
+        ratio(`${key} / llama.cpp ${g}, decode b1`, key, `llama.cpp ${g}`);
   }
 
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));

@@ -1,4 +1,5 @@
 /** Flags several commands share: which model, in which precision, which steers at which values, threads. */
+import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import {
   HEAD_DTYPES,
@@ -58,7 +59,11 @@ export function addPrecisionFlags(cmd: Command): Command {
     .option('--verbose', 'print how the model loaded: graph built (cold) or cached (warm), times, peak memory');
 }
 
-/** What loadModel gets from the flags; with --verbose it reports the load on stderr. */
+/**
+ * What loadModel gets from the flags. A cold load (the graph built: minutes for a multi-GB model) always shows
+ * its progress on stderr, as a bar on a terminal, else as a line when it starts and one when it ends; with
+ * --verbose every load is reported once the session is open.
+ */
 export function modelLoadOptions(flags: Omit<ModelFlags, 'model'>): LoadModelOptions {
   const t0 = performance.now();
   return {
@@ -66,9 +71,48 @@ export function modelLoadOptions(flags: Omit<ModelFlags, 'model'>): LoadModelOpt
     hub: { offline: flags.offline || undefined },
     dtype: flags.dtype,
     head: flags.head,
+    onBuildProgress: buildProgressReporter(),
     onLoaded: flags.verbose
       ? (i) => process.stderr.write(`lmsteer: ${describeLoad(i, performance.now() - t0)}\n`)
       : undefined,
+  };
+}
+
+/** An onBuildProgress for the CLI: a bar of the weight bytes made on a terminal, else a start and an end line. */
+export function buildProgressReporter(
+  stream: NodeJS.WriteStream = process.stderr,
+): NonNullable<LoadModelOptions['onBuildProgress']> {
+  let bar: cliProgress.SingleBar | undefined;
+  let t0: number | undefined; // set while a build is under way
+  const GiB = 2 ** 30;
+  return (done, total, dir) => {
+    if (t0 === undefined) {
+      t0 = performance.now();
+      const what = `building the graph (${formatBinaryBytes(total)} of weights; first load of this model in this precision${dir ? `, kept in ${dir}` : ''})`;
+      if (!stream.isTTY) {
+        stream.write(`lmsteer: ${what} …\n`);
+        return;
+      }
+      stream.write(`lmsteer: ${what}\n`);
+      bar = new cliProgress.SingleBar(
+        {
+          stream,
+          format: 'lmsteer: building [{bar}] {percentage}% | {done} of {all} GiB | ETA {eta_formatted}',
+          etaBuffer: 20,
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      bar.start(total, 0, { done: '0.00', all: (total / GiB).toFixed(2) });
+      return;
+    }
+    bar?.update(done, { done: (done / GiB).toFixed(2) });
+    if (done >= total) {
+      bar?.stop();
+      bar = undefined;
+      stream.write(`lmsteer: graph built in ${((performance.now() - t0) / 1000).toFixed(1)} s; opening it …\n`);
+      t0 = undefined;
+    }
   };
 }
 

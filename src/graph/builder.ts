@@ -203,7 +203,9 @@ export class GraphBuilder {
   /**
    * Serialize. Initializers larger than `inlineLimit` bytes go to `externalPath` (a file beside the model;
    * `externalName` is how the model refers to it) when one is given, each aligned to 4 KiB for mmap.
-   * Returns the model bytes and a content hash of everything (graph + weights).
+   * `onProgress` hears the initializer bytes made so far and their total (from the dims, nothing made): at 0, then
+   * after each initializer, since making the weights (reading, converting, quantizing) is where a build's time goes.
+   * Returns the model bytes.
    */
   serialize(
     opts: {
@@ -211,14 +213,21 @@ export class GraphBuilder {
       externalName?: string;
       inlineLimit?: number;
       metadata?: Record<string, string>;
+      onProgress?: (doneBytes: number, totalBytes: number) => void;
     } = {},
   ): Uint8Array {
     const limit = opts.inlineLimit ?? 1024;
     let fd: number | undefined;
     let offset = 0;
+    const sizeOf = (t: Initializer) => t.dims.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    const total = this.inits.reduce((n, t) => n + sizeOf(t), 0);
+    let done = 0;
+    opts.onProgress?.(0, total);
     const initializer = this.inits.map((t) => {
       const base = { name: t.name, data_type: ONNX_DTYPE[t.dtype], dims: t.dims };
       const bytes = this.bytesOf(t);
+      done += bytes.byteLength;
+      opts.onProgress?.(done, total);
       if (!opts.externalPath || bytes.byteLength <= limit) return { ...base, raw_data: bytes };
       if (fd === undefined) fd = openSync(opts.externalPath, 'w');
       const pad = (4096 - (offset % 4096)) % 4096;

@@ -25,6 +25,11 @@ export interface SessionOptions {
   build?: GraphBuildOptions;
   /** Told once the session is open: cache hit or build, and where the time went (for --verbose, the bench). */
   onLoaded?: (info: SessionLoadInfo) => void;
+  /**
+   * Told while a graph is built (a cold load only; minutes for a multi-GB model): the weight bytes made so far and
+   * their total, at 0 first and at the total last; `dir` is the cache folder it goes to (undefined: in memory).
+   */
+  onBuildProgress?: (doneBytes: number, totalBytes: number, dir?: string) => void;
 }
 
 export interface SessionLoadInfo {
@@ -83,7 +88,8 @@ export async function createDecoderSession(
   const so = sessionOptions(opts.threads);
   const t0 = performance.now();
   if (opts.cacheDir === false) {
-    const bytes = buildDecoderGraph(cfg, weights, build).serialize();
+    const onProgress = opts.onBuildProgress && ((done: number, total: number) => opts.onBuildProgress!(done, total));
+    const bytes = buildDecoderGraph(cfg, weights, build).serialize({ onProgress });
     const t1 = performance.now();
     const buildPeakRssBytes = peakRssBytes();
     const session = await ort.InferenceSession.create(bytes, so);
@@ -108,6 +114,7 @@ export async function createDecoderSession(
     const bytes = buildDecoderGraph(cfg, weights, build).serialize({
       externalPath: join(tmp, 'weights.bin'),
       externalName: 'weights.bin',
+      onProgress: opts.onBuildProgress && ((done, total) => opts.onBuildProgress!(done, total, dir)),
     });
     writeFileSync(join(tmp, 'model.onnx'), bytes);
     try {

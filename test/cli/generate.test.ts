@@ -53,8 +53,14 @@ test('generate --dtype q8 --head q8 --verbose: quantized text, the load told (co
     /load .* s, cold \(graph built\), .*graph .* on disk, peak RSS .* after the build, peak RSS/,
   );
   assert.doesNotMatch(cold.stderr, /weights in/, 'a dtype given is not announced');
+  // A cold load tells its build as it goes (stderr is no terminal here: a line when it starts, one when it ends).
+  assert.match(
+    cold.stderr,
+    /lmsteer: building the graph \([\d.]+ [KMG]iB of weights; first load of this model in this precision, kept in .+\) …\nlmsteer: graph built in [\d.]+ s; opening it …\n/,
+  );
   const warm = await runCli([...args, '--head', 'q8', '--verbose'], { env });
   assert.match(warm.stderr, /warm \(graph from the cache\)/);
+  assert.doesNotMatch(warm.stderr, /building the graph/, 'a warm load builds nothing');
   assert.equal(warm.stdout, cold.stdout);
 });
 

@@ -48,13 +48,31 @@ test('lazy initializers are produced one group at a time, each after the previou
     );
     y = g.op('Add', [g.op('MatMul', [y, w3]), b3]);
     g.output(y, 'y', 'float32', ['n', d]);
-    writeFileSync(join(dir, 'model.onnx'), g.serialize({ externalPath: ext, externalName: 'weights.bin' }));
+    const progress: [number, number][] = [];
+    const onProgress = (done: number, total: number) => {
+      progress.push([done, total]);
+      calls.push({ name: `progress ${done}`, fileBytes: fileBytes() });
+    };
+    writeFileSync(join(dir, 'model.onnx'), g.serialize({ externalPath: ext, externalName: 'weights.bin', onProgress }));
 
+    // Progress: the total from the dims before anything is made, then the bytes made after each initializer.
+    const total = 4 * d * d * 4 + d * 4;
+    assert.deepEqual(progress, [
+      [0, total],
+      [16384, total],
+      [2 * 16384, total],
+      [3 * 16384, total],
+      [4 * 16384, total],
+      [total, total],
+    ]);
     assert.deepEqual(
-      calls.map((c) => c.name),
+      calls.filter((c) => !c.name.startsWith('progress')).map((c) => c.name),
       ['w0', 'w1', 'w2', 'w3+b3'],
       'each group produced once, in order',
     );
+    assert.equal(calls[0].name, 'progress 0', 'the start is told before the first weight is made');
+    assert.equal(calls[2].name, 'progress 16384', 'each weight is told once it is made');
+    calls.splice(0, calls.length, ...calls.filter((c) => !c.name.startsWith('progress')));
     // Weight i is produced only after weight i−1 reached the file (each is 4 KiB-aligned, 16 KiB long).
     calls.forEach((c, i) =>
       assert.ok(c.fileBytes >= i * 16384, `${c.name} produced before its predecessors were written`),
