@@ -18,6 +18,8 @@ import { collect, floatOption, intOption, parseValues } from './options.js';
 export interface PrecisionFlags {
   dtype?: WeightDType;
   head?: HeadDType;
+  /** false with --no-prepack. */
+  prepack?: boolean;
   verbose?: boolean;
 }
 export interface ModelFlags extends PrecisionFlags {
@@ -48,13 +50,17 @@ export function addPrecisionFlags(cmd: Command): Command {
   return cmd
     .option(
       '--dtype <dtype>',
-      `decoder weights: ${WEIGHT_DTYPES.join(' | ')} (default: fp32 when its float32 weights take under a quarter of this machine's memory, else q8; printed)`,
+      `decoder weights: ${WEIGHT_DTYPES.join(' | ')} (default: fp32 when its float32 weights take under a quarter of this machine's memory, else q8 when its 8-bit weights take under 40%, else q4; printed)`,
       (v: string) => parseWeightDType(v),
     )
     .option(
       '--head <dtype>',
       `LM head: ${HEAD_DTYPES.join(' | ')} (default: fp32 for an fp32 body, the exact steer; q8 for q8 / q4 bodies: smaller and faster, the steering effect within ~1%)`,
       (v: string) => parseHeadDType(v),
+    )
+    .option(
+      '--no-prepack',
+      'fp32 only: leave the weights in the cached file instead of packing a copy for ONNX Runtime: ~4x faster warm loads, ~30% less memory, batch 1 as fast, batches and prompts 15-30% slower',
     )
     .option('--verbose', 'print how the model loaded: graph built (cold) or cached (warm), times, peak memory');
 }
@@ -71,6 +77,7 @@ export function modelLoadOptions(flags: Omit<ModelFlags, 'model'>): LoadModelOpt
     hub: { offline: flags.offline || undefined },
     dtype: flags.dtype,
     head: flags.head,
+    prepack: flags.prepack === false ? false : undefined,
     onBuildProgress: buildProgressReporter(),
     onLoaded: flags.verbose
       ? (i) => process.stderr.write(`lmsteer: ${describeLoad(i, performance.now() - t0)}\n`)

@@ -156,6 +156,13 @@ export async function loadModel(spec: string = DEFAULT_MODEL, opts: LoadModelOpt
     const chosen = opts.dtype === undefined ? defaultBuild(parameterCount(weights)) : undefined;
     const dtype = opts.dtype ?? chosen!.build.dtype;
     const build: GraphBuildOptions = { dtype, head: opts.head ?? defaultHead(dtype) };
+    if (opts.prepack === false && (build.dtype !== 'fp32' || build.head !== 'fp32')) {
+      throw new LmSteerError(
+        'BAD_ARGUMENT',
+        `--no-prepack is for float32 graphs; ${spec} would load in ${describeBuild(build)}${chosen ? ` (the default here: ${chosen.why})` : ''}, whose 8- / 4-bit blocks ONNX Runtime runs 60-70x slower unpacked`,
+        'add --dtype fp32 --head fp32, or leave out --no-prepack',
+      );
+    }
     // The session before the tokenizer: ORT's session creation is the load's high-water mark (it prepacks weights
     // while their mapped pages are resident), and a large tokenizer's parse left in the heap adds to it (Qwen's
     // 151936 tokens: 1045 → 927 MiB peak, docs/PERFORMANCE.md). A missing tokenizer.json is still found first; a
@@ -212,6 +219,13 @@ async function loadOnnxExportModel(
   opts: LoadModelOptions,
 ): Promise<LoadedModel> {
   const modelPath = chooseOnnxFile(local.dir, local.onnxPaths);
+  if (opts.prepack === false) {
+    throw new LmSteerError(
+      'UNSUPPORTED',
+      `${modelPath} is an ONNX export, which runs as exported, with ONNX Runtime's prepacking`,
+      'leave out --no-prepack for an export, or load the Hugging Face checkpoint to use it',
+    );
+  }
   if ((opts.dtype ?? 'fp32') !== 'fp32' || (opts.head ?? 'fp32') !== 'fp32') {
     throw new LmSteerError(
       'UNSUPPORTED',

@@ -64,6 +64,19 @@ test('generate --dtype q8 --head q8 --verbose: quantized text, the load told (co
   assert.equal(warm.stdout, cold.stdout);
 });
 
+test('generate --no-prepack (fp32): the same greedy text; refused for a quantized body', { skip }, async () => {
+  const env = cacheEnv();
+  const args = ['generate', '--model', model(), '--prompt', 'The cat', '-n', '16', '-t', '0', '--num-samples', '2'];
+  const packed = await runCli(args, { env });
+  const unpacked = await runCli([...args, '--no-prepack'], { env });
+  assert.equal(unpacked.code, 0, unpacked.stderr);
+  assert.equal(unpacked.stdout, packed.stdout);
+  const q8 = await runCli([...args, '--no-prepack', '--dtype', 'q8'], { env });
+  assert.equal(q8.code, 2);
+  assert.match(q8.stderr, /^lmsteer: --no-prepack is for float32 graphs; .* would load in q8 \(q8 head\)/);
+  assert.match(q8.stderr, /hint: add --dtype fp32 --head fp32, or leave out --no-prepack/);
+});
+
 test('inspect --json: per-token log-probs, top-5, and the last hidden state and logits', { skip }, async () => {
   const r = await runCli(['inspect', '--model', model(), '--prompt', 'Once upon a time', '--json'], {
     env: cacheEnv(),

@@ -138,6 +138,43 @@ test('the graph cache holds the build: q8 body blocks, fp32 head Eᵀ only; with
   assert.deepEqual(b.get('model.embed_tokens.weight.q')?.dims, [V, d]);
 });
 
+test('prepack: false (fp32 only): the same logits from weights left in the mapped file, the same cached graph', async () => {
+  const dir = tinyFolder('llama');
+  const cacheDir = join(root, 'cache-p');
+  const logits = async (prepack: boolean | undefined) => {
+    const m = await loadModel(dir, { cacheDir, threads: 1, dtype: 'fp32', prepack });
+    const ids = m.tokenizer.encode('w1 w2 w3 w4');
+    // One row (ORT's GEMV path) and two (a GEMM, which packs unpacked weights on every call).
+    const one = (await m.decoder.forward([ids])).logits.data as Float32Array;
+    const two = (await m.decoder.forward([ids, ids.slice().reverse()])).logits.data as Float32Array;
+    m.close();
+    return [one, two];
+  };
+  const packed = await logits(undefined);
+  const unpacked = await logits(false);
+  for (const [i, a] of packed.entries()) {
+    const b = unpacked[i];
+    assert.equal(a.length, b.length);
+    const scale = Math.max(...a.map(Math.abs));
+    a.forEach((x, j) => assert.ok(Math.abs(x - b[j]) <= 1e-5 * scale, `row set ${i}, logit ${j}: ${x} vs ${b[j]}`));
+  }
+  assert.equal(readdirSync(join(cacheDir, 'graphs')).length, 1, 'prepacking belongs to the session, not to the graph');
+  for (const o of [
+    { dtype: 'q8' as const },
+    { dtype: 'q4' as const },
+    { dtype: 'fp32' as const, head: 'q8' as const },
+  ]) {
+    await assert.rejects(
+      loadModel(dir, { cacheDir, threads: 1, prepack: false, ...o }),
+      (e: unknown) =>
+        e instanceof LmSteerError &&
+        e.code === 'BAD_ARGUMENT' &&
+        /--no-prepack is for float32 graphs; .* would load in (q8|q4|fp32 \(q8 head\))/.test(e.message),
+      JSON.stringify(o),
+    );
+  }
+});
+
 test('refused: a pre-quantized (GPTQ) checkpoint at load, and a dtype for an ONNX export', async () => {
   const gptq = tinyFolder(
     'llama',
@@ -155,7 +192,7 @@ test('refused: a pre-quantized (GPTQ) checkpoint at load, and a dtype for an ONN
       /--dtype q8 or q4/.test(e.hint ?? ''),
   );
   const ex = writeTinyExport(join(root, `export${n++}`), 'llama');
-  for (const o of [{ dtype: 'q8' as const }, { head: 'q8' as const }]) {
+  for (const o of [{ dtype: 'q8' as const }, { head: 'q8' as const }, { prepack: false }]) {
     await assert.rejects(
       loadModel(ex.dir, { cacheDir: join(root, 'cache-x'), threads: 1, ...o }),
       (e: unknown) =>
