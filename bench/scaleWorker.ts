@@ -1,6 +1,6 @@
 /**
  * One measure of the scale benchmark in its own process (so peak RSS is its own; bench/scale.ts starts these):
- *   node --import tsx bench/scaleWorker.ts lmsteer MODEL_DIR DTYPE HEAD CACHE_DIR RESULT.json [--load-only]
+ *   node --import tsx bench/scaleWorker.ts lmsteer MODEL_DIR DTYPE HEAD CACHE_DIR RESULT.json [--load-only] [--no-prepack]
  *   node --import tsx bench/scaleWorker.ts llamacpp GGUF_PATH RESULT.json
  *   node --import tsx bench/scaleWorker.ts parity RESULT.json            (tiny models: the GGUF writer's check)
  * Writes a MeasureResult (bench/settings.ts).
@@ -68,12 +68,20 @@ async function measureLmsteer(
   head: HeadDType,
   cacheDir: string,
   loadOnly: boolean,
+  prepack = true,
 ): Promise<MeasureResult> {
   const loads: SessionLoadInfo[] = [];
-  const name = `lmsteer-${dtype}${head === 'fp32' ? '' : `-head-${head}`}`;
+  const name = `lmsteer-${dtype}${head === 'fp32' ? '' : `-head-${head}`}${prepack ? '' : '-no-prepack'}`;
   const open = async () => {
     const t0 = now();
-    const m = await loadModel(modelDir, { cacheDir, threads: THREADS, dtype, head, onLoaded: (i) => loads.push(i) });
+    const m = await loadModel(modelDir, {
+      cacheDir,
+      threads: THREADS,
+      dtype,
+      head,
+      prepack,
+      onLoaded: (i) => loads.push(i),
+    });
     return { m, ms: now() - t0 };
   };
   const metrics: Record<string, Summary> = {};
@@ -339,8 +347,18 @@ async function main(): Promise<void> {
   const [what, ...rest] = process.argv.slice(2);
   let res: MeasureResult;
   let out: string;
-  if (what === 'lmsteer' && (rest.length === 5 || (rest.length === 6 && rest[5] === '--load-only'))) {
-    res = await measureLmsteer(rest[0], rest[1] as WeightDType, rest[2] as HeadDType, rest[3], rest.length === 6);
+  const flags = rest.slice(5);
+  if (what === 'lmsteer' && rest.length >= 5 && flags.every((f) => f === '--load-only' || f === '--no-prepack')) {
+    const [dir, dtype, head, cache] = rest;
+    const loadOnly = flags.includes('--load-only');
+    res = await measureLmsteer(
+      dir,
+      dtype as WeightDType,
+      head as HeadDType,
+      cache,
+      loadOnly,
+      !flags.includes('--no-prepack'),
+    );
     out = rest[4];
   } else if (what === 'llamacpp' && rest.length === 2 && existsSync(rest[0])) {
     res = await measureLlamaCpp(rest[0]);
@@ -350,7 +368,7 @@ async function main(): Promise<void> {
     out = rest[0];
   } else {
     process.stderr.write(
-      'usage: bench/scaleWorker.ts lmsteer DIR DTYPE HEAD CACHE OUT [--load-only] | llamacpp GGUF OUT | parity OUT\n',
+      'usage: bench/scaleWorker.ts lmsteer DIR DTYPE HEAD CACHE OUT [--load-only] [--no-prepack] | llamacpp GGUF OUT | parity OUT\n',
     );
     process.exit(2);
   }

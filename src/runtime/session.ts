@@ -26,8 +26,8 @@ export interface SessionOptions {
   /**
    * false: ORT does not prepack the weights, which stay in the mapped cache file. Only for float32 graphs
    * (loadModel refuses it otherwise: MatMulNBits unpacked is 60–70× slower). Measured at Qwen2.5-0.5B's shape
-   * (docs/PERFORMANCE.md): warm load 2.5 → 0.7 s, RSS after the load 2662 → 257 MiB, batch 1 as fast, batch 25
-   * −27% and prefill −16% (MLAS packs each weight again on every call). Default true.
+   * (docs/PERFORMANCE.md): warm load 2.5 → 0.65 s, peak RSS of a batch-1 run 2718 → 2190 MiB; decode at batch 1
+   * −8%, prefill −13%, batch 25 −27% (MLAS packs each weight again on every call). Default true.
    */
   prepack?: boolean;
   /** Told once the session is open: cache hit or build, and where the time went (for --verbose, the bench). */
