@@ -31,6 +31,28 @@ function argmaxRows(x: Float32Array, V: number): number[] {
   });
 }
 
+/** Each row's lead of its top-1 logit over its runner-up. */
+function topMargins(x: Float32Array, V: number): number[] {
+  return Array.from({ length: x.length / V }, (_, r) => {
+    let a = -Infinity;
+    let b = -Infinity;
+    for (let v = 0; v < V; v++) {
+      const y = x[r * V + v];
+      if (y > a) [a, b] = [y, a];
+      else if (y > b) b = y;
+    }
+    return a - b;
+  });
+}
+
+/**
+ * A position fp32 decides by less than this many logits (its top two tokens' probabilities within 10%) is a coin
+ * toss that any rounding may turn: int8 kernels differ by CPU (ORT's AVX2 and AVX-512 VNNI kernels round the
+ * activations differently), and on an AVX-512 machine the 8-bit head turns 3 of this story's 7 such positions
+ * (fp32 margins 0.003, 0.012, 0.063) where an AVX2 one turned at most 2. A decided position must never turn.
+ */
+const COIN_TOSS = 0.1;
+
 async function greedy(m: LoadedModel): Promise<number[]> {
   const [r] = await generate(m.decoder, m.tokenizer, [{ prompt: 'Once upon a time' }], {
     maxNewTokens: 48,
@@ -45,12 +67,16 @@ const sharedPrefix = (a: number[], b: number[]) => {
   return i < 0 ? a.length : i;
 };
 
-test('stories260K q8: top-1 agreement ≥ 99% over 200 positions of a story; greedy text close to fp32', async (t) => {
+test('stories260K q8: top-1 agreement ≥ 98% over 200 positions of a story, every decided position kept; greedy text close to fp32', async (t) => {
   const fp32 = await open({ dtype: 'fp32' });
   const ids = fp32.tokenizer.encode(STORY).slice(0, 200);
   assert.equal(ids.length, 200);
   const V = fp32.cfg.vocabSize;
-  const refTop = argmaxRows((await fp32.decoder.forward([ids])).logits.data as Float32Array, V);
+  const refLogits = (await fp32.decoder.forward([ids])).logits.data as Float32Array;
+  const refTop = argmaxRows(refLogits, V);
+  const refMargin = topMargins(refLogits, V);
+  const decided = refMargin.filter((m) => m >= COIN_TOSS).length;
+  assert.ok(decided >= 190, `only ${decided} of 200 positions decided by fp32: the check would say little`);
   const refText = await greedy(fp32);
   fp32.close();
   const lines: string[] = [];
@@ -58,13 +84,18 @@ test('stories260K q8: top-1 agreement ≥ 99% over 200 positions of a story; gre
     const m = await open({ dtype });
     const top = argmaxRows((await m.decoder.forward([ids])).logits.data as Float32Array, V);
     const agree = top.filter((x, i) => x === refTop[i]).length / ids.length;
+    const turned = top.flatMap((x, i) => (x === refTop[i] ? [] : [i]));
+    const described = turned.map((i) => `${i} (fp32 margin ${refMargin[i].toFixed(3)})`).join(', ') || 'none';
     const text = await greedy(m);
     const same = sharedPrefix(text, refText);
     lines.push(
       `${dtype}: top-1 agreement ${(agree * 100).toFixed(1)}%, greedy text equal for ${same} of ${refText.length} tokens: ${JSON.stringify(m.tokenizer.decode(text))}`,
     );
     if (dtype === 'q8') {
-      assert.ok(agree >= 0.99, `q8 top-1 agreement ${agree}`);
+      lines.push(`q8 turned positions: ${described}`);
+      const decidedTurned = turned.filter((i) => refMargin[i] >= COIN_TOSS);
+      assert.equal(decidedTurned.length, 0, `q8 turned positions fp32 decides: ${described}`);
+      assert.ok(agree >= 0.98, `q8 top-1 agreement ${agree}`);
       assert.ok(same >= 24, `q8 greedy text leaves fp32's after ${same} tokens`);
     } else {
       assert.ok(agree >= 0.7, `q4 top-1 agreement ${agree}`);
