@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--heads fp32,q8]
+ * `npm run bench -- scale [--shape qwen2.5-0.5b|llama-3.2-1b|llama-3.1-8b] [--dtypes fp32,q8,q4] [--heads fp32,q8,q4]
  *                         [--gguf F16,Q8_0,Q4_0,Q4_0/Q6_K,Q4_0/Q8_0] [--parity] [--skip-batch25] [--rounds N]`
  * lmsteer at real sizes: a script-made bf16 checkpoint of the exact shape (bench/scaleModels.ts), loaded cold (graph
  * built into an empty cache) and warm, then prefill and greedy decode at batch 1 and 25; node-llama-cpp on GGUFs of

@@ -55,7 +55,7 @@ export function addPrecisionFlags(cmd: Command): Command {
     )
     .option(
       '--head <dtype>',
-      `LM head: ${HEAD_DTYPES.join(' | ')} (default: fp32 for an fp32 body, the exact steer; q8 for q8 / q4 bodies: smaller and faster, the steering effect within ~1%)`,
+      `LM head: ${HEAD_DTYPES.join(' | ')} (default: fp32 for an fp32 body, the exact steer; q8 for q8 / q4 bodies: smaller and faster, the steering effect within ~1%; q4, never a default: smaller and faster still, the steering effect within ~10%)`,
       (v: string) => parseHeadDType(v),
     )
     .option(

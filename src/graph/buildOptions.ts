@@ -3,7 +3,8 @@
  * for the MatMulNBits weights (src/graph/quantize.ts, src/graph/nbitsOps.ts). The choices below were picked by
  * measurement: docs/PERFORMANCE.md "Quantization" (bench/quantProbe.ts) has the numbers and the reasons.
  * `fp32` is the exact reference path. The steer (h and its product) is fp32 whatever the dtype; the head's
- * steering term is exact with the float32 head and within ~1% with the 8-bit one (HeadDType).
+ * steering term is exact with the float32 head, within ~1% with the 8-bit one and ~10% with the 4-bit one
+ * (HeadDType).
  */
 import { LmSteerError } from '../util/errors.js';
 import type { NBitsOpOptions } from './nbitsOps.js';
@@ -15,22 +16,25 @@ export type WeightDType = (typeof WEIGHT_DTYPES)[number];
  * The LM head's precision, apart from the body's. `q8`: an 8-bit head fed the hidden state h and the steering term
  * Δh as two rows (logits = head(h) + head(Δh)), which keeps the steering effect within ~1% of the exact steer's (an
  * 8-bit head over h + Δh loses a third of it: int8 activations round h and h + Δh on the same coarse scale;
- * docs/PERFORMANCE.md "The LM head and the steer"). A 4-bit head would lose ~10% of it, so there is none.
+ * docs/PERFORMANCE.md "The LM head and the steer"). `q4`: the same two rows through a 4-bit head, whose weights'
+ * own rounding (~10%) then moves the steering effect by ~10%: never a default, for users who would trade steer
+ * precision for speed and memory (the head is 40% of the bytes a q4 step reads at Qwen2.5-0.5B's shape; with it
+ * q4 reads what an all-4-bit llama.cpp Q4_0 reads, up to MatMulNBits' float32 scales).
  * What a model load picks when not told: defaultHead.
  */
-export const HEAD_DTYPES = ['fp32', 'q8'] as const;
+export const HEAD_DTYPES = ['fp32', 'q8', 'q4'] as const;
 export type HeadDType = (typeof HEAD_DTYPES)[number];
 
 export interface GraphBuildOptions {
   dtype: WeightDType;
   /** Absent: fp32 (a graph is built as told; loadModel always says which, defaultHead when the user did not). */
   head?: HeadDType;
-  /** The most bytes one piece of an 8-bit head holds; absent: HEAD_PIECE_BYTES. Tests set it small. */
+  /** The most bytes one piece of a quantized head holds; absent: HEAD_PIECE_BYTES. Tests set it small. */
   headPieceBytes?: number;
 }
 
 /**
- * An 8-bit LM head is built as pieces of at most this many bytes (row ranges of E, one MatMulNBits each, their
+ * A quantized LM head is built as pieces of at most this many bytes (row ranges of E, one MatMulNBits each, their
  * logits concatenated). ORT prepacks each weight while the original's mapped pages are still resident, so the
  * largest single weight sets the transient peak of session creation, and the head is by far the largest
  * (Qwen2.5-0.5B's 8-bit head 153 MB, Llama-3.1-8B's 591 MB). Measured at Qwen2.5-0.5B's shape, q8: session
@@ -62,9 +66,10 @@ export function nbitsSettings(build: GraphBuildOptions): NBitsOpOptions | undefi
   return build.dtype === 'fp32' ? undefined : NBITS_SETTINGS[build.dtype];
 }
 
-/** The MatMulNBits settings of the LM head, or undefined for the float32 head. */
+/** The MatMulNBits settings of the LM head (those of the body's dtype of its width), or undefined for float32. */
 export function headNbitsSettings(build: GraphBuildOptions): NBitsOpOptions | undefined {
-  return (build.head ?? 'fp32') === 'fp32' ? undefined : NBITS_SETTINGS.q8;
+  const head = build.head ?? 'fp32';
+  return head === 'fp32' ? undefined : NBITS_SETTINGS[head];
 }
 
 /** What the graph cache key must hold of a build: everything that changes the built graph's bytes. */
@@ -93,12 +98,12 @@ export function parseWeightDType(value: string, what = '--dtype'): WeightDType {
   );
 }
 
-/** A `--head` value from a user: one of HEAD_DTYPES, else BAD_ARGUMENT naming the choices and why not q4. */
+/** A `--head` value from a user: one of HEAD_DTYPES, else BAD_ARGUMENT naming the choices and what each costs. */
 export function parseHeadDType(value: string, what = '--head'): HeadDType {
   if ((HEAD_DTYPES as readonly string[]).includes(value)) return value as HeadDType;
   throw new LmSteerError(
     'BAD_ARGUMENT',
     `${what} ${JSON.stringify(value)} is not an LM head precision lmsteer can build`,
-    `use one of ${HEAD_DTYPES.join(', ')} (fp32: the exact steer; q8: 8-bit, steering effect within ~1%; a 4-bit head would lose ~10% of it)`,
+    `use one of ${HEAD_DTYPES.join(', ')} (fp32: the exact steer; q8: 8-bit, steering effect within ~1%; q4: 4-bit, within ~10%)`,
   );
 }

@@ -109,8 +109,8 @@ test('bad input: clear messages and exit code 2', { skip }, async () => {
       /--dtype "int3" is not a weight precision[\s\S]*fp32, q8, q4/,
     ],
     [
-      ['generate', '--model', model(), '--prompt', 'x', '--head', 'q4'],
-      /--head "q4" is not an LM head precision[\s\S]*fp32, q8/,
+      ['generate', '--model', model(), '--prompt', 'x', '--head', 'q2'],
+      /--head "q2" is not an LM head precision[\s\S]*fp32, q8, q4 \(fp32: the exact steer; q8: .*~1%; q4: .*~10%\)/,
     ],
   ];
   for (const [args, pattern] of cases) {

@@ -101,7 +101,7 @@ test('loadModel({ dtype, head }): the build asked for, no default note; without:
   assert.deepEqual(d.build, { dtype: 'fp32', head: 'fp32' });
   assert.match(
     d.buildNote ?? '',
-    /^weights in fp32: its float32 weights .* \(--dtype fp32 \| q8 \| q4 and --head fp32 \| q8 to choose\)$/,
+    /^weights in fp32: its float32 weights .* \(--dtype fp32 \| q8 \| q4 and --head fp32 \| q8 \| q4 to choose\)$/,
   );
   assert.equal((await d.decoder.forward([ids])).logits.shape[2], 64);
   // Hidden states depend on the body's dtype, not on the head's: the training cache is keyed so.
@@ -136,6 +136,18 @@ test('the graph cache holds the build: q8 body blocks, fp32 head Eᵀ only; with
   // Its own table, not the head's blocks: ORT keeps a prepacked initializer's pages resident when another node
   // reads it (src/models/embeddings.ts).
   assert.deepEqual(b.get('model.embed_tokens.weight.q')?.dims, [V, d]);
+
+  // A 4-bit head: 16 bytes of codes a block of 32, its own 8-bit lookup table beside it (the body is q8); asked
+  // for, so the load says what it costs the steer.
+  const cacheC = join(root, 'cache-d');
+  const m = await loadModel(dir, { cacheDir: cacheC, threads: 1, dtype: 'q8', head: 'q4' });
+  assert.deepEqual(m.build, { dtype: 'q8', head: 'q4' });
+  assert.match(m.buildNote ?? '', /^LM head in q4, as asked: the steering effect within ~10%/);
+  m.close();
+  const c = cachedInitializers(cacheC);
+  assert.deepEqual(floatsE(c), [], 'no float32 E: a 4-bit head and an 8-bit lookup table');
+  assert.deepEqual(c.get('lm_head.weight.q')?.dims, [V, 1, 16]);
+  assert.deepEqual(c.get('model.embed_tokens.weight.q')?.dims, [V, d]);
 });
 
 test('prepack: false (fp32 only): the same logits from weights left in the mapped file, the same cached graph', async () => {

@@ -1,8 +1,8 @@
 /**
  * stories260K (the embedded trained model) in q8 and q4 against fp32: top-1 agreement over 200 positions of a
  * story, greedy text, and the shipped sentiment steer (steers/stories260K-sentiment) in q8 — it must still move
- * VADER the right way, by about as much as in fp32. q8 and q4 are what a model load gives for them: the 8-bit
- * head included (defaultHead).
+ * VADER the right way, by about as much as in fp32, and so must q4 with the 4-bit head, the least exact build. q8
+ * and q4 are what a model load gives for them: the 8-bit head included (defaultHead).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,7 +105,7 @@ test('stories260K q8: top-1 agreement ≥ 98% over 200 positions of a story, eve
   t.diagnostic(lines.join('; '));
 });
 
-test('stories260K q8: the shipped sentiment steer still moves VADER the right way', async (t) => {
+test('stories260K q8, and q4 with the 4-bit head: the shipped sentiment steer still moves VADER the right way', async (t) => {
   const steer = loadSteer(join(process.cwd(), 'steers', 'stories260K-sentiment'));
   const packed = packSteers([steer]);
   const prompts = ['Once upon a time', 'The little dog', 'Tom went to the park', 'One day, Lily'];
@@ -120,15 +120,24 @@ test('stories260K q8: the shipped sentiment steer still moves VADER the right wa
     const scores = results.flatMap((r, i) => r.samples.map((x) => vaderCompound(prompts[i] + x.text)));
     return scores.reduce((a, x) => a + x, 0) / scores.length;
   };
+  // q4 with the 4-bit head is the least exact build there is (the head's steering effect within ~10%).
+  const builds: Record<string, GraphBuildOptions> = {
+    fp32: { dtype: 'fp32' },
+    q8: { dtype: 'q8' },
+    'q4 (q4 head)': { dtype: 'q4', head: 'q4' },
+  };
   const moves: Record<string, [number, number]> = {};
-  for (const dtype of ['fp32', 'q8'] as const) {
-    const m = await open({ dtype });
-    moves[dtype] = [await meanCompound(m, -8), await meanCompound(m, 8)];
+  for (const [name, build] of Object.entries(builds)) {
+    const m = await open(build);
+    moves[name] = [await meanCompound(m, -8), await meanCompound(m, 8)];
     m.close();
   }
   t.diagnostic(
-    `mean VADER compound at −8 / +8: fp32 ${moves.fp32.map((x) => x.toFixed(3))}, q8 ${moves.q8.map((x) => x.toFixed(3))}`,
+    `mean VADER compound at −8 / +8: ${Object.entries(moves)
+      .map(([name, v]) => `${name} ${v.map((x) => x.toFixed(3))}`)
+      .join(', ')}`,
   );
   assert.ok(moves.fp32[1] - moves.fp32[0] > 0.1, `premise: the steer works in fp32 (${moves.fp32})`);
-  assert.ok(moves.q8[1] - moves.q8[0] > 0.1, `the steer moves VADER in q8: ${moves.q8}`);
+  for (const name of ['q8', 'q4 (q4 head)'])
+    assert.ok(moves[name][1] - moves[name][0] > 0.1, `the steer moves VADER in ${name}: ${moves[name]}`);
 });
