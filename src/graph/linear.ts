@@ -80,9 +80,9 @@ export function embeddingLookup(
 /**
  * The LM head over E [V, d] = `shape` (logits = h·Eᵀ) in the precision of `build.head`:
  *   fp32  Eᵀ [d, V] float32, initializer `${name}_t` (MatMul over [in, out], as linearLayer)
- *   q8    E [V, d] as MatMulNBits blocks, in row pieces of ≤ build.headPieceBytes (HEAD_PIECE_BYTES: a smaller
+ *   q8/q4 E [V, d] as MatMulNBits blocks, in row pieces of ≤ build.headPieceBytes (HEAD_PIECE_BYTES: a smaller
  *         peak while ORT prepacks them): `${name}.q` / `.scales` when one piece, else `${name}.0.q`, `${name}.1.q` …
- * src/models/common.ts steeredHead applies it (the 8-bit head gets the steering term as its own row).
+ * src/models/common.ts steeredHead applies it (a quantized head gets the steering term as its own row).
  */
 export type LmHead =
   { kind: 'fp32'; eT: string } | { kind: 'nbits'; pieces: NBitsInitializers[]; opts: NBitsOpOptions };

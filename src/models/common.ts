@@ -278,7 +278,7 @@ export function activation(g: GraphBuilder, kind: DecoderConfig['activation'], x
  * the LM head logits = h'·Eᵀ. `head` is an LmHead (src/graph/linear.ts, from vocabularyEnds):
  *   fp32  logits = (h + Δh)·Eᵀ: MatMul over [in, out] reads it ~3× faster than Gemm with transB at batch 1
  *         (measured: 4.6 vs 15.6 ms for GPT-2's head, bench in docs/PERFORMANCE.md)
- *   q8    logits = head(h) + head(Δh), h and Δh as two rows of one MatMulNBits: with int8 activations a head over
+ *   q8/q4 logits = head(h) + head(Δh), h and Δh as two rows of one MatMulNBits: with int8 activations a head over
  *         h + Δh rounds the small Δh away on h's scale (a third of the steering effect lost, measured); as its own
  *         row Δh keeps its own scale (effect within ~1%). No steer: Δh = 0 and head(0) = 0, so the base model's
  *         logits are head(h) bit for bit. At decode the extra row is about free (the product is memory-bound).

@@ -12,7 +12,7 @@ import { embedFromTransposed } from './common.js';
 
 /**
  * `names.tokens` / `names.head`: HF's [V, d] tables (the same name when the head is tied to the input embeddings).
- * `head`: the LmHead steeredHead multiplies by — float32 Eᵀ [d, V] unless the build asks for an 8-bit head
+ * `head`: the LmHead steeredHead multiplies by — float32 Eᵀ [d, V] unless the build asks for a quantized head
  * (`build.head`), so the steer's logits stay exact by default.
  * `tokens`: rows of the token table for `ids` [B, T] → [B, T, d]:
  *   tied, fp32 body, fp32 head   columns of the head's Eᵀ (embedFromTransposed): one float32 E for both ends
@@ -22,7 +22,7 @@ import { embedFromTransposed } from './common.js';
  * reads the same initializer, keeps its file pages resident too (measured at Qwen2.5-0.5B's shape: +129 MiB of
  * RSS, for 130 MiB less on disk). When the block does not divide d, embeddingLookup falls back to float32.
  */
-/** The head's initializers are `lm_head.weight_t` (fp32) or `lm_head.weight.q` / `.scales` (8-bit) in every graph,
+/** The head's initializers are `lm_head.weight_t` (fp32) or `lm_head.weight.q` / `.scales` (8- / 4-bit) in every graph,
  * whatever the checkpoint calls the table: a tied head never collides with the lookup table's own names. */
 export const HEAD_INIT = 'lm_head.weight';
 
